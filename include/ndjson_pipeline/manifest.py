@@ -1,0 +1,116 @@
+"""The batch manifest: the one contract between the batching task and the Glue job.
+
+A manifest lists exact file versions. Its id is derived from its content, so
+writing the same batch twice yields the same id and the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+
+MANIFEST_FORMAT = 1
+PIPELINE_PREFIX = "_pipeline"
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class ManifestError(ValueError):
+    """A manifest document is malformed; the message names the field at fault."""
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """One version of one landing object: identity is (bucket, key, etag)."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    version_id: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def identity(self) -> str:
+        return f"{self.bucket}/{self.key}#{self.etag}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    manifest_id: str
+    day: str
+    files: tuple[FileVersion, ...]
+
+    @classmethod
+    def for_files(cls, day: str, files: list[FileVersion] | tuple[FileVersion, ...]) -> Manifest:
+        ordered = tuple(sorted(files, key=lambda f: f.identity))
+        return cls(manifest_id=manifest_id_for(day, ordered), day=day, files=ordered)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> str:
+        doc = {
+            "format": MANIFEST_FORMAT,
+            "manifest_id": self.manifest_id,
+            "day": self.day,
+            "files": [asdict(f) for f in self.files],
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"manifest is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ManifestError("manifest must be a JSON object")
+        if doc.get("format") != MANIFEST_FORMAT:
+            raise ManifestError(f"manifest format {doc.get('format')!r} is not {MANIFEST_FORMAT}")
+        day = doc.get("day")
+        if not isinstance(day, str) or not _DAY.match(day):
+            raise ManifestError(f"manifest day {day!r} is not YYYY-MM-DD")
+        raw_files = doc.get("files")
+        if not isinstance(raw_files, list) or not raw_files:
+            raise ManifestError("manifest files must be a non-empty list")
+        files = []
+        for index, raw in enumerate(raw_files):
+            try:
+                files.append(
+                    FileVersion(
+                        bucket=str(raw["bucket"]),
+                        key=str(raw["key"]),
+                        etag=str(raw["etag"]),
+                        size=int(raw["size"]),
+                        version_id=raw.get("version_id"),
+                    )
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ManifestError(f"manifest files[{index}] is invalid: {exc!r}") from exc
+        manifest = cls.for_files(day, files)
+        if doc.get("manifest_id") != manifest.manifest_id:
+            raise ManifestError(
+                f"manifest_id {doc.get('manifest_id')!r} does not match its content ({manifest.manifest_id})"
+            )
+        return manifest
+
+
+def manifest_id_for(day: str, files: tuple[FileVersion, ...] | list[FileVersion]) -> str:
+    digest = hashlib.sha256(day.encode())
+    for identity in sorted(f.identity for f in files):
+        digest.update(b"\0" + identity.encode())
+    return f"{day.replace('-', '')}-{digest.hexdigest()[:20]}"
+
+
+def manifest_key(day: str, manifest_id: str) -> str:
+    return f"{PIPELINE_PREFIX}/manifests/dt={day}/{manifest_id}.json"
+
+
+def result_key(day: str, manifest_id: str) -> str:
+    return f"{PIPELINE_PREFIX}/results/dt={day}/{manifest_id}.json"

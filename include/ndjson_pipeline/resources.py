@@ -1,0 +1,79 @@
+"""Names and shapes of the pipeline's AWS resources, read from ``resources.json``.
+
+Terraform reads the same JSON file, so local and deployed resources cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+@cache
+def _spec() -> dict[str, Any]:
+    return json.loads(resources.files(__package__).joinpath("resources.json").read_text())
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    """Concrete names for one deployment, derived from a name prefix."""
+
+    name_prefix: str
+
+    def _name(self, suffix: str) -> str:
+        return f"{self.name_prefix}-{suffix}"
+
+    @property
+    def landing_bucket(self) -> str:
+        return self._name(_spec()["buckets"]["landing"])
+
+    @property
+    def lake_bucket(self) -> str:
+        return self._name(_spec()["buckets"]["lake"])
+
+    @property
+    def quarantine_bucket(self) -> str:
+        return self._name(_spec()["buckets"]["quarantine"])
+
+    @property
+    def assets_bucket(self) -> str:
+        return self._name(_spec()["buckets"]["assets"])
+
+    @property
+    def queue(self) -> str:
+        return self._name(_spec()["queue"]["name"])
+
+    @property
+    def dlq(self) -> str:
+        return self._name(_spec()["queue"]["dlq_name"])
+
+    @property
+    def ledger_table(self) -> str:
+        return self._name(_spec()["ledger"]["table"])
+
+    @property
+    def glue_job(self) -> str:
+        return self._name(_spec()["glue_job"]["name"])
+
+
+def default_names() -> ResourceNames:
+    return ResourceNames(_spec()["name_prefix"])
+
+
+def landing_prefix() -> str:
+    return _spec()["landing_prefix"]
+
+
+def queue_spec() -> dict[str, int | str]:
+    return dict(_spec()["queue"])
+
+
+def ledger_spec() -> dict[str, Any]:
+    return dict(_spec()["ledger"])
+
+
+def glue_job_spec() -> dict[str, Any]:
+    return dict(_spec()["glue_job"])
