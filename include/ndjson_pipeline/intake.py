@@ -1,0 +1,346 @@
+"""Intake: S3 object-created notifications from SQS into the ledger, and the listing reconcile.
+
+A message is deleted only after every file version it names is durably in the
+ledger, so a crash at any point leads to redelivery, and redelivery is a no-op.
+Logs carry counts, keys and reasons, never message bodies or file contents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from ndjson_pipeline.ledger import Ledger, Registration
+from ndjson_pipeline.manifest import FileVersion
+from ndjson_pipeline.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
+
+SQS_MAX_BATCH = 10
+_DAY_IN_KEY = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
+
+
+class MalformedMessageError(ValueError):
+    """An SQS message body is not an S3 event notification; the message says why."""
+
+
+@dataclass(frozen=True)
+class ObjectCreated:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    event_time: str
+    sequencer: str | None = None
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    created: tuple[ObjectCreated, ...]
+    test_event: bool = False
+    ignored_events: int = 0
+
+
+def parse_notification(body: str) -> ParsedMessage:
+    """Decode one S3 notification body; object keys are URL-decoded (``+`` is a space)."""
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise MalformedMessageError(f"body is not JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(doc, dict):
+        raise MalformedMessageError("body is not a JSON object")
+    if doc.get("Event") == "s3:TestEvent":
+        return ParsedMessage(created=(), test_event=True)
+    records = doc.get("Records")
+    if not isinstance(records, list):
+        raise MalformedMessageError("body has no Records list")
+    created, ignored = [], 0
+    for index, record in enumerate(records):
+        try:
+            if not str(record["eventName"]).startswith("ObjectCreated:"):
+                ignored += 1
+                continue
+            obj = record["s3"]["object"]
+            created.append(
+                ObjectCreated(
+                    bucket=str(record["s3"]["bucket"]["name"]),
+                    key=unquote_plus(str(obj["key"])),
+                    size=int(obj["size"]),
+                    etag=str(obj["eTag"]).strip('"'),
+                    event_time=str(record["eventTime"]),
+                    sequencer=obj.get("sequencer"),
+                    version_id=obj.get("versionId"),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedMessageError(f"record {index} lacks a valid {exc}") from exc
+    return ParsedMessage(created=tuple(created), ignored_events=ignored)
+
+
+def day_of_key(key: str, settings: PipelineSettings) -> str | None:
+    """The landing day of a key laid out as ``<landing_prefix>YYYY/MM/DD/...``, or None."""
+    if not key.startswith(settings.landing_prefix):
+        return None
+    match = _DAY_IN_KEY.match(key, len(settings.landing_prefix))
+    if not match:
+        return None
+    day = "-".join(match.groups())
+    try:
+        datetime.strptime(day, "%Y-%m-%d")  # noqa: DTZ007 - only validating a calendar date
+    except ValueError:
+        return None
+    return day
+
+
+def day_prefix(day: str, settings: PipelineSettings) -> str:
+    return f"{settings.landing_prefix}{day.replace('-', '/')}/"
+
+
+def rejection_reason(key: str, size: int, settings: PipelineSettings) -> str | None:
+    """Why a landing object cannot be converted, or None when it is acceptable."""
+    if not key.lower().endswith(settings.allowed_suffixes):
+        return f"unsupported file type: key must end with one of {', '.join(settings.allowed_suffixes)}"
+    if size <= 0:
+        return "empty object (0 bytes)"
+    if size > settings.max_file_bytes:
+        return f"object of {size} bytes exceeds max_file_bytes {settings.max_file_bytes}"
+    if day_of_key(key, settings) is None:
+        return f"key is outside the landing layout {settings.landing_prefix}YYYY/MM/DD/"
+    return None
+
+
+def registration_for(
+    bucket: str,
+    key: str,
+    size: int,
+    etag: str,
+    event_time: str,
+    settings: PipelineSettings,
+    *,
+    sequencer: str | None = None,
+    version_id: str | None = None,
+) -> Registration:
+    rejection = rejection_reason(key, size, settings)
+    day = day_of_key(key, settings) or event_time[:10]
+    return Registration(
+        file=FileVersion(bucket=bucket, key=key, etag=etag, size=size, version_id=version_id),
+        day=day,
+        event_time=event_time,
+        sequencer=sequencer,
+        rejection=rejection,
+    )
+
+
+@dataclass
+class IntakeReport:
+    messages: int = 0
+    registered: int = 0
+    already_known: int = 0
+    superseded: int = 0
+    quarantined: int = 0
+    test_events: int = 0
+    ignored_events: int = 0
+    malformed: int = 0
+    deleted: int = 0
+    stopped_because: str = ""
+    quarantine_reasons: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "quarantine_reasons"}
+        out["quarantine_reasons"] = dict(self.quarantine_reasons)
+        return out
+
+
+def drain_queue(
+    sqs: Any,
+    queue_url: str,
+    ledger: Ledger,
+    settings: PipelineSettings,
+    *,
+    max_messages: int | None = None,
+    time_budget_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> IntakeReport:
+    """Receive notifications until the queue is empty, ``max_messages`` were read or the budget ran out.
+
+    Each received batch is registered with one ledger transaction, then only the
+    messages whose every file version is stored are deleted. Malformed bodies are
+    counted and left in flight, so SQS moves them to the DLQ after its
+    maxReceiveCount; they never fail the batch.
+    """
+    max_messages = max_messages or settings.intake_max_messages
+    budget = time_budget_seconds or settings.intake_time_budget_seconds
+    deadline = clock() + budget
+    report = IntakeReport()
+    while True:
+        if report.messages >= max_messages:
+            report.stopped_because = "message limit"
+            break
+        remaining = deadline - clock()
+        if remaining <= 0:
+            report.stopped_because = "time budget"
+            break
+        response = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(SQS_MAX_BATCH, max_messages - report.messages),
+            WaitTimeSeconds=max(0, min(settings.intake_wait_seconds, int(remaining))),
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            report.stopped_because = "queue empty"
+            break
+        report.messages += len(messages)
+        _store_and_delete(sqs, queue_url, ledger, settings, messages, report)
+    log.info(
+        "intake: %d messages, %d registered, %d already known, %d superseded, %d quarantined, "
+        "%d malformed (left for the DLQ), %d deleted; stopped: %s",
+        report.messages,
+        report.registered,
+        report.already_known,
+        report.superseded,
+        report.quarantined,
+        report.malformed,
+        report.deleted,
+        report.stopped_because,
+    )
+    return report
+
+
+def _store_and_delete(
+    sqs: Any,
+    queue_url: str,
+    ledger: Ledger,
+    settings: PipelineSettings,
+    messages: list[dict[str, Any]],
+    report: IntakeReport,
+) -> None:
+    deletable: list[tuple[dict[str, Any], list[str]]] = []  # message and the identities it names
+    registrations: list[Registration] = []
+    for message in messages:
+        try:
+            parsed = parse_notification(message["Body"])
+        except MalformedMessageError as exc:
+            report.malformed += 1
+            log.warning(
+                "malformed message %s (receive count %s): %s; left for the DLQ",
+                message["MessageId"],
+                message.get("Attributes", {}).get("ApproximateReceiveCount", "?"),
+                exc,
+            )
+            continue
+        report.test_events += parsed.test_event
+        report.ignored_events += parsed.ignored_events
+        regs = [
+            registration_for(
+                c.bucket,
+                c.key,
+                c.size,
+                c.etag,
+                c.event_time,
+                settings,
+                sequencer=c.sequencer,
+                version_id=c.version_id,
+            )
+            for c in parsed.created
+        ]
+        registrations.extend(regs)
+        deletable.append((message, [r.file.identity for r in regs]))
+    outcome = ledger.register(registrations)
+    report.registered += len(outcome.registered)
+    report.already_known += len(outcome.already_known)
+    report.superseded += len(outcome.superseded)
+    report.quarantined += len(outcome.quarantined)
+    for reg in registrations:
+        if reg.rejection and reg.file.identity in outcome.quarantined:
+            report.quarantine_reasons[reg.rejection.split(":")[0]] += 1
+            log.warning("quarantined at intake: %s: %s", reg.file.uri, reg.rejection)
+    stored = outcome.stored()
+    ready = [m for m, identities in deletable if all(i in stored for i in identities)]
+    report.deleted += _delete_messages(sqs, queue_url, ready)
+
+
+def _delete_messages(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> int:
+    if not messages:
+        return 0
+    response = sqs.delete_message_batch(
+        QueueUrl=queue_url,
+        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+    )
+    for failure in response.get("Failed", []):
+        # The record is stored; redelivery of this message will be a no-op.
+        log.warning("could not delete message %s: %s", messages[int(failure["Id"])]["MessageId"], failure.get("Code"))
+    return len(response.get("Successful", []))
+
+
+@dataclass
+class ReconcileReport:
+    day: str
+    seen: int = 0
+    already_known: int = 0
+    registered: int = 0
+    quarantined: int = 0
+    states: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in self.__dict__.items() if k != "states"}, "states": dict(self.states)}
+
+
+def reconcile_day(s3: Any, ledger: Ledger, settings: PipelineSettings, bucket: str, day: str) -> ReconcileReport:
+    """List one landing day and register every object version the ledger lacks.
+
+    The safety net for lost notifications: works one listing page (1,000 keys)
+    at a time, so memory does not grow with the day. ``states`` counts the
+    ledger state of every object seen, which is what a completeness check needs.
+    """
+    report = ReconcileReport(day=day)
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=day_prefix(day, settings)):
+        objects = page.get("Contents", [])
+        if not objects:
+            continue
+        regs = {
+            reg.file.identity: reg
+            for reg in (
+                registration_for(
+                    bucket,
+                    obj["Key"],
+                    int(obj["Size"]),
+                    obj["ETag"].strip('"'),
+                    obj["LastModified"].astimezone(UTC).isoformat(),
+                    settings,
+                )
+                for obj in objects
+            )
+        }
+        states = ledger.get_states(list(regs))
+        missing = [reg for identity, reg in regs.items() if identity not in states]
+        outcome = ledger.register(missing)
+        report.seen += len(regs)
+        report.already_known += len(states) + len(outcome.already_known)
+        report.registered += len(outcome.registered)
+        report.quarantined += len(outcome.quarantined) + len(outcome.superseded)
+        report.states.update(str(s) for s in states.values())
+        report.states += Counter(
+            PENDING=len(outcome.registered), QUARANTINED=len(outcome.quarantined) + len(outcome.superseded)
+        )
+        for identity in outcome.registered:
+            log.info("reconcile registered a version no notification announced: %s", regs[identity].file.uri)
+    log.info(
+        "reconcile %s: %d seen, %d already known, %d newly registered, %d quarantined",
+        day,
+        report.seen,
+        report.already_known,
+        report.registered,
+        report.quarantined,
+    )
+    return report

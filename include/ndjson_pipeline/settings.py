@@ -1,0 +1,110 @@
+"""The one settings object of the pipeline, validated with errors that name the setting at fault.
+
+Settings are read at run time (never at DAG import) from a JSON mapping: the
+Airflow Variable ``ndjson_pipeline_settings`` or the environment variable
+``NDJSON_PIPELINE_SETTINGS``. Every key is optional; resource names default to
+the ones derived from ``resources.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ndjson_pipeline.resources import ResourceNames, default_names, landing_prefix
+
+SETTINGS_VARIABLE = "ndjson_pipeline_settings"
+SETTINGS_ENV = "NDJSON_PIPELINE_SETTINGS"
+DEFAULT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz")
+_MiB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    name_prefix: str = field(default_factory=lambda: default_names().name_prefix)
+    dataset: str = "events"
+    landing_prefix: str = field(default_factory=landing_prefix)
+    # Validation at intake.
+    allowed_suffixes: tuple[str, ...] = DEFAULT_SUFFIXES
+    max_file_bytes: int = 1024 * _MiB
+    # Intake bounds per call.
+    intake_max_messages: int = 5000
+    intake_time_budget_seconds: int = 240
+    intake_wait_seconds: int = 20
+    # Batching thresholds: a day is ready at N files or B bytes, or when its oldest file waited W.
+    min_batch_files: int = 200
+    min_batch_bytes: int = 512 * _MiB
+    max_wait_seconds: int = 300
+    max_files_per_manifest: int = 99
+    max_bytes_per_manifest: int = 1024 * _MiB
+    max_manifests_per_run: int = 32
+    # Ledger.
+    lease_seconds: int = 3600
+    max_attempts: int = 3
+    terminal_ttl_days: int = 30
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise SettingsError(f"setting {f.name!r} must be a positive integer, got {value!r}")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}[a-z0-9]", self.name_prefix):
+            raise SettingsError(
+                f"setting 'name_prefix' must be 3-42 lowercase letters, digits or '-': {self.name_prefix!r}"
+            )
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.dataset):
+            raise SettingsError(f"setting 'dataset' must be a lowercase identifier: {self.dataset!r}")
+        if self.landing_prefix and not self.landing_prefix.endswith("/"):
+            raise SettingsError(f"setting 'landing_prefix' must end with '/': {self.landing_prefix!r}")
+        if not self.allowed_suffixes or not all(s.startswith(".") for s in self.allowed_suffixes):
+            raise SettingsError(
+                f"setting 'allowed_suffixes' must be suffixes starting with '.': {self.allowed_suffixes!r}"
+            )
+        if self.max_files_per_manifest > 99:
+            raise SettingsError("setting 'max_files_per_manifest' must be at most 99 (one ledger transaction)")
+        if self.max_manifests_per_run > 256:
+            raise SettingsError("setting 'max_manifests_per_run' must be at most 256 (mapped tasks per run)")
+        if self.intake_wait_seconds > 20:
+            raise SettingsError("setting 'intake_wait_seconds' must be at most 20 (SQS long-poll limit)")
+
+    @property
+    def names(self) -> ResourceNames:
+        return ResourceNames(self.name_prefix)
+
+    @classmethod
+    def from_mapping(cls, raw: dict[str, Any]) -> PipelineSettings:
+        if not isinstance(raw, dict):
+            raise SettingsError(f"settings must be a JSON object, got {type(raw).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SettingsError(f"unknown setting(s) {unknown}; known settings are {sorted(known)}")
+        values = dict(raw)
+        if "allowed_suffixes" in values:
+            values["allowed_suffixes"] = tuple(values["allowed_suffixes"])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str | None, source: str) -> PipelineSettings:
+        if not text:
+            return cls()
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{source} is not valid JSON: {exc}") from exc
+        return cls.from_mapping(raw)
+
+    @classmethod
+    def from_env(cls) -> PipelineSettings:
+        return cls.from_json(os.environ.get(SETTINGS_ENV), SETTINGS_ENV)
+
+    def replace(self, **changes: Any) -> PipelineSettings:
+        return dataclasses.replace(self, **changes)

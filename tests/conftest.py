@@ -1,0 +1,64 @@
+"""Shared fixtures: one moto server per test session, fresh resources per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ndjson_pipeline.ledger import Ledger
+from ndjson_pipeline.settings import PipelineSettings
+from tools.local_stack import bootstrap_resources, client, moto_server
+
+# Clients built without an explicit endpoint must never reach real AWS from a test.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint(tmp_path_factory) -> str:
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with moto_server(log_path=str(log_path)) as endpoint:
+        yield endpoint
+
+
+@dataclass
+class Stack:
+    endpoint: str
+    settings: PipelineSettings
+    s3: Any
+    sqs: Any
+    dynamodb: Any
+    queue_url: str
+    dlq_url: str
+    ledger: Ledger
+
+    @property
+    def names(self):
+        return self.settings.names
+
+
+def make_stack(endpoint: str, **setting_overrides: Any) -> Stack:
+    settings = PipelineSettings(name_prefix=f"t-{uuid.uuid4().hex[:10]}", intake_wait_seconds=1, **setting_overrides)
+    bootstrap_resources(endpoint, settings.names)
+    sqs = client("sqs", endpoint)
+    dynamodb = client("dynamodb", endpoint)
+    return Stack(
+        endpoint=endpoint,
+        settings=settings,
+        s3=client("s3", endpoint),
+        sqs=sqs,
+        dynamodb=dynamodb,
+        queue_url=sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"],
+        dlq_url=sqs.get_queue_url(QueueName=settings.names.dlq)["QueueUrl"],
+        ledger=Ledger(dynamodb, settings.names.ledger_table, terminal_ttl_days=settings.terminal_ttl_days),
+    )
+
+
+@pytest.fixture
+def stack(aws_endpoint) -> Stack:
+    return make_stack(aws_endpoint)

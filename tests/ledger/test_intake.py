@@ -1,0 +1,276 @@
+"""SQS intake over the moto server: every notification ends as a ledger record, or stays queued."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from ndjson_pipeline.intake import drain_queue, parse_notification, reconcile_day
+from ndjson_pipeline.ledger import FileState
+from tests.ledger.events import DAY, DAY_PATH, make_body, make_record, queue_depth, send
+
+
+def _drain(stack, **kwargs):
+    return drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings, **kwargs)
+
+
+def _identity(stack, key, etag="e0"):
+    return f"{stack.names.landing_bucket}/{key}#{etag}"
+
+
+def _purge_test_events(stack):
+    """Bootstrapping sends an s3:TestEvent; drain it so each test starts from an empty queue."""
+    report = _drain(stack)
+    assert report.test_events >= 1
+
+
+def test_real_upload_is_registered_pending_and_its_message_deleted(stack):
+    _purge_test_events(stack)
+    key = f"{DAY_PATH}real upload ü+1.ndjson"
+    stack.s3.put_object(Bucket=stack.names.landing_bucket, Key=key, Body=b'{"a": 1}\n')
+    time.sleep(1.5)  # moto delivers the notification within about a second
+
+    report = _drain(stack)
+
+    assert report.registered == 1
+    assert report.deleted == 1
+    item = stack.ledger.get_file(_identity(stack, key, _etag(stack, key)))
+    assert item["state"] == FileState.PENDING
+    assert item["key"] == key
+    assert item["day"] == DAY
+    assert queue_depth(stack) == (0, 0)
+
+
+def _etag(stack, key):
+    return stack.s3.head_object(Bucket=stack.names.landing_bucket, Key=key)["ETag"].strip('"')
+
+
+def test_duplicate_events_register_one_version(stack):
+    _purge_test_events(stack)
+    bucket = stack.names.landing_bucket
+    body = make_body(make_record(bucket, f"{DAY_PATH}a.ndjson"))
+    send(stack, body, body)
+    send(stack, body)
+
+    report = _drain(stack)
+
+    assert report.registered == 1
+    assert report.already_known == 2
+    assert report.deleted == 3
+    assert stack.ledger.get_file(_identity(stack, f"{DAY_PATH}a.ndjson"))["state"] == FileState.PENDING
+
+
+def test_url_encoded_and_unicode_keys_are_decoded(stack):
+    _purge_test_events(stack)
+    bucket = stack.names.landing_bucket
+    keys = [f"{DAY_PATH}with space+plus.ndjson", f"{DAY_PATH}ünïcödé/日本語.jsonl", f"{DAY_PATH}pct%41.json"]
+    send(stack, *(make_body(make_record(bucket, k)) for k in keys))
+    raw = json.loads(make_body(make_record(bucket, keys[0])))
+    assert raw["Records"][0]["s3"]["object"]["key"].endswith("with+space%2Bplus.ndjson")
+
+    report = _drain(stack)
+
+    assert report.registered == 3
+    for key in keys:
+        assert stack.ledger.get_file(_identity(stack, key))["key"] == key
+
+
+def test_test_event_and_non_created_events_are_deleted_without_ledger_writes(stack):
+    _purge_test_events(stack)
+    bucket = stack.names.landing_bucket
+    test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket})
+    removed = make_body(make_record(bucket, f"{DAY_PATH}gone.ndjson", event_name="ObjectRemoved:Delete"))
+    send(stack, test_event, removed)
+
+    report = _drain(stack)
+
+    assert report.test_events == 1
+    assert report.ignored_events == 1
+    assert report.deleted == 2
+    assert report.registered == 0
+    assert stack.ledger.get_file(_identity(stack, f"{DAY_PATH}gone.ndjson")) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json at all", "[1, 2]", json.dumps({"Records": [{"eventName": "ObjectCreated:Put"}]}), "{}"],
+)
+def test_malformed_body_is_counted_and_left_for_the_dlq_while_the_rest_is_stored(stack, body):
+    _purge_test_events(stack)
+    good = make_body(make_record(stack.names.landing_bucket, f"{DAY_PATH}good.ndjson"))
+    send(stack, body, good)
+
+    report = _drain(stack)
+
+    assert report.malformed == 1
+    assert report.registered == 1
+    assert report.deleted == 1
+    assert queue_depth(stack) == (0, 1)  # the malformed one is in flight, not deleted
+
+
+def test_malformed_message_reaches_the_dlq_after_max_receives(stack):
+    _purge_test_events(stack)
+    send(stack, "garbage")
+    stack.sqs.set_queue_attributes(QueueUrl=stack.queue_url, Attributes={"VisibilityTimeout": "0"})
+
+    malformed = sum(_drain(stack, max_messages=1).malformed for _ in range(8))
+
+    assert malformed == 5  # the bootstrap's maxReceiveCount
+    assert queue_depth(stack, stack.dlq_url)[0] == 1
+
+
+def test_crash_between_ledger_write_and_delete_makes_redelivery_harmless(stack, monkeypatch):
+    _purge_test_events(stack)
+    key = f"{DAY_PATH}crash.ndjson"
+    send(stack, make_body(make_record(stack.names.landing_bucket, key)))
+    stack.sqs.set_queue_attributes(QueueUrl=stack.queue_url, Attributes={"VisibilityTimeout": "1"})
+
+    def crash(**_kwargs):
+        raise ConnectionError("worker killed before delete")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stack.sqs, "delete_message_batch", crash)
+        with pytest.raises(ConnectionError):
+            _drain(stack)
+    identity = _identity(stack, key)
+    assert stack.ledger.get_file(identity)["state"] == FileState.PENDING
+    manifest = stack.ledger.claim_batch(DAY, max_files=10, max_bytes=10**9, lease_seconds=600)
+    assert manifest is not None
+    time.sleep(1.2)
+
+    report = _drain(stack)
+
+    assert report.already_known == 1
+    assert report.registered == 0
+    assert report.deleted == 1
+    assert stack.ledger.get_file(identity)["state"] == FileState.CLAIMED  # redelivery did not reset the claim
+
+
+def test_overwrite_in_order_registers_both_versions(stack):
+    _purge_test_events(stack)
+    bucket, key = stack.names.landing_bucket, f"{DAY_PATH}over.ndjson"
+    send(stack, make_body(make_record(bucket, key, etag="A", sequencer="0055AED6DCD90281E5")))
+    _drain(stack)
+    send(stack, make_body(make_record(bucket, key, etag="B", sequencer="0055AED6DCD90281E6")))
+
+    report = _drain(stack)
+
+    assert report.registered == 1
+    assert stack.ledger.get_file(_identity(stack, key, "A"))["state"] == FileState.PENDING
+    assert stack.ledger.get_file(_identity(stack, key, "B"))["state"] == FileState.PENDING
+
+
+def test_older_event_after_newer_never_becomes_current(stack):
+    _purge_test_events(stack)
+    bucket, key = stack.names.landing_bucket, f"{DAY_PATH}reorder.ndjson"
+    # Sequencers of different lengths compare after left-padding: "FF" < "0100".
+    send(stack, make_body(make_record(bucket, key, etag="NEW", sequencer="0100")))
+    _drain(stack)
+    send(stack, make_body(make_record(bucket, key, etag="OLD", sequencer="FF")))
+
+    report = _drain(stack)
+
+    assert report.superseded == 1
+    assert report.deleted == 1
+    old = stack.ledger.get_file(_identity(stack, key, "OLD"))
+    assert old["state"] == FileState.QUARANTINED
+    assert "superseded" in old["reason"] and "NEW" in old["reason"]
+    assert stack.ledger.get_file(_identity(stack, key, "NEW"))["state"] == FileState.PENDING
+
+
+def test_reordered_versions_in_one_batch_keep_only_the_newest_pending(stack):
+    _purge_test_events(stack)
+    bucket, key = stack.names.landing_bucket, f"{DAY_PATH}same-batch.ndjson"
+    newer = make_record(bucket, key, etag="V2", sequencer="0A")
+    older = make_record(bucket, key, etag="V1", sequencer="09")
+    send(stack, make_body(newer, older))
+
+    report = _drain(stack)
+
+    assert (report.registered, report.superseded) == (1, 1)
+    assert stack.ledger.get_file(_identity(stack, key, "V1"))["state"] == FileState.QUARANTINED
+    assert stack.ledger.get_file(_identity(stack, key, "V2"))["state"] == FileState.PENDING
+
+
+@pytest.mark.parametrize(
+    ("key", "size", "reason"),
+    [
+        (f"{DAY_PATH}data.csv", 10, "unsupported file type"),
+        (f"{DAY_PATH}empty.ndjson", 0, "empty object"),
+        (f"{DAY_PATH}huge.ndjson.gz", 10**12, "exceeds max_file_bytes"),
+        ("incoming/misplaced.ndjson", 10, "outside the landing layout"),
+    ],
+)
+def test_rejected_file_is_recorded_quarantined_with_its_reason(stack, key, size, reason):
+    _purge_test_events(stack)
+    send(stack, make_body(make_record(stack.names.landing_bucket, key, size=size)))
+
+    report = _drain(stack)
+
+    assert report.quarantined == 1
+    assert report.deleted == 1
+    item = stack.ledger.get_file(_identity(stack, key))
+    assert item["state"] == FileState.QUARANTINED
+    assert reason in item["reason"]
+    assert "expires_at" in item
+
+
+def test_intake_stops_at_its_message_limit_and_leaves_the_rest_queued(stack):
+    _purge_test_events(stack)
+    bucket = stack.names.landing_bucket
+    send(stack, *(make_body(make_record(bucket, f"{DAY_PATH}f{i}.ndjson")) for i in range(25)))
+
+    report = _drain(stack, max_messages=12)
+
+    assert report.messages == 12
+    assert report.stopped_because == "message limit"
+    assert queue_depth(stack)[0] == 13
+
+
+def test_intake_stops_when_its_time_budget_is_spent(stack):
+    _purge_test_events(stack)
+    bucket = stack.names.landing_bucket
+    send(stack, *(make_body(make_record(bucket, f"{DAY_PATH}t{i}.ndjson")) for i in range(30)))
+    ticks = iter(range(0, 1000, 10))
+
+    report = _drain(stack, time_budget_seconds=25, clock=lambda: next(ticks))
+
+    assert report.stopped_because == "time budget"
+    assert 0 < report.messages < 30
+
+
+def test_parse_notification_reads_sequencer_version_and_strips_quotes():
+    body = make_body(make_record("b", f"{DAY_PATH}x.ndjson", etag='"abc"', sequencer="01", version_id="v1"))
+
+    parsed = parse_notification(body)
+
+    (created,) = parsed.created
+    assert (created.etag, created.sequencer, created.version_id) == ("abc", "01", "v1")
+
+
+def _discard_all_messages(stack):
+    while msgs := stack.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
+        for m in msgs:
+            stack.sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def test_reconcile_registers_only_versions_the_ledger_lacks(stack):
+    bucket = stack.names.landing_bucket
+    for i in range(5):
+        stack.s3.put_object(Bucket=bucket, Key=f"{DAY_PATH}r{i}.ndjson", Body=f'{{"i": {i}}}\n'.encode())
+    stack.s3.put_object(Bucket=bucket, Key="incoming/2026/11/25/next-day.ndjson", Body=b"{}\n")
+    time.sleep(1.5)
+    _discard_all_messages(stack)  # every notification is lost ...
+    heard = [f"{DAY_PATH}r{i}.ndjson" for i in (0, 1)]  # ... but these two are redelivered
+    send(stack, *(make_body(make_record(bucket, k, etag=_etag(stack, k), size=9)) for k in heard))
+    _drain(stack)
+
+    report = reconcile_day(stack.s3, stack.ledger, stack.settings, bucket, DAY)
+
+    assert (report.seen, report.already_known, report.registered) == (5, 2, 3)
+    assert report.states == {"PENDING": 5}
+    assert stack.ledger.get_file(_identity(stack, f"{DAY_PATH}r4.ndjson", _etag(stack, f"{DAY_PATH}r4.ndjson")))
+    again = reconcile_day(stack.s3, stack.ledger, stack.settings, bucket, DAY)
+    assert (again.seen, again.already_known, again.registered) == (5, 5, 0)

@@ -1,0 +1,154 @@
+"""The embedded local AWS: a moto server on 127.0.0.1 and the pipeline's resources in it.
+
+Resource names and shapes come from ``ndjson_pipeline/resources.json``, the file
+the Terraform in ``infra/`` reads too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+
+from ndjson_pipeline.resources import ResourceNames, landing_prefix, ledger_spec, queue_spec
+
+log = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+# moto accepts any credentials; fixed fake ones keep every client consistent.
+FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def client(service: str, endpoint_url: str):
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=REGION, **FAKE_CREDENTIALS)
+
+
+@contextlib.contextmanager
+def moto_server(port: int | None = None, log_path: str | None = None) -> Iterator[str]:
+    """Run ``moto.server`` in a child process; yield its endpoint URL; stop it on exit."""
+    port = port or free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("moto_serve.py")), "--port", str(port)],
+        stdout=out,
+        stderr=out,
+        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+    )
+    try:
+        _wait_until_up(endpoint, proc)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if log_path:
+            out.close()
+
+
+def _wait_until_up(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto server exited with code {proc.returncode} before answering at {endpoint}")
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):  # noqa: S310 - loopback only
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"moto server did not answer at {endpoint} within {timeout:.0f}s")
+
+
+def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
+    """Create buckets, queue + DLQ + redrive, the S3 -> SQS notification and the ledger table.
+
+    Idempotent: resources that already exist are left as they are.
+    """
+    s3 = client("s3", endpoint_url)
+    for bucket in (names.landing_bucket, names.lake_bucket, names.quarantine_bucket, names.assets_bucket):
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=bucket)
+
+    sqs = client("sqs", endpoint_url)
+    spec = queue_spec()
+    dlq_url = sqs.create_queue(
+        QueueName=names.dlq, Attributes={"MessageRetentionPeriod": str(spec["message_retention_seconds"])}
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=names.queue,
+        Attributes={
+            "VisibilityTimeout": str(spec["visibility_timeout_seconds"]),
+            "MessageRetentionPeriod": str(spec["message_retention_seconds"]),
+            "ReceiveMessageWaitTimeSeconds": str(spec["receive_wait_time_seconds"]),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(spec["dlq_max_receive_count"])}
+            ),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=names.landing_bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": "landing-object-created",
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": landing_prefix()}]}},
+                }
+            ]
+        },
+    )
+    _create_ledger_table(client("dynamodb", endpoint_url), names.ledger_table)
+    log.info("bootstrapped local resources for %s at %s", names.name_prefix, endpoint_url)
+
+
+def _create_ledger_table(dynamodb, table: str) -> None:
+    spec = ledger_spec()
+    index = spec["work_index"]
+    keys = [spec["partition_key"], spec["sort_key"], index["partition_key"], index["sort_key"]]
+    try:
+        dynamodb.create_table(
+            TableName=table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys],
+            KeySchema=[
+                {"AttributeName": spec["partition_key"], "KeyType": "HASH"},
+                {"AttributeName": spec["sort_key"], "KeyType": "RANGE"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": index["name"],
+                    "KeySchema": [
+                        {"AttributeName": index["partition_key"], "KeyType": "HASH"},
+                        {"AttributeName": index["sort_key"], "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        )
+    except dynamodb.exceptions.ResourceInUseException:
+        return
+    dynamodb.get_waiter("table_exists").wait(TableName=table)
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec["ttl_attribute"]}
+    )
