@@ -95,7 +95,7 @@ def day_of_key(key: str, settings: PipelineSettings) -> str | None:
         return None
     day = "-".join(match.groups())
     try:
-        datetime.strptime(day, "%Y-%m-%d")  # noqa: DTZ007 - only validating a calendar date
+        datetime.strptime(day, "%Y-%m-%d")
     except ValueError:
         return None
     return day
