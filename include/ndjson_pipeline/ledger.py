@@ -380,16 +380,13 @@ class Ledger:
         The index is eventually consistent: a yielded file may already be claimed;
         claims are conditional, so that costs a retry, never a double claim.
         """
+        for item in self._iter_pending_items(day, page_size, start_shard):
+            yield _file_version(item)
+
+    def _iter_pending_items(self, day: str, page_size: int, start_shard: int) -> Iterator[dict[str, Any]]:
         for offset in range(self.pending_shards):
             shard = (start_shard + offset) % self.pending_shards
-            for item in self._query_pages(self.pending_partition(day, shard), page_size):
-                yield FileVersion(
-                    bucket=item["bucket"],
-                    key=item["key"],
-                    etag=item["etag"],
-                    size=int(item["size"]),
-                    version_id=item.get("version_id"),
-                )
+            yield from self._query_pages(self.pending_partition(day, shard), page_size)
 
     def _query_pages(self, partition: str, page_size: int, upper_sk: str | None = None) -> Iterator[dict]:
         request: dict[str, Any] = {
@@ -439,7 +436,8 @@ class Ledger:
         for attempt in range(_CONFLICT_RETRIES):
             if not candidates:
                 return None
-            manifest = Manifest.for_files(day, candidates)
+            generation = sum(int(item.get("claims", 0)) for item in candidates)
+            manifest = Manifest.for_files(day, [_file_version(item) for item in candidates], generation)
             now = utcnow()
             lease_expires = now + timedelta(seconds=lease_seconds)
             actions = [
@@ -457,9 +455,11 @@ class Ledger:
                     for f, reason in zip(manifest.files, reasons, strict=False)
                     if reason.get("Code") == "ConditionalCheckFailed"
                 }
+                if not lost and reasons[-1].get("Code") == "ConditionalCheckFailed":
+                    raise LedgerError(f"manifest record {manifest.manifest_id} already exists for a new claim") from exc
                 if not lost:
                     _backoff(attempt)
-                candidates = [f for f in manifest.files if f.identity not in lost]
+                candidates = [item for item in candidates if _identity_of_item(item) not in lost]
                 continue
             log.info(
                 "claimed %d files (%d bytes) of %s into manifest %s",
@@ -471,14 +471,14 @@ class Ledger:
             return manifest
         raise LedgerError(f"claiming pending files of {day} kept conflicting after {_CONFLICT_RETRIES} attempts")
 
-    def _take_candidates(self, day: str, max_files: int, max_bytes: int, start_shard: int) -> list[FileVersion]:
-        taken: list[FileVersion] = []
+    def _take_candidates(self, day: str, max_files: int, max_bytes: int, start_shard: int) -> list[dict[str, Any]]:
+        taken: list[dict[str, Any]] = []
         total = 0
-        for f in self.iter_pending(day, page_size=max_files, start_shard=start_shard):
-            if taken and total + f.size > max_bytes:
+        for item in self._iter_pending_items(day, max_files, start_shard):
+            if taken and total + int(item["size"]) > max_bytes:
                 break
-            taken.append(f)
-            total += f.size
+            taken.append(item)
+            total += int(item["size"])
             if len(taken) >= max_files:
                 break
         return taken
@@ -489,7 +489,7 @@ class Ledger:
             "Key": _typed(identity_key(f.identity)),
             "UpdateExpression": (
                 "SET #s = :claimed, manifest_id = :m, lease_expires_at = :lease, updated_at = :now "
-                "REMOVE work_pk, work_sk"
+                "ADD claims :one REMOVE work_pk, work_sk"
             ),
             "ConditionExpression": "#s = :pending",
             "ExpressionAttributeNames": {"#s": "state"},
@@ -499,6 +499,7 @@ class Ledger:
                 ":m": {"S": manifest_id},
                 ":lease": {"S": iso(lease_expires)},
                 ":now": {"S": iso(now)},
+                ":one": {"N": "1"},
             },
         }
 
@@ -831,6 +832,20 @@ class PendingSummaryScan:
             oldest_registered_at=self.oldest,
             exhaustive=self._shard >= self.shards,
         )
+
+
+def _file_version(item: dict[str, Any]) -> FileVersion:
+    return FileVersion(
+        bucket=item["bucket"],
+        key=item["key"],
+        etag=item["etag"],
+        size=int(item["size"]),
+        version_id=item.get("version_id"),
+    )
+
+
+def _identity_of_item(item: dict[str, Any]) -> str:
+    return identity_of(item["pk"], item["sk"])
 
 
 def _chunks_by_actions(regs: list[Registration], cost) -> Iterator[list[Registration]]:

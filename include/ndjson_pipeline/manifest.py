@@ -41,14 +41,21 @@ class FileVersion:
 
 @dataclass(frozen=True)
 class Manifest:
+    """One batch of file versions of one day.
+
+    ``generation`` counts earlier claims of these files, so a batch claimed again
+    after a failure gets a new id while a retried write of the same claim keeps it.
+    """
+
     manifest_id: str
     day: str
     files: tuple[FileVersion, ...]
+    generation: int = 0
 
     @classmethod
-    def for_files(cls, day: str, files: list[FileVersion] | tuple[FileVersion, ...]) -> Manifest:
+    def for_files(cls, day: str, files: list[FileVersion] | tuple[FileVersion, ...], generation: int = 0) -> Manifest:
         ordered = tuple(sorted(files, key=lambda f: f.identity))
-        return cls(manifest_id=manifest_id_for(day, ordered), day=day, files=ordered)
+        return cls(manifest_id=manifest_id_for(day, ordered, generation), day=day, files=ordered, generation=generation)
 
     @property
     def total_bytes(self) -> int:
@@ -59,6 +66,7 @@ class Manifest:
             "format": MANIFEST_FORMAT,
             "manifest_id": self.manifest_id,
             "day": self.day,
+            "generation": self.generation,
             "files": [asdict(f) for f in self.files],
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
@@ -93,7 +101,10 @@ class Manifest:
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise ManifestError(f"manifest files[{index}] is invalid: {exc!r}") from exc
-        manifest = cls.for_files(day, files)
+        generation = doc.get("generation", 0)
+        if not isinstance(generation, int) or generation < 0:
+            raise ManifestError(f"manifest generation {generation!r} is not a non-negative integer")
+        manifest = cls.for_files(day, files, generation)
         if doc.get("manifest_id") != manifest.manifest_id:
             raise ManifestError(
                 f"manifest_id {doc.get('manifest_id')!r} does not match its content ({manifest.manifest_id})"
@@ -101,8 +112,8 @@ class Manifest:
         return manifest
 
 
-def manifest_id_for(day: str, files: tuple[FileVersion, ...] | list[FileVersion]) -> str:
-    digest = hashlib.sha256(day.encode())
+def manifest_id_for(day: str, files: tuple[FileVersion, ...] | list[FileVersion], generation: int = 0) -> str:
+    digest = hashlib.sha256(f"{day}/{generation}".encode())
     for identity in sorted(f.identity for f in files):
         digest.update(b"\0" + identity.encode())
     return f"{day.replace('-', '')}-{digest.hexdigest()[:20]}"
