@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,12 +12,14 @@ import pytest
 
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
-from tools.local_stack import bootstrap_resources, client, moto_server
+from tools.local_stack import airflow_environment, bootstrap_resources, client, moto_server
 
 # Clients built without an explicit endpoint must never reach real AWS from a test.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# Airflow reads its configuration at first import: give the test session its own home and database.
+os.environ.update(airflow_environment(tempfile.mkdtemp(prefix="airflow-home-")))
 
 
 @pytest.fixture(scope="session")

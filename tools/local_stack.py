@@ -20,10 +20,13 @@ from pathlib import Path
 
 import boto3
 
-from ndjson_pipeline.resources import ResourceNames, landing_prefix, ledger_spec, queue_spec
+from ndjson_pipeline.resources import ResourceNames, glue_job_spec, landing_prefix, ledger_spec, queue_spec
 
 log = logging.getLogger(__name__)
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GLUE_SCRIPT = REPO_ROOT / "glue_scripts" / "ndjson_to_parquet.py"
+SCHEMAS = REPO_ROOT / "glue_scripts" / "schemas"
 REGION = "us-east-1"
 # moto accepts any credentials; fixed fake ones keep every client consistent.
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -119,6 +122,9 @@ def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
         },
     )
     _create_ledger_table(client("dynamodb", endpoint_url), names.ledger_table)
+    _create_glue_job(client("glue", endpoint_url), names)
+    for schema in SCHEMAS.glob("*.json"):
+        s3.upload_file(str(schema), names.assets_bucket, f"glue/schemas/{schema.name}")
     log.info("bootstrapped local resources for %s at %s", names.name_prefix, endpoint_url)
 
 
@@ -152,3 +158,61 @@ def _create_ledger_table(dynamodb, table: str) -> None:
     dynamodb.update_time_to_live(
         TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec["ttl_attribute"]}
     )
+
+
+def _create_glue_job(glue, names: ResourceNames) -> None:
+    """The job as the Terraform declares it; in AWS its runs execute the script, here they are only recorded."""
+    spec = glue_job_spec()
+    try:
+        glue.create_job(
+            Name=names.glue_job,
+            Role=f"arn:aws:iam::123456789012:role/{names.name_prefix}-glue",
+            Command={
+                "Name": "glueetl",
+                "ScriptLocation": f"s3://{names.assets_bucket}/glue/scripts/ndjson_to_parquet.py",
+                "PythonVersion": "3",
+            },
+            GlueVersion=spec["glue_version"],
+            WorkerType=spec["worker_type"],
+            NumberOfWorkers=int(spec["number_of_workers"]),
+            ExecutionProperty={"MaxConcurrentRuns": int(spec["max_concurrent_runs"])},
+        )
+    except glue.exceptions.AlreadyExistsException:
+        return
+
+
+def airflow_environment(home: str | Path) -> dict[str, str]:
+    """Configuration of a local Airflow (own home, SQLite database) running this repository's DAGs."""
+    home = Path(home)
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+
+
+def aws_connection_env(endpoint_url: str) -> dict[str, str]:
+    """The ``aws_default`` Airflow connection, pointing at the local moto server."""
+    extra = {"endpoint_url": endpoint_url, "region_name": REGION}
+    conn = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
+    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn)}
+
+
+def local_pipeline_settings(names: ResourceNames, **overrides) -> dict:
+    """Settings that run the real Glue script on local Spark against the moto server's S3."""
+    return {
+        "name_prefix": names.name_prefix,
+        "glue_runner": "local",
+        "glue_script_uri": str(GLUE_SCRIPT),
+        "intake_wait_seconds": 1,
+        "sensor_poll_seconds": 2,
+        "sensor_timeout_seconds": 30,
+        "glue_poll_seconds": 5,
+        **overrides,
+    }

@@ -153,10 +153,12 @@ class IntakeReport:
     deleted: int = 0
     stopped_because: str = ""
     quarantine_reasons: Counter = field(default_factory=Counter)
+    days: set[str] = field(default_factory=set)  # days that received new pending files
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "quarantine_reasons"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("quarantine_reasons", "days")}
         out["quarantine_reasons"] = dict(self.quarantine_reasons)
+        out["days"] = sorted(self.days)
         return out
 
 
@@ -256,6 +258,8 @@ def _store_and_delete(
         registrations.extend(regs)
         deletable.append((message, [r.file.identity for r in regs]))
     outcome = ledger.register(registrations)
+    newly_pending = set(outcome.registered)
+    report.days.update(r.day for r in registrations if r.file.identity in newly_pending)
     report.registered += len(outcome.registered)
     report.already_known += len(outcome.already_known)
     report.superseded += len(outcome.superseded)

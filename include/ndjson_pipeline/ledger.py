@@ -119,6 +119,7 @@ class FileOutcome:
     reason: str | None = None
     rows_in: int = 0
     rows_out: int = 0
+    rows_rescued: int = 0
     rows_quarantined: int = 0
 
 
@@ -351,28 +352,34 @@ class Ledger:
 
     def get_states(self, identities: list[str]) -> dict[str, FileState]:
         """States of many file versions (absent ones are left out), 100 keys per request."""
-        states: dict[str, FileState] = {}
+        items = self.get_files(identities, projection="pk, sk, #s", names={"#s": "state"})
+        return {identity: FileState(item["state"]) for identity, item in items.items()}
+
+    def get_files(
+        self, identities: list[str], *, projection: str | None = None, names: dict[str, str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Ledger items of many file versions by identity (absent ones are left out), 100 keys per request."""
+        found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(identities), 100):
             keys = [_typed(identity_key(i)) for i in identities[start : start + 100]]
-            request = {
-                self.table: {
-                    "Keys": keys,
-                    "ProjectionExpression": "pk, sk, #s",
-                    "ExpressionAttributeNames": {"#s": "state"},
-                }
-            }
+            spec: dict[str, Any] = {"Keys": keys}
+            if projection:
+                spec["ProjectionExpression"] = projection
+            if names:
+                spec["ExpressionAttributeNames"] = names
+            request = {self.table: spec}
             for attempt in range(_CONFLICT_RETRIES):
                 response = self.client.batch_get_item(RequestItems=request)
                 for raw in response["Responses"].get(self.table, []):
                     item = _plain(raw)
-                    states[identity_of(item["pk"], item["sk"])] = FileState(item["state"])
+                    found[identity_of(item["pk"], item["sk"])] = item
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
                 _backoff(attempt)
             else:
                 raise LedgerError(f"batch read of {len(keys)} ledger items stayed unprocessed")
-        return states
+        return found
 
     def iter_pending(self, day: str, *, page_size: int = 100, start_shard: int = 0) -> Iterator[FileVersion]:
         """Pending file versions of a day, oldest first within each shard, one bounded page at a time.
@@ -422,13 +429,15 @@ class Ledger:
         max_files: int,
         max_bytes: int,
         lease_seconds: int,
+        owner: str = "",
         start_shard: int | None = None,
     ) -> Manifest | None:
         """Atomically claim up to ``max_files``/``max_bytes`` pending files of a day for one manifest.
 
         The manifest id is derived from the claimed files, and the claim is one
         transaction with a create-only manifest record: concurrent claimers never
-        receive the same file, and a lost race only shrinks the batch.
+        receive the same file, and a lost race only shrinks the batch. ``owner``
+        (the claiming task) lets a retry of that task find the manifests it claimed.
         """
         max_files = min(max_files, MAX_FILES_PER_CLAIM)
         shard = random.randrange(self.pending_shards) if start_shard is None else start_shard  # noqa: S311
@@ -443,7 +452,7 @@ class Ledger:
             actions = [
                 {"Update": self._claim_update(f, manifest.manifest_id, lease_expires, now)} for f in manifest.files
             ]
-            actions.append({"Put": self._manifest_put(manifest, lease_expires, now)})
+            actions.append({"Put": self._manifest_put(manifest, lease_expires, now, owner)})
             try:
                 # The token makes botocore's own retries of this very request idempotent.
                 token = hashlib.sha256(f"{manifest.manifest_id}@{iso(now)}".encode()).hexdigest()[:36]
@@ -503,7 +512,7 @@ class Ledger:
             },
         }
 
-    def _manifest_put(self, manifest: Manifest, lease_expires: datetime, now: datetime) -> dict:
+    def _manifest_put(self, manifest: Manifest, lease_expires: datetime, now: datetime, owner: str) -> dict:
         return {
             "TableName": self.table,
             "Item": {
@@ -515,6 +524,8 @@ class Ledger:
                 "files": {"SS": [f.identity for f in manifest.files]},
                 "file_count": {"N": str(len(manifest.files))},
                 "total_bytes": {"N": str(manifest.total_bytes)},
+                "generation": {"N": str(manifest.generation)},
+                "owner": {"S": owner or "-"},
                 "created_at": {"S": iso(now)},
                 "lease_expires_at": {"S": iso(lease_expires)},
                 "work_pk": {"S": self.open_manifests_partition(manifest.day)},
@@ -562,6 +573,18 @@ class Ledger:
     def open_manifests(self, day: str) -> list[str]:
         return [item["manifest_id"] for item in self._query_pages(self.open_manifests_partition(day), 100)]
 
+    def manifest_of(self, record: dict[str, Any]) -> Manifest:
+        """Rebuild the manifest a ledger record describes (for a retry that lost its S3 write)."""
+        items = self.get_files(sorted(record["files"]))
+        missing = set(record["files"]) - set(items)
+        if missing:
+            raise LedgerError(f"manifest {record['manifest_id']}: files {sorted(missing)[:3]} have no ledger record")
+        files = [_file_version(item) for item in items.values()]
+        manifest = Manifest.for_files(record["day"], files, int(record.get("generation", 0)))
+        if manifest.manifest_id != record["manifest_id"]:
+            raise LedgerError(f"manifest {record['manifest_id']} does not match its files ({manifest.manifest_id})")
+        return manifest
+
     def _require_manifest(self, manifest_id: str) -> dict[str, Any]:
         record = self.get_manifest(manifest_id)
         if record is None:
@@ -604,10 +627,11 @@ class Ledger:
             ":rin": {"N": str(outcome.rows_in)},
             ":rout": {"N": str(outcome.rows_out)},
             ":rq": {"N": str(outcome.rows_quarantined)},
+            ":rr": {"N": str(outcome.rows_rescued)},
         }
         update = (
             "SET #s = :to, updated_at = :now, finished_at = :now, #ttl = :ttl, "
-            "rows_in = :rin, rows_out = :rout, rows_quarantined = :rq"
+            "rows_in = :rin, rows_out = :rout, rows_quarantined = :rq, rows_rescued = :rr"
         )
         if outcome.reason:
             update += ", reason = :reason"

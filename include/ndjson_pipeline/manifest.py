@@ -125,3 +125,121 @@ def manifest_key(day: str, manifest_id: str) -> str:
 
 def result_key(day: str, manifest_id: str) -> str:
     return f"{PIPELINE_PREFIX}/results/dt={day}/{manifest_id}.json"
+
+
+def publish_log_key(day: str, manifest_id: str) -> str:
+    """Lake-bucket key where the job lists the output keys it is about to publish: ``{"keys": [...]}``."""
+    return f"{PIPELINE_PREFIX}/published/dt={day}/{manifest_id}.json"
+
+
+# --- The job result: the one contract between the Glue job and the finalise task. ---
+
+RESULT_FORMAT = 1
+FILE_DONE = "DONE"
+FILE_QUARANTINED = "QUARANTINED"
+
+
+class ReconciliationError(ValueError):
+    """Rows in do not equal rows out plus rows quarantined for some file."""
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What the job did with one file version of a manifest.
+
+    ``rows_in`` counts the file's non-blank lines. A file that converted (bad
+    lines aside) is DONE; a file that could not be decoded at all, or whose
+    version is gone from S3 ("superseded"), is QUARANTINED as a whole with a
+    reason and zero rows out.
+    """
+
+    identity: str
+    uri: str
+    outcome: str
+    reason: str | None = None
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rescued: int = 0
+    rows_quarantined: int = 0
+
+    @property
+    def reconciled(self) -> bool:
+        return self.rows_in == self.rows_out + self.rows_quarantined
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: str
+    bytes: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Written by the job as its last act: its presence means the output is complete."""
+
+    manifest_id: str
+    day: str
+    files: tuple[FileResult, ...]
+    output_files: tuple[OutputFile, ...] = ()
+    schema: dict | None = None
+    timings: dict[str, float] | None = None
+
+    @property
+    def rows_in(self) -> int:
+        return sum(f.rows_in for f in self.files)
+
+    @property
+    def rows_out(self) -> int:
+        return sum(f.rows_out for f in self.files)
+
+    @property
+    def rows_rescued(self) -> int:
+        return sum(f.rows_rescued for f in self.files)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(f.rows_quarantined for f in self.files)
+
+    def check_reconciled(self, manifest: Manifest | None = None) -> None:
+        """Raise ReconciliationError naming every file whose rows do not add up (or that is missing)."""
+        problems = [
+            f"{f.uri}: rows_in {f.rows_in} != rows_out {f.rows_out} + rows_quarantined {f.rows_quarantined}"
+            for f in self.files
+            if not f.reconciled
+        ]
+        if sum(o.rows for o in self.output_files) != self.rows_out:
+            problems.append(f"output files hold {sum(o.rows for o in self.output_files)} rows, not {self.rows_out}")
+        if manifest is not None:
+            expected = {f.identity for f in manifest.files}
+            reported = {f.identity for f in self.files}
+            problems += [f"{identity}: in the manifest but not in the result" for identity in expected - reported]
+            problems += [f"{identity}: in the result but not in the manifest" for identity in reported - expected]
+        if problems:
+            raise ReconciliationError(f"manifest {self.manifest_id} does not reconcile: " + "; ".join(problems))
+
+    def to_json(self) -> str:
+        doc = {"format": RESULT_FORMAT, **asdict(self)}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> JobResult:
+        try:
+            doc = json.loads(text)
+            if doc.get("format") != RESULT_FORMAT:
+                raise ManifestError(f"result format {doc.get('format')!r} is not {RESULT_FORMAT}")
+            files = tuple(FileResult(**raw) for raw in doc["files"])
+            outputs = tuple(OutputFile(**raw) for raw in doc.get("output_files", []))
+            bad = [f.identity for f in files if f.outcome not in (FILE_DONE, FILE_QUARANTINED)]
+            if bad:
+                raise ManifestError(f"result outcome must be DONE or QUARANTINED for {bad}")
+            return cls(
+                manifest_id=str(doc["manifest_id"]),
+                day=str(doc["day"]),
+                files=files,
+                output_files=outputs,
+                schema=doc.get("schema"),
+                timings=doc.get("timings"),
+            )
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+            raise ManifestError(f"job result is malformed: {exc!r}") from exc

@@ -50,6 +50,25 @@ class PipelineSettings:
     lease_seconds: int = 3600
     max_attempts: int = 3
     terminal_ttl_days: int = 30
+    # Waiting for work: how often the trigger polls, and how long one sensor waits before the next run takes over.
+    sensor_poll_seconds: int = 30
+    sensor_timeout_seconds: int = 240
+    # The conversion job. ``glue_runner`` "local" runs the same script on local Spark (see local_glue.py).
+    glue_runner: str = "aws"
+    glue_script_uri: str = ""
+    glue_extra_py_files_uri: str = ""
+    schema_uri: str = ""
+    read_mode: str = "rescue"
+    compression: str = "snappy"
+    partitioning: str = "arrival"
+    event_time_field: str = "event_time"
+    event_time_format: str = "iso8601"
+    target_file_mb: int = 128
+    glue_poll_seconds: int = 30
+    glue_max_wait_seconds: int = 3600
+    # Alerts: FAILED files are logged at ERROR, counted in CloudWatch and, when set, published to this topic.
+    alert_topic_arn: str = ""
+    metrics_namespace: str = "NdjsonPipeline"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -72,12 +91,37 @@ class PipelineSettings:
             raise SettingsError("setting 'max_files_per_manifest' must be at most 99 (one ledger transaction)")
         if self.max_manifests_per_run > 256:
             raise SettingsError("setting 'max_manifests_per_run' must be at most 256 (mapped tasks per run)")
+        choices = {
+            "glue_runner": ("aws", "local"),
+            "read_mode": ("rescue", "strict"),
+            "compression": ("snappy", "zstd", "gzip", "none"),
+            "partitioning": ("arrival", "event_time"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise SettingsError(f"setting {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.intake_wait_seconds > 20:
             raise SettingsError("setting 'intake_wait_seconds' must be at most 20 (SQS long-poll limit)")
 
     @property
     def names(self) -> ResourceNames:
         return ResourceNames(self.name_prefix)
+
+    @property
+    def lake_root(self) -> str:
+        return f"s3://{self.names.lake_bucket}/{self.dataset}"
+
+    @property
+    def quarantine_root(self) -> str:
+        return f"s3://{self.names.quarantine_bucket}/{self.dataset}"
+
+    @property
+    def script_uri(self) -> str:
+        return self.glue_script_uri or f"s3://{self.names.assets_bucket}/glue/scripts/ndjson_to_parquet.py"
+
+    @property
+    def dataset_schema_uri(self) -> str:
+        return self.schema_uri or f"s3://{self.names.assets_bucket}/glue/schemas/{self.dataset}.json"
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> PipelineSettings:

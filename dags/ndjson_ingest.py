@@ -1,0 +1,47 @@
+"""Ingest: S3 notifications -> ledger -> (enough work?) -> manifests -> one Glue run per manifest -> finalise.
+
+Runs every few minutes; runs never overlap, and every step is safe to retry.
+Settings are read at run time from the Airflow Variable ``ndjson_pipeline_settings``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from airflow.sdk import dag
+from ndjson_pipeline_airflow.sensors import PendingWorkSensor
+from ndjson_pipeline_airflow.tasks import convert_manifest, intake, plan_manifests, sweep_expired_claims
+
+from ndjson_pipeline.resources import glue_job_spec
+
+DEFAULT_ARGS = {
+    "owner": "data-platform",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+}
+
+
+@dag(
+    dag_id="ndjson_ingest",
+    schedule=os.environ.get("NDJSON_PIPELINE_INGEST_SCHEDULE", "*/5 * * * *"),
+    catchup=False,
+    max_active_runs=1,
+    # Mapped conversions at once, matched to the Glue job's MaxConcurrentRuns.
+    max_active_tasks=int(glue_job_spec()["max_concurrent_runs"]) + 4,
+    dagrun_timeout=timedelta(hours=2),
+    default_args=DEFAULT_ARGS,
+    tags=["ndjson-pipeline", "ingest"],
+    doc_md=__doc__,
+)
+def ndjson_ingest():
+    days = intake()
+    swept = sweep_expired_claims(days)
+    ready_days = PendingWorkSensor(task_id="wait_for_pending_work", days=days)
+    manifests = plan_manifests(ready_days.output)
+    swept >> ready_days
+    convert_manifest.expand(manifest=manifests)
+
+
+ndjson_ingest()

@@ -1,0 +1,434 @@
+"""The orchestration steps as plain functions: plan manifests, finalise, compensate, sweep, report.
+
+Airflow tasks call these with boto3 clients built from the provider's hooks;
+tests call them with clients of the local moto server. Every step is keyed by
+content (day, manifest id, file identity) and is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ndjson_pipeline.intake import day_prefix
+from ndjson_pipeline.ledger import FileOutcome, FileState, Ledger, ManifestState, utcnow
+from ndjson_pipeline.manifest import (
+    PIPELINE_PREFIX,
+    JobResult,
+    Manifest,
+    ManifestError,
+    manifest_key,
+    publish_log_key,
+    result_key,
+)
+from ndjson_pipeline.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
+
+TERMINAL_STATES = (FileState.DONE, FileState.QUARANTINED, FileState.FAILED)
+
+
+class PipelineError(RuntimeError):
+    """A step found the pipeline's recorded state inconsistent; the message names the manifest or day."""
+
+
+@dataclass(frozen=True)
+class ManifestRef:
+    """What tasks pass between each other: a reference to a manifest, never its file list."""
+
+    manifest_id: str
+    day: str
+    manifest_uri: str
+    result_uri: str
+    files: int
+    bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ManifestRef:
+        return cls(**raw)
+
+
+def utc_day(moment: datetime) -> str:
+    return moment.astimezone(UTC).date().isoformat()
+
+
+def days_to_watch(now: datetime, registered_days: list[str]) -> list[str]:
+    """Today and yesterday (late files), plus any day that just received files, newest first."""
+    days = {utc_day(now), utc_day(now - timedelta(days=1)), *registered_days}
+    return sorted(days, reverse=True)
+
+
+# ------------------------------------------------------------------ planning
+
+
+def plan_manifests(
+    ledger: Ledger,
+    s3: Any,
+    settings: PipelineSettings,
+    days: list[str],
+    *,
+    owner: str,
+    max_manifests: int | None = None,
+) -> list[ManifestRef]:
+    """Claim the pending files of ``days`` into manifests and write each manifest to S3.
+
+    A retry of the same task (same ``owner``) first re-adopts the manifests it
+    claimed before it died, so a retry never creates a second manifest for the
+    same files. At most ``max_manifests`` are planned; the rest of the pending
+    files stay unclaimed for the next run.
+    """
+    limit = max_manifests or settings.max_manifests_per_run
+    planned: list[Manifest] = []
+    for day in days:
+        for manifest_id in ledger.open_manifests(day):
+            record = ledger.get_manifest(manifest_id)
+            if record and record.get("owner") == owner and record["state"] == ManifestState.CLAIMED:
+                planned.append(ledger.manifest_of(record))
+    if planned:
+        log.info("re-adopting %d manifests claimed by %s in an earlier try", len(planned), owner)
+    for day in days:
+        while len(planned) < limit:
+            manifest = ledger.claim_batch(
+                day,
+                max_files=settings.max_files_per_manifest,
+                max_bytes=settings.max_bytes_per_manifest,
+                lease_seconds=settings.lease_seconds,
+                owner=owner,
+            )
+            if manifest is None:
+                break
+            planned.append(manifest)
+    refs = [write_manifest(s3, settings, manifest) for manifest in planned[:limit]]
+    log.info(
+        "planned %d manifests (%d files, %d bytes) for days %s",
+        len(refs),
+        sum(r.files for r in refs),
+        sum(r.bytes for r in refs),
+        days,
+    )
+    return refs
+
+
+def write_manifest(s3: Any, settings: PipelineSettings, manifest: Manifest) -> ManifestRef:
+    """Create-only write: an existing object must hold the same bytes, or the write is refused."""
+    bucket = settings.names.lake_bucket
+    key = manifest_key(manifest.day, manifest.manifest_id)
+    body = manifest.to_json().encode()
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/json")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+            raise
+        existing = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        if existing != body:
+            raise PipelineError(f"s3://{bucket}/{key} exists with different content than manifest") from exc
+    return ManifestRef(
+        manifest_id=manifest.manifest_id,
+        day=manifest.day,
+        manifest_uri=f"s3://{bucket}/{key}",
+        result_uri=f"s3://{bucket}/{result_key(manifest.day, manifest.manifest_id)}",
+        files=len(manifest.files),
+        bytes=manifest.total_bytes,
+    )
+
+
+def job_arguments(settings: PipelineSettings, ref: ManifestRef) -> dict[str, str]:
+    """The conversion job's arguments, the same for Glue and for the local runner."""
+    arguments = {
+        "--manifest_id": ref.manifest_id,
+        "--manifest_uri": ref.manifest_uri,
+        "--result_uri": ref.result_uri,
+        "--lake_root": settings.lake_root,
+        "--quarantine_root": settings.quarantine_root,
+        "--schema_uri": settings.dataset_schema_uri,
+        "--read_mode": settings.read_mode,
+        "--compression": settings.compression,
+        "--partitioning": settings.partitioning,
+        "--event_time_field": settings.event_time_field,
+        "--event_time_format": settings.event_time_format,
+        "--target_file_mb": str(settings.target_file_mb),
+        "--lineage": "true",
+    }
+    if settings.glue_extra_py_files_uri:
+        arguments["--extra-py-files"] = settings.glue_extra_py_files_uri
+    return arguments
+
+
+# ---------------------------------------------------------------- finalising
+
+
+def read_result(s3: Any, ref: ManifestRef) -> JobResult | None:
+    bucket, key = split_s3_uri(ref.result_uri)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    return JobResult.from_json(body)
+
+
+def read_manifest(s3: Any, ref: ManifestRef) -> Manifest:
+    bucket, key = split_s3_uri(ref.manifest_uri)
+    return Manifest.from_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+@dataclass(frozen=True)
+class Finalised:
+    manifest_id: str
+    status: str  # SUCCEEDED | COMPENSATED
+    files_done: int = 0
+    files_quarantined: int = 0
+    files_failed: tuple[str, ...] = ()
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rescued: int = 0
+    rows_quarantined: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def finalise_manifest(
+    ledger: Ledger,
+    s3: Any,
+    settings: PipelineSettings,
+    ref: ManifestRef,
+    *,
+    stop_active_runs: Callable[[str], None],
+) -> Finalised:
+    """Record a manifest's outcome: files DONE/QUARANTINED from the job's result, or compensation.
+
+    The job writes its result last, so a result means complete output. Without
+    one the conversion failed for good: any run still going is stopped, the
+    manifest's published output is removed, and its files go back to PENDING
+    (or FAILED after ``max_attempts``). Both paths are conditional on the
+    manifest's recorded state and safe to repeat.
+    """
+    record = ledger.get_manifest(ref.manifest_id)
+    if record is None:
+        raise PipelineError(f"manifest {ref.manifest_id} has no ledger record")
+    if record["state"] == ManifestState.COMPENSATED:
+        log.info("manifest %s was already compensated", ref.manifest_id)
+        return Finalised(ref.manifest_id, ManifestState.COMPENSATED)
+    result = read_result(s3, ref)
+    if result is None:
+        if record["state"] == ManifestState.SUCCEEDED:
+            raise PipelineError(f"manifest {ref.manifest_id} is SUCCEEDED but its result {ref.result_uri} is gone")
+        return compensate(ledger, s3, settings, ref, reason="conversion failed", stop_active_runs=stop_active_runs)
+    manifest = read_manifest(s3, ref)
+    result.check_reconciled(manifest)
+    outcomes = [
+        FileOutcome(
+            identity=f.identity,
+            state=FileState(f.outcome),
+            reason=f.reason,
+            rows_in=f.rows_in,
+            rows_out=f.rows_out,
+            rows_rescued=f.rows_rescued,
+            rows_quarantined=f.rows_quarantined,
+        )
+        for f in result.files
+    ]
+    ledger.complete_manifest(ref.manifest_id, outcomes)
+    states = Counter(o.state for o in outcomes)
+    log.info(
+        "manifest %s finalised: %d DONE, %d QUARANTINED, rows in %d = out %d + quarantined %d (rescued %d)",
+        ref.manifest_id,
+        states[FileState.DONE],
+        states[FileState.QUARANTINED],
+        result.rows_in,
+        result.rows_out,
+        result.rows_quarantined,
+        result.rows_rescued,
+    )
+    return Finalised(
+        manifest_id=ref.manifest_id,
+        status=ManifestState.SUCCEEDED,
+        files_done=states[FileState.DONE],
+        files_quarantined=states[FileState.QUARANTINED],
+        rows_in=result.rows_in,
+        rows_out=result.rows_out,
+        rows_rescued=result.rows_rescued,
+        rows_quarantined=result.rows_quarantined,
+    )
+
+
+def compensate(
+    ledger: Ledger,
+    s3: Any,
+    settings: PipelineSettings,
+    ref: ManifestRef,
+    *,
+    reason: str,
+    stop_active_runs: Callable[[str], None],
+) -> Finalised:
+    stop_active_runs(ref.manifest_id)
+    removed = discard_output(s3, settings, ref)
+    failed = ledger.compensate_manifest(ref.manifest_id, max_attempts=settings.max_attempts, reason=reason)
+    log.warning(
+        "manifest %s compensated (%s): removed %d output objects, %d files FAILED",
+        ref.manifest_id,
+        reason,
+        removed,
+        len(failed),
+    )
+    return Finalised(ref.manifest_id, ManifestState.COMPENSATED, files_failed=tuple(failed))
+
+
+def discard_output(s3: Any, settings: PipelineSettings, ref: ManifestRef) -> int:
+    """Delete whatever a failed run of this manifest published, so its files can be converted again.
+
+    The job records the object keys it is about to publish (the publish log)
+    before it publishes any, so partial output is found under any partition.
+    """
+    bucket = settings.names.lake_bucket
+    log_key = publish_log_key(ref.day, ref.manifest_id)
+    try:
+        keys = json.loads(s3.get_object(Bucket=bucket, Key=log_key)["Body"].read())["keys"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return 0  # nothing was ever published
+        raise
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+    s3.delete_object(Bucket=bucket, Key=log_key)
+    return len(keys)
+
+
+# ------------------------------------------------------------------ sweeping
+
+
+def sweep_expired_claims(
+    ledger: Ledger,
+    s3: Any,
+    settings: PipelineSettings,
+    days: list[str],
+    *,
+    run_is_active: Callable[[str], bool],
+    stop_active_runs: Callable[[str], None],
+) -> list[Finalised]:
+    """Repair claims whose lease ran out (a finaliser that never ran): compensate, unless still converting."""
+    repaired = []
+    for day in days:
+        for manifest_id in ledger.expired_manifests(day):
+            if run_is_active(manifest_id):
+                ledger.extend_lease(manifest_id, settings.lease_seconds)
+                log.info("manifest %s: lease expired but its run is active; lease extended", manifest_id)
+                continue
+            ref = ref_for(settings, day, manifest_id, ledger)
+            if read_result(s3, ref) is not None:
+                # The job finished but nobody recorded it: finalise rather than redo.
+                repaired.append(finalise_manifest(ledger, s3, settings, ref, stop_active_runs=stop_active_runs))
+            else:
+                repaired.append(
+                    compensate(
+                        ledger, s3, settings, ref, reason="claim lease expired", stop_active_runs=stop_active_runs
+                    )
+                )
+    return repaired
+
+
+def ref_for(settings: PipelineSettings, day: str, manifest_id: str, ledger: Ledger) -> ManifestRef:
+    record = ledger.get_manifest(manifest_id) or {}
+    bucket = settings.names.lake_bucket
+    return ManifestRef(
+        manifest_id=manifest_id,
+        day=day,
+        manifest_uri=f"s3://{bucket}/{manifest_key(day, manifest_id)}",
+        result_uri=f"s3://{bucket}/{result_key(day, manifest_id)}",
+        files=int(record.get("file_count", 0)),
+        bytes=int(record.get("total_bytes", 0)),
+    )
+
+
+# ----------------------------------------------------------------- reporting
+
+
+def day_report(ledger: Ledger, s3: Any, settings: PipelineSettings, day: str) -> dict[str, Any]:
+    """Completeness and figures of one day, from the day's S3 listing and the ledger, one page at a time."""
+    bucket = settings.names.landing_bucket
+    states: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    latencies: list[float] = []
+    unreconciled: list[str] = []
+    not_terminal: list[str] = []
+    failed: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=day_prefix(day, settings)):
+        identities = [f"{bucket}/{obj['Key']}#{obj['ETag'].strip(chr(34))}" for obj in page.get("Contents", [])]
+        items = ledger.get_files(identities)
+        for identity in identities:
+            item = items.get(identity)
+            state = item["state"] if item else "UNKNOWN"
+            states[state] += 1
+            if state not in TERMINAL_STATES:
+                not_terminal.append(identity)
+                continue
+            if state == FileState.FAILED:
+                failed.append(identity)
+            totals["bytes"] += int(item["size"])
+            for column in ("rows_in", "rows_out", "rows_rescued", "rows_quarantined"):
+                totals[column] += int(item.get(column, 0))
+            if int(item.get("rows_in", 0)) != int(item.get("rows_out", 0)) + int(item.get("rows_quarantined", 0)):
+                unreconciled.append(identity)
+            if state == FileState.DONE and item.get("finished_at"):
+                arrived = datetime.fromisoformat(item["event_time"])
+                finished = datetime.fromisoformat(item["finished_at"])
+                latencies.append(max(0.0, (finished - arrived).total_seconds()))
+    report = {
+        "day": day,
+        "generated_at": utcnow().isoformat(),
+        "complete": not not_terminal and not unreconciled,
+        "files": sum(states.values()),
+        "files_by_state": dict(sorted(states.items())),
+        "bytes": totals["bytes"],
+        "rows_in": totals["rows_in"],
+        "rows_out": totals["rows_out"],
+        "rows_rescued": totals["rows_rescued"],
+        "rows_quarantined": totals["rows_quarantined"],
+        "latency_seconds_p50": _percentile(latencies, 50),
+        "latency_seconds_p95": _percentile(latencies, 95),
+        "not_terminal": not_terminal[:20],
+        "unreconciled": unreconciled[:20],
+        "failed": failed[:20],
+    }
+    key = report_key(day)
+    s3.put_object(
+        Bucket=settings.names.lake_bucket,
+        Key=key,
+        Body=json.dumps(report, indent=2, sort_keys=True).encode(),
+        ContentType="application/json",
+    )
+    report["report_uri"] = f"s3://{settings.names.lake_bucket}/{key}"
+    return report
+
+
+def report_key(day: str) -> str:
+    return f"{PIPELINE_PREFIX}/reports/dt={day}/report.json"
+
+
+def _percentile(values: list[float], pct: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 3)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[pct - 1], 3)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ManifestError(f"not an s3:// object URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key

@@ -1,0 +1,58 @@
+"""Deferrable sensor: waits for pending work without holding a worker slot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+from ndjson_pipeline.ledger import iso, utcnow
+from ndjson_pipeline_airflow.aws import AWS_CONN_ID, load_settings
+from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
+
+
+class PendingWorkSensor(BaseSensorOperator):
+    """Defers to :class:`PendingWorkTrigger` and returns the days that are ready to batch.
+
+    Thresholds come from the pipeline settings at run time. When nothing becomes
+    ready before ``sensor_timeout_seconds`` the task is skipped, and the next
+    scheduled run takes over.
+
+    :param days: days (YYYY-MM-DD) to watch (templated; usually the intake task's output).
+    :param aws_conn_id: the Airflow AWS connection.
+    """
+
+    template_fields: Sequence[str] = ("days",)
+
+    def __init__(self, *, days: Any, aws_conn_id: str | None = AWS_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.days = days
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Any) -> None:
+        settings = load_settings()
+        self.defer(
+            trigger=PendingWorkTrigger(
+                days=list(self.days),
+                table=settings.names.ledger_table,
+                enough_files=settings.min_batch_files,
+                enough_bytes=settings.min_batch_bytes,
+                max_wait_seconds=settings.max_wait_seconds,
+                deadline=iso(utcnow() + timedelta(seconds=settings.sensor_timeout_seconds)),
+                poll_seconds=settings.sensor_poll_seconds,
+                aws_conn_id=self.aws_conn_id,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=settings.sensor_timeout_seconds + 300),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[str]:
+        if not isinstance(event, dict) or event.get("status") not in ("ready", "timeout"):
+            raise AirflowException(f"unexpected event from PendingWorkTrigger: {event!r}")
+        if event["status"] == "timeout":
+            raise AirflowSkipException(f"no pending work became ready in {list(self.days)}")
+        self.log.info("ready: %s", event["summary"])
+        return list(event["days"])

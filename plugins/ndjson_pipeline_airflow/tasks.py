@@ -1,0 +1,163 @@
+"""The pipeline's Airflow tasks, shared by the ingest and end-of-day DAGs.
+
+Each task reads the settings at run time, builds its clients through the
+provider's hooks and calls one plain function of ``ndjson_pipeline``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, get_current_context, task, task_group
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from ndjson_pipeline import pipeline
+from ndjson_pipeline.intake import drain_queue, reconcile_day
+from ndjson_pipeline.ledger import utcnow
+from ndjson_pipeline.resources import default_names
+from ndjson_pipeline_airflow.aws import (
+    AWS_CONN_ID,
+    GlueRuns,
+    alert_failed_files,
+    aws_client,
+    ledger_for,
+    load_settings,
+    publish_metrics,
+)
+from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
+
+# The Parquet dataset as an Asset: downstream DAGs can be scheduled on fresh data.
+PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet", uri=f"s3://{default_names().lake_bucket}/events/")
+
+
+@task
+def intake() -> list[str]:
+    """Drain S3 notifications into the ledger; return the days to watch for pending work."""
+    settings = load_settings()
+    sqs = aws_client("sqs", AWS_CONN_ID)
+    queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
+    report = drain_queue(sqs, queue_url, ledger_for(settings), settings)
+    print(json.dumps({"intake": report.as_dict()}))
+    return pipeline.days_to_watch(utcnow(), sorted(report.days))
+
+
+@task
+def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
+    """Repair claims a finaliser never closed (callbacks and workers can die); publish pending-age metrics."""
+    settings = load_settings()
+    ledger = ledger_for(settings)
+    glue = GlueRuns(settings)
+    repaired = pipeline.sweep_expired_claims(
+        ledger,
+        aws_client("s3"),
+        settings,
+        days,
+        run_is_active=glue.is_active,
+        stop_active_runs=glue.stop,
+    )
+    now = utcnow()
+    oldest = max(
+        (ledger.pending_summary(day, enough_files=1, enough_bytes=1).oldest_age_seconds(now) for day in days),
+        default=0.0,
+    )
+    failed = [identity for r in repaired for identity in r.files_failed]
+    publish_metrics(settings, {"OldestPendingAgeSeconds": oldest})
+    for r in repaired:
+        if r.files_failed:
+            alert_failed_files(settings, r.manifest_id, list(r.files_failed))
+    summary = {"repaired": [r.manifest_id for r in repaired], "failed": len(failed), "oldest_pending_s": oldest}
+    print(json.dumps({"sweep": summary}))
+    return summary
+
+
+@task
+def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
+    """Claim pending files of ``days`` into manifests; return manifest references for the mapped conversion."""
+    context = get_current_context()
+    settings = load_settings()
+    refs = pipeline.plan_manifests(
+        ledger_for(settings),
+        aws_client("s3"),
+        settings,
+        days,
+        owner=f"{context['dag'].dag_id}/{context['run_id']}",
+    )
+    return [ref.as_dict() for ref in refs]
+
+
+@task(trigger_rule="all_done", map_index_template="{{ manifest_id }}", outlets=[PARQUET_ASSET])
+def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Record the conversion's outcome in the ledger, or compensate when it failed for good."""
+    context = get_current_context()
+    ref = pipeline.ManifestRef.from_dict(manifest)
+    context["manifest_id"] = ref.manifest_id
+    settings = load_settings()
+    glue = GlueRuns(settings)
+    outcome = pipeline.finalise_manifest(
+        ledger_for(settings), aws_client("s3"), settings, ref, stop_active_runs=glue.stop
+    )
+    if outcome.files_failed:
+        alert_failed_files(settings, ref.manifest_id, list(outcome.files_failed))
+        raise AirflowFailException(
+            f"manifest {ref.manifest_id}: {len(outcome.files_failed)} files FAILED after "
+            f"{settings.max_attempts} attempts (alert raised): {list(outcome.files_failed)[:5]}"
+        )
+    if outcome.status != "SUCCEEDED":
+        # No new data: skipping keeps this from emitting an asset event.
+        raise AirflowSkipException(f"manifest {ref.manifest_id} compensated; its files are pending again")
+    return outcome.as_dict()
+
+
+@task_group
+def convert_manifest(manifest: dict[str, Any]) -> None:
+    """One manifest: the conversion job, then finalise (which also runs, and compensates, if it failed)."""
+    convert = ManifestGlueJobOperator(
+        task_id="convert",
+        manifest=manifest,
+        deferrable=True,
+        map_index_template="{{ manifest_id }}",
+    )
+    convert >> finalise(manifest)
+
+
+@task
+def resolve_day() -> list[str]:
+    """The day to close: the ``day`` param, else the day before the run's logical date (or before today)."""
+    context = get_current_context()
+    requested = context["params"].get("day")
+    if requested:
+        try:
+            day = date.fromisoformat(requested)
+        except ValueError as exc:
+            raise AirflowFailException(f"param 'day' must be a date YYYY-MM-DD, got {requested!r}") from exc
+    else:
+        anchor = context.get("logical_date") or utcnow()
+        day = anchor.date() - timedelta(days=1)
+    if day > utcnow().date():
+        raise AirflowFailException(f"param 'day' {day} is in the future")
+    return [day.isoformat()]
+
+
+@task
+def reconcile(days: list[str]) -> dict[str, Any]:
+    """Register every object of the day's landing listing that the ledger lacks (lost notifications)."""
+    settings = load_settings()
+    report = reconcile_day(aws_client("s3"), ledger_for(settings), settings, settings.names.landing_bucket, days[0])
+    print(json.dumps({"reconcile": report.as_dict()}))
+    return report.as_dict()
+
+
+@task(trigger_rule="all_done")
+def report_day(days: list[str]) -> dict[str, Any]:
+    """Check the day is complete (every file terminal, rows reconciled) and write the day report."""
+    settings = load_settings()
+    report = pipeline.day_report(ledger_for(settings), aws_client("s3"), settings, days[0])
+    print(json.dumps({"day_report": report}, indent=2))
+    if not report["complete"]:
+        raise AirflowFailException(
+            f"day {days[0]} is not complete: {report['files_by_state']}; "
+            f"not terminal e.g. {report['not_terminal'][:3]}, unreconciled e.g. {report['unreconciled'][:3]}"
+        )
+    return report

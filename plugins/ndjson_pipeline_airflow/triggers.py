@@ -1,0 +1,108 @@
+"""Trigger that waits, in the triggerer, until a day has enough pending work to be worth a batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from ndjson_pipeline.ledger import Ledger, PendingSummary, PendingSummaryScan, utcnow
+
+
+class PendingWorkTrigger(BaseTrigger):
+    """Polls the ledger's pending index asynchronously; fires once any watched day is ready.
+
+    A day is ready when it has at least ``enough_files`` pending files or
+    ``enough_bytes`` pending bytes, or when its oldest pending file has waited
+    ``max_wait_seconds``. Counting stops at the thresholds, so a poll reads a
+    bounded number of index pages however large the backlog. At ``deadline``
+    the trigger fires a ``timeout`` event instead.
+
+    :param days: days (YYYY-MM-DD) to watch.
+    :param table: the ledger table name.
+    :param enough_files: pending files that make a day ready.
+    :param enough_bytes: pending bytes that make a day ready.
+    :param max_wait_seconds: age of the oldest pending file that makes a day ready.
+    :param deadline: ISO-8601 instant after which the trigger gives up.
+    :param poll_seconds: pause between polls.
+    :param aws_conn_id: the Airflow AWS connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        days: list[str],
+        table: str,
+        enough_files: int,
+        enough_bytes: int,
+        max_wait_seconds: int,
+        deadline: str,
+        poll_seconds: int = 30,
+        aws_conn_id: str | None = "aws_default",
+    ) -> None:
+        super().__init__()
+        self.days = list(days)
+        self.table = table
+        self.enough_files = enough_files
+        self.enough_bytes = enough_bytes
+        self.max_wait_seconds = max_wait_seconds
+        self.deadline = deadline
+        self.poll_seconds = poll_seconds
+        self.aws_conn_id = aws_conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                "days": self.days,
+                "table": self.table,
+                "enough_files": self.enough_files,
+                "enough_bytes": self.enough_bytes,
+                "max_wait_seconds": self.max_wait_seconds,
+                "deadline": self.deadline,
+                "poll_seconds": self.poll_seconds,
+                "aws_conn_id": self.aws_conn_id,
+            },
+        )
+
+    def is_ready(self, summary: PendingSummary, now: datetime) -> str | None:
+        """Why a day is ready (files, bytes or wait), or None while it should keep waiting."""
+        if summary.files >= self.enough_files:
+            return "files"
+        if summary.bytes >= self.enough_bytes:
+            return "bytes"
+        if summary.files and summary.oldest_age_seconds(now) >= self.max_wait_seconds:
+            return "wait"
+        return None
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="dynamodb")
+        ledger = Ledger(None, self.table)
+        deadline = datetime.fromisoformat(self.deadline)
+        async with await hook.get_async_conn() as client:
+            while True:
+                now = utcnow()
+                ready: dict[str, dict[str, Any]] = {}
+                for day in self.days:
+                    scan = PendingSummaryScan(
+                        ledger, day, enough_files=self.enough_files, enough_bytes=self.enough_bytes
+                    )
+                    while (request := scan.next_request()) is not None:
+                        scan.add_page(await client.query(**request))
+                    summary = scan.result()
+                    reason = self.is_ready(summary, now)
+                    if reason:
+                        ready[day] = {"reason": reason, "files": summary.files, "bytes": summary.bytes}
+                if ready:
+                    self.log.info("pending work ready: %s", ready)
+                    yield TriggerEvent({"status": "ready", "days": sorted(ready, reverse=True), "summary": ready})
+                    return
+                if now >= deadline:
+                    yield TriggerEvent({"status": "timeout", "days": [], "summary": {}})
+                    return
+                self.log.info("no day of %s is ready yet; next poll in %ss", self.days, self.poll_seconds)
+                await asyncio.sleep(self.poll_seconds)

@@ -1,0 +1,72 @@
+"""PendingWorkTrigger: serialisation round trip, and its decision against a real (moto) ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from datetime import timedelta
+
+import pytest
+from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
+
+from ndjson_pipeline.ledger import iso, utcnow
+from tests.ledger.events import DAY
+from tests.ledger.test_ledger import _register
+from tools.local_stack import aws_connection_env
+
+
+def _make_trigger(**overrides) -> PendingWorkTrigger:
+    kwargs = {
+        "days": [DAY],
+        "table": "t-ledger",
+        "enough_files": 5,
+        "enough_bytes": 10**9,
+        "max_wait_seconds": 3600,
+        "deadline": iso(utcnow() + timedelta(seconds=3)),
+        "poll_seconds": 1,
+        "aws_conn_id": "aws_default",
+    }
+    return PendingWorkTrigger(**{**kwargs, **overrides})
+
+
+def test_serialisation_round_trip():
+    trigger = _make_trigger(days=["2026-11-24", "2026-11-23"], enough_files=7)
+    classpath, kwargs = trigger.serialize()
+    module, name = classpath.rsplit(".", 1)
+    rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert classpath == "ndjson_pipeline_airflow.triggers.PendingWorkTrigger"
+
+
+def _first_event(trigger: PendingWorkTrigger) -> dict:
+    async def first():
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("trigger ended without an event")
+
+    return asyncio.run(first())
+
+
+@pytest.fixture
+def airflow_aws(stack, monkeypatch):
+    for name, value in aws_connection_env(stack.endpoint).items():
+        monkeypatch.setenv(name, value)
+    return stack
+
+
+def test_fires_when_enough_files_are_pending(airflow_aws):
+    _register(airflow_aws, 6)
+    payload = _first_event(_make_trigger(table=airflow_aws.names.ledger_table))
+    assert payload["status"] == "ready"
+    assert payload["days"] == [DAY]
+    assert payload["summary"][DAY]["reason"] == "files"
+    assert payload["summary"][DAY]["files"] == 5  # counting stops at the threshold
+
+
+def test_fires_on_waiting_time_and_times_out_when_idle(airflow_aws):
+    _register(airflow_aws, 2)
+    idle = _first_event(_make_trigger(table=airflow_aws.names.ledger_table))
+    assert idle["status"] == "timeout"
+    waited = _first_event(_make_trigger(table=airflow_aws.names.ledger_table, max_wait_seconds=0))
+    assert waited["status"] == "ready"
+    assert waited["summary"][DAY] == {"reason": "wait", "files": 2, "bytes": waited["summary"][DAY]["bytes"]}
