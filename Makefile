@@ -1,9 +1,11 @@
 # Two entry points (see README): `make run` and `make test`. Both install what is missing first.
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints/*.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints/*.txt tools/spark_jars.py | sha256sum | cut -c1-16)
+export PYTHONPATH := include:plugins:.
+export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: run test lint install
+.PHONY: run test lint iac-check install build deploy bench-ledger bench-glue
 
 install: $(STAMP)
 
@@ -11,14 +13,31 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/python -m pip install -q uv==0.12.3
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements-dev.txt
+	$(VENV)/bin/python -m tools.spark_jars
 	@rm -f $(VENV)/.installed-* && touch $@
 
 run: install
-	PYTHONPATH=include:plugins:. $(VENV)/bin/python -m tools.run_local
+	$(VENV)/bin/python -m tools.run_local
 
 lint: install
-	$(VENV)/bin/ruff check include tools tests
-	$(VENV)/bin/ruff format --check include tools tests
+	$(VENV)/bin/ruff check include plugins dags glue_scripts tools tests benchmarks
+	$(VENV)/bin/ruff format --check include plugins dags glue_scripts tools tests benchmarks
 
-test: install lint
+iac-check:
+	bash tools/iac_checks.sh
+
+test: install lint iac-check
 	$(VENV)/bin/python -m pytest
+
+build: install
+	$(VENV)/bin/python -m tools.build_artifacts --out dist
+
+# make deploy NAME_PREFIX=my-pipeline [DRY_RUN=1]
+deploy: build
+	$(VENV)/bin/python -m tools.deploy --name-prefix $(NAME_PREFIX) --dist dist $(if $(DRY_RUN),--dry-run)
+
+bench-ledger: install
+	$(VENV)/bin/python -m benchmarks.ledger_benchmark
+
+bench-glue: install
+	$(VENV)/bin/python -m benchmarks.glue_job_benchmark

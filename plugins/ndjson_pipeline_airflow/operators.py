@@ -75,3 +75,7 @@ class ManifestGlueJobOperator(GlueJobOperator):
             self.log.info("manifest %s: Glue run %s is already active; waiting for it", ref.manifest_id, active)
             self._job_run_id = active
         return super().execute(context)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        context["manifest_id"] = self.manifest["manifest_id"]  # the label is rendered after resuming, too
+        return super().execute_complete(context, event)

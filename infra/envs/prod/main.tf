@@ -1,0 +1,149 @@
+# Production wiring of the pipeline. Every name and shape comes from resources.json,
+# the file the local bootstrap (tools/local_stack.py) reads too, so they cannot drift;
+# tests/infra checks that both declare the same resources.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  spec = jsondecode(file("${path.module}/../../../include/ndjson_pipeline/resources.json"))
+
+  names = {
+    landing    = "${var.name_prefix}-${local.spec.buckets.landing}"
+    lake       = "${var.name_prefix}-${local.spec.buckets.lake}"
+    quarantine = "${var.name_prefix}-${local.spec.buckets.quarantine}"
+    assets     = "${var.name_prefix}-${local.spec.buckets.assets}"
+    queue      = "${var.name_prefix}-${local.spec.queue.name}"
+    dlq        = "${var.name_prefix}-${local.spec.queue.dlq_name}"
+    ledger     = "${var.name_prefix}-${local.spec.ledger.table}"
+    glue_job   = "${var.name_prefix}-${local.spec.glue_job.name}"
+  }
+
+  # Built from names (not module outputs) so the roles and the resources they guard
+  # do not depend on each other.
+  glue_job_arn          = "arn:${data.aws_partition.current.partition}:glue:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:job/${local.names.glue_job}"
+  glue_log_group_name   = "/aws-glue/jobs/${local.names.glue_job}"
+  mwaa_environment_name = coalesce(var.mwaa_environment_name, var.name_prefix)
+  metric_namespace      = "NdjsonPipeline"
+}
+
+# One key for the data at rest: buckets, ledger, Glue output/bookmarks/logs, MWAA.
+module "data_key" {
+  source      = "../../modules/kms_key"
+  name        = "${var.name_prefix}-data"
+  description = "Data at rest of the ${var.name_prefix} pipeline"
+  service_grants = [{
+    sid     = "CloudWatchLogs"
+    service = "logs.${data.aws_region.current.name}.amazonaws.com"
+    actions = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"]
+    conditions = [{
+      test     = "ArnLike"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:*"]
+    }]
+  }]
+}
+
+module "storage" {
+  source = "../../modules/storage"
+  bucket_names = {
+    landing    = local.names.landing
+    lake       = local.names.lake
+    quarantine = local.names.quarantine
+    assets     = local.names.assets
+  }
+  kms_key_arn                       = module.data_key.arn
+  pipeline_retention_days           = var.pipeline_retention_days
+  noncurrent_version_retention_days = var.noncurrent_version_retention_days
+}
+
+module "queue" {
+  source             = "../../modules/queue"
+  queue_name         = local.names.queue
+  dlq_name           = local.names.dlq
+  spec               = local.spec.queue
+  landing_bucket_id  = module.storage.bucket_ids["landing"]
+  landing_bucket_arn = module.storage.bucket_arns["landing"]
+  landing_prefix     = local.spec.landing_prefix
+}
+
+module "ledger" {
+  source      = "../../modules/ledger"
+  table_name  = local.names.ledger
+  spec        = local.spec.ledger
+  kms_key_arn = module.data_key.arn
+}
+
+module "glue" {
+  source                = "../../modules/glue"
+  job_name              = local.names.glue_job
+  spec                  = local.spec.glue_job
+  role_arn              = module.iam.glue_role_arn
+  kms_key_arn           = module.data_key.arn
+  script_s3_uri         = "s3://${local.names.assets}/${var.glue_script_key}"
+  extra_py_files_s3_uri = "s3://${local.names.assets}/${var.glue_extra_py_files_key}"
+  timeout_minutes       = var.glue_timeout_minutes
+  log_retention_days    = var.log_retention_days
+}
+
+module "monitoring" {
+  source                        = "../../modules/monitoring"
+  name_prefix                   = var.name_prefix
+  metric_namespace              = local.metric_namespace
+  dataset                       = var.dataset
+  queue_name                    = local.names.queue
+  dlq_name                      = local.names.dlq
+  dlq_max_receive_count         = local.spec.queue.dlq_max_receive_count
+  glue_job_name                 = local.names.glue_job
+  queue_age_threshold_seconds   = var.queue_age_threshold_seconds
+  pending_age_threshold_seconds = var.pending_age_threshold_seconds
+  alert_emails                  = var.alert_emails
+}
+
+module "iam" {
+  source                           = "../../modules/iam"
+  name_prefix                      = var.name_prefix
+  mwaa_environment_name            = local.mwaa_environment_name
+  bucket_arns                      = module.storage.bucket_arns
+  landing_prefix                   = local.spec.landing_prefix
+  dataset                          = var.dataset
+  queue_arn                        = module.queue.queue_arn
+  queue_kms_key_arn                = module.queue.kms_key_arn
+  data_kms_key_arn                 = module.data_key.arn
+  ledger_table_arn                 = module.ledger.table_arn
+  ledger_work_index_arn            = module.ledger.work_index_arn
+  glue_job_arn                     = local.glue_job_arn
+  glue_log_group_name              = local.glue_log_group_name
+  glue_security_configuration_name = local.names.glue_job
+  alerts_topic_arn                 = module.monitoring.topic_arn
+  alerts_kms_key_arn               = module.monitoring.kms_key_arn
+  metric_namespace                 = local.metric_namespace
+}
+
+module "network" {
+  source          = "../../modules/network"
+  count           = var.create_vpc_endpoints ? 1 : 0
+  name_prefix     = var.name_prefix
+  vpc_id          = var.vpc_id
+  subnet_ids      = var.subnet_ids
+  route_table_ids = var.route_table_ids
+}
+
+module "mwaa" {
+  source                         = "../../modules/mwaa"
+  count                          = var.create_mwaa_environment ? 1 : 0
+  environment_name               = local.mwaa_environment_name
+  airflow_version                = var.mwaa_airflow_version
+  environment_class              = var.mwaa_environment_class
+  min_workers                    = var.mwaa_min_workers
+  max_workers                    = var.mwaa_max_workers
+  execution_role_arn             = module.iam.mwaa_execution_role_arn
+  kms_key_arn                    = module.data_key.arn
+  source_bucket_arn              = module.storage.bucket_arns["assets"]
+  plugins_s3_object_version      = var.mwaa_plugins_s3_object_version
+  requirements_s3_object_version = var.mwaa_requirements_s3_object_version
+  vpc_id                         = var.vpc_id
+  subnet_ids                     = slice(var.subnet_ids, 0, 2)
+  airflow_configuration_options  = var.mwaa_airflow_configuration_options
+}

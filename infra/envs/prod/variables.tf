@@ -1,0 +1,138 @@
+variable "aws_region" {
+  type = string
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (bucket names are global: pick one unique to your organisation). Same rule as the pipeline setting name_prefix."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{1,40}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-42 lowercase letters, digits or '-'."
+  }
+}
+
+variable "dataset" {
+  description = "Lake prefix the Glue job writes (the pipeline setting 'dataset')."
+  type        = string
+  default     = "events"
+}
+
+variable "pipeline_retention_days" {
+  description = "Days to keep quarantined files and manifests/results; keep >= the ledger's terminal_ttl_days."
+  type        = number
+  default     = 30
+}
+
+variable "noncurrent_version_retention_days" {
+  type    = number
+  default = 30
+}
+
+variable "glue_script_key" {
+  description = "Assets-bucket key of the Glue script, printed by `python -m tools.deploy` (content-hashed). The default is a placeholder until the first deploy."
+  type        = string
+  default     = "glue/scripts/placeholder/ndjson_to_parquet.py"
+}
+
+variable "glue_extra_py_files_key" {
+  description = "Assets-bucket key of the ndjson_pipeline zip, printed by `python -m tools.deploy`."
+  type        = string
+  default     = "glue/python/placeholder/ndjson_pipeline.zip"
+}
+
+variable "glue_timeout_minutes" {
+  description = "A run longer than this ends in TIMEOUT (and alerts)."
+  type        = number
+  default     = 60
+}
+
+variable "log_retention_days" {
+  type    = number
+  default = 365
+}
+
+variable "alert_emails" {
+  type    = list(string)
+  default = []
+}
+
+variable "queue_age_threshold_seconds" {
+  description = "Alarm when the oldest S3 event has waited this long in the queue."
+  type        = number
+  default     = 900
+}
+
+variable "pending_age_threshold_seconds" {
+  description = "Alarm when a file has been PENDING this long (see docs/deployment.md for sizing)."
+  type        = number
+  default     = 1800
+}
+
+variable "create_vpc_endpoints" {
+  type    = bool
+  default = true
+}
+
+variable "vpc_id" {
+  type = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets (at least two, in different availability zones) for the endpoints and MWAA."
+  type        = list(string)
+}
+
+variable "route_table_ids" {
+  description = "Route tables of the private subnets (gateway endpoints for S3 and DynamoDB)."
+  type        = list(string)
+}
+
+variable "create_mwaa_environment" {
+  description = "Declare the MWAA environment here; false when a platform team owns it and only needs the execution role."
+  type        = bool
+  default     = false
+}
+
+variable "mwaa_environment_name" {
+  description = "Defaults to name_prefix. The execution role is scoped to this environment's log groups and metrics."
+  type        = string
+  default     = null
+}
+
+variable "mwaa_airflow_version" {
+  type    = string
+  default = "3.3.1"
+}
+
+variable "mwaa_environment_class" {
+  type    = string
+  default = "mw1.small"
+}
+
+variable "mwaa_min_workers" {
+  type    = number
+  default = 1
+}
+
+variable "mwaa_max_workers" {
+  type    = number
+  default = 4
+}
+
+variable "mwaa_plugins_s3_object_version" {
+  description = "Version id of plugins/plugins.zip, printed by tools.deploy."
+  type        = string
+  default     = null
+}
+
+variable "mwaa_requirements_s3_object_version" {
+  description = "Version id of requirements/requirements.txt, printed by tools.deploy."
+  type        = string
+  default     = null
+}
+
+variable "mwaa_airflow_configuration_options" {
+  type    = map(string)
+  default = {}
+}

@@ -1,0 +1,65 @@
+variable "name_prefix" {
+  type = string
+}
+
+variable "mwaa_environment_name" {
+  type = string
+}
+
+variable "bucket_arns" {
+  description = "Bucket ARNs keyed by role: landing, lake, quarantine, assets."
+  type        = map(string)
+}
+
+variable "landing_prefix" {
+  type = string
+}
+
+variable "dataset" {
+  description = "Dataset prefix of the lake (the pipeline setting 'dataset')."
+  type        = string
+}
+
+variable "queue_arn" {
+  type = string
+}
+
+variable "queue_kms_key_arn" {
+  type = string
+}
+
+variable "data_kms_key_arn" {
+  type = string
+}
+
+variable "ledger_table_arn" {
+  type = string
+}
+
+variable "ledger_work_index_arn" {
+  type = string
+}
+
+variable "glue_job_arn" {
+  type = string
+}
+
+variable "glue_log_group_name" {
+  type = string
+}
+
+variable "glue_security_configuration_name" {
+  type = string
+}
+
+variable "alerts_topic_arn" {
+  type = string
+}
+
+variable "alerts_kms_key_arn" {
+  type = string
+}
+
+variable "metric_namespace" {
+  type = string
+}

@@ -1,0 +1,7 @@
+output "topic_arn" {
+  value = aws_sns_topic.alerts.arn
+}
+
+output "kms_key_arn" {
+  value = module.key.arn
+}

@@ -1,0 +1,54 @@
+variable "environment_name" {
+  type = string
+}
+
+variable "airflow_version" {
+  type = string
+}
+
+variable "environment_class" {
+  type = string
+}
+
+variable "min_workers" {
+  type = number
+}
+
+variable "max_workers" {
+  type = number
+}
+
+variable "execution_role_arn" {
+  type = string
+}
+
+variable "kms_key_arn" {
+  type = string
+}
+
+variable "source_bucket_arn" {
+  type = string
+}
+
+variable "plugins_s3_object_version" {
+  description = "S3 version id of plugins/plugins.zip (printed by tools.deploy)."
+  type        = string
+}
+
+variable "requirements_s3_object_version" {
+  description = "S3 version id of requirements/requirements.txt (printed by tools.deploy)."
+  type        = string
+}
+
+variable "vpc_id" {
+  type = string
+}
+
+variable "subnet_ids" {
+  description = "Two private subnets in different availability zones (MWAA requirement)."
+  type        = list(string)
+}
+
+variable "airflow_configuration_options" {
+  type = map(string)
+}

@@ -1,0 +1,91 @@
+"""The build: every artifact listed with its hash and key, deterministic, MWAA-ready requirements."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from tests.deploy.conftest import SOURCE_ROOT
+from tools.build_artifacts import BuildError, build, deterministic_zip
+
+
+def test_build_lists_every_file_it_wrote(built):
+    out, document = built
+    listed = {a["path"] for a in document["artifacts"]}
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {"build.json"}
+    assert listed == written
+    assert json.loads((out / "build.json").read_text()) == document
+
+
+def test_build_has_one_artifact_of_each_mwaa_and_glue_kind(built):
+    _, document = built
+    kinds = [a["kind"] for a in document["artifacts"]]
+    for kind in ("plugins", "requirements", "glue_script", "glue_python"):
+        assert kinds.count(kind) == 1, kind
+    assert "dag" in kinds
+    assert "glue_schema" in kinds
+    keys = {a["kind"]: a["key"] for a in document["artifacts"]}
+    assert keys["plugins"] == "plugins/plugins.zip"
+    assert keys["requirements"] == "requirements/requirements.txt"
+    for kind in ("glue_script", "glue_python"):
+        sha = next(a["sha256"] for a in document["artifacts"] if a["kind"] == kind)
+        assert sha[:16] in keys[kind], f"{kind} key is not content-hashed"
+
+
+def test_dags_are_the_dag_folder(built):
+    _, document = built
+    dag_keys = {a["key"] for a in document["artifacts"] if a["kind"] == "dag"}
+    expected = {
+        f"dags/{p.relative_to(SOURCE_ROOT / 'dags').as_posix()}"
+        for p in (SOURCE_ROOT / "dags").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert expected <= dag_keys
+    assert not any("__pycache__" in k or k.endswith(".pyc") for k in dag_keys)
+
+
+def test_plugins_zip_holds_plugins_and_the_package(built):
+    out, _ = built
+    names = zipfile.ZipFile(out / "plugins.zip").namelist()
+    assert "ndjson_pipeline/__init__.py" in names
+    assert "ndjson_pipeline/resources.json" in names
+    for plugin_file in (SOURCE_ROOT / "plugins").rglob("*.py"):
+        if "__pycache__" not in plugin_file.parts:
+            assert plugin_file.relative_to(SOURCE_ROOT / "plugins").as_posix() in names
+    assert not any(n.endswith(".pyc") for n in names)
+
+
+def test_requirements_keep_the_constraint_line(built):
+    out, _ = built
+    assert any(line.startswith("--constraint") for line in (out / "requirements.txt").read_text().splitlines())
+
+
+def test_build_is_deterministic(built, tmp_path):
+    out, document = built
+    again = build(tmp_path / "again", root=SOURCE_ROOT)
+    assert again == document
+    assert (tmp_path / "again" / "plugins.zip").read_bytes() == (out / "plugins.zip").read_bytes()
+
+
+def test_deterministic_zip_ignores_entry_order():
+    assert deterministic_zip({"b": b"2", "a": b"1"}) == deterministic_zip({"a": b"1", "b": b"2"})
+
+
+def test_requirements_without_constraint_fail_the_build(tmp_path):
+    root = tmp_path / "src"
+    for folder in ("dags", "plugins", "include/ndjson_pipeline", "glue_scripts/schemas"):
+        (root / folder).mkdir(parents=True)
+    (root / "glue_scripts" / "ndjson_to_parquet.py").write_text("")
+    (root / "glue_scripts" / "schemas" / "events.json").write_text("{}")
+    (root / "requirements.txt").write_text("apache-airflow-providers-amazon==9.34.0\n")
+    with pytest.raises(BuildError, match="--constraint"):
+        build(tmp_path / "out", root=root)
+
+
+def test_build_refuses_to_wipe_a_foreign_folder(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(BuildError, match="not empty"):
+        build(tmp_path, root=SOURCE_ROOT)
+    assert (tmp_path / "precious.txt").exists()

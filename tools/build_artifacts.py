@@ -1,0 +1,188 @@
+"""Build what MWAA and Glue consume, under content-hashed keys, reproducibly.
+
+``python -m tools.build_artifacts [--out dist]`` writes::
+
+    dist/dags/...                                   -> s3://<assets>/dags/...
+    dist/plugins.zip                                -> s3://<assets>/plugins/plugins.zip
+    dist/requirements.txt                           -> s3://<assets>/requirements/requirements.txt
+    dist/glue/scripts/<sha>/ndjson_to_parquet.py    -> same key in the assets bucket
+    dist/glue/python/<sha>/ndjson_pipeline.zip      -> same key
+    dist/glue/schemas/<sha>/<name>.json             -> same key
+    dist/build.json                                 every artifact with its sha256 and S3 key
+
+plugins.zip holds the contents of ``plugins/`` at its root plus the package
+``ndjson_pipeline`` (from ``include/``): MWAA puts the unpacked plugins folder on
+``sys.path`` for workers, the scheduler and the triggerer, and nothing else of the
+repository reaches them. Zips get fixed timestamps and sorted entries, so the same
+sources always give the same bytes, hashes and keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import sys
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_FORMAT = 1
+# Zip's earliest representable time: entries carry no build-time information.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+_IGNORED_SUFFIXES = {".pyc", ".pyo"}
+GLUE_SCRIPT = "ndjson_to_parquet.py"
+GLUE_PACKAGE = "ndjson_pipeline"
+
+
+def echo(message: str, *args: object, err: bool = False) -> None:
+    """Command-line output of the build and deploy tools (printf-style, like logging)."""
+    print(message % args if args else message, file=sys.stderr if err else sys.stdout)
+
+
+class BuildError(RuntimeError):
+    """A source the build needs is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One built file: ``path`` inside the build folder, ``key`` in the assets bucket."""
+
+    kind: str
+    path: str
+    key: str
+    sha256: str
+    size: int
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _source_files(folder: Path) -> list[Path]:
+    """Files under ``folder`` in a stable order, without caches and bytecode."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not _IGNORED_PARTS.intersection(p.parts) and p.suffix not in _IGNORED_SUFFIXES
+    )
+
+
+def deterministic_zip(entries: dict[str, bytes]) -> bytes:
+    """A zip of ``{archive name: content}`` whose bytes depend on nothing else."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, entries[name], compresslevel=9)
+    return buffer.getvalue()
+
+
+def _tree_entries(folder: Path, prefix: str = "") -> dict[str, bytes]:
+    return {prefix + p.relative_to(folder).as_posix(): p.read_bytes() for p in _source_files(folder)}
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise BuildError(f"{what} not found: {path}")
+    return path
+
+
+def _check_requirements(text: str, path: Path) -> None:
+    # MWAA refuses to install a requirements.txt without Airflow's constraints.
+    lines = [line.strip() for line in text.splitlines()]
+    if not any(line.startswith(("--constraint", "-c ")) for line in lines):
+        raise BuildError(f"{path} has no --constraint line; MWAA requires one")
+
+
+class _Build:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.artifacts: list[Artifact] = []
+
+    def add(self, kind: str, rel_path: str, key: str, data: bytes) -> Artifact:
+        target = self.out / rel_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        artifact = Artifact(kind=kind, path=rel_path, key=key, sha256=_sha256(data), size=len(data))
+        self.artifacts.append(artifact)
+        return artifact
+
+    def add_hashed(self, kind: str, folder: str, name: str, data: bytes) -> Artifact:
+        # The key changes whenever the content does: a run never reads a half-replaced file
+        # and an older run keeps the exact code it started with.
+        key = f"{folder}/{_sha256(data)[:16]}/{name}"
+        return self.add(kind, key, key, data)
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists():
+        if any(out.iterdir()) and not (out / "build.json").exists():
+            raise BuildError(f"{out} is not empty and holds no earlier build; refusing to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def build(out: Path, root: Path = ROOT) -> dict:
+    """Build every artifact from the sources under ``root`` into ``out``; return the build.json document."""
+    dags = _require(root / "dags", "DAG folder")
+    plugins = _require(root / "plugins", "plugins folder")
+    package = _require(root / "include" / GLUE_PACKAGE, "package include/ndjson_pipeline")
+    requirements = _require(root / "requirements.txt", "requirements.txt")
+    glue_script = _require(root / "glue_scripts" / GLUE_SCRIPT, "Glue script")
+    schemas = sorted(_require(root / "glue_scripts" / "schemas", "Glue schema folder").glob("*.json"))
+    if not schemas:
+        raise BuildError(f"no *.json schema in {root / 'glue_scripts' / 'schemas'}")
+
+    _prepare_out(out)
+    result = _Build(out)
+
+    for path in _source_files(dags):
+        rel = path.relative_to(dags).as_posix()
+        result.add("dag", f"dags/{rel}", f"dags/{rel}", path.read_bytes())
+
+    plugin_entries = _tree_entries(plugins)
+    package_entries = _tree_entries(package, prefix=f"{GLUE_PACKAGE}/")
+    clash = sorted(set(plugin_entries) & set(package_entries))
+    if clash:
+        raise BuildError(f"plugins/ already contains {clash}, which would shadow include/{GLUE_PACKAGE}")
+    result.add("plugins", "plugins.zip", "plugins/plugins.zip", deterministic_zip(plugin_entries | package_entries))
+
+    text = requirements.read_text()
+    _check_requirements(text, requirements)
+    result.add("requirements", "requirements.txt", "requirements/requirements.txt", text.encode())
+
+    result.add_hashed("glue_script", "glue/scripts", GLUE_SCRIPT, glue_script.read_bytes())
+    result.add_hashed("glue_python", "glue/python", f"{GLUE_PACKAGE}.zip", deterministic_zip(package_entries))
+    for schema in schemas:
+        json.loads(schema.read_text())  # a malformed schema fails the build, not a Glue run
+        result.add_hashed("glue_schema", "glue/schemas", schema.name, schema.read_bytes())
+
+    document = {"format": BUILD_FORMAT, "artifacts": [asdict(a) for a in result.artifacts]}
+    (out / "build.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return document
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "dist", help="build folder (default: dist/)")
+    args = parser.parse_args(argv)
+    try:
+        document = build(args.out.resolve())
+    except BuildError as exc:
+        echo("build failed: %s", exc, err=True)
+        return 1
+    for artifact in document["artifacts"]:
+        echo("%s  %-13s %s", artifact["sha256"][:12], artifact["kind"], artifact["key"])
+    echo("wrote %s", args.out / "build.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

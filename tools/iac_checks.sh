@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Offline checks of the Terraform in infra/: formatting and checkov's policies.
+# checkov lives in its own venv (.venv-iac) because its pins clash with Airflow's;
+# the venv is rebuilt only when requirements-iac.txt changes (stamp = its hash).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV=.venv-iac
+STAMP="$VENV/.installed-$(sha256sum requirements-iac.txt | cut -c1-16)"
+
+if [[ ! -f "$STAMP" ]]; then
+  [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q uv==0.12.3
+  "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -r requirements-iac.txt
+  rm -f "$VENV"/.installed-* && touch "$STAMP"
+fi
+
+# No ~/.terraformrc here: an empty CLI config keeps terraform from warning about it.
+export TF_CLI_CONFIG_FILE="${TF_CLI_CONFIG_FILE:-/dev/null}"
+
+status=0
+echo "terraform fmt -check -recursive infra"
+terraform fmt -check -recursive -diff infra || status=1
+
+echo "checkov -d infra"
+# --skip-download: no network; the policies shipped in the package are the ones run.
+"$VENV/bin/checkov" -d infra --framework terraform --skip-download --compact --quiet || status=1
+
+exit "$status"
