@@ -194,6 +194,8 @@ def airflow_environment(home: str | Path) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "SPARK_LOCAL_IP": "127.0.0.1",
+        # What plugins.zip provides on MWAA: the ndjson_pipeline package importable, the dags folder not.
+        "PYTHONPATH": str(REPO_ROOT / "include"),
     }
 
 

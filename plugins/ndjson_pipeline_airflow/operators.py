@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
@@ -59,9 +58,8 @@ class ManifestGlueJobOperator(GlueJobOperator):
             self.log.info("converting manifest %s on local Spark: %s", ref.manifest_id, settings.script_uri)
             run_glue_script_locally(
                 settings.script_uri,
-                arguments,
+                {name.removeprefix("--"): value for name, value in arguments.items() if name != "--extra-py-files"},
                 s3_endpoint=s3_endpoint(self.aws_conn_id),
-                py_files=[str(Path(__import__("ndjson_pipeline").__file__).parent.parent)],
                 timeout_seconds=settings.glue_max_wait_seconds,
             )
             return "local"

@@ -7,6 +7,7 @@ provider's hooks and calls one plain function of ``ndjson_pipeline``.
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, timedelta
 from typing import Any
 
@@ -151,9 +152,18 @@ def reconcile(days: list[str]) -> dict[str, Any]:
 
 @task(trigger_rule="all_done")
 def report_day(days: list[str]) -> dict[str, Any]:
-    """Check the day is complete (every file terminal, rows reconciled) and write the day report."""
+    """Check the day is complete (every file terminal, rows reconciled) and write the day report.
+
+    Manifests another run is still converting (an ingest run overlapping this
+    one) are waited for, up to the conversion time limit, before judging.
+    """
     settings = load_settings()
-    report = pipeline.day_report(ledger_for(settings), aws_client("s3"), settings, days[0])
+    ledger = ledger_for(settings)
+    deadline = time.monotonic() + settings.glue_max_wait_seconds
+    while (in_flight := ledger.open_manifests(days[0])) and time.monotonic() < deadline:
+        print(f"waiting for {len(in_flight)} manifests of {days[0]} still converting in other runs")
+        time.sleep(settings.glue_poll_seconds)
+    report = pipeline.day_report(ledger, aws_client("s3"), settings, days[0])
     print(json.dumps({"day_report": report}, indent=2))
     if not report["complete"]:
         raise AirflowFailException(

@@ -1,0 +1,189 @@
+"""The whole pipeline over the moto server with local Spark: exact rows, faults injected, reruns.
+
+Invariant checked after every scenario: every file version of the day is
+terminal (DONE, QUARANTINED, or FAILED with an alert), the Parquet holds
+exactly the valid input rows (count == distinct == expected), and every bad
+line is in quarantine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from ndjson_pipeline import local_glue, pipeline
+from ndjson_pipeline.intake import drain_queue
+from ndjson_pipeline.ledger import utcnow
+from tests.conftest import make_stack
+from tests.e2e.conftest import (
+    configure,
+    land,
+    parquet_event_ids,
+    parquet_snapshot,
+    quarantined_line_records,
+    run,
+    task_states,
+)
+from tools.local_stack import airflow_environment, client
+
+pytestmark = [pytest.mark.e2e, pytest.mark.spark]
+
+
+def assert_day_converted_exactly(stack, sample, *, failed_ok: bool = False) -> dict:
+    report = pipeline.day_report(stack.ledger, stack.s3, stack.settings, sample.day)
+    assert report["not_terminal"] == [], report
+    assert report["unreconciled"] == [], report
+    if not failed_ok:
+        assert "FAILED" not in report["files_by_state"], report
+    ids = parquet_event_ids(stack)
+    assert len(ids) == len(set(ids)), "duplicate rows in the output"
+    assert set(ids) == sample.expected_rows
+    assert len(quarantined_line_records(stack)) == sample.expected_bad_lines
+    assert report["rows_out"] == len(ids)
+    return report
+
+
+def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_stack):
+    stack = pipeline_stack
+    sample = land(stack, files=12)
+    ingest = run(dags, "ndjson_ingest")
+    assert str(ingest.state) == "success", task_states(ingest)
+    eod = run(dags, "ndjson_end_of_day", day=sample.day)
+    assert str(eod.state) == "success", task_states(eod)
+    report = assert_day_converted_exactly(stack, sample)
+    # The day's listing: 12 batches, the gzip file and the overwritten key's new version convert;
+    # notes.txt (suffix) and the empty file are rejected at intake.
+    assert report["files_by_state"] == {"DONE": 14, "QUARANTINED": 2}
+    # The overwritten key's first version is no longer in S3: quarantined as superseded, its rows never loaded.
+    key, first_body = next((k, b) for k, b in sample.uploads if k.endswith("overwritten key.ndjson"))
+    first = stack.ledger.get_file(f"{stack.names.landing_bucket}/{key}#{hashlib.md5(first_body).hexdigest()}")  # noqa: S324
+    assert first["state"] == "QUARANTINED"
+    assert first["reason"].startswith("superseded")
+
+
+def test_glue_failure_then_success_on_retry(dags, pipeline_stack, monkeypatch):
+    stack = pipeline_stack
+    sample = land(stack, files=4)
+    real_run = local_glue.run_glue_script_locally
+    calls = []
+
+    def dies_first_time(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise local_glue.LocalGlueRunError("injected: executor lost")
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(local_glue, "run_glue_script_locally", dies_first_time)
+    ingest = run(dags, "ndjson_ingest")
+    assert str(ingest.state) == "success", task_states(ingest)
+    assert len(calls) == 2
+    run(dags, "ndjson_end_of_day", day=sample.day)
+    assert_day_converted_exactly(stack, sample)
+
+
+def test_failure_past_max_attempts_ends_failed_with_alert(dags, aws_endpoint, monkeypatch):
+    stack = make_stack(aws_endpoint, max_attempts=1)
+    configure(stack, monkeypatch, max_attempts=1)
+    sample = land(stack, files=2)
+
+    def always_dies(*args, **kwargs):
+        raise local_glue.LocalGlueRunError("injected: job crashes")
+
+    monkeypatch.setattr(local_glue, "run_glue_script_locally", always_dies)
+    ingest = run(dags, "ndjson_ingest")
+    assert str(ingest.state) == "failed"
+    assert task_states(ingest)["convert_manifest.finalise"] == ["failed"]
+    # The alert: FailedFiles counted in CloudWatch (the alarm's metric) for the failed files.
+    cloudwatch = client("cloudwatch", stack.endpoint)
+    stats = cloudwatch.get_metric_statistics(
+        Namespace=stack.settings.metrics_namespace,
+        MetricName="FailedFiles",
+        Dimensions=[{"Name": "Dataset", "Value": stack.settings.dataset}],
+        StartTime=utcnow() - timedelta(hours=1),
+        EndTime=utcnow() + timedelta(minutes=5),
+        Period=60,
+        Statistics=["Sum"],
+    )
+    assert sum(point["Sum"] for point in stats["Datapoints"]) >= 1
+    report = pipeline.day_report(stack.ledger, stack.s3, stack.settings, sample.day)
+    assert report["not_terminal"] == []
+    assert report["files_by_state"]["FAILED"] == len(sample.rows) - 1  # all but the superseded version
+    assert parquet_event_ids(stack) == []
+
+
+def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, monkeypatch):
+    stack = make_stack(aws_endpoint, lease_seconds=1)
+    configure(stack, monkeypatch, lease_seconds=1)
+    sample = land(stack, files=3)
+    # A batching task claimed the files, then its worker was killed: nobody will finalise or compensate.
+    drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings)
+    orphans = pipeline.plan_manifests(stack.ledger, stack.s3, stack.settings, [sample.day], owner="killed/run")
+    assert orphans
+    ingest = run(dags, "ndjson_ingest")
+    assert str(ingest.state) == "success", task_states(ingest)
+    for ref in orphans:
+        assert stack.ledger.get_manifest(ref.manifest_id)["state"] == "COMPENSATED"
+    run(dags, "ndjson_end_of_day", day=sample.day)
+    assert_day_converted_exactly(stack, sample)
+
+
+def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_stack):
+    stack = pipeline_stack
+    sample = land(stack, files=5)
+    run(dags, "ndjson_ingest")
+    first = run(dags, "ndjson_end_of_day", day=sample.day)
+    assert str(first.state) == "success", task_states(first)
+    before = parquet_snapshot(stack)
+    again = run(dags, "ndjson_end_of_day", day=sample.day)
+    assert str(again.state) == "success", task_states(again)
+    assert parquet_snapshot(stack) == before
+    # A cleared conversion of a finished manifest: the operator finds it done and converts nothing.
+    from airflow.sdk.exceptions import AirflowSkipException
+    from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
+
+    manifest_id = next(iter(before)).split("part-", 1)[1][:29]
+    ref = pipeline.ref_for(stack.settings, sample.day, manifest_id, stack.ledger)
+    operator = ManifestGlueJobOperator(task_id="convert", manifest=ref.as_dict())
+    with pytest.raises(AirflowSkipException, match="SUCCEEDED"):
+        operator.execute({})
+    assert parquet_snapshot(stack) == before
+    assert_day_converted_exactly(stack, sample)
+
+
+def test_end_of_day_overlapping_an_ingest_run(dags, pipeline_stack, tmp_path):
+    """Both DAGs claim from the same day at once: no file is claimed twice, no row is written twice.
+
+    The end-of-day run is a separate ``airflow dags test`` process with its own
+    metadata database; what the two runs share is what matters: the ledger and S3.
+    """
+    stack = pipeline_stack
+    sample = land(stack, files=16)
+    drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings)
+    env = {**os.environ, **airflow_environment(tmp_path / "eod-home")}
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    with open(tmp_path / "eod.log", "wb") as log:
+        eod = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "airflow",
+                "dags",
+                "test",
+                "ndjson_end_of_day",
+                "-c",
+                json.dumps({"day": sample.day}),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        ingest = run(dags, "ndjson_ingest")
+        assert eod.wait(timeout=600) == 0, (tmp_path / "eod.log").read_text()[-3000:]
+    assert str(ingest.state) == "success", task_states(ingest)
+    assert_day_converted_exactly(stack, sample)
