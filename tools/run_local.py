@@ -1,74 +1,144 @@
-"""The main job on the embedded local stack: sample day -> SQS -> ledger -> claimed manifests.
+"""The main job on the embedded local stack: a sample day through the real DAGs, end to end.
 
-Starts a moto server, creates the pipeline's resources, uploads a generated
-sample day, drains the notifications into the ledger, reconciles the day's
-listing and claims batches, printing progress and a summary.
+Starts a moto server and creates the pipeline's resources in it, gives Airflow
+its own home and SQLite database under ``.local/``, uploads a generated sample
+day, runs the ingest DAG and then the end-of-day DAG (``airflow dags test``,
+conversions on local Spark with the real Glue script), prints progress while
+they run, and ends with a summary and the place the Parquet was copied to.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import logging
-import random
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
-from ndjson_pipeline.intake import day_prefix, drain_queue, reconcile_day
-from ndjson_pipeline.ledger import Ledger
+from ndjson_pipeline.intake import day_prefix
+from ndjson_pipeline.ledger import Ledger, utcnow
+from ndjson_pipeline.pipeline import report_key
 from ndjson_pipeline.settings import PipelineSettings
-from tools.local_stack import bootstrap_resources, client, moto_server
+from tools.local_stack import (
+    REPO_ROOT,
+    airflow_environment,
+    aws_connection_env,
+    bootstrap_resources,
+    client,
+    local_pipeline_settings,
+    moto_server,
+)
+from tools.sample_day import sample_day, upload
+from tools.spark_jars import spark_jars
 
-DAY = "2026-11-24"
+LOCAL = REPO_ROOT / ".local"
+FILES = 200
 
 
-def sample_day(settings: PipelineSettings, files: int = 200) -> dict[str, bytes]:
-    """A few hundred small NDJSON files, with an empty file, a gzip file and a bad suffix."""
-    rng = random.Random(7)
-    prefix = day_prefix(DAY, settings)
-    objects = {}
-    for i in range(files):
-        lines = [json.dumps({"event_id": f"{i}-{n}", "value": rng.randint(0, 999)}) for n in range(rng.randint(5, 50))]
-        objects[f"{prefix}batch-{i:04d}.ndjson"] = ("\n".join(lines) + "\n").encode()
-    objects[f"{prefix}empty.ndjson"] = b""
-    objects[f"{prefix}compressed.ndjson.gz"] = gzip.compress(b'{"event_id": "gz-1", "value": 1}\n')
-    objects[f"{prefix}notes.txt"] = b"not data\n"
-    return objects
+def file_states(s3, ledger: Ledger, settings: PipelineSettings, day: str) -> Counter:
+    bucket = settings.names.landing_bucket
+    identities = [
+        f"{bucket}/{obj['Key']}#{obj['ETag'].strip(chr(34))}"
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=day_prefix(day, settings))
+        for obj in page.get("Contents", [])
+    ]
+    states = ledger.get_states(identities)
+    return Counter(str(states.get(i, "NOT YET RECORDED")) for i in identities)
+
+
+def run_dag(env: dict[str, str], dag_id: str, log_dir: Path, progress, conf: dict | None = None) -> None:
+    """``airflow dags test`` in a child process; its log goes to a file while progress is printed here."""
+    log_path = log_dir / f"{dag_id}.log"
+    command = [sys.executable, "-m", "airflow", "dags", "test", dag_id]
+    if conf:
+        command += ["-c", json.dumps(conf)]
+    print(f"\n== {dag_id}{' ' + json.dumps(conf) if conf else ''} (log: {log_path.relative_to(REPO_ROOT)})")
+    started = time.monotonic()
+    shown, shown_at = "", 0.0
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            time.sleep(3)
+            now, current = time.monotonic(), progress()
+            if current != shown or now - shown_at >= 30:  # on every change, else every 30 s
+                print(f"  {now - started:5.0f}s  files: {current}", flush=True)
+                shown, shown_at = current, now
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-30:]
+        sys.exit(f"{dag_id} failed (exit {proc.returncode}); last lines of {log_path}:\n" + "\n".join(tail))
+    print(f"  {dag_id} finished in {time.monotonic() - started:.0f}s")
+
+
+def copy_dataset(s3, settings: PipelineSettings, target: Path) -> int:
+    """The emulator's storage ends with this command: keep the Parquet on local disk."""
+    shutil.rmtree(target, ignore_errors=True)
+    copied = 0
+    prefix = f"{settings.dataset}/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.names.lake_bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".parquet") and "/_staging/" not in obj["Key"]:
+                path = target / obj["Key"][len(prefix) :]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(settings.names.lake_bucket, obj["Key"], str(path))
+                copied += 1
+    return copied
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    settings = PipelineSettings(intake_wait_seconds=1)
-    names = settings.names
-    with moto_server() as endpoint:
+    home = LOCAL / "airflow"
+    shutil.rmtree(home, ignore_errors=True)  # a fresh metadata database: no leftover runs or triggers
+    home.mkdir(parents=True)
+    with moto_server(log_path=str(LOCAL / "moto.log")) as endpoint:
         print(f"local AWS (moto) at {endpoint}")
-        bootstrap_resources(endpoint, names)
-        s3, sqs, dynamodb = client("s3", endpoint), client("sqs", endpoint), client("dynamodb", endpoint)
-        ledger = Ledger(dynamodb, names.ledger_table, terminal_ttl_days=settings.terminal_ttl_days)
-        objects = sample_day(settings)
-        for n, (key, body) in enumerate(objects.items(), 1):
-            s3.put_object(Bucket=names.landing_bucket, Key=key, Body=body)
-            if n % 50 == 0:
-                print(f"uploaded {n}/{len(objects)} files")
-        time.sleep(2)
-        queue_url = sqs.get_queue_url(QueueName=names.queue)["QueueUrl"]
-        intake = drain_queue(sqs, queue_url, ledger, settings)
-        print(f"intake: {json.dumps(intake.as_dict())}")
-        reconcile = reconcile_day(s3, ledger, settings, names.landing_bucket, DAY)
-        print(f"reconcile: {json.dumps(reconcile.as_dict())}")
-        manifests = []
-        while manifest := ledger.claim_batch(
-            DAY,
-            max_files=settings.max_files_per_manifest,
-            max_bytes=settings.max_bytes_per_manifest,
-            lease_seconds=settings.lease_seconds,
-        ):
-            manifests.append(manifest)
-            print(f"claimed manifest {manifest.manifest_id}: {len(manifest.files)} files")
-        states = reconcile_day(s3, ledger, settings, names.landing_bucket, DAY).states
-        print("summary:")
-        print(f"  files by state: {dict(Counter(states))}")
-        print(f"  manifests claimed: {len(manifests)} covering {sum(len(m.files) for m in manifests)} files")
+        raw_settings = local_pipeline_settings(PipelineSettings().names, max_wait_seconds=5)
+        settings = PipelineSettings.from_mapping(raw_settings)
+        bootstrap_resources(endpoint, settings.names)
+        env = {
+            **os.environ,
+            **airflow_environment(home),
+            **aws_connection_env(endpoint),
+            "AIRFLOW_VAR_NDJSON_PIPELINE_SETTINGS": json.dumps(raw_settings),
+            "NDJSON_PIPELINE_SPARK_JARS": os.pathsep.join(spark_jars()),
+        }
+        print("preparing Airflow's metadata database ...", flush=True)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+
+        s3, sqs = client("s3", endpoint), client("sqs", endpoint)
+        ledger = Ledger(client("dynamodb", endpoint), settings.names.ledger_table)
+        day = utcnow().date().isoformat()
+        sample = sample_day(day, settings, files=FILES)
+        queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
+        upload(sample, s3, sqs, queue_url, settings.names.landing_bucket)
+        print(
+            f"uploaded {len(sample.uploads)} objects for {day}: {FILES} NDJSON files with bad lines, an empty file, "
+            "a gzip file, a .txt file, an overwritten key, and one duplicated notification"
+        )
+
+        def progress() -> str:
+            return ", ".join(f"{state} {n}" for state, n in sorted(file_states(s3, ledger, settings, day).items()))
+
+        run_dag(env, "ndjson_ingest", home, progress)
+        run_dag(env, "ndjson_end_of_day", home, progress, {"day": day})
+
+        report = json.loads(s3.get_object(Bucket=settings.names.lake_bucket, Key=report_key(day))["Body"].read())
+        lake = LOCAL / "lake" / settings.dataset
+        copied = copy_dataset(s3, settings, lake)
+    print("\n== summary")
+    print(f"  day {day}: complete={report['complete']}, files by state {report['files_by_state']}")
+    print(
+        f"  rows in {report['rows_in']} = out {report['rows_out']} + quarantined {report['rows_quarantined']} "
+        f"(rescued {report['rows_rescued']}); expected out {len(sample.expected_rows)}, "
+        f"expected quarantined {sample.expected_bad_lines}"
+    )
+    print(f"  latency arrival->DONE p50 {report['latency_seconds_p50']}s, p95 {report['latency_seconds_p95']}s")
+    print(f"  Parquet: s3://{settings.names.lake_bucket}/{settings.dataset}/ (copied {copied} files to {lake})")
+    query = f"SELECT dt, count(*) AS rows FROM read_parquet('{lake}/*/*.parquet', hive_partitioning=true) GROUP BY dt"
+    print(f'  query it: .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')
+    if not report["complete"] or report["rows_out"] != len(sample.expected_rows):
+        sys.exit("the sample day did not convert exactly; see the logs above")
 
 
 if __name__ == "__main__":
