@@ -127,9 +127,16 @@ def result_key(day: str, manifest_id: str) -> str:
     return f"{PIPELINE_PREFIX}/results/dt={day}/{manifest_id}.json"
 
 
-def publish_log_key(day: str, manifest_id: str) -> str:
-    """Lake-bucket key where the job lists the output keys it is about to publish: ``{"keys": [...]}``."""
-    return f"{PIPELINE_PREFIX}/published/dt={day}/{manifest_id}.json"
+def publish_log_uri(result_uri: str) -> str:
+    """Where the job lists every object it is about to publish (``{"uris": [...]}``), beside the result.
+
+    Written before publishing, so whoever compensates a failed run can remove its
+    partial output wherever it landed.
+    """
+    results = f"/{PIPELINE_PREFIX}/results/"
+    if results in result_uri:
+        return result_uri.replace(results, f"/{PIPELINE_PREFIX}/published/")
+    return result_uri.removesuffix(".json") + ".published.json"
 
 
 # --- The job result: the one contract between the Glue job and the finalise task. ---

@@ -26,7 +26,7 @@ from ndjson_pipeline.manifest import (
     Manifest,
     ManifestError,
     manifest_key,
-    publish_log_key,
+    publish_log_uri,
     result_key,
 )
 from ndjson_pipeline.settings import PipelineSettings
@@ -290,22 +290,26 @@ def compensate(
 def discard_output(s3: Any, settings: PipelineSettings, ref: ManifestRef) -> int:
     """Delete whatever a failed run of this manifest published, so its files can be converted again.
 
-    The job records the object keys it is about to publish (the publish log)
-    before it publishes any, so partial output is found under any partition.
+    The job lists every object it is about to publish (the publish log) before
+    it publishes any, so partial output is found under any partition.
     """
-    bucket = settings.names.lake_bucket
-    log_key = publish_log_key(ref.day, ref.manifest_id)
+    log_bucket, log_key = split_s3_uri(publish_log_uri(ref.result_uri))
     try:
-        keys = json.loads(s3.get_object(Bucket=bucket, Key=log_key)["Body"].read())["keys"]
+        uris = json.loads(s3.get_object(Bucket=log_bucket, Key=log_key)["Body"].read())["uris"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             return 0  # nothing was ever published
         raise
-    for start in range(0, len(keys), 1000):
-        chunk = keys[start : start + 1000]
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
-    s3.delete_object(Bucket=bucket, Key=log_key)
-    return len(keys)
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        bucket, key = split_s3_uri(uri)
+        by_bucket.setdefault(bucket, []).append(key)
+    for bucket, keys in by_bucket.items():
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+    s3.delete_object(Bucket=log_bucket, Key=log_key)
+    return len(uris)
 
 
 # ------------------------------------------------------------------ sweeping

@@ -15,7 +15,7 @@ import pytest
 
 from ndjson_pipeline import pipeline
 from ndjson_pipeline.ledger import FileState, ManifestState, utcnow
-from ndjson_pipeline.manifest import FileResult, JobResult, OutputFile, publish_log_key
+from ndjson_pipeline.manifest import FileResult, JobResult, OutputFile, publish_log_uri
 from tests.conftest import make_stack
 from tests.ledger.events import DAY
 from tests.ledger.test_ledger import _register
@@ -41,7 +41,7 @@ def _publish(stack, ref, *, rows_per_file=3, quarantined_per_file=1, outputs=1):
     keys = [
         f"{stack.settings.dataset}/dt={ref.day}/part-{ref.manifest_id}-{n:05d}.snappy.parquet" for n in range(outputs)
     ]
-    stack.s3.put_object(Bucket=lake, Key=publish_log_key(ref.day, ref.manifest_id), Body=json.dumps({"keys": keys}))
+    _write_publish_log(stack, ref, [f"s3://{lake}/{k}" for k in keys])
     for key in keys:
         stack.s3.put_object(Bucket=lake, Key=key, Body=b"PAR1")
     files = tuple(
@@ -64,6 +64,11 @@ def _publish(stack, ref, *, rows_per_file=3, quarantined_per_file=1, outputs=1):
     bucket, key = pipeline.split_s3_uri(ref.result_uri)
     stack.s3.put_object(Bucket=bucket, Key=key, Body=result.to_json())
     return keys
+
+
+def _write_publish_log(stack, ref, uris):
+    bucket, key = pipeline.split_s3_uri(publish_log_uri(ref.result_uri))
+    stack.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps({"uris": uris}))
 
 
 def _no_glue(_manifest_id):
@@ -131,14 +136,18 @@ def test_failed_conversion_is_compensated_once_then_fails_with_alert(small_batch
     # A run that died mid-publish: its publish log and one object exist, no result.
     lake = stack.names.lake_bucket
     partial = f"{stack.settings.dataset}/dt={DAY}/part-{ref.manifest_id}-00000.snappy.parquet"
-    stack.s3.put_object(Bucket=lake, Key=publish_log_key(DAY, ref.manifest_id), Body=json.dumps({"keys": [partial]}))
+    bad_lines = f"{stack.settings.dataset}/dt={DAY}/manifest={ref.manifest_id}/lines-00000.json"
+    quarantine = stack.names.quarantine_bucket
+    _write_publish_log(stack, ref, [f"s3://{lake}/{partial}", f"s3://{quarantine}/{bad_lines}"])
     stack.s3.put_object(Bucket=lake, Key=partial, Body=b"PAR1")
+    stack.s3.put_object(Bucket=quarantine, Key=bad_lines, Body=b"{}\n")
     stopped = []
     first = pipeline.finalise_manifest(stack.ledger, stack.s3, stack.settings, ref, stop_active_runs=stopped.append)
     twice = pipeline.finalise_manifest(stack.ledger, stack.s3, stack.settings, ref, stop_active_runs=stopped.append)
     assert first.status == twice.status == ManifestState.COMPENSATED
     assert stopped == [ref.manifest_id]  # the second call found the manifest already compensated
     assert "Contents" not in stack.s3.list_objects_v2(Bucket=lake, Prefix=f"{stack.settings.dataset}/")
+    assert "Contents" not in stack.s3.list_objects_v2(Bucket=quarantine, Prefix=f"{stack.settings.dataset}/")
     assert set(_states(stack, identities).values()) == {FileState.PENDING}
     # Second (and last, max_attempts=2) failure: FAILED, reported for the alert.
     (again,) = _plan(stack)

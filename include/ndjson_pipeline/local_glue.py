@@ -1,0 +1,113 @@
+"""Run a Glue job script locally through pyspark's spark-submit, the way Glue would call it.
+
+The script gets its arguments Glue style (``--name value``), runs on ``local[2]``,
+and reaches S3 through ``s3a://`` on ``s3_endpoint`` (a moto server locally).
+The hadoop-aws and AWS SDK jars come from ``jars`` or from the colon-separated
+``NDJSON_PIPELINE_SPARK_JARS`` environment variable that the project tooling sets
+(``python -m tools.spark_jars`` prints that value). No Airflow import here.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+JARS_ENV = "NDJSON_PIPELINE_SPARK_JARS"
+TAIL_LINES = 40
+
+
+class LocalGlueRunError(RuntimeError):
+    """spark-submit failed; carries its exit code and the tail of its output."""
+
+    def __init__(self, script_path: str, exit_code: int | None, tail: str) -> None:
+        self.exit_code = exit_code
+        self.tail = tail
+        what = "timed out" if exit_code is None else f"exited with code {exit_code}"
+        super().__init__(f"local Glue run of {script_path} {what}; last lines of its output:\n{tail}")
+
+
+def spark_submit_path() -> str:
+    """The spark-submit script of the installed pyspark package."""
+    import pyspark
+
+    path = Path(pyspark.__file__).resolve().parent / "bin" / "spark-submit"
+    if not path.is_file():
+        raise FileNotFoundError(f"pyspark at {path.parent.parent} has no bin/spark-submit")
+    return str(path)
+
+
+def run_glue_script_locally(
+    script_path: str,
+    arguments: dict[str, str],
+    *,
+    s3_endpoint: str | None,
+    py_files: list[str] | None = None,
+    timeout_seconds: int = 1800,
+    log_path: str | None = None,
+    jars: list[str] | None = None,
+) -> None:
+    """Run ``script_path`` with ``arguments`` (names without ``--``); raise LocalGlueRunError on failure.
+
+    :param s3_endpoint: S3 endpoint for boto3 and s3a (None: the default AWS endpoints).
+    :param py_files: extra Python files or zips for the executors, as Glue's ``--extra-py-files``.
+    :param log_path: file to keep Spark's whole output in (a temporary file otherwise).
+    :param jars: the s3a jars; defaults to ``$NDJSON_PIPELINE_SPARK_JARS``.
+    """
+    jars = jars if jars is not None else [j for j in os.environ.get(JARS_ENV, "").split(":") if j]
+    if s3_endpoint and not jars:
+        raise ValueError(f"s3a needs the hadoop-aws jars: pass jars= or set {JARS_ENV} (python -m tools.spark_jars)")
+    include_dir = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
+        "PYTHONPATH": os.pathsep.join(p for p in (include_dir, os.environ.get("PYTHONPATH", "")) if p),
+    }
+    env.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    conf = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "4",
+    }
+    if s3_endpoint:
+        env["AWS_ENDPOINT_URL_S3"] = s3_endpoint
+        conf |= {
+            "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+            "spark.hadoop.fs.s3a.endpoint": s3_endpoint,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.connection.ssl.enabled": str(s3_endpoint.startswith("https")).lower(),
+            "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+            "spark.hadoop.fs.s3a.access.key": env["AWS_ACCESS_KEY_ID"],
+            "spark.hadoop.fs.s3a.secret.key": env["AWS_SECRET_ACCESS_KEY"],
+            "spark.hadoop.fs.s3a.endpoint.region": env["AWS_DEFAULT_REGION"],
+            # A directory marker check per write slows moto down for nothing.
+            "spark.hadoop.fs.s3a.directory.marker.retention": "keep",
+        }
+    command = [spark_submit_path(), "--master", "local[2]"]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    if jars:
+        command += ["--jars", ",".join(jars)]
+    if py_files:
+        command += ["--py-files", ",".join(py_files)]
+    command.append(script_path)
+    for name, value in arguments.items():
+        command += [f"--{name}", value]
+
+    with open(log_path, "w+b") if log_path else tempfile.TemporaryFile() as log:
+        try:
+            completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout_seconds)
+            exit_code: int | None = completed.returncode
+        except subprocess.TimeoutExpired:
+            exit_code = None
+        if exit_code != 0:
+            log.seek(0)
+            tail = collections.deque((line.decode("utf-8", "replace") for line in log), maxlen=TAIL_LINES)
+            raise LocalGlueRunError(script_path, exit_code, "".join(tail))

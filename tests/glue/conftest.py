@@ -1,0 +1,77 @@
+"""One local SparkSession for the Glue job tests, and a factory for a manifest of local files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ndjson_pipeline.manifest import FileVersion, Manifest
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "glue_scripts" / "schemas" / "events.json"
+LANDING_BUCKET = "landing"
+DAY = "2026-11-24"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("glue-job-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@dataclass
+class LocalJob:
+    """A manifest of local landing files and the job arguments that convert it, all under one directory."""
+
+    root: Path
+    manifest: Manifest
+    args: dict[str, str]
+
+    @property
+    def bucket_root(self) -> str:
+        return str(self.root / "buckets")
+
+
+def make_local_job(root: Path, bodies: dict[str, bytes], day: str = DAY, **arg_overrides: str) -> LocalJob:
+    """Write ``bodies`` (key -> bytes) as landing objects and a manifest of them; return the job's arguments."""
+    files = []
+    for key, body in bodies.items():
+        path = root / "buckets" / LANDING_BUCKET / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        files.append(FileVersion(bucket=LANDING_BUCKET, key=key, etag=etag, size=len(body)))
+    manifest = Manifest.for_files(day, files)
+    manifest_path = root / "manifests" / f"{manifest.manifest_id}.json"
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    manifest_path.write_text(manifest.to_json())
+    args = {
+        "manifest_uri": str(manifest_path),
+        "result_uri": str(root / "results" / f"{manifest.manifest_id}.json"),
+        "lake_root": str(root / "lake" / "events"),
+        "quarantine_root": str(root / "quarantine" / "events"),
+        "schema_uri": str(SCHEMA_PATH),
+        **arg_overrides,
+    }
+    return LocalJob(root=root, manifest=manifest, args=args)
+
+
+def read_result(job: LocalJob) -> dict:
+    return json.loads(Path(job.args["result_uri"]).read_text())

@@ -1,0 +1,213 @@
+"""Job-level behaviour: arguments, reruns, a run that dies while publishing, superseded files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from ndjson_to_parquet import (
+    JobArgumentError,
+    Storage,
+    convert_manifest,
+    files_for_size,
+    options_from_args,
+    parse_glue_argv,
+)
+
+from ndjson_pipeline.manifest import JobResult, publish_log_uri
+from tests.glue.conftest import make_local_job
+from tools.sample_data import ndjson_body
+
+# About 870 KB of events over 6 files with 1% bad lines (type conflicts are rescued, so loaded):
+# three output files at --target_file_mb 0.3.
+FILES = {f"in/part-{n}.ndjson": ndjson_body(300, seed=n, bad_fraction=0.01, prefix=f"p{n}") for n in range(6)}
+BODIES = {key: body for key, (body, _) in FILES.items()}
+EXPECTED_IDS = sorted(
+    json.loads(line)["event_id"]
+    for body in BODIES.values()
+    for line in body.decode().splitlines()
+    if line.startswith("{") and line.endswith("}")
+)
+
+
+def _make_job(tmp_path: Path, **overrides: str):
+    return make_local_job(tmp_path, BODIES, **{"target_file_mb": "0.3", **overrides})
+
+
+def _lake_rows(job) -> list[tuple]:
+    pattern = f"{job.args['lake_root']}/dt=*/*.parquet"
+    return duckdb.sql(f"select event_id, _source_uri, _manifest_id from read_parquet('{pattern}')").fetchall()
+
+
+def _lake_files(job) -> list[str]:
+    root = Path(job.args["lake_root"])
+    return sorted(str(p.relative_to(root)) for p in root.glob("dt=*/*.parquet"))
+
+
+class FailingStorage(Storage):
+    """Local storage whose copies fail after ``copies_before_failure`` of them: a run that dies mid-publish."""
+
+    def __init__(self, copies_before_failure: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.remaining = copies_before_failure
+
+    def copy(self, source: str, target: str) -> None:
+        if self.remaining == 0:
+            raise RuntimeError("injected fault: the job dies while publishing")
+        self.remaining -= 1
+        super().copy(source, target)
+
+
+def test_glue_system_arguments_are_tolerated():
+    argv = ["script.py", "--JOB_NAME", "convert", "--job-bookmark-option", "job-bookmark-disable", "--TempDir"]
+    argv += ["s3://tmp/x", "--enable-metrics", "--manifest_uri", "s3://b/m.json", "--result_uri=s3://b/r.json"]
+    argv += ["--lake_root", "s3://lake/e", "--quarantine_root", "s3://q/e", "--schema_uri", "s3://b/s.json"]
+    options = options_from_args(parse_glue_argv(argv))
+    assert (options.manifest_uri, options.result_uri, options.read_mode) == ("s3://b/m.json", "s3://b/r.json", "rescue")
+    assert (options.compression, options.partitioning, options.target_file_mb, options.lineage) == (
+        "snappy",
+        "arrival",
+        128.0,
+        True,
+    )
+    assert parse_glue_argv(argv)["enable-metrics"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"read_mode": "lenient"}, "--read_mode"),
+        ({"compression": "lz4"}, "--compression"),
+        ({"partitioning": "hourly"}, "--partitioning"),
+        ({"target_file_mb": "big"}, "--target_file_mb"),
+        ({"max_raw_chars": "0"}, "--max_raw_chars"),
+        ({"lineage": "maybe"}, "--lineage"),
+        ({"lake_root": "s3://lake/e/"}, "--lake_root"),
+        ({"manifest_uri": ""}, "--manifest_uri"),
+        ({"event_time_field": "a..b"}, "--event_time_field"),
+        ({"manifest_uri": "m.txt"}, "--manifest_uri"),
+    ],
+)
+def test_invalid_arguments_are_named(override, named):
+    args = {"manifest_uri": "m.json", "result_uri": "r.json", "lake_root": "l", "quarantine_root": "q"}
+    args |= {"schema_uri": "s.json", **override}
+    with pytest.raises(JobArgumentError, match=named):
+        options_from_args(args)
+
+
+def test_file_count_follows_input_size():
+    assert files_for_size(10 * 1024 * 1024, 128) == 1
+    assert files_for_size(99 * int(3.5 * 1024 * 1024), 128) == 3
+
+
+@pytest.mark.spark
+def test_running_a_manifest_twice_gives_the_output_of_one_run(tmp_path, spark):
+    job = _make_job(tmp_path)
+    other = make_local_job(tmp_path / "other", {"x.ndjson": ndjson_body(5, prefix="other")[0]})
+    # Another manifest publishing into the same lake must be left alone by reruns of the first.
+    other.args |= {k: job.args[k] for k in ("lake_root", "quarantine_root")}
+    other_result = convert_manifest(spark, options_from_args(other.args), Storage(bucket_root=other.bucket_root))
+
+    first = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    files_after_first = _lake_files(job)
+    second = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+
+    rows = [r for r in _lake_rows(job) if r[2] == job.manifest.manifest_id]
+    ids = [r[0] for r in rows]
+    assert len(ids) == len(set(ids)) == len(EXPECTED_IDS) == second.rows_out
+    assert sorted(ids) == EXPECTED_IDS
+    assert _lake_files(job) == files_after_first
+    assert len([f for f in files_after_first if job.manifest.manifest_id in f]) == 3
+    assert [(f.identity, f.rows_out, f.rows_quarantined) for f in first.files] == [
+        (f.identity, f.rows_out, f.rows_quarantined) for f in second.files
+    ]
+    assert sorted(r[0] for r in _lake_rows(job) if r[2] == other.manifest.manifest_id) == sorted(
+        f"other-{n}" for n in range(5)
+    )
+    assert other_result.rows_out == 5
+
+
+@pytest.mark.spark
+def test_a_run_that_dies_while_publishing_then_a_rerun_equal_one_clean_run(tmp_path, spark):
+    clean = _make_job(tmp_path / "clean")
+    clean_result = convert_manifest(spark, options_from_args(clean.args), Storage(bucket_root=clean.bucket_root))
+
+    job = _make_job(tmp_path / "faulty")
+    # First a complete run, then a rerun that dies after publishing one of three files, then a rerun.
+    convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    with pytest.raises(RuntimeError, match="injected fault"):
+        convert_manifest(
+            spark, options_from_args(job.args), FailingStorage(copies_before_failure=1, bucket_root=job.bucket_root)
+        )
+    assert not Path(job.args["result_uri"]).exists(), "a dead run leaves no completion marker"
+    ids_while_dead = [r[0] for r in _lake_rows(job)]
+    assert len(ids_while_dead) == len(set(ids_while_dead)), "half-published output never duplicates rows"
+    result = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+
+    ids = [r[0] for r in _lake_rows(job)]
+    assert len(ids) == len(set(ids)) == clean_result.rows_out == result.rows_out
+    assert sorted(ids) == sorted(r[0] for r in _lake_rows(clean)) == EXPECTED_IDS
+    assert _lake_files(job) == _lake_files(clean)
+    assert not list(Path(job.args["lake_root"]).glob("_staging/*"))
+    written = JobResult.from_json(Path(job.args["result_uri"]).read_text())
+    assert [o.rows for o in written.output_files] == [o.rows for o in clean_result.output_files]
+
+
+def test_the_publish_log_lists_every_object_a_dead_run_published(tmp_path, spark):
+    """What compensation relies on to remove a failed run's partial output."""
+    job = _make_job(tmp_path)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        convert_manifest(
+            spark, options_from_args(job.args), FailingStorage(copies_before_failure=2, bucket_root=job.bucket_root)
+        )
+    logged = set(json.loads(Path(publish_log_uri(job.args["result_uri"])).read_text())["uris"])
+    published = {str(p) for p in Path(job.args["lake_root"]).glob("dt=*/*.parquet")}
+    assert len(published) == 2
+    assert published <= logged
+
+
+@pytest.mark.spark
+def test_a_run_that_dies_before_its_first_publish_leaves_no_output(tmp_path, spark):
+    job = _make_job(tmp_path)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        convert_manifest(
+            spark, options_from_args(job.args), FailingStorage(copies_before_failure=0, bucket_root=job.bucket_root)
+        )
+    assert _lake_files(job) == []
+    result = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    assert sorted(r[0] for r in _lake_rows(job)) == EXPECTED_IDS == sorted({r[0] for r in _lake_rows(job)})
+    assert result.rows_out == len(EXPECTED_IDS)
+
+
+@pytest.mark.spark
+def test_a_file_replaced_after_the_manifest_was_written_is_superseded(tmp_path, spark):
+    job = make_local_job(
+        tmp_path,
+        {"a.ndjson": ndjson_body(3, prefix="a")[0], "b.ndjson": ndjson_body(4, prefix="b")[0]},
+        lineage="false",
+    )
+    Path(job.bucket_root, "landing", "b.ndjson").write_bytes(ndjson_body(9, prefix="b2")[0])
+    result = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    outcomes = {f.uri.rsplit("/", 1)[1]: f for f in result.files}
+    assert (outcomes["a.ndjson"].outcome, outcomes["a.ndjson"].rows_out) == ("DONE", 3)
+    assert outcomes["b.ndjson"].outcome == "QUARANTINED"
+    assert outcomes["b.ndjson"].reason.startswith("superseded")
+    pattern = f"{job.args['lake_root']}/dt=*/*.parquet"
+    assert sorted(r[0] for r in duckdb.sql(f"select event_id from read_parquet('{pattern}')").fetchall()) == [
+        "a-0",
+        "a-1",
+        "a-2",
+    ]
+    columns = [r[0] for r in duckdb.sql(f"describe select * from read_parquet('{pattern}')").fetchall()]
+    assert "_source_uri" not in columns
+    assert "_rescued_data" in columns
+
+
+@pytest.mark.spark
+def test_a_manifest_id_argument_that_does_not_match_the_manifest_fails(tmp_path, spark):
+    job = make_local_job(tmp_path, {"a.ndjson": ndjson_body(2, prefix="a")[0]}, manifest_id="20261124-other")
+    with pytest.raises(JobArgumentError, match="--manifest_id"):
+        convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    assert not Path(job.args["result_uri"]).exists()

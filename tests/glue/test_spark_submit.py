@@ -1,0 +1,85 @@
+"""The job script end to end: spark-submit, Glue-style arguments, s3a against the moto server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ndjson_pipeline.local_glue import LocalGlueRunError, run_glue_script_locally
+from ndjson_pipeline.manifest import FileVersion, JobResult, Manifest
+from tests.glue.conftest import DAY, SCHEMA_PATH
+from tools.local_stack import client
+from tools.sample_data import gzip_body, ndjson_body
+from tools.spark_jars import spark_jars
+
+pytestmark = [pytest.mark.spark, pytest.mark.e2e]
+
+SCRIPT = str(Path(__file__).resolve().parents[2] / "glue_scripts" / "ndjson_to_parquet.py")
+
+
+def test_job_script_converts_a_manifest_on_s3(tmp_path, aws_endpoint):
+    s3 = client("s3", aws_endpoint)
+    bucket = f"glue-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    plain, kinds = ndjson_body(300, seed=1, bad_fraction=0.05, prefix="s3a")
+    bodies = {
+        "landing/a b.ndjson": plain,
+        "landing/c.ndjson.gz": gzip_body(ndjson_body(20, seed=2, prefix="gz")[0]),
+        "landing/broken.ndjson.gz": gzip_body(plain)[:-100],
+    }
+    files = []
+    for key, body in bodies.items():
+        etag = s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
+        files.append(FileVersion(bucket=bucket, key=key, etag=etag, size=len(body)))
+    manifest = Manifest.for_files(DAY, files)
+    s3.put_object(Bucket=bucket, Key="manifests/m.json", Body=manifest.to_json().encode())
+    s3.put_object(Bucket=bucket, Key="schemas/events.json", Body=SCHEMA_PATH.read_bytes())
+    args = {
+        "JOB_NAME": "ndjson_to_parquet",
+        "job-bookmark-option": "job-bookmark-disable",
+        "manifest_id": manifest.manifest_id,
+        "manifest_uri": f"s3://{bucket}/manifests/m.json",
+        "result_uri": f"s3://{bucket}/results/{manifest.manifest_id}.json",
+        "lake_root": f"s3://{bucket}/lake/events",
+        "quarantine_root": f"s3://{bucket}/quarantine/events",
+        "schema_uri": f"s3://{bucket}/schemas/events.json",
+        "compression": "zstd",
+    }
+    run_glue_script_locally(
+        SCRIPT, args, s3_endpoint=aws_endpoint, jars=spark_jars(), log_path=str(tmp_path / "spark.log")
+    )
+
+    result = JobResult.from_json(
+        s3.get_object(Bucket=bucket, Key=f"results/{manifest.manifest_id}.json")["Body"].read()
+    )
+    result.check_reconciled(manifest)
+    outcomes = {f.uri.rsplit("/", 1)[1]: f for f in result.files}
+    expected_out = kinds["good"] + kinds["type_conflict"]
+    assert (outcomes["a b.ndjson"].rows_out, outcomes["c.ndjson.gz"].rows_out) == (expected_out, 20)
+    assert outcomes["broken.ndjson.gz"].outcome == "QUARANTINED"
+
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="lake/")["Contents"]
+    keys = sorted(o["Key"] for o in listed)
+    assert keys == [f"lake/events/dt={DAY}/part-{manifest.manifest_id}-00000.zstd.parquet"]
+    local = tmp_path / "out.parquet"
+    local.write_bytes(s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read())
+    ids = [r[0] for r in duckdb.sql(f"select event_id from read_parquet('{local}')").fetchall()]
+    assert len(ids) == len(set(ids)) == result.rows_out == expected_out + 20
+    quarantine = s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/")["Contents"]
+    names = sorted(o["Key"].rsplit("/", 1)[1] for o in quarantine)
+    assert names == ["files.json", "lines-00000.json"]
+    lines = s3.get_object(Bucket=bucket, Key=next(o["Key"] for o in quarantine if "lines-" in o["Key"]))["Body"]
+    assert len(lines.read().decode().splitlines()) == kinds["malformed"] + kinds["not_object"]
+
+
+def test_a_failing_script_raises_with_its_exit_code_and_output(tmp_path):
+    args = {"manifest_uri": str(tmp_path / "missing.json"), "result_uri": str(tmp_path / "r.json")}
+    args |= {"lake_root": str(tmp_path / "lake"), "quarantine_root": str(tmp_path / "q"), "schema_uri": "x.json"}
+    with pytest.raises(LocalGlueRunError, match=r"missing\.json") as failure:
+        run_glue_script_locally(SCRIPT, args, s3_endpoint=None, jars=[], timeout_seconds=300)
+    assert failure.value.exit_code not in (0, None)
+    assert json.dumps(failure.value.tail)
