@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 from ndjson_pipeline_airflow.tasks import (
+    conversion_slots,
     convert_manifest,
     plan_manifests,
     reconcile,
@@ -51,7 +52,7 @@ def ndjson_end_of_day():
     swept = sweep_expired_claims(days)
     manifests = plan_manifests(days)
     reconciled >> swept >> manifests
-    converted = convert_manifest.expand(manifest=manifests)
+    converted = convert_manifest.partial(max_conversions=conversion_slots("end_of_day")).expand(manifest=manifests)
     converted >> report_day(days)
 
 

@@ -11,9 +11,13 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 from ndjson_pipeline_airflow.sensors import PendingWorkSensor
-from ndjson_pipeline_airflow.tasks import convert_manifest, intake, plan_manifests, sweep_expired_claims
-
-from ndjson_pipeline.resources import glue_job_spec
+from ndjson_pipeline_airflow.tasks import (
+    conversion_slots,
+    convert_manifest,
+    intake,
+    plan_manifests,
+    sweep_expired_claims,
+)
 
 DEFAULT_ARGS = {
     "owner": "data-platform",
@@ -28,8 +32,6 @@ DEFAULT_ARGS = {
     schedule=os.environ.get("NDJSON_PIPELINE_INGEST_SCHEDULE", "*/5 * * * *"),
     catchup=False,
     max_active_runs=1,
-    # Mapped conversions at once, matched to the Glue job's MaxConcurrentRuns.
-    max_active_tasks=int(glue_job_spec()["max_concurrent_runs"]) + 4,
     dagrun_timeout=timedelta(hours=2),
     default_args=DEFAULT_ARGS,
     tags=["ndjson-pipeline", "ingest"],
@@ -41,7 +43,7 @@ def ndjson_ingest():
     ready_days = PendingWorkSensor(task_id="wait_for_pending_work", days=days)
     manifests = plan_manifests(ready_days.output)
     swept >> ready_days
-    convert_manifest.expand(manifest=manifests)
+    convert_manifest.partial(max_conversions=conversion_slots("ingest")).expand(manifest=manifests)
 
 
 ndjson_ingest()

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from ndjson_pipeline import pipeline
 from ndjson_pipeline.intake import drain_queue, reconcile_day
 from ndjson_pipeline.ledger import utcnow
-from ndjson_pipeline.resources import default_names
+from ndjson_pipeline.resources import default_names, glue_job_spec
 from ndjson_pipeline_airflow.aws import (
     AWS_CONN_ID,
     GlueRuns,
@@ -111,14 +111,26 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     return outcome.as_dict()
 
 
+def conversion_slots(dag_kind: str) -> int:
+    """Concurrent conversions per DAG: together exactly the Glue job's MaxConcurrentRuns.
+
+    The end-of-day DAG gets a fixed share, the ingest DAG the rest, so the two
+    never start more runs than Glue accepts (Terraform also enables job-run queuing).
+    """
+    total = int(glue_job_spec()["max_concurrent_runs"])
+    end_of_day = max(1, total // 4)
+    return end_of_day if dag_kind == "end_of_day" else total - end_of_day
+
+
 @task_group
-def convert_manifest(manifest: dict[str, Any]) -> None:
+def convert_manifest(manifest: dict[str, Any], max_conversions: int) -> None:
     """One manifest: the conversion job, then finalise (which also runs, and compensates, if it failed)."""
     convert = ManifestGlueJobOperator(
         task_id="convert",
         manifest=manifest,
         deferrable=True,
         map_index_template="{{ manifest_id }}",
+        max_active_tis_per_dag=max_conversions,
     )
     convert >> finalise(manifest)
 

@@ -50,6 +50,14 @@ def test_conversion_is_mapped_deferrable_and_labelled(dagbag):
         assert convert.map_index_template == "{{ manifest_id }}"
 
 
+def test_conversion_concurrency_matches_the_glue_jobs_max_concurrent_runs(dagbag):
+    from ndjson_pipeline.resources import glue_job_spec
+
+    slots = [dagbag.dags[d].get_task("convert_manifest.convert").max_active_tis_per_dag for d in sorted(DAG_IDS)]
+    assert all(s >= 1 for s in slots)
+    assert sum(slots) == int(glue_job_spec()["max_concurrent_runs"])
+
+
 def test_end_of_day_takes_a_validated_day_param(dagbag):
     from airflow.sdk.exceptions import ParamValidationError
 

@@ -60,7 +60,7 @@ def test_fires_when_enough_files_are_pending(airflow_aws):
     assert payload["status"] == "ready"
     assert payload["days"] == [DAY]
     assert payload["summary"][DAY]["reason"] == "files"
-    assert payload["summary"][DAY]["files"] == 5  # counting stops at the threshold
+    assert payload["summary"][DAY]["files"] >= 5  # counting stops after the page that reached the threshold
 
 
 def test_fires_on_waiting_time_and_times_out_when_idle(airflow_aws):
