@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import Param, dag
+
 from ndjson_pipeline_airflow.tasks import (
     conversion_slots,
     convert_manifest,

@@ -10,6 +10,7 @@ import os
 from datetime import timedelta
 
 from airflow.sdk import dag
+
 from ndjson_pipeline_airflow.sensors import PendingWorkSensor
 from ndjson_pipeline_airflow.tasks import (
     conversion_slots,

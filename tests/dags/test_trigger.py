@@ -7,9 +7,9 @@ import importlib
 from datetime import timedelta
 
 import pytest
-from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 
 from ndjson_pipeline.ledger import iso, utcnow
+from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 from tests.ledger.events import DAY
 from tests.ledger.test_ledger import _register
 from tools.local_stack import aws_connection_env

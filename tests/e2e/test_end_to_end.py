@@ -145,6 +145,7 @@ def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_
     assert parquet_snapshot(stack) == before
     # A cleared conversion of a finished manifest: the operator finds it done and converts nothing.
     from airflow.sdk.exceptions import AirflowSkipException
+
     from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 
     manifest_id = next(iter(before)).split("part-", 1)[1][:29]

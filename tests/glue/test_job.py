@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
+from ndjson_pipeline.manifest import JobResult, publish_log_uri
 from ndjson_to_parquet import (
     JobArgumentError,
     Storage,
@@ -15,8 +17,6 @@ from ndjson_to_parquet import (
     options_from_args,
     parse_glue_argv,
 )
-
-from ndjson_pipeline.manifest import JobResult, publish_log_uri
 from tests.glue.conftest import make_local_job
 from tools.sample_data import ndjson_body
 

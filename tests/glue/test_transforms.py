@@ -12,8 +12,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from ndjson_to_parquet import Storage, convert_manifest, options_from_args
 
+from ndjson_to_parquet import Storage, convert_manifest, options_from_args
 from tests.glue.conftest import make_local_job
 from tools.sample_data import gzip_body, make_event, ndjson_body
 
