@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+    # py4j logs from finalizers at interpreter exit, after pytest closed the streams.
+    logging.getLogger("py4j").setLevel(logging.ERROR)
 
 
 @dataclass
