@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ndjson_pipeline.intake import day_prefix
+from ndjson_pipeline.intake import day_listing_pages, listed_identity
 from ndjson_pipeline.ledger import Ledger, utcnow
 from ndjson_pipeline.pipeline import report_key
 from ndjson_pipeline.settings import PipelineSettings
@@ -41,9 +41,7 @@ FILES = 200
 def file_states(s3, ledger: Ledger, settings: PipelineSettings, day: str) -> Counter:
     bucket = settings.names.landing_bucket
     identities = [
-        f"{bucket}/{obj['Key']}#{obj['ETag'].strip(chr(34))}"
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=day_prefix(day, settings))
-        for obj in page.get("Contents", [])
+        listed_identity(bucket, obj) for objects in day_listing_pages(s3, bucket, day, settings) for obj in objects
     ]
     states = ledger.get_states(identities)
     return Counter(str(states.get(i, "NOT YET RECORDED")) for i in identities)

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -299,6 +299,18 @@ class ReconcileReport:
         return {**{k: v for k, v in self.__dict__.items() if k != "states"}, "states": dict(self.states)}
 
 
+def day_listing_pages(s3: Any, bucket: str, day: str, settings: PipelineSettings) -> Iterator[list[dict[str, Any]]]:
+    """The day's landing objects, one listing page (up to 1,000) at a time, so memory never grows with the day."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=day_prefix(day, settings)):
+        if page.get("Contents"):
+            yield page["Contents"]
+
+
+def listed_identity(bucket: str, obj: dict[str, Any]) -> str:
+    """The ledger identity of an object from a listing (its eTag is the one S3 events carry)."""
+    return f"{bucket}/{obj['Key']}#{obj['ETag'].strip(chr(34))}"
+
+
 def reconcile_day(s3: Any, ledger: Ledger, settings: PipelineSettings, bucket: str, day: str) -> ReconcileReport:
     """List one landing day and register every object version the ledger lacks.
 
@@ -307,11 +319,7 @@ def reconcile_day(s3: Any, ledger: Ledger, settings: PipelineSettings, bucket: s
     ledger state of every object seen, which is what a completeness check needs.
     """
     report = ReconcileReport(day=day)
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=day_prefix(day, settings)):
-        objects = page.get("Contents", [])
-        if not objects:
-            continue
+    for objects in day_listing_pages(s3, bucket, day, settings):
         regs = {
             reg.file.identity: reg
             for reg in (

@@ -31,7 +31,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ndjson_pipeline.manifest import FileVersion, Manifest
+from ndjson_pipeline.manifest import FileResult, FileVersion, Manifest
 from ndjson_pipeline.resources import ledger_spec
 
 log = logging.getLogger(__name__)
@@ -108,19 +108,6 @@ class PendingSummary:
         if self.oldest_registered_at is None:
             return 0.0
         return max(0.0, (now - datetime.fromisoformat(self.oldest_registered_at)).total_seconds())
-
-
-@dataclass(frozen=True)
-class FileOutcome:
-    """What finalising a manifest decided for one of its files."""
-
-    identity: str
-    state: FileState
-    reason: str | None = None
-    rows_in: int = 0
-    rows_out: int = 0
-    rows_rescued: int = 0
-    rows_quarantined: int = 0
 
 
 def utcnow() -> datetime:
@@ -591,7 +578,7 @@ class Ledger:
             raise LedgerError(f"manifest {manifest_id} has no ledger record")
         return record
 
-    def complete_manifest(self, manifest_id: str, outcomes: list[FileOutcome]) -> None:
+    def complete_manifest(self, manifest_id: str, outcomes: list[FileResult] | tuple[FileResult, ...]) -> None:
         """Move a manifest's files to DONE/QUARANTINED and close the manifest, idempotently.
 
         Files already in the wanted terminal state for this manifest are skipped,
@@ -614,12 +601,12 @@ class Ledger:
             self._finish_file(manifest_id, outcome, now)
         self._close_manifest(manifest_id, ManifestState.SUCCEEDED, now)
 
-    def _finish_file(self, manifest_id: str, outcome: FileOutcome, now: datetime) -> None:
-        if outcome.state not in (FileState.DONE, FileState.QUARANTINED):
-            raise IllegalTransitionError(f"file {outcome.identity}", FileState.CLAIMED, outcome.state)
+    def _finish_file(self, manifest_id: str, outcome: FileResult, now: datetime) -> None:
+        if outcome.outcome not in (FileState.DONE, FileState.QUARANTINED):
+            raise IllegalTransitionError(f"file {outcome.identity}", FileState.CLAIMED, outcome.outcome)
         names = {"#s": "state", "#ttl": self.ttl_attribute}
         values = {
-            ":to": {"S": outcome.state},
+            ":to": {"S": outcome.outcome},
             ":claimed": {"S": FileState.CLAIMED},
             ":m": {"S": manifest_id},
             ":now": {"S": iso(now)},
@@ -643,8 +630,8 @@ class Ledger:
             "#s = :claimed AND manifest_id = :m",
             names,
             values,
-            wanted=outcome.state,
-            already_done=lambda item: item.get("state") == outcome.state and item.get("manifest_id") == manifest_id,
+            wanted=outcome.outcome,
+            already_done=lambda item: item.get("state") == outcome.outcome and item.get("manifest_id") == manifest_id,
         )
 
     def compensate_manifest(self, manifest_id: str, *, max_attempts: int, reason: str) -> list[str]:

@@ -18,8 +18,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ndjson_pipeline.intake import day_prefix
-from ndjson_pipeline.ledger import FileOutcome, FileState, Ledger, ManifestState, utcnow
+from ndjson_pipeline.intake import day_listing_pages, listed_identity
+from ndjson_pipeline.ledger import FileState, Ledger, ManifestState, utcnow
 from ndjson_pipeline.manifest import (
     PIPELINE_PREFIX,
     JobResult,
@@ -229,20 +229,8 @@ def finalise_manifest(
         return compensate(ledger, s3, settings, ref, reason="conversion failed", stop_active_runs=stop_active_runs)
     manifest = read_manifest(s3, ref)
     result.check_reconciled(manifest)
-    outcomes = [
-        FileOutcome(
-            identity=f.identity,
-            state=FileState(f.outcome),
-            reason=f.reason,
-            rows_in=f.rows_in,
-            rows_out=f.rows_out,
-            rows_rescued=f.rows_rescued,
-            rows_quarantined=f.rows_quarantined,
-        )
-        for f in result.files
-    ]
-    ledger.complete_manifest(ref.manifest_id, outcomes)
-    states = Counter(o.state for o in outcomes)
+    ledger.complete_manifest(ref.manifest_id, result.files)
+    states = Counter(f.outcome for f in result.files)
     log.info(
         "manifest %s finalised: %d DONE, %d QUARANTINED, rows in %d = out %d + quarantined %d (rescued %d)",
         ref.manifest_id,
@@ -370,8 +358,8 @@ def day_report(ledger: Ledger, s3: Any, settings: PipelineSettings, day: str) ->
     unreconciled: list[str] = []
     not_terminal: list[str] = []
     failed: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=day_prefix(day, settings)):
-        identities = [f"{bucket}/{obj['Key']}#{obj['ETag'].strip(chr(34))}" for obj in page.get("Contents", [])]
+    for objects in day_listing_pages(s3, bucket, day, settings):
+        identities = [listed_identity(bucket, obj) for obj in objects]
         items = ledger.get_files(identities)
         for identity in identities:
             item = items.get(identity)

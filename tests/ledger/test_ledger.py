@@ -10,12 +10,12 @@ import pytest
 
 from ndjson_pipeline.intake import registration_for
 from ndjson_pipeline.ledger import (
-    FileOutcome,
     FileState,
     IllegalTransitionError,
     ManifestState,
     utcnow,
 )
+from ndjson_pipeline.manifest import FileResult
 from tests.ledger.events import DAY, DAY_PATH
 
 
@@ -34,6 +34,11 @@ def _register(stack, count, *, prefix="f", size=100, day_path=DAY_PATH):
     outcome = stack.ledger.register(regs)
     assert len(outcome.registered) == count
     return [r.file.identity for r in regs]
+
+
+def _outcome(identity: str, state: FileState, **counts) -> FileResult:
+    """What the conversion job reports for one file."""
+    return FileResult(identity, "s3://" + identity.split("#", 1)[0], state, **counts)
 
 
 def _claim(stack, max_files=99, max_bytes=10**12, lease_seconds=600):
@@ -135,10 +140,10 @@ def test_ttl_is_set_only_on_terminal_items(stack):
     pending_item = stack.ledger.get_file(identities[0])  # claimed now
     assert "expires_at" not in pending_item
     outcomes = [
-        FileOutcome(identities[0], FileState.DONE, rows_in=3, rows_out=3),
-        FileOutcome(identities[1], FileState.QUARANTINED, reason="not decodable: truncated gzip"),
-        FileOutcome(identities[2], FileState.DONE),
-        FileOutcome(identities[3], FileState.DONE),
+        _outcome(identities[0], FileState.DONE, rows_in=3, rows_out=3),
+        _outcome(identities[1], FileState.QUARANTINED, reason="not decodable: truncated gzip"),
+        _outcome(identities[2], FileState.DONE),
+        _outcome(identities[3], FileState.DONE),
     ]
     fresh = _register(stack, 1, prefix="late")
 
@@ -155,7 +160,7 @@ def test_ttl_is_set_only_on_terminal_items(stack):
 def test_completing_a_manifest_twice_is_a_no_op_and_completing_a_compensated_one_is_illegal(stack):
     identities = _register(stack, 2)
     manifest = _claim(stack)
-    outcomes = [FileOutcome(i, FileState.DONE) for i in identities]
+    outcomes = [_outcome(i, FileState.DONE) for i in identities]
     stack.ledger.complete_manifest(manifest.manifest_id, outcomes)
 
     stack.ledger.complete_manifest(manifest.manifest_id, outcomes)
@@ -198,7 +203,7 @@ def test_finishing_a_file_that_is_not_claimed_by_the_manifest_is_an_illegal_tran
     other = _claim(stack)
 
     with pytest.raises(IllegalTransitionError, match="COMPENSATED to SUCCEEDED"):
-        stack.ledger.complete_manifest(manifest.manifest_id, [FileOutcome(i, FileState.DONE) for i in identities])
+        stack.ledger.complete_manifest(manifest.manifest_id, [_outcome(i, FileState.DONE) for i in identities])
     with pytest.raises(IllegalTransitionError, match="from CLAIMED to PENDING"):
         stack.ledger.requeue_failed(identities[0])
     assert {stack.ledger.get_file(i)["manifest_id"] for i in identities} == {other.manifest_id}
