@@ -59,6 +59,7 @@ def generate(root: Path, megabytes: float) -> list[Path]:
 
 def spark_session():
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     spark = (

@@ -2,37 +2,40 @@
 
 Flow (see ``convert_manifest``):
 
-1. load the manifest and the declared schema; check every file version is still
-   the current one (a file whose eTag moved on is QUARANTINED as "superseded");
-2. read each file whole (``binaryFile``), gunzip ``.gz`` files, decode UTF-8 and
-   split into numbered lines; a file that cannot be decoded as a whole is
-   quarantined as a file, the others still convert;
-3. parse every line once against the declared schema (never inferred) and
-   classify it: loaded, rescued (unknown fields or type mismatches kept in
-   ``_rescued_data``; ``--read_mode rescue``), or quarantined with a reason;
-4. write loaded rows and quarantined lines to a per-attempt staging prefix,
-   publish them under names derived from the manifest id, delete this
-   manifest's stale files, delete the staging prefix;
-5. write the job result last. **The result object's presence is the completion
-   marker**: the job deletes an earlier result before it touches published
-   files, so a reader that sees a result sees the complete output it lists.
+1. load the manifest and the declared schema; split the files into output
+   groups of about ``--target_file_mb`` of input each;
+2. one Spark task per group (``convert_group``) reads each file whole, only if
+   it still has the manifest's eTag (otherwise the file is QUARANTINED as
+   "superseded"), gunzips ``.gz`` files and checks the bytes: a file that cannot
+   be decoded as a whole is quarantined as a file, the others still convert;
+3. every line is parsed once against the declared schema (never inferred) by
+   Arrow's JSON reader; the few lines it refuses are looked at one by one
+   (``classify_line``) and loaded, rescued (unknown fields or type mismatches
+   kept in ``_rescued_data``; ``--read_mode rescue``) or quarantined with their
+   line number and a reason;
+4. the task writes its group's rows as one Parquet file per dt, and its
+   quarantined lines, to a per-attempt staging prefix;
+5. the driver publishes staged files under names derived from the manifest id,
+   deletes this manifest's stale files and the staging prefix, and writes the
+   job result last. **The result object's presence is the completion marker**:
+   the job deletes an earlier result before it touches published files, so a
+   reader that sees a result sees the complete output it lists.
 
 Output layout::
 
-    <lake_root>/dt=YYYY-MM-DD/part-<manifest_id>-00000.<codec>.parquet
+    <lake_root>/dt=YYYY-MM-DD/part-<manifest_id>-<group>.<codec>.parquet
     <quarantine_root>/dt=<manifest day>/manifest=<manifest_id>/lines-00000.json
     <quarantine_root>/dt=<manifest day>/manifest=<manifest_id>/files.json
 
-Rows go to output files by a hash of (source uri, line number), so a rerun puts
-every row in the file of the same name as before: a rerun that dies half way
-through publishing leaves old and new files that hold the same rows, never
-duplicates. Invalid UTF-8: under ``strict`` a file with any invalid byte is
-quarantined as a file; under ``rescue`` only its invalid lines are quarantined.
-A file holding NUL bytes is binary and quarantined as a file in both modes.
+Groups depend only on the manifest, so every attempt writes each row into the
+file of the same name: a rerun that dies half way through publishing leaves old
+and new files holding the same rows, never duplicates.
 
-Only ``ndjson_pipeline.manifest`` is imported from the project package, which
-Glue receives as ``--extra-py-files``; ``awsglue`` is imported only by the
-entry point, so everything else runs under plain pyspark.
+Spark distributes the groups; the per-line work runs in Arrow's C++ JSON reader
+and Parquet writer, several times faster than Spark's JSON scan on this data
+(see benchmarks/glue_job_benchmark.py). Only ``ndjson_pipeline.manifest`` is
+imported from the project package (the driver needs it; Glue ships it as
+``--extra-py-files``); ``awsglue`` is imported only by the entry point.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import io
 import json
 import logging
 import math
@@ -50,13 +54,16 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from ndjson_pipeline.manifest import (
@@ -76,16 +83,10 @@ MiB = 1024 * 1024
 RESCUED_COLUMN = "_rescued_data"
 LINEAGE_COLUMNS = ("_source_uri", "_manifest_id")
 PARTITION_COLUMN = "dt"
-# Internal columns; the double underscore keeps them apart from declared fields.
-_CORRUPT = "__corrupt_record"
-_FILE_INDEX = "__file_index"
-RESERVED_COLUMNS = {RESCUED_COLUMN, *LINEAGE_COLUMNS, PARTITION_COLUMN, _CORRUPT, _FILE_INDEX}
+RESERVED_COLUMNS = {RESCUED_COLUMN, *LINEAGE_COLUMNS, PARTITION_COLUMN}
 CODEC_SUFFIX = {"snappy": ".snappy", "zstd": ".zstd", "gzip": ".gz", "none": ""}
 # JSON whitespace plus form feed and vertical tab: a line of only these is blank, not data.
-_BLANK_CHARS = " \t\r\n\f\x0b"
-
-# Line statuses.
-OK, RESCUED, QUARANTINED, FILE_LINE, BLANK, MARKER = "ok", "rescued", "quarantined", "file", "blank", "marker"
+_BLANK_BYTES = b" \t\r\n\f\x0b"
 
 
 # --------------------------------------------------------------------------- arguments
@@ -200,6 +201,18 @@ def options_from_args(args: dict[str, str]) -> JobOptions:
     )
 
 
+_ARROW_TYPES = {
+    T.StringType: pa.string(),
+    T.LongType: pa.int64(),
+    T.IntegerType: pa.int32(),
+    T.ShortType: pa.int16(),
+    T.ByteType: pa.int8(),
+    T.DoubleType: pa.float64(),
+    T.FloatType: pa.float32(),
+    T.BooleanType: pa.bool_(),
+}
+
+
 def parse_schema(text: str, options: JobOptions) -> T.StructType:
     """The declared schema: the JSON of ``StructType.jsonValue()``, checked against the options."""
     try:
@@ -209,15 +222,34 @@ def parse_schema(text: str, options: JobOptions) -> T.StructType:
     clash = sorted(RESERVED_COLUMNS & set(schema.fieldNames()))
     if clash:
         raise JobArgumentError(f"--schema_uri {options.schema_uri} declares reserved column(s) {clash}")
+    try:
+        arrow_type(schema)
+    except TypeError as exc:
+        raise JobArgumentError(f"--schema_uri {options.schema_uri}: {exc}") from None
     if options.partitioning == "event_time":
         field_type = _field_type(schema, options.event_time_field)
         if field_type is None:
             raise JobArgumentError(f"--event_time_field {options.event_time_field!r} is not in the declared schema")
-        if not isinstance(field_type, T.StringType | T.TimestampType):
+        if not isinstance(field_type, T.StringType):
             raise JobArgumentError(
-                f"--event_time_field {options.event_time_field!r} must be a string or timestamp, not {field_type}"
+                f"--event_time_field {options.event_time_field!r} must be a string, not {field_type.simpleString()}"
             )
     return schema
+
+
+def arrow_type(spark_type: T.DataType, path: str = "") -> pa.DataType:
+    """The Arrow type a declared Spark type is read as; TypeError names a field whose type is not supported."""
+    if isinstance(spark_type, T.StructType):
+        return pa.struct(
+            [pa.field(f.name, arrow_type(f.dataType, f"{path}{f.name}."), nullable=True) for f in spark_type.fields]
+        )
+    if isinstance(spark_type, T.ArrayType):
+        return pa.list_(arrow_type(spark_type.elementType, path))
+    for kind, arrow in _ARROW_TYPES.items():
+        if isinstance(spark_type, kind):
+            return arrow
+    supported = "struct, array, " + ", ".join(kind().simpleString() for kind in _ARROW_TYPES)
+    raise TypeError(f"field {path.rstrip('.')!r} has type {spark_type.simpleString()}; supported: {supported}")
 
 
 def _field_type(schema: T.StructType, dotted: str) -> T.DataType | None:
@@ -229,99 +261,14 @@ def _field_type(schema: T.StructType, dotted: str) -> T.DataType | None:
     return current
 
 
-# --------------------------------------------------------------------------- pure transforms
-
-
-def gunzip_files(files: DataFrame) -> DataFrame:
-    """(uri, content) of ``.gz`` files -> (uri, data, file_error), decompressed.
-
-    The whole member is decompressed and its CRC checked, so a truncated or
-    corrupt gzip becomes a file error instead of a silently ingested prefix (what
-    ``ignoreCorruptFiles`` would do). Only ``.gz`` files cross into Python.
-    """
-    result = _gunzip_udf()(F.col("content"))
-    return files.select("uri", result.alias("g")).select("uri", "g.data", F.col("g.error").alias("file_error"))
-
-
-def plain_files(files: DataFrame) -> DataFrame:
-    """(uri, content) of uncompressed files -> (uri, data, file_error), the shape ``gunzip_files`` gives."""
-    return files.select("uri", F.col("content").alias("data"), F.lit(None).cast("string").alias("file_error"))
-
-
-def _gunzip_udf():
-    # Defined inside a function so Spark ships it by value: executors cannot import this script as a module.
-    def gunzip(content: bytes | bytearray) -> tuple[bytes | None, str | None]:
-        try:
-            return gzip.decompress(bytes(content)), None
-        except (EOFError, OSError, zlib.error) as exc:
-            return None, f"undecodable gzip: {exc}"
-
-    # A DataType, not a DDL string: parsing DDL needs a live SparkContext.
-    return F.udf(gunzip, T.StructType([T.StructField("data", T.BinaryType()), T.StructField("error", T.StringType())]))
-
-
-def decode_files(files: DataFrame, read_mode: str) -> DataFrame:
-    """(uri, data, file_error) -> (uri, file_error, text, utf8_valid).
-
-    ``text`` is the UTF-8 text of a valid file. A file with invalid UTF-8 keeps
-    its bytes as ISO-8859-1 text (one char per byte, lossless) so its lines can
-    still be counted and, under rescue, checked one by one. NUL bytes never
-    occur in UTF-8 JSON text: they mark a binary file.
-    """
-    utf8 = F.decode("data", "UTF-8")
-    decoded = files.select(
-        "uri",
-        "file_error",
-        "data",
-        utf8.alias("utf8_text"),
-        (F.encode(utf8, "UTF-8") == F.col("data")).alias("utf8_valid"),
-    )
-    # Binary: any NUL byte, or invalid UTF-8 whose first 8 KB is over 10% replacement or control characters
-    # (text in a legacy encoding has far fewer; rescue mode then checks such a file line by line).
-    sample = F.substring("utf8_text", 1, 8192)
-    odd_chars = F.length(F.regexp_replace(sample, r"[^\x{FFFD}\x01-\x08\x0B\x0C\x0E-\x1F]", ""))
-    binary = (F.instr("utf8_text", "\x00") > 0) | (~F.col("utf8_valid") & (odd_chars * 10 > F.length(sample)))
-    file_error = (
-        F.when(F.col("file_error").isNotNull(), F.col("file_error"))
-        .when(F.col("data").isNull(), F.lit("unreadable file"))
-        .when(binary, F.lit("binary content (NUL bytes), not NDJSON text"))
-        .when(~F.col("utf8_valid") & F.lit(read_mode == "strict"), F.lit("invalid UTF-8"))
-    )
-    text = F.when(F.col("utf8_valid"), F.col("utf8_text")).otherwise(F.decode("data", "ISO-8859-1"))
-    # A leading byte-order mark is not part of the first record.
-    text = F.when(text.startswith("\ufeff"), F.substr(text, F.lit(2))).otherwise(text)
-    text = F.when(binary | F.col("data").isNull(), F.lit(None)).otherwise(text)
-    return decoded.select("uri", file_error.alias("file_error"), text.alias("text"), "utf8_valid")
-
-
-def split_lines(decoded: DataFrame) -> DataFrame:
-    """(uri, file_error, text, utf8_valid) -> one row per line: (uri, file_error, line_number, line, utf8_ok).
-
-    Every file also yields a marker row with line_number 0 and a null line, so a
-    file with no lines (empty, or undecodable) still reports its outcome.
-    """
-    pieces = F.when(F.col("text").isNull(), F.array().cast("array<string>")).otherwise(F.split("text", "\n"))
-    lines = decoded.select(
-        "uri",
-        "file_error",
-        "utf8_valid",
-        F.posexplode(F.concat(F.array(F.lit(None).cast("string")), pieces)).alias("line_number", "raw_line"),
-    )
-    # Lines of an invalid-UTF-8 file are ISO-8859-1 text: re-decode each and check it round-trips.
-    latin1 = F.encode("raw_line", "ISO-8859-1")
-    repaired = F.decode(latin1, "UTF-8")
-    return lines.select(
-        "uri",
-        "file_error",
-        "line_number",
-        F.when(F.col("utf8_valid"), F.col("raw_line")).otherwise(repaired).alias("line"),
-        (F.col("utf8_valid") | (F.encode(repaired, "UTF-8") == latin1)).alias("utf8_ok"),
-    )
+# --------------------------------------------------------------------------- lines and files (pyarrow only)
 
 
 @dataclass(frozen=True)
-class ParseSettings:
-    schema: T.StructType
+class LineRules:
+    """How lines become rows: everything a task needs besides the files themselves."""
+
+    schema: pa.Schema  # the declared fields, as Arrow reads them
     read_mode: str
     partitioning: str
     day: str
@@ -329,235 +276,448 @@ class ParseSettings:
     event_time_format: str = "iso8601"
     max_raw_chars: int = 10000
 
+    @property
+    def row_schema(self) -> pa.Schema:
+        """The declared fields, then ``_rescued_data`` in rescue mode."""
+        if self.read_mode == "rescue":
+            return self.schema.append(pa.field(RESCUED_COLUMN, pa.string()))
+        return self.schema
 
-def classify_lines(lines: DataFrame, settings: ParseSettings) -> DataFrame:
-    """Parse each line once against the declared schema and give it a status, a reason and a dt.
 
-    Output: uri, line_number, status, reason, raw (quarantined lines only, truncated),
-    line_bytes, dt, rescued (rescue mode), then the declared fields.
+@dataclass
+class FileRows:
+    """What one file gave: its rows (``row_schema`` plus dt), its quarantined lines and its counts."""
+
+    uri: str
+    rows: pa.Table | None = None
+    bad_lines: list[dict] = field(default_factory=list)
+    file_error: str | None = None
+    rows_in: int = 0
+    rows_rescued: int = 0
+
+    @property
+    def rows_out(self) -> int:
+        return 0 if self.rows is None else self.rows.num_rows
+
+    def outcome(self) -> dict:
+        return {
+            "file_error": self.file_error,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "rows_rescued": self.rows_rescued,
+            "rows_quarantined": self.rows_in - self.rows_out,
+        }
+
+
+def gunzip(data: bytes) -> tuple[bytes | None, str | None]:
+    """The whole gzip member, CRC checked: a truncated or corrupt file is an error, never a silent prefix."""
+    try:
+        return gzip.decompress(data), None
+    except (EOFError, OSError, zlib.error) as exc:
+        return None, f"undecodable gzip: {exc}"
+
+
+def text_problem(data: bytes, read_mode: str) -> tuple[str | None, bool]:
+    """(file error, whether the bytes are valid UTF-8).
+
+    NUL bytes never occur in UTF-8 JSON text: they mark a binary file, as does invalid
+    UTF-8 whose first 8 KB is over 10% replacement or control characters (text in a
+    legacy encoding has far fewer). Other invalid UTF-8 is a file error under ``strict``;
+    under ``rescue`` only the lines holding it are quarantined.
     """
-    schema = settings.schema
-    names = schema.fieldNames()
-    parse_schema_ = T.StructType([*schema.fields, T.StructField(_CORRUPT, T.StringType())])
-    parse_options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
-    blank = F.btrim("line", F.lit(_BLANK_CHARS)) == ""
-    to_parse = F.col("line").isNotNull() & F.col("file_error").isNull() & F.col("utf8_ok") & ~blank
-    staged = lines.select(
-        "uri",
-        "file_error",
-        "line_number",
-        "line",
-        "utf8_ok",
-        blank.alias("blank"),
-        F.when(to_parse, F.from_json("line", parse_schema_, parse_options)).alias("p"),
-        # Null exactly when the line is not one JSON object (malformed, array, scalar, null).
-        F.when(to_parse, F.json_object_keys("line")).alias("keys"),
-    )
-    unknown = F.array_except("keys", F.array(*[F.lit(n) for n in names]))
-    has_unknown = F.size(unknown) > 0
-    corrupt = F.col(f"p.{_CORRUPT}").isNotNull()
-    # Only rows with something to rescue pay for the extra top-level parse.
-    raw_values = F.when(has_unknown | corrupt, F.from_json("line", T.MapType(T.StringType(), T.StringType())))
-    staged = staged.select(
-        "*", F.when(F.col("keys").isNotNull(), unknown).alias("unknown"), raw_values.alias("raw_values")
-    )
-    mismatched = F.when(
-        corrupt,
-        F.array_compact(F.array(*[F.when(_mismatch(f, F.col("raw_values")), F.lit(f.name)) for f in schema.fields])),
-    ).otherwise(F.array().cast("array<string>"))
-    staged = staged.select("*", mismatched.alias("mismatched"))
-    rescue_map = F.map_filter(
-        "raw_values", lambda k, _v: F.array_contains("unknown", k) | F.array_contains("mismatched", k)
-    )
-    rescued = (
-        F.when(F.size(rescue_map) > 0, F.to_json(rescue_map))
-        # The parser flagged the line but no top-level field stands out: keep the whole line.
-        .when(corrupt, F.to_json(F.create_map(F.lit("_line"), F.col("line"))))
-    )
-
-    event_value, event_ts = _event_time(settings)
-    if settings.partitioning == "event_time":
-        dt = F.date_format(event_ts, "yyyy-MM-dd")
-        event_problem = F.when(event_value.isNull(), F.lit(f"missing event time {settings.event_time_field}")).when(
-            event_ts.isNull(),
-            F.concat(F.lit(f"unparsable event time {settings.event_time_field}: "), event_value.cast("string")),
-        )
-    else:
-        dt = F.lit(settings.day)
-        event_problem = F.lit(None).cast("string")
-    strict = settings.read_mode == "strict"
-    not_object = F.col("keys").isNull()
-    reason = (
-        # The marker row carries the file's error, if any.
-        F.when(F.col("line").isNull() | F.col("file_error").isNotNull(), F.col("file_error"))
-        .when(F.col("blank"), F.lit(None))
-        .when(~F.col("utf8_ok"), F.lit("invalid UTF-8"))
-        .when(not_object, _not_object_reason(F.col("line")))
-        .when(
-            F.lit(strict) & (F.size("unknown") > 0),
-            F.concat(F.lit("unknown fields: "), F.array_join(F.array_sort("unknown"), ", ")),
-        )
-        .when(
-            F.lit(strict) & (F.size("mismatched") > 0),
-            F.concat(F.lit("type mismatch: "), F.array_join("mismatched", ", ")),
-        )
-        .when(F.lit(strict) & corrupt, F.lit("type mismatch"))
-        .otherwise(event_problem)
-    )
-    status = (
-        F.when(F.col("line").isNull(), F.lit(MARKER))
-        .when(F.col("blank"), F.lit(BLANK))
-        .when(F.col("file_error").isNotNull(), F.lit(FILE_LINE))
-        .when(F.col("reason").isNotNull(), F.lit(QUARANTINED))
-        .when(F.col("rescued").isNotNull(), F.lit(RESCUED))
-        .otherwise(F.lit(OK))
-    )
-    classified = staged.select(
-        "uri",
-        "line_number",
-        "line",
-        "p",
-        "file_error",
-        "blank",
-        reason.alias("reason"),
-        (F.lit(None).cast("string") if strict else rescued).alias("rescued"),
-        dt.alias("dt"),
-    )
-    return classified.select(
-        "uri",
-        "line_number",
-        status.alias("status"),
-        "reason",
-        F.when(
-            F.col("reason").isNotNull() & F.col("file_error").isNull(), F.substring("line", 1, settings.max_raw_chars)
-        ).alias("raw"),
-        F.octet_length("line").alias("line_bytes"),
-        F.when(F.col("reason").isNull(), F.col("dt")).alias("dt"),
-        "rescued",
-        *[F.col(f"p.{n}").alias(n) for n in names],
-    )
+    if b"\x00" in data:
+        return "binary content (NUL bytes), not NDJSON text", False
+    try:
+        data.decode("utf-8")
+        return None, True
+    except UnicodeDecodeError:
+        pass
+    sample = data[:8192].decode("utf-8", "replace")
+    odd = sum(1 for c in sample if c == "\ufffd" or ("\x01" <= c <= "\x1f" and c not in "\t\n\r"))
+    if odd * 10 > len(sample):
+        return "binary content (mostly undecodable bytes), not NDJSON text", False
+    return ("invalid UTF-8" if read_mode == "strict" else None), False
 
 
-def _mismatch(field: T.StructField, raw_values: Column) -> Column:
-    """True when the line's value for a top-level field does not fit the field's declared type."""
-    raw = raw_values.getItem(field.name)
-    parsed = F.col(f"p.{field.name}")
-    # The declared parse nulls a field whose value does not fit...
-    nulled = parsed.isNull() & raw.isNotNull()
-    if not isinstance(field.dataType, T.StructType | T.ArrayType | T.MapType):
-        return nulled
-    # ...but keeps a struct or array whose inner values partly failed: re-parse just that value to find out.
-    probe_schema = T.StructType([T.StructField("v", field.dataType), T.StructField(_CORRUPT, T.StringType())])
-    probe = F.from_json(
-        F.concat(F.lit('{"v":'), raw, F.lit("}")), probe_schema, {"columnNameOfCorruptRecord": _CORRUPT}
-    )
-    return nulled | (raw.isNotNull() & probe.getField(_CORRUPT).isNotNull())
+def convert_file(uri: str, data: bytes, rules: LineRules) -> FileRows:
+    """Turn one file's bytes (already gunzipped) into rows, quarantined lines and counts."""
+    result = FileRows(uri)
+    file_error, utf8_valid = text_problem(data, rules.read_mode)
+    lines = data.split(b"\n")
+    if lines and lines[0].startswith(b"\xef\xbb\xbf"):
+        # A leading byte-order mark is not part of the first record.
+        lines[0] = lines[0][3:]
+    if file_error is not None:
+        result.file_error = file_error
+        if file_error.startswith("binary"):
+            return result
+        result.rows_in = sum(1 for line in lines if line.strip(_BLANK_BYTES))
+        return result
+
+    candidates: list[bytes] = []  # stripped lines that look like one JSON object
+    candidate_numbers: list[int] = []
+    others: list[int] = []  # lines Arrow's reader must not see: not an object, or invalid UTF-8
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip(_BLANK_BYTES)
+        if not stripped:
+            continue
+        result.rows_in += 1
+        if _looks_like_object(stripped) and (utf8_valid or _is_utf8(stripped)):
+            candidates.append(stripped)
+            candidate_numbers.append(number)
+        else:
+            others.append(number)
+
+    tables, accepted, refused = bulk_parse(candidates, rules.schema)
+    if rules.read_mode == "rescue":
+        tables = [t.append_column(RESCUED_COLUMN, pa.nulls(t.num_rows, pa.string())) for t in tables]
+    row_numbers = [candidate_numbers[i] for i in accepted]
+
+    slow_rows: list[dict] = []
+    for number in sorted([*others, *(candidate_numbers[i] for i in refused)]):
+        line = lines[number - 1]
+        if not (utf8_valid or _is_utf8(line)):
+            result.bad_lines.append(_bad_line(uri, number, line, "invalid UTF-8", rules))
+            continue
+        row, rescued, reason = classify_line(line.decode("utf-8"), rules)
+        if reason is not None:
+            result.bad_lines.append(_bad_line(uri, number, line, reason, rules))
+            continue
+        if rules.read_mode == "rescue":
+            row[RESCUED_COLUMN] = rescued
+            result.rows_rescued += rescued is not None
+        slow_rows.append(row)
+        row_numbers.append(number)
+    if slow_rows:
+        tables.append(pa.Table.from_pylist(slow_rows, schema=rules.row_schema))
+    rows = pa.concat_tables(tables) if tables else rules.row_schema.empty_table()
+    result.rows = _with_dt(rows, row_numbers, lines, result, rules)
+    result.bad_lines.sort(key=lambda b: b["line_number"])
+    return result
 
 
-def _not_object_reason(line: Column) -> Column:
-    as_array = F.json_array_length(line)
-    single = F.from_json(F.concat(F.lit("["), line, F.lit("]")), T.ArrayType(T.StringType()))
-    return (
-        F.when(as_array.isNotNull(), F.lit("not a JSON object: array"))
-        .when(F.size(single) == 1, F.lit("not a JSON object: scalar or null"))
-        .otherwise(F.lit("malformed JSON"))
-    )
+def _looks_like_object(line: bytes) -> bool:
+    # Arrow's reader takes NaN and Infinity as numbers; JSON has no such values, so classify_line decides.
+    return line[:1] == b"{" and line[-1:] == b"}" and b"NaN" not in line and b"Infinity" not in line
 
 
-def _event_time(settings: ParseSettings) -> tuple[Column, Column]:
-    value = F.col("p." + settings.event_time_field)
-    if isinstance(_field_type(settings.schema, settings.event_time_field), T.TimestampType):
-        return value, value
-    if settings.event_time_format.lower() == "iso8601":
-        return value, F.try_to_timestamp(value)
-    return value, F.try_to_timestamp(value, F.lit(settings.event_time_format))
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
-def summarise_lines(classified: DataFrame) -> DataFrame:
-    """Lines and input bytes per (file, status, dt), with each file's error: one small aggregate for the driver."""
-    return classified.groupBy("uri", "status", "dt").agg(
-        F.count("*").alias("lines"),
-        F.sum("line_bytes").alias("bytes"),
-        F.max(F.when(F.col("status") == MARKER, F.col("reason"))).alias("file_error"),
-    )
+def _bad_line(uri: str, number: int, line: bytes, reason: str, rules: LineRules) -> dict:
+    raw = line.decode("utf-8", "replace").removesuffix("\r")[: rules.max_raw_chars]
+    return {"uri": uri, "line_number": number, "raw": raw, "reason": reason}
 
 
-def outcomes_from_summary(summary: Iterable) -> tuple[dict[str, dict], dict[str, int]]:
-    """Per file: file_error and row counts (blank lines are not rows); per dt: input bytes of loaded rows."""
-    outcomes: dict[str, dict] = {}
-    sizes: dict[str, int] = {}
-    for row in summary:
-        o = outcomes.setdefault(
-            row["uri"],
-            {"file_error": None, "rows_in": 0, "rows_out": 0, "rows_rescued": 0, "rows_quarantined": 0},
-        )
-        status, lines = row["status"], row["lines"]
-        if status == MARKER:
-            o["file_error"] = row["file_error"]
-        if status in (OK, RESCUED, QUARANTINED, FILE_LINE):
-            o["rows_in"] += lines
-        if status in (OK, RESCUED):
-            o["rows_out"] += lines
-            sizes[row["dt"]] = sizes.get(row["dt"], 0) + row["bytes"]
-        if status == RESCUED:
-            o["rows_rescued"] += lines
-        if status in (QUARANTINED, FILE_LINE):
-            o["rows_quarantined"] += lines
-    return outcomes, sizes
+def bulk_parse(lines: list[bytes], schema: pa.Schema) -> tuple[list[pa.Table], list[int], list[int]]:
+    """Parse lines with Arrow's JSON reader: (tables, indices of their rows in order, indices it refused).
 
-
-def loaded_rows(
-    classified: DataFrame, schema: T.StructType, *, read_mode: str, lineage: bool, manifest_id: str
-) -> DataFrame:
-    """The rows to publish: declared fields, then _rescued_data, then lineage, then dt and the row's position."""
-    columns = [F.col(n) for n in schema.fieldNames()]
-    if read_mode == "rescue":
-        columns.append(F.col("rescued").alias(RESCUED_COLUMN))
-    if lineage:
-        columns += [F.col("uri").alias("_source_uri"), F.lit(manifest_id).alias("_manifest_id")]
-    loaded = classified.where(F.col("status").isin(OK, RESCUED))
-    return loaded.select(*columns, PARTITION_COLUMN, F.col("uri").alias("__uri"), F.col("line_number").alias("__line"))
-
-
-def assign_output_files(rows: DataFrame, files_per_dt: dict[str, int]) -> DataFrame:
-    """Give each row the index of its output file within its dt, from a hash of its source position.
-
-    The same line always lands in the same file, whatever the attempt.
+    The reader refuses a whole block at its first bad line and usually names that
+    line's row: the rows before it are read again as one block and reading goes on
+    after it, so a few bad lines cost about one more pass. Without a row number
+    the block is halved until the bad lines are alone. Refused lines are not
+    necessarily bad (``classify_line`` decides): the reader is stricter than the rules.
     """
-    if len(set(files_per_dt.values()) | {1}) == 1:
-        count = F.lit(1)
-    else:
-        pairs = [item for dt, n in sorted(files_per_dt.items()) for item in (F.lit(dt), F.lit(n))]
-        count = F.coalesce(F.element_at(F.create_map(*pairs), F.col(PARTITION_COLUMN)), F.lit(1))
-    index = F.pmod(F.xxhash64("__uri", "__line"), count.cast("long")).cast("int")
-    return rows.withColumn(_FILE_INDEX, index).drop("__uri", "__line")
+    tables, accepted, refused = [], [], []
+    pending = _blocks(lines)
+    while pending:
+        lo, hi = pending.pop()
+        if lo == hi:
+            continue
+        try:
+            table = _read_json(lines[lo:hi], schema)
+            if table.num_rows == hi - lo:
+                tables.append(table)
+                accepted.extend(range(lo, hi))
+                continue
+            bad_row = None  # a line held more than one JSON document
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            match = re.search(r"\bin row (\d+)\b", str(exc))
+            bad_row = int(match.group(1)) if match else None
+        if hi - lo <= 8:
+            refused.extend(range(lo, hi))
+        elif bad_row is not None and bad_row < hi - lo:
+            refused.append(lo + bad_row)
+            pending += [(lo + bad_row + 1, hi), (lo, lo + bad_row)]
+        else:
+            middle = (lo + hi) // 2
+            pending += [(middle, hi), (lo, middle)]
+    return tables, accepted, refused
 
 
-def quarantined_lines(classified: DataFrame, manifest_id: str) -> DataFrame:
-    """Quarantined lines as they are written: uri, line_number, raw (truncated), reason, manifest_id."""
-    return classified.where(F.col("status") == QUARANTINED).select(
-        "uri", "line_number", "raw", "reason", F.lit(manifest_id).alias("manifest_id")
+def _blocks(lines: list[bytes], block_bytes: int = 64 * MiB) -> list[tuple[int, int]]:
+    """(start, end) blocks of lines of about ``block_bytes``, last block first (``bulk_parse`` pops from the end)."""
+    blocks, start, size = [], 0, 0
+    for index, line in enumerate(lines):
+        if size and size + len(line) > block_bytes:
+            blocks.append((start, index))
+            start, size = index, 0
+        size += len(line) + 1
+    blocks.append((start, len(lines)))
+    return blocks[::-1]
+
+
+def _read_json(lines: list[bytes], schema: pa.Schema) -> pa.Table:
+    data = b"\n".join(lines)
+    table = pa_json.read_json(
+        io.BytesIO(data),
+        # One block for the whole input, and no threads of its own: Spark runs one task per core.
+        read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
+        parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
     )
+    return table.select(schema.names)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def classify_line(text: str, rules: LineRules) -> tuple[dict | None, str | None, str | None]:
+    """(row, rescued JSON, quarantine reason) of a line the bulk reader refused.
+
+    A field keeps its value when the value fits the declared type; otherwise the
+    value is nulled where it does not fit and the field's whole JSON value goes to
+    ``_rescued_data`` (rescue) or the line is quarantined (strict). Unknown fields,
+    at any depth, are treated the same way.
+    """
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None, None, "malformed JSON"
+    if isinstance(value, list):
+        return None, None, "not a JSON object: array"
+    if not isinstance(value, dict):
+        return None, None, "not a JSON object: scalar or null"
+    row, mismatched = {}, []
+    for f in rules.schema:
+        row[f.name], fits = conform(value.get(f.name), f.type)
+        if not fits:
+            mismatched.append(f.name)
+    unknown = [k for k in value if k not in row]
+    if rules.read_mode == "strict":
+        if unknown:
+            return None, None, "unknown fields: " + ", ".join(sorted(unknown))
+        if mismatched:
+            return None, None, "type mismatch: " + ", ".join(mismatched)
+        return row, None, None
+    rescued = {k: _raw_json(value[k]) for k in [*mismatched, *unknown]}
+    return row, (json.dumps(rescued) if rescued else None), None
+
+
+def _raw_json(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def conform(value: object, arrow: pa.DataType) -> tuple[object, bool]:
+    """``value`` as the declared type (parts that do not fit nulled, unknown keys dropped), and whether all fit."""
+    if value is None:
+        return None, True
+    if pa.types.is_struct(arrow):
+        if not isinstance(value, dict):
+            return None, False
+        out, fits = {}, set(value) <= {f.name for f in arrow}
+        for f in arrow:
+            out[f.name], ok = conform(value.get(f.name), f.type)
+            fits &= ok
+        return out, fits
+    if pa.types.is_list(arrow):
+        if not isinstance(value, list):
+            return None, False
+        items = [conform(item, arrow.value_type) for item in value]
+        return [item for item, _ in items], all(ok for _, ok in items)
+    if pa.types.is_string(arrow):
+        fits = isinstance(value, str) and _is_utf8_str(value)
+    elif pa.types.is_boolean(arrow):
+        fits = isinstance(value, bool)
+    elif pa.types.is_integer(arrow):
+        limit = 2 ** (arrow.bit_width - 1)
+        fits = isinstance(value, int) and not isinstance(value, bool) and -limit <= value < limit
+    else:  # floating point
+        fits = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if fits else value
+    return (value if fits else None), fits
+
+
+def _is_utf8_str(value: str) -> bool:
+    # json.loads accepts lone surrogate escapes ("\ud800"), which no UTF-8 text can hold.
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _with_dt(rows: pa.Table, row_numbers: list[int], lines: list[bytes], result: FileRows, rules: LineRules):
+    """``rows`` with their dt; under event-time partitioning, rows without a usable time are quarantined."""
+    if rules.partitioning == "arrival":
+        return rows.append_column(PARTITION_COLUMN, pc.fill_null(pa.nulls(rows.num_rows, pa.string()), rules.day))
+    values = rows.column(rules.event_time_field.split(".")[0]).combine_chunks()
+    for name in rules.event_time_field.split(".")[1:]:
+        values = pc.struct_field(values, name)
+    days = event_days(values, rules.event_time_format)
+    keep = pc.is_valid(days)
+    rescued = rows.column(RESCUED_COLUMN) if RESCUED_COLUMN in rows.column_names else None
+    for index in pc.indices_nonzero(pc.invert(keep)).to_pylist():
+        value = values[index].as_py()
+        what = "missing" if value is None else "unparsable"
+        reason = f"{what} event time {rules.event_time_field}" + ("" if value is None else f": {value}")
+        number = row_numbers[index]
+        result.bad_lines.append(_bad_line(result.uri, number, lines[number - 1], reason, rules))
+        result.rows_rescued -= rescued is not None and rescued[index].is_valid
+    return rows.append_column(PARTITION_COLUMN, days).filter(keep)
+
+
+def event_days(values: pa.Array, time_format: str) -> pa.Array:
+    """The UTC day (YYYY-MM-DD) of each event time string; null where missing or unparsable.
+
+    ``iso8601`` accepts what ``datetime.fromisoformat`` does (a time without an offset is UTC);
+    any other format is a strptime format such as ``%d/%m/%Y %H:%M``.
+    """
+    if time_format.lower() != "iso8601":
+        parsed = pc.strptime(values, format=time_format, unit="us", error_is_null=True)
+        return pc.strftime(parsed, format="%Y-%m-%d")
+    days = []
+    for value in values.to_pylist():
+        try:
+            moment = datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            days.append(None)
+            continue
+        days.append((moment.astimezone(UTC) if moment.tzinfo else moment).date().isoformat())
+    return pa.array(days, pa.string())
+
+
+# --------------------------------------------------------------------------- output groups (one Spark task each)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A manifest file as a task sees it (the manifest classes stay on the driver)."""
+
+    identity: str
+    uri: str
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class GroupWork:
+    """Everything one task needs: its files and where its output goes."""
+
+    index: int
+    files: tuple[SourceFile, ...]
+    rules: LineRules
+    storage: Storage
+    staging: str
+    compression: str
+    lineage: bool
+    manifest_id: str
 
 
 def files_for_size(total_bytes: int, target_file_mb: float) -> int:
-    """How many output files a partition of ``total_bytes`` input gets; input bytes over-estimate Parquet size."""
+    """How many output files ``total_bytes`` of input gets; input bytes over-estimate Parquet size."""
     return max(1, math.ceil(total_bytes / (target_file_mb * MiB)))
+
+
+def plan_groups(files: Iterable[FileVersion], target_file_mb: float) -> list[tuple[SourceFile, ...]]:
+    """Split files into output groups of about ``target_file_mb`` of input each, the same way every time.
+
+    Biggest files first, each to the lightest group: groups end up near equal, which
+    keeps the tasks (one per group) near equal too.
+    """
+    files = sorted(files, key=lambda f: (-f.size, f.uri))
+    if not files:
+        return []
+    count = min(len(files), files_for_size(sum(f.size for f in files), target_file_mb))
+    groups: list[list[SourceFile]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for f in files:
+        lightest = min(range(count), key=lambda g: (loads[g], g))
+        groups[lightest].append(SourceFile(identity=f.identity, uri=f.uri, etag=f.etag, size=f.size))
+        loads[lightest] += f.size
+    return [tuple(sorted(group, key=lambda f: f.uri)) for group in groups]
+
+
+def convert_group(work: GroupWork) -> dict:
+    """Convert one group's files and stage its output; runs in a Spark task.
+
+    Returns each file's outcome (or why it was superseded) by identity, and the staged Parquet
+    files (dt -> uri, rows, bytes) and quarantined lines (uri, count).
+    """
+    outcomes, superseded, tables, bad_lines = {}, {}, [], []
+    for file in work.files:
+        data = work.storage.read_version(file.uri, file.etag)
+        if data is None:
+            superseded[file.identity] = f"superseded: {file.uri} no longer has eTag {file.etag} (changed or deleted)"
+            continue
+        error = None
+        if file.uri.lower().endswith(".gz"):
+            data, error = gunzip(data)
+        rows = FileRows(file.uri, file_error=error) if error else convert_file(file.uri, data, work.rules)
+        outcomes[file.identity] = rows.outcome()
+        bad_lines += [{**line, "manifest_id": work.manifest_id} for line in rows.bad_lines]
+        if rows.rows_out:
+            tables.append(_with_lineage(rows.rows, file.uri, work))
+    staged = {}
+    if tables:
+        table = pa.concat_tables(tables)
+        for dt in sorted(set(table.column(PARTITION_COLUMN).to_pylist())):
+            part = table.filter(pc.equal(table.column(PARTITION_COLUMN), dt)).drop_columns([PARTITION_COLUMN])
+            buffer = io.BytesIO()
+            pq.write_table(part, buffer, compression=work.compression)
+            uri = f"{work.staging}/data/{PARTITION_COLUMN}={dt}/part-{work.index:05d}.parquet"
+            work.storage.write_bytes(uri, buffer.getvalue())
+            staged[dt] = {"uri": uri, "rows": part.num_rows, "bytes": buffer.tell()}
+    quarantine = None
+    if bad_lines:
+        quarantine = {"uri": f"{work.staging}/quarantine/lines-{work.index:05d}.json", "lines": len(bad_lines)}
+        text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in bad_lines)
+        work.storage.write_bytes(quarantine["uri"], text.encode())
+    return {
+        "index": work.index,
+        "outcomes": outcomes,
+        "superseded": superseded,
+        "staged": staged,
+        "quarantine": quarantine,
+    }
+
+
+def _with_lineage(rows: pa.Table, uri: str, work: GroupWork) -> pa.Table:
+    if not work.lineage:
+        return rows
+    constant = functools.partial(pc.fill_null, pa.nulls(rows.num_rows, pa.string()))
+    rows = rows.append_column(pa.field(LINEAGE_COLUMNS[0], pa.string(), nullable=False), constant(uri))
+    return rows.append_column(LINEAGE_COLUMNS[1], constant(work.manifest_id))
+
+
+def run_groups(spark: SparkSession, works: list[GroupWork]) -> list[dict]:
+    """Run ``convert_group`` for each group, one Spark task per group."""
+    if not works:
+        return []
+    if __name__ != "__main__":
+        # Imported as a module (tests, benchmark): ship its code by value, as Spark does for a Glue script.
+        from pyspark import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return spark.sparkContext.parallelize(works, len(works)).map(convert_group).collect()
 
 
 # --------------------------------------------------------------------------- storage
 
 
 class Storage:
-    """File-level operations on ``s3://`` URIs (boto3) and local paths, and the paths Spark should use.
+    """File-level operations on ``s3://`` URIs (boto3) and local paths.
 
     ``bucket_root`` maps ``s3://bucket/key`` to ``<bucket_root>/bucket/key`` on the local
     disk; the benchmark and the transform tests use it to run the whole job without S3.
-    ``spark_s3_scheme`` is ``s3`` on Glue and ``s3a`` for Spark outside Glue.
     """
 
-    def __init__(self, *, spark_s3_scheme: str = "s3", bucket_root: str | None = None, s3_client=None) -> None:
-        self.spark_s3_scheme = spark_s3_scheme
+    def __init__(self, *, bucket_root: str | None = None, s3_client=None) -> None:
         self.bucket_root = bucket_root
         self._s3 = s3_client
 
@@ -584,29 +744,28 @@ class Storage:
             return Path(self.bucket_root) / parsed.netloc / parsed.path.lstrip("/")
         return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
 
-    def spark_path(self, uri: str) -> str:
-        """The path Spark reads or writes for ``uri``: ``s3://`` becomes ``s3a://`` outside Glue."""
-        location = self._s3_location(uri)
-        if location:
-            return f"{self.spark_s3_scheme}://{location[0]}/{location[1]}"
-        return str(self._local(uri).absolute())
+    def for_tasks(self) -> Storage:
+        """A plain copy for Spark tasks: no client (each task makes its own) and no subclass behaviour."""
+        return Storage(bucket_root=self.bucket_root)
 
-    def current_etag(self, file: FileVersion) -> str | None:
-        """The eTag of the object's current version, or None when it is gone or is not ``file``'s version."""
-        location = self._s3_location(file.uri)
+    def read_version(self, uri: str, etag: str) -> bytes | None:
+        """The object's bytes if it still has ``etag``; None when it changed or is gone.
+
+        On S3 the condition travels with the read (If-Match), so the bytes returned are
+        exactly that version's, however the object changes around the read.
+        """
+        location = self._s3_location(uri)
         if location is None:
-            path = self._local(file.uri)
-            return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest() if path.is_file() else None
+            path = self._local(uri)
+            data = path.read_bytes() if path.is_file() else None
+            matches = data is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() == etag
+            return data if matches else None
         try:
-            head = self.s3.head_object(Bucket=location[0], Key=location[1])
+            return self.s3.get_object(Bucket=location[0], Key=location[1], IfMatch=etag)["Body"].read()
         except self.s3.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if exc.response.get("Error", {}).get("Code") in ("412", "PreconditionFailed", "404", "NoSuchKey"):
                 return None
             raise
-        # Spark reads the current version, so a newer version (even with the old one still kept) supersedes it.
-        if file.version_id and head.get("VersionId") != file.version_id:
-            return None
-        return head["ETag"].strip('"')
 
     def read_bytes(self, uri: str) -> bytes:
         location = self._s3_location(uri)
@@ -696,7 +855,7 @@ class Storage:
             self.delete(self.list(prefix.rstrip("/") + "/"))
 
 
-# --------------------------------------------------------------------------- load / save
+# --------------------------------------------------------------------------- load / publish
 
 
 def load_manifest(storage: Storage, options: JobOptions) -> Manifest:
@@ -707,64 +866,9 @@ def load_schema(storage: Storage, options: JobOptions) -> T.StructType:
     return parse_schema(storage.read_bytes(options.schema_uri).decode("utf-8"), options)
 
 
-def check_versions(storage: Storage, files: Iterable[FileVersion]) -> dict[str, str]:
-    """Identity -> "superseded ..." reason for each file version that is no longer the current object."""
-    superseded = {}
-    for file in files:
-        etag = storage.current_etag(file)
-        if etag != file.etag:
-            now = "is gone" if etag is None else f"now has eTag {etag}"
-            superseded[file.identity] = f"superseded: {file.uri} {now}, not {file.etag}"
-    return superseded
-
-
-def load_files(spark: SparkSession, storage: Storage, files: list[FileVersion]) -> DataFrame:
-    """(uri, content) of each file, whole; uri is the manifest's ``s3://`` URI whatever path Spark used."""
-    spark_paths = {storage.spark_path(f.uri): f.uri for f in files}
-    jvm = spark.sparkContext._jvm
-    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
-    qualified = {}
-    for path, uri in spark_paths.items():
-        hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-        qualified[hadoop_path.getFileSystem(hadoop_conf).makeQualified(hadoop_path).toString()] = uri
-    raw = spark.read.format("binaryFile").load([_escape_glob(p) for p in spark_paths])
-    uri_of = F.create_map(*[F.lit(x) for pair in sorted(qualified.items()) for x in pair])
-    return raw.select(F.element_at(uri_of, F.col("path")).alias("uri"), "content")
-
-
-def _escape_glob(path: str) -> str:
-    # Spark globs load() paths; a key holding glob characters must still name just itself.
-    return re.sub(r"([\\{}\[\]*?])", r"\\\1", path)
-
-
-def save_rows(rows: DataFrame, storage: Storage, staging: str, total_files: int, compression: str) -> None:
-    """Write loaded rows under ``staging``, all rows of one output file in one Spark task (so one file)."""
-    grouped = (
-        rows.coalesce(1)
-        if total_files == 1
-        else rows.repartition(total_files, F.col(PARTITION_COLUMN), F.col(_FILE_INDEX))
-    )
-    grouped.write.mode("overwrite").option("compression", compression).partitionBy(
-        PARTITION_COLUMN, _FILE_INDEX
-    ).parquet(storage.spark_path(f"{staging}/data"))
-
-
-def load_staged_row_counts(spark: SparkSession, storage: Storage, staging: str) -> dict[tuple[str, int], int]:
-    """Rows per staged (dt, file index), read back from what was written (Parquet footers only)."""
-    written = spark.read.parquet(storage.spark_path(f"{staging}/data"))
-    counts = written.groupBy(F.col(PARTITION_COLUMN).cast("string"), _FILE_INDEX).count().collect()
-    return {(row[0], row[1]): row[2] for row in counts}
-
-
-def save_quarantined_lines(bad_lines: DataFrame, storage: Storage, staging: str) -> None:
-    bad_lines.coalesce(1).sortWithinPartitions("uri", "line_number").write.mode("overwrite").json(
-        storage.spark_path(f"{staging}/quarantine")
-    )
-
-
 @dataclass(frozen=True)
 class Publication:
-    """What one attempt publishes: final URI -> staged URI, and the stale candidates' prefixes."""
+    """What one attempt publishes: final URI -> staged URI, rows and bytes of the Parquet files, the files record."""
 
     copies: dict[str, str]
     rows: dict[str, int]
@@ -773,35 +877,19 @@ class Publication:
 
 
 def plan_publication(
-    storage: Storage,
-    staging: str,
-    options: JobOptions,
-    manifest: Manifest,
-    rows_per_file: dict[tuple[str, int], int],
-    quarantined_files: list[dict],
+    group_outputs: list[dict], options: JobOptions, manifest: Manifest, quarantined_files: list[dict]
 ) -> Publication:
-    staged = storage.list(f"{staging}/data/")
     copies, rows, sizes = {}, {}, {}
     suffix = CODEC_SUFFIX[options.compression]
-    seen: set[tuple[str, int]] = set()
-    for uri, size in sorted(staged.items()):
-        match = re.search(rf"/{PARTITION_COLUMN}=([^/]+)/{_FILE_INDEX}=(\d+)/[^/]+\.parquet$", uri)
-        if not match:
-            continue
-        key = (match.group(1), int(match.group(2)))
-        if key in seen:
-            raise RuntimeError(f"more than one staged file for dt={key[0]} file {key[1]} under {staging}")
-        seen.add(key)
-        final = (
-            f"{options.lake_root}/{PARTITION_COLUMN}={key[0]}/part-{manifest.manifest_id}-{key[1]:05d}{suffix}.parquet"
-        )
-        copies[final], rows[final], sizes[final] = uri, rows_per_file.get(key, 0), size
-    if seen != set(rows_per_file):
-        raise RuntimeError(f"staged files {sorted(seen)} do not match the rows written {sorted(rows_per_file)}")
+    staged_lines = []
+    for output in sorted(group_outputs, key=lambda o: o["index"]):
+        for dt, staged in output["staged"].items():
+            name = f"part-{manifest.manifest_id}-{output['index']:05d}{suffix}.parquet"
+            final = f"{options.lake_root}/{PARTITION_COLUMN}={dt}/{name}"
+            copies[final], rows[final], sizes[final] = staged["uri"], staged["rows"], staged["bytes"]
+        if output["quarantine"]:
+            staged_lines.append(output["quarantine"]["uri"])
     quarantine_prefix = quarantine_location(options, manifest)
-    staged_lines = [
-        uri for uri in sorted(storage.list(f"{staging}/quarantine/")) if re.search(r"/part-[^/]*\.json$", uri)
-    ]
     for n, uri in enumerate(staged_lines):
         copies[f"{quarantine_prefix}/lines-{n:05d}.json"] = uri
     record = (
@@ -849,47 +937,19 @@ def publish(
 # --------------------------------------------------------------------------- the job
 
 
-def configure_session(spark: SparkSession, input_bytes: int) -> None:
-    """Session settings the job's semantics and speed rely on, whatever the cluster defaults are."""
-    parallelism = max(spark.sparkContext.defaultParallelism, 1)
-    conf = {
-        # Day boundaries of event times are UTC days.
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.legacy.timeParserPolicy": "CORRECTED",
-        # Keep from_json parsing the whole declared schema: type mismatches must be seen even in unused fields.
-        "spark.sql.optimizer.enableJsonExpressionOptimization": "false",
-        "spark.sql.json.enablePartialResults": "true",
-        # Whole-file reads: about four tasks per core balance the cores without tiny tasks.
-        "spark.sql.files.maxPartitionBytes": str(max(MiB, min(128 * MiB, input_bytes // (4 * parallelism) or 1))),
-        "spark.sql.files.openCostInBytes": str(64 * 1024),
-        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        # HotSpot does not JIT methods over 8000 bytes of bytecode: split generated code below that.
-        "spark.sql.codegen.hugeMethodLimit": "8000",
-    }
-    for key, value in conf.items():
-        spark.conf.set(key, value)
-
-
 def convert_manifest(
     spark: SparkSession, options: JobOptions, storage: Storage, *, attempt: str | None = None
 ) -> JobResult:
     """Convert one manifest end to end and write its result; return the result."""
     started = time.monotonic()
-    timings: dict[str, float] = {}
     manifest = load_manifest(storage, options)
     if options.manifest_id and options.manifest_id != manifest.manifest_id:
         raise JobArgumentError(
             f"--manifest_id {options.manifest_id} does not match {options.manifest_uri} ({manifest.manifest_id})"
         )
     schema = load_schema(storage, options)
-    superseded = check_versions(storage, manifest.files)
-    readable = [f for f in manifest.files if f.identity not in superseded]
-    timings["check_versions_s"] = time.monotonic() - started
-    configure_session(spark, sum(f.size for f in readable))
-    attempt = attempt or uuid.uuid4().hex
-    staging = f"{options.lake_root}/_staging/{manifest.manifest_id}/{attempt}"
-    settings = ParseSettings(
-        schema=schema,
+    rules = LineRules(
+        schema=pa.schema(list(arrow_type(schema))),
         read_mode=options.read_mode,
         partitioning=options.partitioning,
         day=manifest.day,
@@ -897,54 +957,28 @@ def convert_manifest(
         event_time_format=options.event_time_format,
         max_raw_chars=options.max_raw_chars,
     )
+    staging = f"{options.lake_root}/_staging/{manifest.manifest_id}/{attempt or uuid.uuid4().hex}"
+    works = [
+        GroupWork(
+            index=index,
+            files=files,
+            rules=rules,
+            storage=storage.for_tasks(),
+            staging=staging,
+            compression=options.compression,
+            lineage=options.lineage,
+            manifest_id=manifest.manifest_id,
+        )
+        for index, files in enumerate(plan_groups(manifest.files, options.target_file_mb))
+    ]
+    group_outputs = run_groups(spark, works)
+    timings = {"convert_s": time.monotonic() - started}
 
-    outcomes: dict[str, dict] = {}
-    rows_per_file: dict[tuple[str, int], int] = {}
-    output_schema = _output_schema(schema, options)
-    if readable:
-        step = time.monotonic()
-        plain = [f for f in readable if not f.key.lower().endswith(".gz")]
-        gz = [f for f in readable if f.key.lower().endswith(".gz")]
-        # Separate scans: uncompressed files never pass through the Python gunzip step.
-        parts = [plain_files(load_files(spark, storage, plain))] if plain else []
-        parts += [gunzip_files(load_files(spark, storage, gz))] if gz else []
-        files = functools.reduce(DataFrame.unionByName, parts)
-        classified = classify_lines(split_lines(decode_files(files, options.read_mode)), settings)
-        # Parse once: the counts, the loaded rows and the quarantined lines all come from this cache.
-        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            outcomes, sizes = outcomes_from_summary(summarise_lines(classified).collect())
-            timings["read_parse_s"] = time.monotonic() - step
-            step = time.monotonic()
-            files_per_dt = {dt: files_for_size(size, options.target_file_mb) for dt, size in sizes.items()}
-            rows = assign_output_files(
-                loaded_rows(
-                    classified,
-                    schema,
-                    read_mode=options.read_mode,
-                    lineage=options.lineage,
-                    manifest_id=manifest.manifest_id,
-                ),
-                files_per_dt,
-            )
-            output_schema = rows.drop(PARTITION_COLUMN, _FILE_INDEX).schema
-            if sizes:
-                save_rows(rows, storage, staging, sum(files_per_dt.values()), options.compression)
-                rows_per_file = load_staged_row_counts(spark, storage, staging)
-            if any(o["rows_quarantined"] and o["file_error"] is None for o in outcomes.values()):
-                save_quarantined_lines(quarantined_lines(classified, manifest.manifest_id), storage, staging)
-            timings["write_s"] = time.monotonic() - step
-        finally:
-            classified.unpersist()
-
-    results, quarantined_files = _file_results(manifest, superseded, outcomes)
     step = time.monotonic()
-    publication = plan_publication(storage, staging, options, manifest, rows_per_file, quarantined_files)
-    # A file that changed while it was read must not be reported as converted: fail, and the rerun will
-    # see it as superseded.
-    changed = sorted(set(check_versions(storage, readable)))
-    if changed:
-        raise RuntimeError(f"manifest {manifest.manifest_id}: file(s) changed while being converted: {changed}")
+    outcomes = {identity: o for output in group_outputs for identity, o in output["outcomes"].items()}
+    superseded = {identity: why for output in group_outputs for identity, why in output["superseded"].items()}
+    results, quarantined_files = _file_results(manifest, superseded, outcomes)
+    publication = plan_publication(group_outputs, options, manifest, quarantined_files)
     output_files = tuple(
         OutputFile(path=path, bytes=publication.sizes[path], rows=publication.rows[path])
         for path in sorted(publication.rows)
@@ -954,7 +988,7 @@ def convert_manifest(
         day=manifest.day,
         files=results,
         output_files=output_files,
-        schema=output_schema.jsonValue(),
+        schema=_output_schema(schema, options).jsonValue(),
         timings=timings,
     )
     result.check_reconciled(manifest)
@@ -1007,13 +1041,10 @@ def _file_results(
     for file in manifest.files:
         if file.identity in superseded:
             result = FileResult(file.identity, file.uri, FILE_QUARANTINED, reason=superseded[file.identity])
-        elif file.uri not in outcomes and file.size == 0:
-            # Spark's file scan skips zero-byte files: an empty file is done, with no rows.
-            result = FileResult(file.identity, file.uri, FILE_DONE)
-        elif file.uri not in outcomes:
-            raise RuntimeError(f"manifest {manifest.manifest_id}: Spark did not read {file.uri}")
+        elif file.identity not in outcomes:
+            raise RuntimeError(f"manifest {manifest.manifest_id}: no task reported {file.identity}")
         else:
-            o = outcomes[file.uri]
+            o = outcomes[file.identity]
             if o["file_error"] is not None:
                 result = FileResult(
                     file.identity,
@@ -1058,7 +1089,7 @@ def main(argv: list[str]) -> JobResult:
     except ImportError:
         args = parse_glue_argv(argv)
         spark = SparkSession.builder.appName("ndjson_to_parquet").getOrCreate()
-        storage = Storage(spark_s3_scheme="s3a")
+        storage = Storage()
     else:
         from pyspark.context import SparkContext
 
@@ -1069,7 +1100,7 @@ def main(argv: list[str]) -> JobResult:
             raise JobArgumentError(f"missing required job argument(s): {', '.join(missing)}")
         args = getResolvedOptions(argv, [*REQUIRED_ARGUMENTS, *present])
         spark = GlueContext(SparkContext.getOrCreate()).spark_session
-        storage = Storage(spark_s3_scheme="s3")
+        storage = Storage()
     options = options_from_args(args)
     return convert_manifest(spark, options, storage)
 

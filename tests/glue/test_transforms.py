@@ -271,7 +271,7 @@ def test_event_time_with_a_custom_format(tmp_path, spark):
         tmp_path,
         {"f.ndjson": ("\n".join(lines) + "\n").encode()},
         partitioning="event_time",
-        event_time_format="dd/MM/yyyy HH:mm",
+        event_time_format="%d/%m/%Y %H:%M",
     )
     result = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
     assert (result.rows_out, result.rows_quarantined) == (1, 1)
