@@ -1,7 +1,7 @@
 # Two entry points (see README): `make run` and `make test`. Both install what is missing first.
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints/*.txt tools/spark_jars.py | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints/*.txt | sha256sum | cut -c1-16)
 export PYTHONPATH := include:plugins:.
 export SPARK_LOCAL_IP := 127.0.0.1
 
@@ -13,7 +13,6 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/python -m pip install -q uv==0.12.3
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements-dev.txt
-	$(VENV)/bin/python -m tools.spark_jars
 	@rm -f $(VENV)/.installed-* && touch $@
 
 run: install

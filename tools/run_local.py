@@ -32,7 +32,6 @@ from tools.local_stack import (
     moto_server,
 )
 from tools.sample_day import sample_day, upload
-from tools.spark_jars import spark_jars
 
 LOCAL = REPO_ROOT / ".local"
 FILES = 200
@@ -99,7 +98,6 @@ def main() -> None:
             **airflow_environment(home),
             **aws_connection_env(endpoint),
             "AIRFLOW_VAR_NDJSON_PIPELINE_SETTINGS": json.dumps(raw_settings),
-            "NDJSON_PIPELINE_SPARK_JARS": os.pathsep.join(spark_jars()),
         }
         print("preparing Airflow's metadata database ...", flush=True)
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)

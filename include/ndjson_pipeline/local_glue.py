@@ -1,10 +1,8 @@
 """Run a Glue job script locally through pyspark's spark-submit, the way Glue would call it.
 
 The script gets its arguments Glue style (``--name value``), runs on ``local[2]``,
-and reaches S3 through ``s3a://`` on ``s3_endpoint`` (a moto server locally).
-The hadoop-aws and AWS SDK jars come from ``jars`` or from the colon-separated
-``NDJSON_PIPELINE_SPARK_JARS`` environment variable that the project tooling sets
-(``python -m tools.spark_jars`` prints that value). No Airflow import here.
+and reaches S3 with boto3 on ``s3_endpoint`` (a moto server locally), in the
+driver and in the tasks. No Airflow import here.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-JARS_ENV = "NDJSON_PIPELINE_SPARK_JARS"
 TAIL_LINES = 40
 
 
@@ -48,18 +45,13 @@ def run_glue_script_locally(
     py_files: list[str] | None = None,
     timeout_seconds: int = 1800,
     log_path: str | None = None,
-    jars: list[str] | None = None,
 ) -> None:
     """Run ``script_path`` with ``arguments`` (names without ``--``); raise LocalGlueRunError on failure.
 
-    :param s3_endpoint: S3 endpoint for boto3 and s3a (None: the default AWS endpoints).
+    :param s3_endpoint: S3 endpoint for boto3 (None: the default AWS endpoints).
     :param py_files: extra Python files or zips for the executors, as Glue's ``--extra-py-files``.
     :param log_path: file to keep Spark's whole output in (a temporary file otherwise).
-    :param jars: the s3a jars; defaults to ``$NDJSON_PIPELINE_SPARK_JARS``.
     """
-    jars = jars if jars is not None else [j for j in os.environ.get(JARS_ENV, "").split(":") if j]
-    if s3_endpoint and not jars:
-        raise ValueError(f"s3a needs the hadoop-aws jars: pass jars= or set {JARS_ENV} (python -m tools.spark_jars)")
     include_dir = str(Path(__file__).resolve().parent.parent)
     env = {
         **os.environ,
@@ -71,30 +63,12 @@ def run_glue_script_locally(
     env.setdefault("AWS_ACCESS_KEY_ID", "testing")
     env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    conf = {
-        "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
-        "spark.sql.shuffle.partitions": "4",
-    }
     if s3_endpoint:
         env["AWS_ENDPOINT_URL_S3"] = s3_endpoint
-        conf |= {
-            "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-            "spark.hadoop.fs.s3a.endpoint": s3_endpoint,
-            "spark.hadoop.fs.s3a.path.style.access": "true",
-            "spark.hadoop.fs.s3a.connection.ssl.enabled": str(s3_endpoint.startswith("https")).lower(),
-            "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
-            "spark.hadoop.fs.s3a.access.key": env["AWS_ACCESS_KEY_ID"],
-            "spark.hadoop.fs.s3a.secret.key": env["AWS_SECRET_ACCESS_KEY"],
-            "spark.hadoop.fs.s3a.endpoint.region": env["AWS_DEFAULT_REGION"],
-            # A directory marker check per write slows moto down for nothing.
-            "spark.hadoop.fs.s3a.directory.marker.retention": "keep",
-        }
+    conf = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
     command = [spark_submit_path(), "--master", "local[2]"]
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
-    if jars:
-        command += ["--jars", ",".join(jars)]
     if py_files:
         command += ["--py-files", ",".join(py_files)]
     command.append(script_path)

@@ -7,7 +7,6 @@ so every assertion is about real Parquet and real quarantine output.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,6 @@ from ndjson_pipeline.ledger import utcnow
 from tests.conftest import Stack, make_stack
 from tools.local_stack import REPO_ROOT, aws_connection_env, local_pipeline_settings
 from tools.sample_day import SampleDay, sample_day, upload
-from tools.spark_jars import spark_jars
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +46,6 @@ def configure(stack: Stack, monkeypatch, **overrides: Any) -> dict[str, Any]:
     for name, value in aws_connection_env(stack.endpoint).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AIRFLOW_VAR_NDJSON_PIPELINE_SETTINGS", json.dumps(settings))
-    monkeypatch.setenv("NDJSON_PIPELINE_SPARK_JARS", os.pathsep.join(spark_jars()))
     return settings
 
 

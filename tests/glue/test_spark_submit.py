@@ -1,4 +1,4 @@
-"""The job script end to end: spark-submit, Glue-style arguments, s3a against the moto server."""
+"""The job script end to end: spark-submit, Glue-style arguments, S3 on the moto server."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from ndjson_pipeline.manifest import FileVersion, JobResult, Manifest
 from tests.glue.conftest import DAY, SCHEMA_PATH
 from tools.local_stack import client
 from tools.sample_data import gzip_body, ndjson_body
-from tools.spark_jars import spark_jars
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 
@@ -25,7 +24,7 @@ def test_job_script_converts_a_manifest_on_s3(tmp_path, aws_endpoint):
     s3 = client("s3", aws_endpoint)
     bucket = f"glue-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
-    plain, kinds = ndjson_body(300, seed=1, bad_fraction=0.05, prefix="s3a")
+    plain, kinds = ndjson_body(300, seed=1, bad_fraction=0.05, prefix="s3")
     bodies = {
         "landing/a b.ndjson": plain,
         "landing/c.ndjson.gz": gzip_body(ndjson_body(20, seed=2, prefix="gz")[0]),
@@ -49,9 +48,7 @@ def test_job_script_converts_a_manifest_on_s3(tmp_path, aws_endpoint):
         "schema_uri": f"s3://{bucket}/schemas/events.json",
         "compression": "zstd",
     }
-    run_glue_script_locally(
-        SCRIPT, args, s3_endpoint=aws_endpoint, jars=spark_jars(), log_path=str(tmp_path / "spark.log")
-    )
+    run_glue_script_locally(SCRIPT, args, s3_endpoint=aws_endpoint, log_path=str(tmp_path / "spark.log"))
 
     result = JobResult.from_json(
         s3.get_object(Bucket=bucket, Key=f"results/{manifest.manifest_id}.json")["Body"].read()
@@ -80,6 +77,6 @@ def test_a_failing_script_raises_with_its_exit_code_and_output(tmp_path):
     args = {"manifest_uri": str(tmp_path / "missing.json"), "result_uri": str(tmp_path / "r.json")}
     args |= {"lake_root": str(tmp_path / "lake"), "quarantine_root": str(tmp_path / "q"), "schema_uri": "x.json"}
     with pytest.raises(LocalGlueRunError, match=r"missing\.json") as failure:
-        run_glue_script_locally(SCRIPT, args, s3_endpoint=None, jars=[], timeout_seconds=300)
+        run_glue_script_locally(SCRIPT, args, s3_endpoint=None, timeout_seconds=300)
     assert failure.value.exit_code not in (0, None)
     assert json.dumps(failure.value.tail)
