@@ -27,8 +27,8 @@ Output layout::
     <quarantine_root>/dt=<manifest day>/manifest=<manifest_id>/lines-00000.json
     <quarantine_root>/dt=<manifest day>/manifest=<manifest_id>/files.json
 
-Groups depend only on the manifest, so every attempt writes each row into the
-file of the same name: a rerun that dies half way through publishing leaves old
+Groups depend only on the manifest and ``--target_file_mb``, so every attempt
+writes each row into the file of the same name: a rerun that dies half way through publishing leaves old
 and new files holding the same rows, never duplicates.
 
 Spark distributes the groups; the per-line work runs in Arrow's C++ JSON reader
@@ -207,8 +207,8 @@ _ARROW_TYPES = {
     T.IntegerType: pa.int32(),
     T.ShortType: pa.int16(),
     T.ByteType: pa.int8(),
+    # No float: Arrow turns a value beyond float32's range into inf instead of refusing it.
     T.DoubleType: pa.float64(),
-    T.FloatType: pa.float32(),
     T.BooleanType: pa.bool_(),
 }
 
@@ -379,7 +379,8 @@ def convert_file(uri: str, data: bytes, rules: LineRules) -> FileRows:
         if not (utf8_valid or _is_utf8(line)):
             result.bad_lines.append(_bad_line(uri, number, line, "invalid UTF-8", rules))
             continue
-        row, rescued, reason = classify_line(line.decode("utf-8"), rules)
+        # The same stripped text the bulk reader saw: the outcome must not depend on the path.
+        row, rescued, reason = classify_line(line.strip(_BLANK_BYTES).decode("utf-8"), rules)
         if reason is not None:
             result.bad_lines.append(_bad_line(uri, number, line, reason, rules))
             continue
@@ -397,8 +398,8 @@ def convert_file(uri: str, data: bytes, rules: LineRules) -> FileRows:
 
 
 def _looks_like_object(line: bytes) -> bool:
-    # Arrow's reader takes NaN and Infinity as numbers; JSON has no such values, so classify_line decides.
-    return line[:1] == b"{" and line[-1:] == b"}" and b"NaN" not in line and b"Infinity" not in line
+    # Arrow's reader takes NaN, Inf and Infinity as numbers; JSON has no such values, so classify_line decides.
+    return line[:1] == b"{" and line[-1:] == b"}" and b"NaN" not in line and b"Inf" not in line
 
 
 def _is_utf8(line: bytes) -> bool:
@@ -442,8 +443,11 @@ def bulk_parse(lines: list[bytes], schema: pa.Schema) -> tuple[list[pa.Table], l
         if hi - lo <= 8:
             refused.extend(range(lo, hi))
         elif bad_row is not None and bad_row < hi - lo:
+            # The rows before it read cleanly; the rest is halved, so a run of bad lines costs n log n, not n^2.
             refused.append(lo + bad_row)
-            pending += [(lo + bad_row + 1, hi), (lo, lo + bad_row)]
+            rest = lo + bad_row + 1
+            middle = (rest + hi) // 2
+            pending += [(middle, hi), (rest, middle), (lo, lo + bad_row)]
         else:
             middle = (lo + hi) // 2
             pending += [(middle, hi), (lo, middle)]
@@ -477,6 +481,14 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    # Arrow's reader refuses a key given twice; silently keeping the last value would hide that.
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("duplicate key")
+    return value
+
+
 def classify_line(text: str, rules: LineRules) -> tuple[dict | None, str | None, str | None]:
     """(row, rescued JSON, quarantine reason) of a line the bulk reader refused.
 
@@ -486,7 +498,7 @@ def classify_line(text: str, rules: LineRules) -> tuple[dict | None, str | None,
     at any depth, are treated the same way.
     """
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicate_keys)
     except (ValueError, RecursionError):
         return None, None, "malformed JSON"
     if isinstance(value, list):

@@ -101,6 +101,11 @@ class Manifest:
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise ManifestError(f"manifest files[{index}] is invalid: {exc!r}") from exc
+        seen: set[str] = set()
+        for file in files:
+            if file.identity in seen:
+                raise ManifestError(f"manifest lists {file.identity} more than once")
+            seen.add(file.identity)
         generation = doc.get("generation", 0)
         if not isinstance(generation, int) or generation < 0:
             raise ManifestError(f"manifest generation {generation!r} is not a non-negative integer")

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ndjson_pipeline.manifest import JobResult, publish_log_uri
+from ndjson_pipeline.manifest import JobResult, Manifest, ManifestError, publish_log_uri
 from ndjson_to_parquet import (
     JobArgumentError,
     Storage,
@@ -211,3 +211,12 @@ def test_a_manifest_id_argument_that_does_not_match_the_manifest_fails(tmp_path,
     with pytest.raises(JobArgumentError, match="--manifest_id"):
         convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
     assert not Path(job.args["result_uri"]).exists()
+
+
+def test_a_manifest_listing_a_file_version_twice_is_refused(tmp_path):
+    job = make_local_job(tmp_path, {"a.ndjson": ndjson_body(2, prefix="a")[0]})
+    doc = json.loads(job.manifest.to_json())
+    doc["files"] *= 2
+    doc["manifest_id"] = Manifest.for_files(job.manifest.day, list(job.manifest.files) * 2).manifest_id
+    with pytest.raises(ManifestError, match=r"lists landing/a\.ndjson#\w+ more than once"):
+        Manifest.from_json(json.dumps(doc))

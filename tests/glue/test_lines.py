@@ -55,17 +55,24 @@ AWKWARD = {
     "lone surrogate": '{"event_id": "\\ud800"}',
     "NaN": '{"event_id": "n", "value": NaN}',
     "Infinity": '{"event_id": "i", "value": -Infinity}',
+    "Inf": '{"event_id": "i", "value": Inf}',
+    "vertical tab around": "\x0b" + _event(11) + "\x0c",
     "double out of range": '{"event_id": "big", "value": 1e400}',
     "duplicate key": '{"event_id": "a", "event_id": "b"}',
     "empty object": "{}",
 }
 
 
+def _stripped(line: str) -> str:
+    """What the job hands classify_line: the line without blank characters around it, JSON's and \\f, \\v."""
+    return line.strip(" \t\r\n\f\x0b")
+
+
 def _reference(lines: list[str], rules: LineRules) -> tuple[list[dict], dict[int, str]]:
     """Rows and quarantine reasons when every line goes through classify_line."""
     rows, reasons = [], {}
     for number, line in enumerate(lines, start=1):
-        row, rescued, reason = classify_line(line, rules)
+        row, rescued, reason = classify_line(_stripped(line), rules)
         if reason:
             reasons[number] = reason
         else:
@@ -96,8 +103,8 @@ def test_the_fast_path_decides_every_line_as_the_one_by_one_rules_do(read_mode, 
 
 
 def test_every_awkward_line_gets_its_outcome():
-    reasons = {name: classify_line(line, RULES)[2] for name, line in AWKWARD.items()}
-    malformed = {"malformed", "two documents", "NaN", "Infinity"}
+    reasons = {name: classify_line(_stripped(line), RULES)[2] for name, line in AWKWARD.items()}
+    malformed = {"malformed", "two documents", "NaN", "Infinity", "Inf", "duplicate key"}
     assert {reasons[name] for name in malformed} == {"malformed JSON"}
     assert reasons["null"] == "not a JSON object: scalar or null"
     assert reasons["array"] == "not a JSON object: array"
@@ -113,6 +120,17 @@ def test_every_awkward_line_gets_its_outcome():
     row, rescued, _ = classify_line(AWKWARD["double out of range"], RULES)
     assert row["value"] is None
     assert list(json.loads(rescued)) == ["value"]
+
+
+@pytest.mark.parametrize("read_mode", ["rescue", "strict"])
+def test_a_file_where_every_line_is_refused_is_decided_line_by_line(read_mode):
+    lines = [_event(n, event_type=n) for n in range(500)]  # a number where a string is declared, on every line
+    rules = LineRules(schema=ARROW_SCHEMA, read_mode=read_mode, partitioning="arrival", day="2026-11-24")
+    result = convert_file("s3://b/k", "\n".join(lines).encode(), rules)
+    rows, reasons = _reference(lines, rules)
+    assert _sorted(result.rows.drop_columns(["dt"]).to_pylist()) == _sorted(rows)
+    assert {b["line_number"]: b["reason"] for b in result.bad_lines} == reasons
+    assert (result.rows_out, result.rows_rescued) == ((500, 500) if read_mode == "rescue" else (0, 0))
 
 
 def test_conform_nulls_only_what_does_not_fit():
