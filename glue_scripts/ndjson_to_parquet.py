@@ -362,7 +362,9 @@ def convert_file(uri: str, data: bytes, rules: LineRules) -> FileRows:
         if not stripped:
             continue
         result.rows_in += 1
-        if _looks_like_object(stripped) and (utf8_valid or _is_utf8(stripped)):
+        # Arrow's reader takes NaN, Inf and Infinity as numbers; JSON has no such values, so classify_line decides.
+        looks_like_object = stripped[:1] == b"{" and stripped[-1:] == b"}" and b"NaN" not in stripped
+        if looks_like_object and b"Inf" not in stripped and (utf8_valid or _is_utf8(stripped)):
             candidates.append(stripped)
             candidate_numbers.append(number)
         else:
@@ -395,11 +397,6 @@ def convert_file(uri: str, data: bytes, rules: LineRules) -> FileRows:
     result.rows = _with_dt(rows, row_numbers, lines, result, rules)
     result.bad_lines.sort(key=lambda b: b["line_number"])
     return result
-
-
-def _looks_like_object(line: bytes) -> bool:
-    # Arrow's reader takes NaN, Inf and Infinity as numbers; JSON has no such values, so classify_line decides.
-    return line[:1] == b"{" and line[-1:] == b"}" and b"NaN" not in line and b"Inf" not in line
 
 
 def _is_utf8(line: bytes) -> bool:
@@ -456,6 +453,8 @@ def bulk_parse(lines: list[bytes], schema: pa.Schema) -> tuple[list[pa.Table], l
 
 def _blocks(lines: list[bytes], block_bytes: int = 64 * MiB) -> list[tuple[int, int]]:
     """(start, end) blocks of lines of about ``block_bytes``, last block first (``bulk_parse`` pops from the end)."""
+    if sum(map(len, lines)) + len(lines) <= block_bytes:
+        return [(0, len(lines))]
     blocks, start, size = [], 0, 0
     for index, line in enumerate(lines):
         if size and size + len(line) > block_bytes:
