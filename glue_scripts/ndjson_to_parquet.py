@@ -300,8 +300,10 @@ class FileRows:
         return 0 if self.rows is None else self.rows.num_rows
 
     def outcome(self) -> dict:
+        """The fields of the file's ``FileResult`` (the tasks leave the manifest classes to the driver)."""
         return {
-            "file_error": self.file_error,
+            "outcome": FILE_DONE if self.file_error is None else FILE_QUARANTINED,
+            "reason": self.file_error,
             "rows_in": self.rows_in,
             "rows_out": self.rows_out,
             "rows_rescued": self.rows_rescued,
@@ -657,14 +659,15 @@ def plan_groups(files: Iterable[FileVersion], target_file_mb: float) -> list[tup
 def convert_group(work: GroupWork) -> dict:
     """Convert one group's files and stage its output; runs in a Spark task.
 
-    Returns each file's outcome (or why it was superseded) by identity, and the staged Parquet
-    files (dt -> uri, rows, bytes) and quarantined lines (uri, count).
+    Returns each file's outcome by identity, and the staged Parquet files (dt -> uri, rows,
+    bytes) and quarantined lines (uri, count).
     """
-    outcomes, superseded, tables, bad_lines = {}, {}, [], []
+    outcomes, tables, bad_lines = {}, [], []
     for file in work.files:
         data = work.storage.read_version(file.uri, file.etag)
         if data is None:
-            superseded[file.identity] = f"superseded: {file.uri} no longer has eTag {file.etag} (changed or deleted)"
+            reason = f"superseded: {file.uri} no longer has eTag {file.etag} (changed or deleted)"
+            outcomes[file.identity] = {"outcome": FILE_QUARANTINED, "reason": reason}
             continue
         error = None
         if file.uri.lower().endswith(".gz"):
@@ -692,7 +695,6 @@ def convert_group(work: GroupWork) -> dict:
     return {
         "index": work.index,
         "outcomes": outcomes,
-        "superseded": superseded,
         "staged": staged,
         "quarantine": quarantine,
     }
@@ -987,8 +989,7 @@ def convert_manifest(
 
     step = time.monotonic()
     outcomes = {identity: o for output in group_outputs for identity, o in output["outcomes"].items()}
-    superseded = {identity: why for output in group_outputs for identity, why in output["superseded"].items()}
-    results, quarantined_files = _file_results(manifest, superseded, outcomes)
+    results, quarantined_files = _file_results(manifest, outcomes)
     publication = plan_publication(group_outputs, options, manifest, quarantined_files)
     output_files = tuple(
         OutputFile(path=path, bytes=publication.sizes[path], rows=publication.rows[path])
@@ -1045,45 +1046,16 @@ def _previous_dts(previous: bytes) -> set[str]:
     return {p.split(f"/{PARTITION_COLUMN}=")[1].split("/")[0] for p in paths if f"/{PARTITION_COLUMN}=" in p}
 
 
-def _file_results(
-    manifest: Manifest, superseded: dict[str, str], outcomes: dict[str, dict]
-) -> tuple[tuple[FileResult, ...], list[dict]]:
+def _file_results(manifest: Manifest, outcomes: dict[str, dict]) -> tuple[tuple[FileResult, ...], list[dict]]:
+    """Each manifest file's result, and the record of the files quarantined whole."""
     results, quarantined = [], []
     for file in manifest.files:
-        if file.identity in superseded:
-            result = FileResult(file.identity, file.uri, FILE_QUARANTINED, reason=superseded[file.identity])
-        elif file.identity not in outcomes:
+        if file.identity not in outcomes:
             raise RuntimeError(f"manifest {manifest.manifest_id}: no task reported {file.identity}")
-        else:
-            o = outcomes[file.identity]
-            if o["file_error"] is not None:
-                result = FileResult(
-                    file.identity,
-                    file.uri,
-                    FILE_QUARANTINED,
-                    reason=o["file_error"],
-                    rows_in=o["rows_in"],
-                    rows_quarantined=o["rows_quarantined"],
-                )
-            else:
-                result = FileResult(
-                    file.identity,
-                    file.uri,
-                    FILE_DONE,
-                    rows_in=o["rows_in"],
-                    rows_out=o["rows_out"],
-                    rows_rescued=o["rows_rescued"],
-                    rows_quarantined=o["rows_quarantined"],
-                )
+        result = FileResult(file.identity, file.uri, **outcomes[file.identity])
         if result.outcome == FILE_QUARANTINED:
-            quarantined.append(
-                {
-                    "uri": file.uri,
-                    "identity": file.identity,
-                    "reason": result.reason,
-                    "manifest_id": manifest.manifest_id,
-                }
-            )
+            record = {"uri": file.uri, "identity": file.identity, "reason": result.reason}
+            quarantined.append({**record, "manifest_id": manifest.manifest_id})
         results.append(result)
     return tuple(results), quarantined
 
