@@ -33,7 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ndjson_pipeline.manifest import FileVersion, Manifest
+from ndjson_pipeline.conversion import JobArguments
+from ndjson_pipeline.files import FileVersion
+from ndjson_pipeline.layout import LakeLayout
+from ndjson_pipeline.manifest import Manifest
 from tools.sample_data import DAY, ndjson_body
 
 MiB = 1024 * 1024
@@ -79,7 +82,7 @@ def run_this_job(spark, buckets: Path, paths: list[Path], out: Path) -> dict:
     # The job is a Glue script, not a package module: import it from its folder, as pytest's pythonpath does.
     if str(GLUE_SCRIPTS) not in sys.path:
         sys.path.insert(0, str(GLUE_SCRIPTS))
-    from ndjson_to_parquet import Storage, convert_manifest, options_from_args
+    from ndjson_to_parquet import Storage, convert_manifest
 
     files = [
         FileVersion(
@@ -91,17 +94,12 @@ def run_this_job(spark, buckets: Path, paths: list[Path], out: Path) -> dict:
         for p in paths
     ]
     manifest = Manifest.for_files(DAY, files)
-    manifest_path = out / "manifest.json"
-    out.mkdir(parents=True, exist_ok=True)
+    layout = LakeLayout(str(out / "lake"), str(out / "quarantine"), "events")
+    arguments = JobArguments(manifest.manifest_id, DAY, layout, schema_uri=str(SCHEMA_PATH))
+    manifest_path = Path(arguments.manifest_uri)
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
     manifest_path.write_text(manifest.to_json())
-    args = {
-        "manifest_uri": str(manifest_path),
-        "result_uri": str(out / "result.json"),
-        "lake_root": str(out / "lake"),
-        "quarantine_root": str(out / "quarantine"),
-        "schema_uri": str(SCHEMA_PATH),
-    }
-    result = convert_manifest(spark, options_from_args(args), Storage(bucket_root=str(buckets)))
+    result = convert_manifest(spark, arguments, Storage(bucket_root=str(buckets)))
     return {"rows": result.rows_out, "files": len(result.output_files), "timings": result.timings}
 
 

@@ -23,9 +23,11 @@ Flow (see ``convert_manifest``):
 
 Output layout::
 
-    <lake_root>/dt=YYYY-MM-DD/part-<manifest_id>-<group>.<codec>.parquet
-    <quarantine_root>/dt=<manifest day>/manifest=<manifest_id>/lines-00000.json
-    <quarantine_root>/dt=<manifest day>/manifest=<manifest_id>/files.json
+    <lake_root>/<dataset>/dt=YYYY-MM-DD/part-<manifest_id>-<group><codec>.parquet
+    <quarantine_root>/<dataset>/dt=<manifest day>/manifest=<manifest_id>/lines-00000.json
+    <quarantine_root>/<dataset>/dt=<manifest day>/manifest=<manifest_id>/files.json
+
+(every name comes from ``ndjson_pipeline.layout.LakeLayout``)
 
 Groups depend only on the manifest and ``--target_file_mb``, so every attempt
 writes each row into the file of the same name: a rerun that dies half way through publishing leaves old
@@ -42,13 +44,11 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import io
 import json
 import logging
 import math
 import re
-import shutil
 import sys
 import time
 import uuid
@@ -56,8 +56,6 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -66,25 +64,24 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from ndjson_pipeline.manifest import (
-    FILE_DONE,
-    FILE_QUARANTINED,
-    FileResult,
-    FileVersion,
-    JobResult,
-    Manifest,
-    OutputFile,
-    publish_log_uri,
+from ndjson_pipeline.conversion import (
+    ConversionOptions,
+    JobArguments,
+    OptionError,
+    Partitioning,
+    ReadMode,
 )
+from ndjson_pipeline.files import FileState, FileVersion
+from ndjson_pipeline.layout import PARTITION_COLUMN, LakeLayout, PublishLog
+from ndjson_pipeline.manifest import FileResult, JobResult, Manifest, OutputFile
+from ndjson_pipeline.storage import Storage
 
 log = logging.getLogger("ndjson_to_parquet")
 
 MiB = 1024 * 1024
 RESCUED_COLUMN = "_rescued_data"
 LINEAGE_COLUMNS = ("_source_uri", "_manifest_id")
-PARTITION_COLUMN = "dt"
 RESERVED_COLUMNS = {RESCUED_COLUMN, *LINEAGE_COLUMNS, PARTITION_COLUMN}
-CODEC_SUFFIX = {"snappy": ".snappy", "zstd": ".zstd", "gzip": ".gz", "none": ""}
 # JSON whitespace plus form feed and vertical tab: a line of only these is blank, not data.
 _BLANK_BYTES = b" \t\r\n\f\x0b"
 
@@ -93,112 +90,14 @@ _BLANK_BYTES = b" \t\r\n\f\x0b"
 
 
 class JobArgumentError(ValueError):
-    """A job argument is missing or invalid; the message names the argument."""
+    """A job argument is missing or invalid, or disagrees with the manifest or schema; the message names it."""
 
 
-REQUIRED_ARGUMENTS = ("manifest_uri", "result_uri", "lake_root", "quarantine_root", "schema_uri")
-OPTIONAL_ARGUMENTS = {
-    "read_mode": "rescue",
-    "compression": "snappy",
-    "partitioning": "arrival",
-    "event_time_field": "event_time",
-    "event_time_format": "iso8601",
-    "target_file_mb": "128",
-    "lineage": "true",
-    "max_raw_chars": "10000",
-    # Passed by the orchestration so it can find a manifest's runs; checked against the manifest when present.
-    "manifest_id": "",
-}
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    manifest_uri: str
-    result_uri: str
-    lake_root: str
-    quarantine_root: str
-    schema_uri: str
-    read_mode: str = "rescue"
-    compression: str = "snappy"
-    partitioning: str = "arrival"
-    event_time_field: str = "event_time"
-    event_time_format: str = "iso8601"
-    target_file_mb: float = 128.0
-    lineage: bool = True
-    max_raw_chars: int = 10000
-    manifest_id: str | None = None
-
-
-def parse_glue_argv(argv: list[str]) -> dict[str, str]:
-    """Parse Glue-style ``--name value`` pairs, keeping every name (Glue adds system ones such as --JOB_NAME).
-
-    A name followed by another ``--name`` (or by nothing) is a flag and reads as "true".
-    """
-    args: dict[str, str] = {}
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if token.startswith("--"):
-            name, eq, value = token[2:].partition("=")
-            if eq:
-                i += 1
-            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                value, i = argv[i + 1], i + 2
-            else:
-                value, i = "true", i + 1
-            args[name] = value
-        else:
-            i += 1
-    return args
-
-
-def options_from_args(args: dict[str, str]) -> JobOptions:
-    """Validate the job arguments; unknown names are ignored (Glue passes its own)."""
-    missing = [f"--{name}" for name in REQUIRED_ARGUMENTS if not args.get(name)]
-    if missing:
-        raise JobArgumentError(f"missing required job argument(s): {', '.join(missing)}")
-    merged = {**OPTIONAL_ARGUMENTS, **{k: v for k, v in args.items() if k in OPTIONAL_ARGUMENTS and v != ""}}
-
-    def choice(name: str, allowed: Iterable[str]) -> str:
-        value = merged[name].strip().lower()
-        if value not in allowed:
-            raise JobArgumentError(f"--{name} must be one of {sorted(allowed)}, not {merged[name]!r}")
-        return value
-
-    def number(name: str, kind: type, minimum: float) -> float:
-        try:
-            value = kind(merged[name])
-        except ValueError:
-            raise JobArgumentError(f"--{name} must be a number, not {merged[name]!r}") from None
-        if not value >= minimum:
-            raise JobArgumentError(f"--{name} must be at least {minimum}, not {merged[name]!r}")
-        return value
-
-    for name in ("manifest_uri", "result_uri"):
-        if not args[name].endswith(".json"):
-            raise JobArgumentError(f"--{name} must name a .json object, not {args[name]!r}")
-    for name in ("lake_root", "quarantine_root"):
-        if args[name].endswith("/"):
-            raise JobArgumentError(f"--{name} must not end with '/': {args[name]!r}")
-    event_time_field = merged["event_time_field"].strip()
-    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", event_time_field):
-        raise JobArgumentError(f"--event_time_field must be a dotted field path, not {event_time_field!r}")
-    return JobOptions(
-        manifest_uri=args["manifest_uri"],
-        result_uri=args["result_uri"],
-        lake_root=args["lake_root"],
-        quarantine_root=args["quarantine_root"],
-        schema_uri=args["schema_uri"],
-        read_mode=choice("read_mode", ("rescue", "strict")),
-        compression=choice("compression", CODEC_SUFFIX),
-        partitioning=choice("partitioning", ("arrival", "event_time")),
-        event_time_field=event_time_field,
-        event_time_format=merged["event_time_format"].strip() or "iso8601",
-        target_file_mb=number("target_file_mb", float, 0.01),
-        lineage=choice("lineage", ("true", "false")) == "true",
-        max_raw_chars=int(number("max_raw_chars", int, 1)),
-        manifest_id=merged["manifest_id"].strip() or None,
-    )
+def job_arguments(argv: list[str]) -> JobArguments:
+    try:
+        return JobArguments.from_argv(argv)
+    except OptionError as exc:
+        raise JobArgumentError(str(exc)) from exc
 
 
 _ARROW_TYPES = {
@@ -213,20 +112,21 @@ _ARROW_TYPES = {
 }
 
 
-def parse_schema(text: str, options: JobOptions) -> T.StructType:
+def parse_schema(text: str, args: JobArguments) -> T.StructType:
     """The declared schema: the JSON of ``StructType.jsonValue()``, checked against the options."""
     try:
         schema = T.StructType.fromJson(json.loads(text))
     except (ValueError, KeyError, TypeError) as exc:
-        raise JobArgumentError(f"--schema_uri {options.schema_uri} is not a Spark StructType JSON: {exc!r}") from exc
+        raise JobArgumentError(f"--schema_uri {args.schema_uri} is not a Spark StructType JSON: {exc!r}") from exc
     clash = sorted(RESERVED_COLUMNS & set(schema.fieldNames()))
     if clash:
-        raise JobArgumentError(f"--schema_uri {options.schema_uri} declares reserved column(s) {clash}")
+        raise JobArgumentError(f"--schema_uri {args.schema_uri} declares reserved column(s) {clash}")
     try:
         arrow_type(schema)
     except TypeError as exc:
-        raise JobArgumentError(f"--schema_uri {options.schema_uri}: {exc}") from None
-    if options.partitioning == "event_time":
+        raise JobArgumentError(f"--schema_uri {args.schema_uri}: {exc}") from None
+    options = args.options
+    if options.partitioning == Partitioning.EVENT_TIME:
         field_type = _field_type(schema, options.event_time_field)
         if field_type is None:
             raise JobArgumentError(f"--event_time_field {options.event_time_field!r} is not in the declared schema")
@@ -269,17 +169,17 @@ class LineRules:
     """How lines become rows: everything a task needs besides the files themselves."""
 
     schema: pa.Schema  # the declared fields, as Arrow reads them
-    read_mode: str
-    partitioning: str
     day: str
-    event_time_field: str = "event_time"
-    event_time_format: str = "iso8601"
-    max_raw_chars: int = 10000
+    options: ConversionOptions = field(default_factory=ConversionOptions)
+
+    @property
+    def read_mode(self) -> ReadMode:
+        return self.options.read_mode
 
     @property
     def row_schema(self) -> pa.Schema:
         """The declared fields, then ``_rescued_data`` in rescue mode."""
-        if self.read_mode == "rescue":
+        if self.read_mode == ReadMode.RESCUE:
             return self.schema.append(pa.field(RESCUED_COLUMN, pa.string()))
         return self.schema
 
@@ -302,7 +202,7 @@ class FileRows:
     def outcome(self) -> dict:
         """The fields of the file's ``FileResult`` (the tasks leave the manifest classes to the driver)."""
         return {
-            "outcome": FILE_DONE if self.file_error is None else FILE_QUARANTINED,
+            "outcome": FileState.DONE if self.file_error is None else FileState.QUARANTINED,
             "reason": self.file_error,
             "rows_in": self.rows_in,
             "rows_out": self.rows_out,
@@ -338,7 +238,7 @@ def text_problem(data: bytes, read_mode: str) -> tuple[str | None, bool]:
     odd = sum(1 for c in sample if c == "\ufffd" or ("\x01" <= c <= "\x1f" and c not in "\t\n\r"))
     if odd * 10 > len(sample):
         return "binary content (mostly undecodable bytes), not NDJSON text", False
-    return ("invalid UTF-8" if read_mode == "strict" else None), False
+    return ("invalid UTF-8" if read_mode == ReadMode.STRICT else None), False
 
 
 def convert_file(uri: str, data: bytes, rules: LineRules) -> FileRows:
@@ -373,7 +273,7 @@ def convert_file(uri: str, data: bytes, rules: LineRules) -> FileRows:
             others.append(number)
 
     tables, accepted, refused = bulk_parse(candidates, rules.schema)
-    if rules.read_mode == "rescue":
+    if rules.read_mode == ReadMode.RESCUE:
         tables = [t.append_column(RESCUED_COLUMN, pa.nulls(t.num_rows, pa.string())) for t in tables]
     row_numbers = [candidate_numbers[i] for i in accepted]
 
@@ -388,7 +288,7 @@ def convert_file(uri: str, data: bytes, rules: LineRules) -> FileRows:
         if reason is not None:
             result.bad_lines.append(_bad_line(uri, number, line, reason, rules))
             continue
-        if rules.read_mode == "rescue":
+        if rules.read_mode == ReadMode.RESCUE:
             row[RESCUED_COLUMN] = rescued
             result.rows_rescued += rescued is not None
         slow_rows.append(row)
@@ -410,7 +310,7 @@ def _is_utf8(line: bytes) -> bool:
 
 
 def _bad_line(uri: str, number: int, line: bytes, reason: str, rules: LineRules) -> dict:
-    raw = line.decode("utf-8", "replace").removesuffix("\r")[: rules.max_raw_chars]
+    raw = line.decode("utf-8", "replace").removesuffix("\r")[: rules.options.max_raw_chars]
     return {"uri": uri, "line_number": number, "raw": raw, "reason": reason}
 
 
@@ -512,7 +412,7 @@ def classify_line(text: str, rules: LineRules) -> tuple[dict | None, str | None,
         if not fits:
             mismatched.append(f.name)
     unknown = [k for k in value if k not in row]
-    if rules.read_mode == "strict":
+    if rules.read_mode == ReadMode.STRICT:
         if unknown:
             return None, None, "unknown fields: " + ", ".join(sorted(unknown))
         if mismatched:
@@ -567,18 +467,18 @@ def _is_utf8_str(value: str) -> bool:
 
 def _with_dt(rows: pa.Table, row_numbers: list[int], lines: list[bytes], result: FileRows, rules: LineRules):
     """``rows`` with their dt; under event-time partitioning, rows without a usable time are quarantined."""
-    if rules.partitioning == "arrival":
+    if rules.options.partitioning == Partitioning.ARRIVAL:
         return rows.append_column(PARTITION_COLUMN, pc.fill_null(pa.nulls(rows.num_rows, pa.string()), rules.day))
-    values = rows.column(rules.event_time_field.split(".")[0]).combine_chunks()
-    for name in rules.event_time_field.split(".")[1:]:
+    values = rows.column(rules.options.event_time_field.split(".")[0]).combine_chunks()
+    for name in rules.options.event_time_field.split(".")[1:]:
         values = pc.struct_field(values, name)
-    days = event_days(values, rules.event_time_format)
+    days = event_days(values, rules.options.event_time_format)
     keep = pc.is_valid(days)
     rescued = rows.column(RESCUED_COLUMN) if RESCUED_COLUMN in rows.column_names else None
     for index in pc.indices_nonzero(pc.invert(keep)).to_pylist():
         value = values[index].as_py()
         what = "missing" if value is None else "unparsable"
-        reason = f"{what} event time {rules.event_time_field}" + ("" if value is None else f": {value}")
+        reason = f"{what} event time {rules.options.event_time_field}" + ("" if value is None else f": {value}")
         number = row_numbers[index]
         result.bad_lines.append(_bad_line(result.uri, number, lines[number - 1], reason, rules))
         result.rows_rescued -= rescued is not None and rescued[index].is_valid
@@ -667,7 +567,7 @@ def convert_group(work: GroupWork) -> dict:
         data = work.storage.read_version(file.uri, file.etag)
         if data is None:
             reason = f"superseded: {file.uri} no longer has eTag {file.etag} (changed or deleted)"
-            outcomes[file.identity] = {"outcome": FILE_QUARANTINED, "reason": reason}
+            outcomes[file.identity] = {"outcome": FileState.QUARANTINED, "reason": reason}
             continue
         error = None
         if file.uri.lower().endswith(".gz"):
@@ -723,160 +623,15 @@ def run_groups(spark: SparkSession, works: list[GroupWork]) -> list[dict]:
 # --------------------------------------------------------------------------- storage
 
 
-class Storage:
-    """File-level operations on ``s3://`` URIs (boto3) and local paths.
-
-    ``bucket_root`` maps ``s3://bucket/key`` to ``<bucket_root>/bucket/key`` on the local
-    disk; the benchmark and the transform tests use it to run the whole job without S3.
-    """
-
-    def __init__(self, *, bucket_root: str | None = None, s3_client=None) -> None:
-        self.bucket_root = bucket_root
-        self._s3 = s3_client
-
-    @property
-    def s3(self):
-        if self._s3 is None:
-            import boto3
-
-            # boto3 honours AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, which the local runner sets.
-            self._s3 = boto3.client("s3")
-        return self._s3
-
-    def _s3_location(self, uri: str) -> tuple[str, str] | None:
-        if self.bucket_root is not None or not uri.startswith("s3://"):
-            return None
-        parsed = urlparse(uri)
-        return parsed.netloc, parsed.path.lstrip("/")
-
-    def _local(self, uri: str) -> Path:
-        if uri.startswith("s3://"):
-            if self.bucket_root is None:
-                raise ValueError(f"{uri} is not a local path")
-            parsed = urlparse(uri)
-            return Path(self.bucket_root) / parsed.netloc / parsed.path.lstrip("/")
-        return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
-
-    def for_tasks(self) -> Storage:
-        """A plain copy for Spark tasks: no client (each task makes its own) and no subclass behaviour."""
-        return Storage(bucket_root=self.bucket_root)
-
-    def read_version(self, uri: str, etag: str) -> bytes | None:
-        """The object's bytes if it still has ``etag``; None when it changed or is gone.
-
-        On S3 the condition travels with the read (If-Match), so the bytes returned are
-        exactly that version's, however the object changes around the read.
-        """
-        location = self._s3_location(uri)
-        if location is None:
-            path = self._local(uri)
-            data = path.read_bytes() if path.is_file() else None
-            matches = data is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() == etag
-            return data if matches else None
-        try:
-            return self.s3.get_object(Bucket=location[0], Key=location[1], IfMatch=etag)["Body"].read()
-        except self.s3.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("412", "PreconditionFailed", "404", "NoSuchKey"):
-                return None
-            raise
-
-    def read_bytes(self, uri: str) -> bytes:
-        location = self._s3_location(uri)
-        if location is None:
-            return self._local(uri).read_bytes()
-        return self.s3.get_object(Bucket=location[0], Key=location[1])["Body"].read()
-
-    def read_bytes_if_exists(self, uri: str) -> bytes | None:
-        try:
-            return self.read_bytes(uri)
-        except FileNotFoundError:
-            return None
-        except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-
-    def write_bytes(self, uri: str, data: bytes) -> None:
-        location = self._s3_location(uri)
-        if location is None:
-            path = self._local(uri)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-            partial.write_bytes(data)
-            partial.replace(path)
-            return
-        self.s3.put_object(Bucket=location[0], Key=location[1], Body=data)
-
-    def list(self, prefix: str) -> dict[str, int]:
-        """URIs (in the form of ``prefix``) and sizes of the objects whose names start with ``prefix``.
-
-        Hidden local files (Hadoop's ``.crc`` files, partial copies) are skipped.
-        """
-        location = self._s3_location(prefix)
-        if location is None:
-            local = self._local(prefix)
-            base, start = (local, "") if prefix.endswith("/") else (local.parent, local.name)
-            uri_base = prefix[: len(prefix) - len(start)]
-            found = {}
-            for path in sorted(base.rglob("*")) if base.is_dir() else ():
-                relative = path.relative_to(base).as_posix()
-                hidden = any(part.startswith(".") for part in relative.split("/"))
-                if relative.startswith(start) and not hidden and path.is_file():
-                    found[uri_base + relative] = path.stat().st_size
-            return found
-        bucket, key_prefix = location
-        found = {}
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix):
-            for obj in page.get("Contents", []):
-                found[f"s3://{bucket}/{obj['Key']}"] = obj["Size"]
-        return found
-
-    def copy(self, source: str, target: str) -> None:
-        src, dst = self._s3_location(source), self._s3_location(target)
-        if src is None and dst is None:
-            path = self._local(target)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-            shutil.copyfile(self._local(source), partial)
-            partial.replace(path)
-        elif src and dst:
-            # The managed copy switches to multipart above 5 GB, where CopyObject stops working.
-            self.s3.copy({"Bucket": src[0], "Key": src[1]}, dst[0], dst[1])
-        else:
-            raise ValueError(f"cannot copy between S3 and the local disk: {source} -> {target}")
-
-    def delete(self, uris: Iterable[str]) -> None:
-        by_bucket: dict[str, list[str]] = {}
-        for uri in uris:
-            location = self._s3_location(uri)
-            if location is None:
-                self._local(uri).unlink(missing_ok=True)
-            else:
-                by_bucket.setdefault(location[0], []).append(location[1])
-        for bucket, keys in by_bucket.items():
-            for start in range(0, len(keys), 1000):
-                objects = [{"Key": key} for key in keys[start : start + 1000]]
-                response = self.s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
-                if response.get("Errors"):
-                    raise RuntimeError(f"could not delete from s3://{bucket}: {response['Errors'][:5]}")
-
-    def delete_prefix(self, prefix: str) -> None:
-        location = self._s3_location(prefix)
-        if location is None:
-            shutil.rmtree(self._local(prefix), ignore_errors=True)
-        else:
-            self.delete(self.list(prefix.rstrip("/") + "/"))
-
-
 # --------------------------------------------------------------------------- load / publish
 
 
-def load_manifest(storage: Storage, options: JobOptions) -> Manifest:
-    return Manifest.from_json(storage.read_bytes(options.manifest_uri))
+def load_manifest(storage: Storage, args: JobArguments) -> Manifest:
+    return Manifest.from_json(storage.read_bytes(args.manifest_uri))
 
 
-def load_schema(storage: Storage, options: JobOptions) -> T.StructType:
-    return parse_schema(storage.read_bytes(options.schema_uri).decode("utf-8"), options)
+def load_schema(storage: Storage, args: JobArguments) -> T.StructType:
+    return parse_schema(storage.read_bytes(args.schema_uri).decode("utf-8"), args)
 
 
 @dataclass(frozen=True)
@@ -890,33 +645,26 @@ class Publication:
 
 
 def plan_publication(
-    group_outputs: list[dict], options: JobOptions, manifest: Manifest, quarantined_files: list[dict]
+    group_outputs: list[dict], args: JobArguments, manifest: Manifest, quarantined_files: list[dict]
 ) -> Publication:
     copies, rows, sizes = {}, {}, {}
-    suffix = CODEC_SUFFIX[options.compression]
-    staged_lines = []
+    layout, staged_lines = args.layout, []
     for output in sorted(group_outputs, key=lambda o: o["index"]):
         for dt, staged in output["staged"].items():
-            name = f"part-{manifest.manifest_id}-{output['index']:05d}{suffix}.parquet"
-            final = f"{options.lake_root}/{PARTITION_COLUMN}={dt}/{name}"
+            final = layout.part_uri(dt, manifest.manifest_id, output["index"], args.options.compression)
             copies[final], rows[final], sizes[final] = staged["uri"], staged["rows"], staged["bytes"]
         if output["quarantine"]:
             staged_lines.append(output["quarantine"]["uri"])
-    quarantine_prefix = quarantine_location(options, manifest)
     for n, uri in enumerate(staged_lines):
-        copies[f"{quarantine_prefix}/lines-{n:05d}.json"] = uri
+        copies[layout.quarantined_lines_uri(manifest.day, manifest.manifest_id, n)] = uri
     record = (
         "".join(json.dumps(f, sort_keys=True) + "\n" for f in quarantined_files).encode() if quarantined_files else None
     )
     return Publication(copies=copies, rows=rows, sizes=sizes, files_record=record)
 
 
-def quarantine_location(options: JobOptions, manifest: Manifest) -> str:
-    return f"{options.quarantine_root}/dt={manifest.day}/manifest={manifest.manifest_id}"
-
-
 def publish(
-    storage: Storage, publication: Publication, options: JobOptions, manifest: Manifest, stale_dts: set[str]
+    storage: Storage, publication: Publication, layout: LakeLayout, manifest: Manifest, stale_dts: set[str]
 ) -> None:
     """Copy staged files to their final names, then delete this manifest's files that are not in the new set.
 
@@ -924,53 +672,48 @@ def publish(
     Before the first copy, the publish log lists every object this and earlier attempts published, so a
     compensation that gives up on the manifest can remove partial output wherever it landed.
     """
-    quarantine_prefix = quarantine_location(options, manifest)
+    day, manifest_id = manifest.day, manifest.manifest_id
+    files_uri = layout.quarantined_files_uri(day, manifest_id)
     keep = set(publication.copies)
     if publication.files_record is not None:
-        keep.add(f"{quarantine_prefix}/files.json")
-    log_uri = publish_log_uri(options.result_uri)
-    earlier = storage.read_bytes_if_exists(log_uri)
-    logged = set(json.loads(earlier)["uris"]) if earlier else set()
-    storage.write_bytes(log_uri, json.dumps({"uris": sorted(logged | keep)}).encode())
+        keep.add(files_uri)
+    log_uri = layout.publish_log_uri(day, manifest_id)
+    earlier = PublishLog.read(storage, log_uri)
+    logged = set(earlier.uris) if earlier else set()
+    PublishLog(frozenset(logged | keep)).write(storage, log_uri)
     for final, staged in sorted(publication.copies.items()):
         storage.copy(staged, final)
     if publication.files_record is not None:
-        storage.write_bytes(f"{quarantine_prefix}/files.json", publication.files_record)
+        storage.write_bytes(files_uri, publication.files_record)
     existing: dict[str, int] = {uri: 0 for uri in logged}
     for dt in sorted(stale_dts):
-        existing |= storage.list(f"{options.lake_root}/{PARTITION_COLUMN}={dt}/part-{manifest.manifest_id}-")
-    existing |= storage.list(f"{quarantine_prefix}/")
+        existing |= storage.list(layout.part_prefix(dt, manifest_id))
+    existing |= storage.list(layout.quarantine_uri(day, manifest_id) + "/")
     stale = sorted(set(existing) - keep)
     if stale:
-        log.info("deleting %s stale file(s) of manifest %s", len(stale), manifest.manifest_id)
+        log.info("deleting %s stale file(s) of manifest %s", len(stale), manifest_id)
         storage.delete(stale)
-    storage.write_bytes(log_uri, json.dumps({"uris": sorted(keep)}).encode())
+    PublishLog(frozenset(keep)).write(storage, log_uri)
 
 
 # --------------------------------------------------------------------------- the job
 
 
 def convert_manifest(
-    spark: SparkSession, options: JobOptions, storage: Storage, *, attempt: str | None = None
+    spark: SparkSession, args: JobArguments, storage: Storage, *, attempt: str | None = None
 ) -> JobResult:
     """Convert one manifest end to end and write its result; return the result."""
     started = time.monotonic()
-    manifest = load_manifest(storage, options)
-    if options.manifest_id and options.manifest_id != manifest.manifest_id:
+    manifest = load_manifest(storage, args)
+    if args.manifest_id != manifest.manifest_id or args.day != manifest.day:
         raise JobArgumentError(
-            f"--manifest_id {options.manifest_id} does not match {options.manifest_uri} ({manifest.manifest_id})"
+            f"--manifest_id {args.manifest_id} --day {args.day} do not match {args.manifest_uri} "
+            f"({manifest.manifest_id} of {manifest.day})"
         )
-    schema = load_schema(storage, options)
-    rules = LineRules(
-        schema=pa.schema(list(arrow_type(schema))),
-        read_mode=options.read_mode,
-        partitioning=options.partitioning,
-        day=manifest.day,
-        event_time_field=options.event_time_field,
-        event_time_format=options.event_time_format,
-        max_raw_chars=options.max_raw_chars,
-    )
-    staging = f"{options.lake_root}/_staging/{manifest.manifest_id}/{attempt or uuid.uuid4().hex}"
+    schema = load_schema(storage, args)
+    options, layout = args.options, args.layout
+    rules = LineRules(schema=pa.schema(list(arrow_type(schema))), day=manifest.day, options=options)
+    staging = f"{layout.staging_uri(manifest.manifest_id)}/{attempt or uuid.uuid4().hex}"
     works = [
         GroupWork(
             index=index,
@@ -990,7 +733,7 @@ def convert_manifest(
     step = time.monotonic()
     outcomes = {identity: o for output in group_outputs for identity, o in output["outcomes"].items()}
     results, quarantined_files = _file_results(manifest, outcomes)
-    publication = plan_publication(group_outputs, options, manifest, quarantined_files)
+    publication = plan_publication(group_outputs, args, manifest, quarantined_files)
     output_files = tuple(
         OutputFile(path=path, bytes=publication.sizes[path], rows=publication.rows[path])
         for path in sorted(publication.rows)
@@ -1005,18 +748,18 @@ def convert_manifest(
     )
     result.check_reconciled(manifest)
 
-    previous = storage.read_bytes_if_exists(options.result_uri)
-    stale_dts = {manifest.day} | {path.split(f"/{PARTITION_COLUMN}=")[1].split("/")[0] for path in publication.rows}
+    previous = storage.read_bytes_if_exists(args.result_uri)
+    stale_dts = {manifest.day} | {layout.dt_of(path) for path in publication.rows}
     if previous is not None:
         stale_dts |= _previous_dts(previous)
         # The completion marker goes first, so nobody trusts the old result while files are replaced.
-        storage.delete([options.result_uri])
-    publish(storage, publication, options, manifest, stale_dts)
-    storage.delete_prefix(f"{options.lake_root}/_staging/{manifest.manifest_id}")
+        storage.delete([args.result_uri])
+    publish(storage, publication, layout, manifest, {dt for dt in stale_dts if dt})
+    storage.delete_prefix(layout.staging_uri(manifest.manifest_id))
     timings["publish_s"] = time.monotonic() - step
     timings["total_s"] = time.monotonic() - started
     result = replace(result, timings={k: round(v, 3) for k, v in timings.items()})
-    storage.write_bytes(options.result_uri, result.to_json().encode())
+    storage.write_bytes(args.result_uri, result.to_json().encode())
     log.info(
         "manifest %s: %s rows in, %s out, %s rescued, %s quarantined, %s output file(s)",
         manifest.manifest_id,
@@ -1029,9 +772,9 @@ def convert_manifest(
     return result
 
 
-def _output_schema(schema: T.StructType, options: JobOptions) -> T.StructType:
+def _output_schema(schema: T.StructType, options: ConversionOptions) -> T.StructType:
     fields = [T.StructField(f.name, f.dataType, True) for f in schema.fields]
-    if options.read_mode == "rescue":
+    if options.read_mode == ReadMode.RESCUE:
         fields.append(T.StructField(RESCUED_COLUMN, T.StringType()))
     if options.lineage:
         fields += [T.StructField(name, T.StringType(), name != "_source_uri") for name in LINEAGE_COLUMNS]
@@ -1043,7 +786,7 @@ def _previous_dts(previous: bytes) -> set[str]:
         paths = [f["path"] for f in json.loads(previous).get("output_files", [])]
     except (ValueError, AttributeError, TypeError):
         return set()
-    return {p.split(f"/{PARTITION_COLUMN}=")[1].split("/")[0] for p in paths if f"/{PARTITION_COLUMN}=" in p}
+    return {dt for dt in map(LakeLayout.dt_of, paths) if dt}
 
 
 def _file_results(manifest: Manifest, outcomes: dict[str, dict]) -> tuple[tuple[FileResult, ...], list[dict]]:
@@ -1053,7 +796,7 @@ def _file_results(manifest: Manifest, outcomes: dict[str, dict]) -> tuple[tuple[
         if file.identity not in outcomes:
             raise RuntimeError(f"manifest {manifest.manifest_id}: no task reported {file.identity}")
         result = FileResult(file.identity, file.uri, **outcomes[file.identity])
-        if result.outcome == FILE_QUARANTINED:
+        if result.outcome == FileState.QUARANTINED:
             record = {"uri": file.uri, "identity": file.identity, "reason": result.reason}
             quarantined.append({**record, "manifest_id": manifest.manifest_id})
         results.append(result)
@@ -1064,28 +807,18 @@ def _file_results(manifest: Manifest, outcomes: dict[str, dict]) -> tuple[tuple[
 
 
 def main(argv: list[str]) -> JobResult:
-    """Run the job: on Glue through GlueContext and getResolvedOptions, elsewhere with a plain SparkSession."""
+    """Run the job: on Glue through its GlueContext's session, elsewhere with a plain SparkSession."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = job_arguments(argv)
     try:
         from awsglue.context import GlueContext
-        from awsglue.utils import getResolvedOptions
     except ImportError:
-        args = parse_glue_argv(argv)
         spark = SparkSession.builder.appName("ndjson_to_parquet").getOrCreate()
-        storage = Storage()
     else:
         from pyspark.context import SparkContext
 
-        # getResolvedOptions fails on absent names, so ask only for the optional ones that were passed.
-        present = [n for n in OPTIONAL_ARGUMENTS if f"--{n}" in argv]
-        missing = [f"--{n}" for n in REQUIRED_ARGUMENTS if f"--{n}" not in argv]
-        if missing:
-            raise JobArgumentError(f"missing required job argument(s): {', '.join(missing)}")
-        args = getResolvedOptions(argv, [*REQUIRED_ARGUMENTS, *present])
         spark = GlueContext(SparkContext.getOrCreate()).spark_session
-        storage = Storage()
-    options = options_from_args(args)
-    return convert_manifest(spark, options, storage)
+    return convert_manifest(spark, args, Storage())
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import pytest
 
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.storage import Storage
 from tools.local_stack import airflow_environment, bootstrap_resources, client, moto_server
 
 # Clients built without an explicit endpoint must never reach real AWS from a test.
@@ -43,6 +44,10 @@ class Stack:
     @property
     def names(self):
         return self.settings.names
+
+    @property
+    def storage(self) -> Storage:
+        return Storage(s3_client=self.s3)
 
 
 def make_stack(endpoint: str, **setting_overrides: Any) -> Stack:

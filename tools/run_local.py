@@ -18,10 +18,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ndjson_pipeline.intake import day_listing_pages, listed_identity
-from ndjson_pipeline.ledger import Ledger, utcnow
-from ndjson_pipeline.pipeline import report_key
+from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.files import FileId
+from ndjson_pipeline.intake import day_listing_pages
+from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.storage import Storage
 from tools.local_stack import (
     REPO_ROOT,
     airflow_environment,
@@ -40,7 +42,9 @@ FILES = 200
 def file_states(s3, ledger: Ledger, settings: PipelineSettings, day: str) -> Counter:
     bucket = settings.names.landing_bucket
     identities = [
-        listed_identity(bucket, obj) for objects in day_listing_pages(s3, bucket, day, settings) for obj in objects
+        str(FileId.from_listing(bucket, obj))
+        for objects in day_listing_pages(s3, bucket, day, settings)
+        for obj in objects
     ]
     states = ledger.get_states(identities)
     return Counter(str(states.get(i, "NOT YET RECORDED")) for i in identities)
@@ -69,18 +73,17 @@ def run_dag(env: dict[str, str], dag_id: str, log_dir: Path, progress, conf: dic
     print(f"  {dag_id} finished in {time.monotonic() - started:.0f}s")
 
 
-def copy_dataset(s3, settings: PipelineSettings, target: Path) -> int:
+def copy_dataset(storage: Storage, settings: PipelineSettings, target: Path) -> int:
     """The emulator's storage ends with this command: keep the Parquet on local disk."""
     shutil.rmtree(target, ignore_errors=True)
+    dataset = settings.layout.dataset_uri + "/"
     copied = 0
-    prefix = f"{settings.dataset}/"
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.names.lake_bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith(".parquet") and "/_staging/" not in obj["Key"]:
-                path = target / obj["Key"][len(prefix) :]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(settings.names.lake_bucket, obj["Key"], str(path))
-                copied += 1
+    for uri in storage.list(dataset):
+        if uri.endswith(".parquet") and "/_staging/" not in uri:
+            path = target / uri.removeprefix(dataset)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(storage.read_bytes(uri))
+            copied += 1
     return copied
 
 
@@ -119,9 +122,10 @@ def main() -> None:
         run_dag(env, "ndjson_ingest", home, progress)
         run_dag(env, "ndjson_end_of_day", home, progress, {"day": day})
 
-        report = json.loads(s3.get_object(Bucket=settings.names.lake_bucket, Key=report_key(day))["Body"].read())
+        storage = Storage(s3_client=s3)
+        report = json.loads(storage.read_bytes(settings.layout.report_uri(day)))
         lake = LOCAL / "lake" / settings.dataset
-        copied = copy_dataset(s3, settings, lake)
+        copied = copy_dataset(storage, settings, lake)
     print("\n== summary")
     print(f"  day {day}: complete={report['complete']}, files by state {report['files_by_state']}")
     print(
@@ -130,7 +134,7 @@ def main() -> None:
         f"expected quarantined {sample.expected_bad_lines}"
     )
     print(f"  latency arrival->DONE p50 {report['latency_seconds_p50']}s, p95 {report['latency_seconds_p95']}s")
-    print(f"  Parquet: s3://{settings.names.lake_bucket}/{settings.dataset}/ (copied {copied} files to {lake})")
+    print(f"  Parquet: {settings.layout.dataset_uri}/ (copied {copied} files to {lake})")
     query = f"SELECT dt, count(*) AS rows FROM read_parquet('{lake}/*/*.parquet', hive_partitioning=true) GROUP BY dt"
     print(f'  query it: .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')
     if not report["complete"] or report["rows_out"] != len(sample.expected_rows):

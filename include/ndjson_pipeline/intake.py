@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from ndjson_pipeline.files import FileVersion
 from ndjson_pipeline.ledger import Ledger, Registration
-from ndjson_pipeline.manifest import FileVersion
 from ndjson_pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
@@ -304,11 +304,6 @@ def day_listing_pages(s3: Any, bucket: str, day: str, settings: PipelineSettings
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=day_prefix(day, settings)):
         if page.get("Contents"):
             yield page["Contents"]
-
-
-def listed_identity(bucket: str, obj: dict[str, Any]) -> str:
-    """The ledger identity of an object from a listing (its eTag is the one S3 events carry)."""
-    return f"{bucket}/{obj['Key']}#{obj['ETag'].strip(chr(34))}"
 
 
 def reconcile_day(s3: Any, ledger: Ledger, settings: PipelineSettings, bucket: str, day: str) -> ReconcileReport:

@@ -25,13 +25,15 @@ import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ndjson_pipeline.manifest import FileResult, FileVersion, Manifest
+from ndjson_pipeline.clock import iso, utcnow
+from ndjson_pipeline.files import JOB_OUTCOMES, FileId, FileState, FileVersion
+from ndjson_pipeline.manifest import FileResult, Manifest
 from ndjson_pipeline.resources import ledger_spec
 
 log = logging.getLogger(__name__)
@@ -43,21 +45,10 @@ SEQUENCER_WIDTH = 32
 _CONFLICT_RETRIES = 8
 
 
-class FileState(StrEnum):
-    PENDING = "PENDING"
-    CLAIMED = "CLAIMED"
-    DONE = "DONE"
-    QUARANTINED = "QUARANTINED"
-    FAILED = "FAILED"
-
-
 class ManifestState(StrEnum):
     CLAIMED = "CLAIMED"
     SUCCEEDED = "SUCCEEDED"
     COMPENSATED = "COMPENSATED"
-
-
-TERMINAL_STATES = frozenset({FileState.DONE, FileState.QUARANTINED, FileState.FAILED})
 
 
 class LedgerError(RuntimeError):
@@ -110,14 +101,6 @@ class PendingSummary:
         return max(0.0, (now - datetime.fromisoformat(self.oldest_registered_at)).total_seconds())
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def pad_sequencer(sequencer: str) -> str:
     """S3 sequencers compare as hex strings of equal length (left-padded with zeros)."""
     return sequencer.upper().rjust(SEQUENCER_WIDTH, "0")
@@ -135,14 +118,13 @@ def manifest_pk(manifest_id: str) -> str:
     return f"M#{manifest_id}"
 
 
-def identity_of(pk: str, sk: str) -> str:
-    return f"{pk.removeprefix('F#')}#{sk.removeprefix('V#')}"
+def file_key(identity: str) -> dict[str, str]:
+    file_id = FileId.parse(identity)
+    return {"pk": file_pk(file_id.bucket, file_id.key), "sk": file_sk(file_id.etag)}
 
 
-def identity_key(identity: str) -> dict[str, str]:
-    bucket_key, _, etag = identity.rpartition("#")
-    bucket, _, key = bucket_key.partition("/")
-    return {"pk": file_pk(bucket, key), "sk": file_sk(etag)}
+def identity_of_item(item: dict[str, Any]) -> str:
+    return str(FileId(item["bucket"], item["key"], item["etag"]))
 
 
 class Ledger:
@@ -334,12 +316,13 @@ class Ledger:
     # ---------------------------------------------------------------- reads
 
     def get_file(self, identity: str) -> dict[str, Any] | None:
-        item = self.client.get_item(TableName=self.table, Key=_typed(identity_key(identity)), ConsistentRead=True)
+        item = self.client.get_item(TableName=self.table, Key=_typed(file_key(identity)), ConsistentRead=True)
         return _plain(item["Item"]) if "Item" in item else None
 
     def get_states(self, identities: list[str]) -> dict[str, FileState]:
         """States of many file versions (absent ones are left out), 100 keys per request."""
-        items = self.get_files(identities, projection="pk, sk, #s", names={"#s": "state"})
+        names = {"#b": "bucket", "#k": "key", "#s": "state"}
+        items = self.get_files(identities, projection="#b, #k, etag, #s", names=names)
         return {identity: FileState(item["state"]) for identity, item in items.items()}
 
     def get_files(
@@ -348,7 +331,7 @@ class Ledger:
         """Ledger items of many file versions by identity (absent ones are left out), 100 keys per request."""
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(identities), 100):
-            keys = [_typed(identity_key(i)) for i in identities[start : start + 100]]
+            keys = [_typed(file_key(i)) for i in identities[start : start + 100]]
             spec: dict[str, Any] = {"Keys": keys}
             if projection:
                 spec["ProjectionExpression"] = projection
@@ -359,7 +342,7 @@ class Ledger:
                 response = self.client.batch_get_item(RequestItems=request)
                 for raw in response["Responses"].get(self.table, []):
                     item = _plain(raw)
-                    found[identity_of(item["pk"], item["sk"])] = item
+                    found[identity_of_item(item)] = item
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -455,7 +438,7 @@ class Ledger:
                     raise LedgerError(f"manifest record {manifest.manifest_id} already exists for a new claim") from exc
                 if not lost:
                     _backoff(attempt)
-                candidates = [item for item in candidates if _identity_of_item(item) not in lost]
+                candidates = [item for item in candidates if identity_of_item(item) not in lost]
                 continue
             log.info(
                 "claimed %d files (%d bytes) of %s into manifest %s",
@@ -482,7 +465,7 @@ class Ledger:
     def _claim_update(self, f: FileVersion, manifest_id: str, lease_expires: datetime, now: datetime) -> dict:
         return {
             "TableName": self.table,
-            "Key": _typed(identity_key(f.identity)),
+            "Key": _typed(file_key(f.identity)),
             "UpdateExpression": (
                 "SET #s = :claimed, manifest_id = :m, lease_expires_at = :lease, updated_at = :now "
                 "ADD claims :one REMOVE work_pk, work_sk"
@@ -602,7 +585,7 @@ class Ledger:
         self._close_manifest(manifest_id, ManifestState.SUCCEEDED, now)
 
     def _finish_file(self, manifest_id: str, outcome: FileResult, now: datetime) -> None:
-        if outcome.outcome not in (FileState.DONE, FileState.QUARANTINED):
+        if outcome.outcome not in JOB_OUTCOMES:
             raise IllegalTransitionError(f"file {outcome.identity}", FileState.CLAIMED, outcome.outcome)
         names = {"#s": "state", "#ttl": self.ttl_attribute}
         values = {
@@ -742,7 +725,7 @@ class Ledger:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=_typed(identity_key(identity)),
+                Key=_typed(file_key(identity)),
                 UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
@@ -853,10 +836,6 @@ def _file_version(item: dict[str, Any]) -> FileVersion:
         size=int(item["size"]),
         version_id=item.get("version_id"),
     )
-
-
-def _identity_of_item(item: dict[str, Any]) -> str:
-    return identity_of(item["pk"], item["sk"])
 
 
 def _chunks_by_actions(regs: list[Registration], cost) -> Iterator[list[Registration]]:

@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ndjson_pipeline.conversion import JobArguments
+
 TAIL_LINES = 40
 
 
@@ -39,14 +41,14 @@ def spark_submit_path() -> str:
 
 def run_glue_script_locally(
     script_path: str,
-    arguments: dict[str, str],
+    arguments: JobArguments,
     *,
     s3_endpoint: str | None,
     py_files: list[str] | None = None,
     timeout_seconds: int = 1800,
     log_path: str | None = None,
 ) -> None:
-    """Run ``script_path`` with ``arguments`` (names without ``--``); raise LocalGlueRunError on failure.
+    """Run ``script_path`` with ``arguments`` as Glue passes them; raise LocalGlueRunError on failure.
 
     :param s3_endpoint: S3 endpoint for boto3 (None: the default AWS endpoints).
     :param py_files: extra Python files or zips for the executors, as Glue's ``--extra-py-files``.
@@ -72,8 +74,8 @@ def run_glue_script_locally(
     if py_files:
         command += ["--py-files", ",".join(py_files)]
     command.append(script_path)
-    for name, value in arguments.items():
-        command += [f"--{name}", value]
+    for name, value in arguments.to_glue_args().items():
+        command += [name, value]
 
     with open(log_path, "w+b") if log_path else tempfile.TemporaryFile() as log:
         try:

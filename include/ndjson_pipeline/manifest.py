@@ -10,33 +10,16 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from ndjson_pipeline.files import JOB_OUTCOMES, FileState, FileVersion
 
 MANIFEST_FORMAT = 1
-PIPELINE_PREFIX = "_pipeline"
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class ManifestError(ValueError):
     """A manifest document is malformed; the message names the field at fault."""
-
-
-@dataclass(frozen=True)
-class FileVersion:
-    """One version of one landing object: identity is (bucket, key, etag)."""
-
-    bucket: str
-    key: str
-    etag: str
-    size: int
-    version_id: str | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-    @property
-    def identity(self) -> str:
-        return f"{self.bucket}/{self.key}#{self.etag}"
 
 
 @dataclass(frozen=True)
@@ -117,6 +100,27 @@ class Manifest:
         return manifest
 
 
+@dataclass(frozen=True)
+class ManifestRef:
+    """What tasks pass between each other: a reference to a manifest, never its file list."""
+
+    manifest_id: str
+    day: str
+    files: int
+    bytes: int
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> ManifestRef:
+        return cls(manifest.manifest_id, manifest.day, len(manifest.files), manifest.total_bytes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ManifestRef:
+        return cls(**raw)
+
+
 def manifest_id_for(day: str, files: tuple[FileVersion, ...] | list[FileVersion], generation: int = 0) -> str:
     digest = hashlib.sha256(f"{day}/{generation}".encode())
     for identity in sorted(f.identity for f in files):
@@ -124,31 +128,9 @@ def manifest_id_for(day: str, files: tuple[FileVersion, ...] | list[FileVersion]
     return f"{day.replace('-', '')}-{digest.hexdigest()[:20]}"
 
 
-def manifest_key(day: str, manifest_id: str) -> str:
-    return f"{PIPELINE_PREFIX}/manifests/dt={day}/{manifest_id}.json"
-
-
-def result_key(day: str, manifest_id: str) -> str:
-    return f"{PIPELINE_PREFIX}/results/dt={day}/{manifest_id}.json"
-
-
-def publish_log_uri(result_uri: str) -> str:
-    """Where the job lists every object it is about to publish (``{"uris": [...]}``), beside the result.
-
-    Written before publishing, so whoever compensates a failed run can remove its
-    partial output wherever it landed.
-    """
-    results = f"/{PIPELINE_PREFIX}/results/"
-    if results in result_uri:
-        return result_uri.replace(results, f"/{PIPELINE_PREFIX}/published/")
-    return result_uri.removesuffix(".json") + ".published.json"
-
-
 # --- The job result: the one contract between the Glue job and the finalise task. ---
 
 RESULT_FORMAT = 1
-FILE_DONE = "DONE"
-FILE_QUARANTINED = "QUARANTINED"
 
 
 class ReconciliationError(ValueError):
@@ -167,7 +149,7 @@ class FileResult:
 
     identity: str
     uri: str
-    outcome: str
+    outcome: FileState
     reason: str | None = None
     rows_in: int = 0
     rows_out: int = 0
@@ -240,11 +222,11 @@ class JobResult:
             doc = json.loads(text)
             if doc.get("format") != RESULT_FORMAT:
                 raise ManifestError(f"result format {doc.get('format')!r} is not {RESULT_FORMAT}")
-            files = tuple(FileResult(**raw) for raw in doc["files"])
-            outputs = tuple(OutputFile(**raw) for raw in doc.get("output_files", []))
-            bad = [f.identity for f in files if f.outcome not in (FILE_DONE, FILE_QUARANTINED)]
+            bad = [raw.get("identity") for raw in doc["files"] if raw.get("outcome") not in JOB_OUTCOMES]
             if bad:
                 raise ManifestError(f"result outcome must be DONE or QUARANTINED for {bad}")
+            files = tuple(FileResult(**{**raw, "outcome": FileState(raw["outcome"])}) for raw in doc["files"])
+            outputs = tuple(OutputFile(**raw) for raw in doc.get("output_files", []))
             return cls(
                 manifest_id=str(doc["manifest_id"]),
                 day=str(doc["day"]),

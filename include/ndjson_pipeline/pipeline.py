@@ -13,54 +13,23 @@ import statistics
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from ndjson_pipeline.intake import day_listing_pages, listed_identity
-from ndjson_pipeline.ledger import FileState, Ledger, ManifestState, utcnow
-from ndjson_pipeline.manifest import (
-    PIPELINE_PREFIX,
-    JobResult,
-    Manifest,
-    ManifestError,
-    manifest_key,
-    publish_log_uri,
-    result_key,
-)
+from ndjson_pipeline.clock import utc_day, utcnow
+from ndjson_pipeline.files import TERMINAL_STATES, FileId, FileState
+from ndjson_pipeline.intake import day_listing_pages
+from ndjson_pipeline.layout import PublishLog
+from ndjson_pipeline.ledger import Ledger, ManifestState
+from ndjson_pipeline.manifest import JobResult, Manifest, ManifestRef
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.storage import Storage
 
 log = logging.getLogger(__name__)
-
-TERMINAL_STATES = (FileState.DONE, FileState.QUARANTINED, FileState.FAILED)
 
 
 class PipelineError(RuntimeError):
     """A step found the pipeline's recorded state inconsistent; the message names the manifest or day."""
-
-
-@dataclass(frozen=True)
-class ManifestRef:
-    """What tasks pass between each other: a reference to a manifest, never its file list."""
-
-    manifest_id: str
-    day: str
-    manifest_uri: str
-    result_uri: str
-    files: int
-    bytes: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ManifestRef:
-        return cls(**raw)
-
-
-def utc_day(moment: datetime) -> str:
-    return moment.astimezone(UTC).date().isoformat()
 
 
 def days_to_watch(now: datetime, registered_days: list[str]) -> list[str]:
@@ -74,7 +43,7 @@ def days_to_watch(now: datetime, registered_days: list[str]) -> list[str]:
 
 def plan_manifests(
     ledger: Ledger,
-    s3: Any,
+    storage: Storage,
     settings: PipelineSettings,
     days: list[str],
     *,
@@ -109,7 +78,7 @@ def plan_manifests(
             if manifest is None:
                 break
             planned.append(manifest)
-    refs = [write_manifest(s3, settings, manifest) for manifest in planned[:limit]]
+    refs = [write_manifest(storage, settings, manifest) for manifest in planned[:limit]]
     log.info(
         "planned %d manifests (%d files, %d bytes) for days %s",
         len(refs),
@@ -120,68 +89,25 @@ def plan_manifests(
     return refs
 
 
-def write_manifest(s3: Any, settings: PipelineSettings, manifest: Manifest) -> ManifestRef:
+def write_manifest(storage: Storage, settings: PipelineSettings, manifest: Manifest) -> ManifestRef:
     """Create-only write: an existing object must hold the same bytes, or the write is refused."""
-    bucket = settings.names.lake_bucket
-    key = manifest_key(manifest.day, manifest.manifest_id)
+    uri = settings.layout.manifest_uri(manifest.day, manifest.manifest_id)
     body = manifest.to_json().encode()
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/json")
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
-            raise
-        existing = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        if existing != body:
-            raise PipelineError(f"s3://{bucket}/{key} exists with different content than manifest") from exc
-    return ManifestRef(
-        manifest_id=manifest.manifest_id,
-        day=manifest.day,
-        manifest_uri=f"s3://{bucket}/{key}",
-        result_uri=f"s3://{bucket}/{result_key(manifest.day, manifest.manifest_id)}",
-        files=len(manifest.files),
-        bytes=manifest.total_bytes,
-    )
-
-
-def job_arguments(settings: PipelineSettings, ref: ManifestRef) -> dict[str, str]:
-    """The conversion job's arguments, the same for Glue and for the local runner."""
-    arguments = {
-        "--manifest_id": ref.manifest_id,
-        "--manifest_uri": ref.manifest_uri,
-        "--result_uri": ref.result_uri,
-        "--lake_root": settings.lake_root,
-        "--quarantine_root": settings.quarantine_root,
-        "--schema_uri": settings.dataset_schema_uri,
-        "--read_mode": settings.read_mode,
-        "--compression": settings.compression,
-        "--partitioning": settings.partitioning,
-        "--event_time_field": settings.event_time_field,
-        "--event_time_format": settings.event_time_format,
-        "--target_file_mb": str(settings.target_file_mb),
-        "--lineage": "true",
-    }
-    if settings.glue_extra_py_files_uri:
-        arguments["--extra-py-files"] = settings.glue_extra_py_files_uri
-    return arguments
+    if not storage.create_bytes(uri, body) and storage.read_bytes(uri) != body:
+        raise PipelineError(f"{uri} exists with different content than manifest {manifest.manifest_id}")
+    return ManifestRef.of(manifest)
 
 
 # ---------------------------------------------------------------- finalising
 
 
-def read_result(s3: Any, ref: ManifestRef) -> JobResult | None:
-    bucket, key = split_s3_uri(ref.result_uri)
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-    return JobResult.from_json(body)
+def read_result(storage: Storage, settings: PipelineSettings, ref: ManifestRef) -> JobResult | None:
+    body = storage.read_bytes_if_exists(settings.layout.result_uri(ref.day, ref.manifest_id))
+    return None if body is None else JobResult.from_json(body)
 
 
-def read_manifest(s3: Any, ref: ManifestRef) -> Manifest:
-    bucket, key = split_s3_uri(ref.manifest_uri)
-    return Manifest.from_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+def read_manifest(storage: Storage, settings: PipelineSettings, ref: ManifestRef) -> Manifest:
+    return Manifest.from_json(storage.read_bytes(settings.layout.manifest_uri(ref.day, ref.manifest_id)))
 
 
 @dataclass(frozen=True)
@@ -202,7 +128,7 @@ class Finalised:
 
 def finalise_manifest(
     ledger: Ledger,
-    s3: Any,
+    storage: Storage,
     settings: PipelineSettings,
     ref: ManifestRef,
     *,
@@ -222,12 +148,13 @@ def finalise_manifest(
     if record["state"] == ManifestState.COMPENSATED:
         log.info("manifest %s was already compensated", ref.manifest_id)
         return Finalised(ref.manifest_id, ManifestState.COMPENSATED)
-    result = read_result(s3, ref)
+    result = read_result(storage, settings, ref)
     if result is None:
         if record["state"] == ManifestState.SUCCEEDED:
-            raise PipelineError(f"manifest {ref.manifest_id} is SUCCEEDED but its result {ref.result_uri} is gone")
-        return compensate(ledger, s3, settings, ref, reason="conversion failed", stop_active_runs=stop_active_runs)
-    manifest = read_manifest(s3, ref)
+            uri = settings.layout.result_uri(ref.day, ref.manifest_id)
+            raise PipelineError(f"manifest {ref.manifest_id} is SUCCEEDED but its result {uri} is gone")
+        return compensate(ledger, storage, settings, ref, reason="conversion failed", stop_active_runs=stop_active_runs)
+    manifest = read_manifest(storage, settings, ref)
     result.check_reconciled(manifest)
     ledger.complete_manifest(ref.manifest_id, result.files)
     states = Counter(f.outcome for f in result.files)
@@ -255,7 +182,7 @@ def finalise_manifest(
 
 def compensate(
     ledger: Ledger,
-    s3: Any,
+    storage: Storage,
     settings: PipelineSettings,
     ref: ManifestRef,
     *,
@@ -263,7 +190,7 @@ def compensate(
     stop_active_runs: Callable[[str], None],
 ) -> Finalised:
     stop_active_runs(ref.manifest_id)
-    removed = discard_output(s3, settings, ref)
+    removed = discard_output(storage, settings, ref)
     failed = ledger.compensate_manifest(ref.manifest_id, max_attempts=settings.max_attempts, reason=reason)
     log.warning(
         "manifest %s compensated (%s): removed %d output objects, %d files FAILED",
@@ -275,29 +202,20 @@ def compensate(
     return Finalised(ref.manifest_id, ManifestState.COMPENSATED, files_failed=tuple(failed))
 
 
-def discard_output(s3: Any, settings: PipelineSettings, ref: ManifestRef) -> int:
+def discard_output(storage: Storage, settings: PipelineSettings, ref: ManifestRef) -> int:
     """Delete whatever a failed run of this manifest published, so its files can be converted again.
 
     The job lists every object it is about to publish (the publish log) before
-    it publishes any, so partial output is found under any partition.
+    it publishes any, so partial output is found under any partition. A delete
+    that fails for any object raises, and the files are not released.
     """
-    log_bucket, log_key = split_s3_uri(publish_log_uri(ref.result_uri))
-    try:
-        uris = json.loads(s3.get_object(Bucket=log_bucket, Key=log_key)["Body"].read())["uris"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return 0  # nothing was ever published
-        raise
-    by_bucket: dict[str, list[str]] = {}
-    for uri in uris:
-        bucket, key = split_s3_uri(uri)
-        by_bucket.setdefault(bucket, []).append(key)
-    for bucket, keys in by_bucket.items():
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start : start + 1000]
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
-    s3.delete_object(Bucket=log_bucket, Key=log_key)
-    return len(uris)
+    log_uri = settings.layout.publish_log_uri(ref.day, ref.manifest_id)
+    published = PublishLog.read(storage, log_uri)
+    if published is None:
+        return 0  # nothing was ever published
+    storage.delete(sorted(published.uris))
+    storage.delete([log_uri])
+    return len(published.uris)
 
 
 # ------------------------------------------------------------------ sweeping
@@ -305,7 +223,7 @@ def discard_output(s3: Any, settings: PipelineSettings, ref: ManifestRef) -> int
 
 def sweep_expired_claims(
     ledger: Ledger,
-    s3: Any,
+    storage: Storage,
     settings: PipelineSettings,
     days: list[str],
     *,
@@ -320,36 +238,28 @@ def sweep_expired_claims(
                 ledger.extend_lease(manifest_id, settings.lease_seconds)
                 log.info("manifest %s: lease expired but its run is active; lease extended", manifest_id)
                 continue
-            ref = ref_for(settings, day, manifest_id, ledger)
-            if read_result(s3, ref) is not None:
+            ref = ref_for(day, manifest_id, ledger)
+            if read_result(storage, settings, ref) is not None:
                 # The job finished but nobody recorded it: finalise rather than redo.
-                repaired.append(finalise_manifest(ledger, s3, settings, ref, stop_active_runs=stop_active_runs))
+                repaired.append(finalise_manifest(ledger, storage, settings, ref, stop_active_runs=stop_active_runs))
             else:
                 repaired.append(
                     compensate(
-                        ledger, s3, settings, ref, reason="claim lease expired", stop_active_runs=stop_active_runs
+                        ledger, storage, settings, ref, reason="claim lease expired", stop_active_runs=stop_active_runs
                     )
                 )
     return repaired
 
 
-def ref_for(settings: PipelineSettings, day: str, manifest_id: str, ledger: Ledger) -> ManifestRef:
+def ref_for(day: str, manifest_id: str, ledger: Ledger) -> ManifestRef:
     record = ledger.get_manifest(manifest_id) or {}
-    bucket = settings.names.lake_bucket
-    return ManifestRef(
-        manifest_id=manifest_id,
-        day=day,
-        manifest_uri=f"s3://{bucket}/{manifest_key(day, manifest_id)}",
-        result_uri=f"s3://{bucket}/{result_key(day, manifest_id)}",
-        files=int(record.get("file_count", 0)),
-        bytes=int(record.get("total_bytes", 0)),
-    )
+    return ManifestRef(manifest_id, day, int(record.get("file_count", 0)), int(record.get("total_bytes", 0)))
 
 
 # ----------------------------------------------------------------- reporting
 
 
-def day_report(ledger: Ledger, s3: Any, settings: PipelineSettings, day: str) -> dict[str, Any]:
+def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day: str) -> dict[str, Any]:
     """Completeness and figures of one day, from the day's S3 listing and the ledger, one page at a time."""
     bucket = settings.names.landing_bucket
     states: Counter[str] = Counter()
@@ -358,8 +268,8 @@ def day_report(ledger: Ledger, s3: Any, settings: PipelineSettings, day: str) ->
     unreconciled: list[str] = []
     not_terminal: list[str] = []
     failed: list[str] = []
-    for objects in day_listing_pages(s3, bucket, day, settings):
-        identities = [listed_identity(bucket, obj) for obj in objects]
+    for objects in day_listing_pages(storage.s3, bucket, day, settings):
+        identities = [str(FileId.from_listing(bucket, obj)) for obj in objects]
         items = ledger.get_files(identities)
         for identity in identities:
             item = items.get(identity)
@@ -396,19 +306,10 @@ def day_report(ledger: Ledger, s3: Any, settings: PipelineSettings, day: str) ->
         "unreconciled": unreconciled[:20],
         "failed": failed[:20],
     }
-    key = report_key(day)
-    s3.put_object(
-        Bucket=settings.names.lake_bucket,
-        Key=key,
-        Body=json.dumps(report, indent=2, sort_keys=True).encode(),
-        ContentType="application/json",
-    )
-    report["report_uri"] = f"s3://{settings.names.lake_bucket}/{key}"
+    uri = settings.layout.report_uri(day)
+    storage.write_bytes(uri, json.dumps(report, indent=2, sort_keys=True).encode())
+    report["report_uri"] = uri
     return report
-
-
-def report_key(day: str) -> str:
-    return f"{PIPELINE_PREFIX}/reports/dt={day}/report.json"
 
 
 def _percentile(values: list[float], pct: int) -> float | None:
@@ -417,10 +318,3 @@ def _percentile(values: list[float], pct: int) -> float | None:
     if len(values) == 1:
         return round(values[0], 3)
     return round(statistics.quantiles(values, n=100, method="inclusive")[pct - 1], 3)
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ManifestError(f"not an s3:// object URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    return bucket, key

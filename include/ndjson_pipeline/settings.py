@@ -15,6 +15,9 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ndjson_pipeline.conversion import ConversionOptions, JobArguments, OptionError
+from ndjson_pipeline.layout import LakeLayout
+from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import ResourceNames, default_names, landing_prefix
 
 SETTINGS_VARIABLE = "ndjson_pipeline_settings"
@@ -58,12 +61,8 @@ class PipelineSettings:
     glue_script_uri: str = ""
     glue_extra_py_files_uri: str = ""
     schema_uri: str = ""
-    read_mode: str = "rescue"
-    compression: str = "snappy"
-    partitioning: str = "arrival"
-    event_time_field: str = "event_time"
-    event_time_format: str = "iso8601"
-    target_file_mb: int = 128
+    # How the job converts: the job's own options type, so each option has one name and one default.
+    conversion: ConversionOptions = field(default_factory=ConversionOptions)
     glue_poll_seconds: int = 30
     glue_max_wait_seconds: int = 3600
     # Alerts: FAILED files are logged at ERROR, counted in CloudWatch and, when set, published to this topic.
@@ -91,15 +90,10 @@ class PipelineSettings:
             raise SettingsError("setting 'max_files_per_manifest' must be at most 99 (one ledger transaction)")
         if self.max_manifests_per_run > 256:
             raise SettingsError("setting 'max_manifests_per_run' must be at most 256 (mapped tasks per run)")
-        choices = {
-            "glue_runner": ("aws", "local"),
-            "read_mode": ("rescue", "strict"),
-            "compression": ("snappy", "zstd", "gzip", "none"),
-            "partitioning": ("arrival", "event_time"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise SettingsError(f"setting {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.glue_runner not in ("aws", "local"):
+            raise SettingsError(f"setting 'glue_runner' must be one of ('aws', 'local'), got {self.glue_runner!r}")
+        if not isinstance(self.conversion, ConversionOptions):
+            raise SettingsError(f"setting 'conversion' must be a ConversionOptions, got {self.conversion!r}")
         if self.intake_wait_seconds > 20:
             raise SettingsError("setting 'intake_wait_seconds' must be at most 20 (SQS long-poll limit)")
 
@@ -108,12 +102,8 @@ class PipelineSettings:
         return ResourceNames(self.name_prefix)
 
     @property
-    def lake_root(self) -> str:
-        return f"s3://{self.names.lake_bucket}/{self.dataset}"
-
-    @property
-    def quarantine_root(self) -> str:
-        return f"s3://{self.names.quarantine_bucket}/{self.dataset}"
+    def layout(self) -> LakeLayout:
+        return LakeLayout(f"s3://{self.names.lake_bucket}", f"s3://{self.names.quarantine_bucket}", self.dataset)
 
     @property
     def script_uri(self) -> str:
@@ -122,6 +112,16 @@ class PipelineSettings:
     @property
     def dataset_schema_uri(self) -> str:
         return self.schema_uri or f"s3://{self.names.assets_bucket}/glue/schemas/{self.dataset}.json"
+
+    def job_arguments(self, ref: ManifestRef) -> JobArguments:
+        """The conversion run's arguments for one manifest, the same for Glue and for the local runner."""
+        return JobArguments(
+            manifest_id=ref.manifest_id,
+            day=ref.day,
+            layout=self.layout,
+            schema_uri=self.dataset_schema_uri,
+            options=self.conversion,
+        )
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> PipelineSettings:
@@ -134,6 +134,13 @@ class PipelineSettings:
         values = dict(raw)
         if "allowed_suffixes" in values:
             values["allowed_suffixes"] = tuple(values["allowed_suffixes"])
+        if "conversion" in values:
+            if not isinstance(values["conversion"], dict):
+                raise SettingsError(f"setting 'conversion' must be a JSON object, got {values['conversion']!r}")
+            try:
+                values["conversion"] = ConversionOptions.from_mapping(values["conversion"])
+            except OptionError as exc:
+                raise SettingsError(f"setting 'conversion.{exc.option}' {exc.problem}") from exc
         return cls(**values)
 
     @classmethod

@@ -12,6 +12,7 @@ from airflow.sdk import Variable
 
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import SETTINGS_VARIABLE, PipelineSettings, SettingsError
+from ndjson_pipeline.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ def aws_client(service: str, aws_conn_id: str | None = AWS_CONN_ID) -> Any:
 def s3_endpoint(aws_conn_id: str | None = AWS_CONN_ID) -> str | None:
     """The S3 endpoint the connection points at (a local emulator), or None for AWS itself."""
     return AwsBaseHook(aws_conn_id=aws_conn_id, client_type="s3").conn_config.endpoint_url
+
+
+def storage_for(aws_conn_id: str | None = AWS_CONN_ID) -> Storage:
+    return Storage(s3_client=aws_client("s3", aws_conn_id))
 
 
 def ledger_for(settings: PipelineSettings, aws_conn_id: str | None = AWS_CONN_ID) -> Ledger:

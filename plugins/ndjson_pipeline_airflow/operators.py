@@ -9,9 +9,10 @@ from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from ndjson_pipeline.ledger import ManifestState
-from ndjson_pipeline.pipeline import ManifestRef, job_arguments, read_result
+from ndjson_pipeline.manifest import ManifestRef
+from ndjson_pipeline.pipeline import read_result
 from ndjson_pipeline.resources import default_names, glue_job_spec
-from ndjson_pipeline_airflow.aws import AWS_CONN_ID, GlueRuns, aws_client, ledger_for, load_settings, s3_endpoint
+from ndjson_pipeline_airflow.aws import AWS_CONN_ID, GlueRuns, ledger_for, load_settings, s3_endpoint, storage_for
 
 
 class ManifestGlueJobOperator(GlueJobOperator):
@@ -45,26 +46,28 @@ class ManifestGlueJobOperator(GlueJobOperator):
         if record is None or record["state"] != ManifestState.CLAIMED:
             state = record["state"] if record else "missing"
             raise AirflowSkipException(f"manifest {ref.manifest_id} is {state}: nothing to convert")
-        if read_result(aws_client("s3", self.aws_conn_id), ref) is not None:
+        arguments = settings.job_arguments(ref)
+        if read_result(storage_for(self.aws_conn_id), settings, ref) is not None:
             self.log.info(
-                "manifest %s already has its result %s; not converting again", ref.manifest_id, ref.result_uri
+                "manifest %s already has its result %s; not converting again", ref.manifest_id, arguments.result_uri
             )
             return None
         ledger.extend_lease(ref.manifest_id, settings.lease_seconds)
-        arguments = job_arguments(settings, ref)
         if settings.glue_runner == "local":
             from ndjson_pipeline.local_glue import run_glue_script_locally  # only local runs need Spark tooling
 
             self.log.info("converting manifest %s on local Spark: %s", ref.manifest_id, settings.script_uri)
             run_glue_script_locally(
                 settings.script_uri,
-                {name.removeprefix("--"): value for name, value in arguments.items() if name != "--extra-py-files"},
+                arguments,
                 s3_endpoint=s3_endpoint(self.aws_conn_id),
                 timeout_seconds=settings.glue_max_wait_seconds,
             )
             return "local"
         self.job_name = settings.names.glue_job
-        self.script_args = arguments
+        self.script_args = arguments.to_glue_args()
+        if settings.glue_extra_py_files_uri:
+            self.script_args["--extra-py-files"] = settings.glue_extra_py_files_uri
         self.waiter_delay = settings.glue_poll_seconds
         self.waiter_max_attempts = max(1, settings.glue_max_wait_seconds // settings.glue_poll_seconds)
         self.stop_job_run_on_kill = True

@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
-from ndjson_pipeline.ledger import iso, utcnow
+from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline_airflow.aws import AWS_CONN_ID, load_settings
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 

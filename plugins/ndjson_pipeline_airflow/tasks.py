@@ -15,9 +15,11 @@ from airflow.sdk import Asset, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ndjson_pipeline import pipeline
+from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.intake import drain_queue, reconcile_day
-from ndjson_pipeline.ledger import utcnow
-from ndjson_pipeline.resources import default_names, glue_job_spec
+from ndjson_pipeline.manifest import ManifestRef
+from ndjson_pipeline.resources import glue_job_spec
+from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline_airflow.aws import (
     AWS_CONN_ID,
     GlueRuns,
@@ -26,11 +28,13 @@ from ndjson_pipeline_airflow.aws import (
     ledger_for,
     load_settings,
     publish_metrics,
+    storage_for,
 )
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 
-# The Parquet dataset as an Asset: downstream DAGs can be scheduled on fresh data.
-PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet", uri=f"s3://{default_names().lake_bucket}/events/")
+# The Parquet dataset as an Asset: downstream DAGs can be scheduled on fresh data. Its URI is the default
+# settings' dataset location (the DAG files cannot read the settings at import time).
+PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet", uri=PipelineSettings().layout.dataset_uri + "/")
 
 
 @task
@@ -52,7 +56,7 @@ def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
     glue = GlueRuns(settings)
     repaired = pipeline.sweep_expired_claims(
         ledger,
-        aws_client("s3"),
+        storage_for(),
         settings,
         days,
         run_is_active=glue.is_active,
@@ -80,7 +84,7 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
     settings = load_settings()
     refs = pipeline.plan_manifests(
         ledger_for(settings),
-        aws_client("s3"),
+        storage_for(),
         settings,
         days,
         owner=f"{context['dag'].dag_id}/{context['run_id']}",
@@ -92,13 +96,11 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
 def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     """Record the conversion's outcome in the ledger, or compensate when it failed for good."""
     context = get_current_context()
-    ref = pipeline.ManifestRef.from_dict(manifest)
+    ref = ManifestRef.from_dict(manifest)
     context["manifest_id"] = ref.manifest_id
     settings = load_settings()
     glue = GlueRuns(settings)
-    outcome = pipeline.finalise_manifest(
-        ledger_for(settings), aws_client("s3"), settings, ref, stop_active_runs=glue.stop
-    )
+    outcome = pipeline.finalise_manifest(ledger_for(settings), storage_for(), settings, ref, stop_active_runs=glue.stop)
     if outcome.files_failed:
         alert_failed_files(settings, ref.manifest_id, list(outcome.files_failed))
         raise AirflowFailException(
@@ -175,7 +177,7 @@ def report_day(days: list[str]) -> dict[str, Any]:
     while (in_flight := ledger.open_manifests(days[0])) and time.monotonic() < deadline:
         print(f"waiting for {len(in_flight)} manifests of {days[0]} still converting in other runs")
         time.sleep(settings.glue_poll_seconds)
-    report = pipeline.day_report(ledger, aws_client("s3"), settings, days[0])
+    report = pipeline.day_report(ledger, storage_for(), settings, days[0])
     print(json.dumps({"day_report": report}, indent=2))
     if not report["complete"]:
         raise AirflowFailException(

@@ -10,7 +10,8 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from ndjson_pipeline.ledger import Ledger, PendingSummary, PendingSummaryScan, utcnow
+from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.ledger import Ledger, PendingSummary, PendingSummaryScan
 
 
 class PendingWorkTrigger(BaseTrigger):

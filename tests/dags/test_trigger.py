@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from ndjson_pipeline.ledger import iso, utcnow
+from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 from tests.ledger.events import DAY
 from tests.ledger.test_ledger import _register

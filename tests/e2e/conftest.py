@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from ndjson_pipeline.ledger import utcnow
+from ndjson_pipeline.clock import utcnow
 from tests.conftest import Stack, make_stack
 from tools.local_stack import REPO_ROOT, aws_connection_env, local_pipeline_settings
 from tools.sample_day import SampleDay, sample_day, upload

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ndjson_pipeline.manifest import FileVersion, Manifest
+from ndjson_pipeline.conversion import JobArguments
+from ndjson_pipeline.files import FileVersion
+from ndjson_pipeline.manifest import Manifest
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "glue_scripts" / "schemas" / "events.json"
 LANDING_BUCKET = "landing"
@@ -44,7 +46,11 @@ def spark():
 
 @dataclass
 class LocalJob:
-    """A manifest of local landing files and the job arguments that convert it, all under one directory."""
+    """A manifest of local landing files and the job arguments that convert it, all under one directory.
+
+    ``args`` are the job's arguments as Glue passes them (names without ``--``);
+    the lake and quarantine roots are local directories.
+    """
 
     root: Path
     manifest: Manifest
@@ -53,6 +59,27 @@ class LocalJob:
     @property
     def bucket_root(self) -> str:
         return str(self.root / "buckets")
+
+    @property
+    def arguments(self) -> JobArguments:
+        return JobArguments.from_glue_args(self.args)
+
+    @property
+    def lake_dir(self) -> Path:
+        return Path(self.arguments.layout.dataset_uri)
+
+    @property
+    def quarantine_dir(self) -> Path:
+        layout = self.arguments.layout
+        return Path(layout.quarantine_root) / layout.dataset
+
+    @property
+    def result_path(self) -> Path:
+        return Path(self.arguments.result_uri)
+
+    @property
+    def publish_log_path(self) -> Path:
+        return Path(self.arguments.layout.publish_log_uri(self.manifest.day, self.manifest.manifest_id))
 
 
 def make_local_job(root: Path, bodies: dict[str, bytes], day: str = DAY, **arg_overrides: str) -> LocalJob:
@@ -65,19 +92,22 @@ def make_local_job(root: Path, bodies: dict[str, bytes], day: str = DAY, **arg_o
         etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
         files.append(FileVersion(bucket=LANDING_BUCKET, key=key, etag=etag, size=len(body)))
     manifest = Manifest.for_files(day, files)
-    manifest_path = root / "manifests" / f"{manifest.manifest_id}.json"
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest_path.write_text(manifest.to_json())
     args = {
-        "manifest_uri": str(manifest_path),
-        "result_uri": str(root / "results" / f"{manifest.manifest_id}.json"),
-        "lake_root": str(root / "lake" / "events"),
-        "quarantine_root": str(root / "quarantine" / "events"),
+        "manifest_id": manifest.manifest_id,
+        "day": day,
+        "lake_root": str(root / "lake"),
+        "quarantine_root": str(root / "quarantine"),
+        "dataset": "events",
         "schema_uri": str(SCHEMA_PATH),
         **arg_overrides,
     }
-    return LocalJob(root=root, manifest=manifest, args=args)
+    job = LocalJob(root=root, manifest=manifest, args=args)
+    # Where the job looks for it: under the manifest id it is given.
+    manifest_path = Path(job.arguments.manifest_uri)
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    manifest_path.write_text(manifest.to_json())
+    return job
 
 
 def read_result(job: LocalJob) -> dict:
-    return json.loads(Path(job.args["result_uri"]).read_text())
+    return json.loads(job.result_path.read_text())

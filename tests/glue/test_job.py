@@ -8,15 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ndjson_pipeline.manifest import JobResult, Manifest, ManifestError, publish_log_uri
-from ndjson_to_parquet import (
-    JobArgumentError,
-    Storage,
-    convert_manifest,
-    files_for_size,
-    options_from_args,
-    parse_glue_argv,
-)
+from ndjson_pipeline.conversion import JobArguments, OptionError, parse_glue_argv
+from ndjson_pipeline.manifest import JobResult, Manifest, ManifestError
+from ndjson_to_parquet import JobArgumentError, Storage, convert_manifest, files_for_size
 from tests.glue.conftest import make_local_job
 from tools.sample_data import ndjson_body
 
@@ -37,12 +31,12 @@ def _make_job(tmp_path: Path, **overrides: str):
 
 
 def _lake_rows(job) -> list[tuple]:
-    pattern = f"{job.args['lake_root']}/dt=*/*.parquet"
+    pattern = f"{job.lake_dir}/dt=*/*.parquet"
     return duckdb.sql(f"select event_id, _source_uri, _manifest_id from read_parquet('{pattern}')").fetchall()
 
 
 def _lake_files(job) -> list[str]:
-    root = Path(job.args["lake_root"])
+    root = job.lake_dir
     return sorted(str(p.relative_to(root)) for p in root.glob("dt=*/*.parquet"))
 
 
@@ -62,10 +56,22 @@ class FailingStorage(Storage):
 
 def test_glue_system_arguments_are_tolerated():
     argv = ["script.py", "--JOB_NAME", "convert", "--job-bookmark-option", "job-bookmark-disable", "--TempDir"]
-    argv += ["s3://tmp/x", "--enable-metrics", "--manifest_uri", "s3://b/m.json", "--result_uri=s3://b/r.json"]
-    argv += ["--lake_root", "s3://lake/e", "--quarantine_root", "s3://q/e", "--schema_uri", "s3://b/s.json"]
-    options = options_from_args(parse_glue_argv(argv))
-    assert (options.manifest_uri, options.result_uri, options.read_mode) == ("s3://b/m.json", "s3://b/r.json", "rescue")
+    argv += ["s3://tmp/x", "--enable-metrics", "--manifest_id", "20261124-abc", "--day=2026-11-24"]
+    argv += [
+        "--lake_root",
+        "s3://lake",
+        "--quarantine_root",
+        "s3://q",
+        "--dataset",
+        "e",
+        "--schema_uri",
+        "s3://b/s.json",
+    ]
+    arguments = JobArguments.from_argv(argv)
+    assert arguments.manifest_uri == "s3://lake/_pipeline/manifests/dt=2026-11-24/20261124-abc.json"
+    assert arguments.result_uri == "s3://lake/_pipeline/results/dt=2026-11-24/20261124-abc.json"
+    options = arguments.options
+    assert options.read_mode == "rescue"
     assert (options.compression, options.partitioning, options.target_file_mb, options.lineage) == (
         "snappy",
         "arrival",
@@ -84,17 +90,27 @@ def test_glue_system_arguments_are_tolerated():
         ({"target_file_mb": "big"}, "--target_file_mb"),
         ({"max_raw_chars": "0"}, "--max_raw_chars"),
         ({"lineage": "maybe"}, "--lineage"),
-        ({"lake_root": "s3://lake/e/"}, "--lake_root"),
-        ({"manifest_uri": ""}, "--manifest_uri"),
+        ({"lake_root": "s3://lake/"}, "--lake_root"),
+        ({"manifest_id": ""}, "--manifest_id"),
         ({"event_time_field": "a..b"}, "--event_time_field"),
-        ({"manifest_uri": "m.txt"}, "--manifest_uri"),
+        ({"day": "24/11/2026"}, "--day"),
     ],
 )
 def test_invalid_arguments_are_named(override, named):
-    args = {"manifest_uri": "m.json", "result_uri": "r.json", "lake_root": "l", "quarantine_root": "q"}
-    args |= {"schema_uri": "s.json", **override}
-    with pytest.raises(JobArgumentError, match=named):
-        options_from_args(args)
+    args = {"manifest_id": "20261124-abc", "day": "2026-11-24", "lake_root": "l", "quarantine_root": "q"}
+    args |= {"dataset": "events", "schema_uri": "s.json", **override}
+    with pytest.raises(OptionError, match=named):
+        JobArguments.from_glue_args(args)
+
+
+def test_arguments_round_trip_through_the_glue_command_line():
+    arguments = JobArguments.from_glue_args(
+        {"manifest_id": "20261124-abc", "day": "2026-11-24", "lake_root": "s3://l", "quarantine_root": "s3://q"}
+        | {"dataset": "events", "schema_uri": "s3://a/s.json", "read_mode": "STRICT", "target_file_mb": "0.5"}
+    )
+    argv = ["script.py", *[part for pair in arguments.to_glue_args().items() for part in pair]]
+    assert JobArguments.from_argv(argv) == arguments
+    assert arguments.options.read_mode == "strict"
 
 
 def test_file_count_follows_input_size():
@@ -105,14 +121,14 @@ def test_file_count_follows_input_size():
 @pytest.mark.spark
 def test_running_a_manifest_twice_gives_the_output_of_one_run(tmp_path, spark):
     job = _make_job(tmp_path)
-    other = make_local_job(tmp_path / "other", {"x.ndjson": ndjson_body(5, prefix="other")[0]})
     # Another manifest publishing into the same lake must be left alone by reruns of the first.
-    other.args |= {k: job.args[k] for k in ("lake_root", "quarantine_root")}
-    other_result = convert_manifest(spark, options_from_args(other.args), Storage(bucket_root=other.bucket_root))
+    shared = {name: job.args[name] for name in ("lake_root", "quarantine_root")}
+    other = make_local_job(tmp_path / "other", {"x.ndjson": ndjson_body(5, prefix="other")[0]}, **shared)
+    other_result = convert_manifest(spark, other.arguments, Storage(bucket_root=other.bucket_root))
 
-    first = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    first = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
     files_after_first = _lake_files(job)
-    second = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    second = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
 
     rows = [r for r in _lake_rows(job) if r[2] == job.manifest.manifest_id]
     ids = [r[0] for r in rows]
@@ -132,26 +148,24 @@ def test_running_a_manifest_twice_gives_the_output_of_one_run(tmp_path, spark):
 @pytest.mark.spark
 def test_a_run_that_dies_while_publishing_then_a_rerun_equal_one_clean_run(tmp_path, spark):
     clean = _make_job(tmp_path / "clean")
-    clean_result = convert_manifest(spark, options_from_args(clean.args), Storage(bucket_root=clean.bucket_root))
+    clean_result = convert_manifest(spark, clean.arguments, Storage(bucket_root=clean.bucket_root))
 
     job = _make_job(tmp_path / "faulty")
     # First a complete run, then a rerun that dies after publishing one of three files, then a rerun.
-    convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
     with pytest.raises(RuntimeError, match="injected fault"):
-        convert_manifest(
-            spark, options_from_args(job.args), FailingStorage(copies_before_failure=1, bucket_root=job.bucket_root)
-        )
-    assert not Path(job.args["result_uri"]).exists(), "a dead run leaves no completion marker"
+        convert_manifest(spark, job.arguments, FailingStorage(copies_before_failure=1, bucket_root=job.bucket_root))
+    assert not job.result_path.exists(), "a dead run leaves no completion marker"
     ids_while_dead = [r[0] for r in _lake_rows(job)]
     assert len(ids_while_dead) == len(set(ids_while_dead)), "half-published output never duplicates rows"
-    result = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    result = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
 
     ids = [r[0] for r in _lake_rows(job)]
     assert len(ids) == len(set(ids)) == clean_result.rows_out == result.rows_out
     assert sorted(ids) == sorted(r[0] for r in _lake_rows(clean)) == EXPECTED_IDS
     assert _lake_files(job) == _lake_files(clean)
-    assert not list(Path(job.args["lake_root"]).glob("_staging/*"))
-    written = JobResult.from_json(Path(job.args["result_uri"]).read_text())
+    assert not list(job.lake_dir.glob("_staging/*"))
+    written = JobResult.from_json(job.result_path.read_text())
     assert [o.rows for o in written.output_files] == [o.rows for o in clean_result.output_files]
 
 
@@ -159,11 +173,9 @@ def test_the_publish_log_lists_every_object_a_dead_run_published(tmp_path, spark
     """What compensation relies on to remove a failed run's partial output."""
     job = _make_job(tmp_path)
     with pytest.raises(RuntimeError, match="injected fault"):
-        convert_manifest(
-            spark, options_from_args(job.args), FailingStorage(copies_before_failure=2, bucket_root=job.bucket_root)
-        )
-    logged = set(json.loads(Path(publish_log_uri(job.args["result_uri"])).read_text())["uris"])
-    published = {str(p) for p in Path(job.args["lake_root"]).glob("dt=*/*.parquet")}
+        convert_manifest(spark, job.arguments, FailingStorage(copies_before_failure=2, bucket_root=job.bucket_root))
+    logged = set(json.loads(job.publish_log_path.read_text())["uris"])
+    published = {str(p) for p in job.lake_dir.glob("dt=*/*.parquet")}
     assert len(published) == 2
     assert published <= logged
 
@@ -172,11 +184,9 @@ def test_the_publish_log_lists_every_object_a_dead_run_published(tmp_path, spark
 def test_a_run_that_dies_before_its_first_publish_leaves_no_output(tmp_path, spark):
     job = _make_job(tmp_path)
     with pytest.raises(RuntimeError, match="injected fault"):
-        convert_manifest(
-            spark, options_from_args(job.args), FailingStorage(copies_before_failure=0, bucket_root=job.bucket_root)
-        )
+        convert_manifest(spark, job.arguments, FailingStorage(copies_before_failure=0, bucket_root=job.bucket_root))
     assert _lake_files(job) == []
-    result = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    result = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
     assert sorted(r[0] for r in _lake_rows(job)) == EXPECTED_IDS == sorted({r[0] for r in _lake_rows(job)})
     assert result.rows_out == len(EXPECTED_IDS)
 
@@ -189,12 +199,12 @@ def test_a_file_replaced_after_the_manifest_was_written_is_superseded(tmp_path, 
         lineage="false",
     )
     Path(job.bucket_root, "landing", "b.ndjson").write_bytes(ndjson_body(9, prefix="b2")[0])
-    result = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    result = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
     outcomes = {f.uri.rsplit("/", 1)[1]: f for f in result.files}
     assert (outcomes["a.ndjson"].outcome, outcomes["a.ndjson"].rows_out) == ("DONE", 3)
     assert outcomes["b.ndjson"].outcome == "QUARANTINED"
     assert outcomes["b.ndjson"].reason.startswith("superseded")
-    pattern = f"{job.args['lake_root']}/dt=*/*.parquet"
+    pattern = f"{job.lake_dir}/dt=*/*.parquet"
     assert sorted(r[0] for r in duckdb.sql(f"select event_id from read_parquet('{pattern}')").fetchall()) == [
         "a-0",
         "a-1",
@@ -209,8 +219,8 @@ def test_a_file_replaced_after_the_manifest_was_written_is_superseded(tmp_path, 
 def test_a_manifest_id_argument_that_does_not_match_the_manifest_fails(tmp_path, spark):
     job = make_local_job(tmp_path, {"a.ndjson": ndjson_body(2, prefix="a")[0]}, manifest_id="20261124-other")
     with pytest.raises(JobArgumentError, match="--manifest_id"):
-        convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
-    assert not Path(job.args["result_uri"]).exists()
+        convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
+    assert not job.result_path.exists()
 
 
 def test_a_manifest_listing_a_file_version_twice_is_refused(tmp_path):

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import types as T
 
+from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_to_parquet import (
     RESCUED_COLUMN,
     LineRules,
@@ -30,7 +31,7 @@ SCHEMA = T.StructType.fromJson(
     json.loads((Path(__file__).resolve().parents[2] / "glue_scripts" / "schemas" / "events.json").read_text())
 )
 ARROW_SCHEMA = pa.schema(list(arrow_type(SCHEMA)))
-RULES = LineRules(schema=ARROW_SCHEMA, read_mode="rescue", partitioning="arrival", day="2026-11-24")
+RULES = LineRules(schema=ARROW_SCHEMA, day="2026-11-24")
 
 
 def _event(n: int, **changes) -> str:
@@ -91,7 +92,7 @@ def test_the_fast_path_decides_every_line_as_the_one_by_one_rules_do(read_mode, 
     lines = [_event(n) for n in range(300)]
     for _, line in rng.sample(sorted(AWKWARD.items()), k=8 + seed):
         lines.insert(rng.randrange(len(lines) + 1), line)
-    rules = LineRules(schema=ARROW_SCHEMA, read_mode=read_mode, partitioning="arrival", day="2026-11-24")
+    rules = LineRules(schema=ARROW_SCHEMA, day="2026-11-24", options=ConversionOptions(read_mode=read_mode))
 
     result = convert_file("s3://b/k", ("\n".join(lines) + "\n").encode(), rules)
 
@@ -125,7 +126,7 @@ def test_every_awkward_line_gets_its_outcome():
 @pytest.mark.parametrize("read_mode", ["rescue", "strict"])
 def test_a_file_where_every_line_is_refused_is_decided_line_by_line(read_mode):
     lines = [_event(n, event_type=n) for n in range(500)]  # a number where a string is declared, on every line
-    rules = LineRules(schema=ARROW_SCHEMA, read_mode=read_mode, partitioning="arrival", day="2026-11-24")
+    rules = LineRules(schema=ARROW_SCHEMA, day="2026-11-24", options=ConversionOptions(read_mode=read_mode))
     result = convert_file("s3://b/k", "\n".join(lines).encode(), rules)
     rows, reasons = _reference(lines, rules)
     assert _sorted(result.rows.drop_columns(["dt"]).to_pylist()) == _sorted(rows)

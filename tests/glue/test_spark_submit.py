@@ -9,8 +9,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ndjson_pipeline.conversion import ConversionOptions, JobArguments
+from ndjson_pipeline.files import FileVersion
+from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.local_glue import LocalGlueRunError, run_glue_script_locally
-from ndjson_pipeline.manifest import FileVersion, JobResult, Manifest
+from ndjson_pipeline.manifest import JobResult, Manifest
 from tests.glue.conftest import DAY, SCHEMA_PATH
 from tools.local_stack import client
 from tools.sample_data import gzip_body, ndjson_body
@@ -35,31 +38,27 @@ def test_job_script_converts_a_manifest_on_s3(tmp_path, aws_endpoint):
         etag = s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
         files.append(FileVersion(bucket=bucket, key=key, etag=etag, size=len(body)))
     manifest = Manifest.for_files(DAY, files)
-    s3.put_object(Bucket=bucket, Key="manifests/m.json", Body=manifest.to_json().encode())
     s3.put_object(Bucket=bucket, Key="schemas/events.json", Body=SCHEMA_PATH.read_bytes())
-    args = {
-        "JOB_NAME": "ndjson_to_parquet",
-        "job-bookmark-option": "job-bookmark-disable",
-        "manifest_id": manifest.manifest_id,
-        "manifest_uri": f"s3://{bucket}/manifests/m.json",
-        "result_uri": f"s3://{bucket}/results/{manifest.manifest_id}.json",
-        "lake_root": f"s3://{bucket}/lake/events",
-        "quarantine_root": f"s3://{bucket}/quarantine/events",
-        "schema_uri": f"s3://{bucket}/schemas/events.json",
-        "compression": "zstd",
-    }
-    run_glue_script_locally(SCRIPT, args, s3_endpoint=aws_endpoint, log_path=str(tmp_path / "spark.log"))
-
-    result = JobResult.from_json(
-        s3.get_object(Bucket=bucket, Key=f"results/{manifest.manifest_id}.json")["Body"].read()
+    arguments = JobArguments(
+        manifest_id=manifest.manifest_id,
+        day=DAY,
+        layout=LakeLayout(f"s3://{bucket}/lake", f"s3://{bucket}/quarantine", "events"),
+        schema_uri=f"s3://{bucket}/schemas/events.json",
+        options=ConversionOptions(compression="zstd"),
     )
+    manifest_key = arguments.manifest_uri.removeprefix(f"s3://{bucket}/")
+    s3.put_object(Bucket=bucket, Key=manifest_key, Body=manifest.to_json().encode())
+    run_glue_script_locally(SCRIPT, arguments, s3_endpoint=aws_endpoint, log_path=str(tmp_path / "spark.log"))
+
+    result_key = arguments.result_uri.removeprefix(f"s3://{bucket}/")
+    result = JobResult.from_json(s3.get_object(Bucket=bucket, Key=result_key)["Body"].read())
     result.check_reconciled(manifest)
     outcomes = {f.uri.rsplit("/", 1)[1]: f for f in result.files}
     expected_out = kinds["good"] + kinds["type_conflict"]
     assert (outcomes["a b.ndjson"].rows_out, outcomes["c.ndjson.gz"].rows_out) == (expected_out, 20)
     assert outcomes["broken.ndjson.gz"].outcome == "QUARANTINED"
 
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix="lake/")["Contents"]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="lake/events/")["Contents"]
     keys = sorted(o["Key"] for o in listed)
     assert keys == [f"lake/events/dt={DAY}/part-{manifest.manifest_id}-00000.zstd.parquet"]
     local = tmp_path / "out.parquet"
@@ -74,9 +73,9 @@ def test_job_script_converts_a_manifest_on_s3(tmp_path, aws_endpoint):
 
 
 def test_a_failing_script_raises_with_its_exit_code_and_output(tmp_path):
-    args = {"manifest_uri": str(tmp_path / "missing.json"), "result_uri": str(tmp_path / "r.json")}
-    args |= {"lake_root": str(tmp_path / "lake"), "quarantine_root": str(tmp_path / "q"), "schema_uri": "x.json"}
-    with pytest.raises(LocalGlueRunError, match=r"missing\.json") as failure:
+    layout = LakeLayout(str(tmp_path / "lake"), str(tmp_path / "q"), "events")
+    args = JobArguments(manifest_id="20261124-missing", day=DAY, layout=layout, schema_uri="x.json")
+    with pytest.raises(LocalGlueRunError, match=r"20261124-missing\.json") as failure:
         run_glue_script_locally(SCRIPT, args, s3_endpoint=None, timeout_seconds=300)
     assert failure.value.exit_code not in (0, None)
     assert json.dumps(failure.value.tail)

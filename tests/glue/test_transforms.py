@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import duckdb
 import pytest
 
-from ndjson_to_parquet import Storage, convert_manifest, options_from_args
+from ndjson_to_parquet import Storage, convert_manifest
 from tests.glue.conftest import make_local_job
 from tools.sample_data import gzip_body, make_event, ndjson_body
 
@@ -62,7 +61,7 @@ CASES: dict[str, bytes] = {
 def _run(tmp_path_factory, spark, **overrides):
     root = tmp_path_factory.mktemp("job")
     job = make_local_job(root, {f"in/{k}": v for k, v in CASES.items()}, **overrides)
-    result = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    result = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
     return job, result, {f.uri.rsplit("/", 1)[1]: f for f in result.files}
 
 
@@ -78,7 +77,7 @@ def strict_run(tmp_path_factory, spark):
 
 def _select(job, sql: str) -> list[tuple]:
     """Run ``sql`` with LAKE standing for the job's published Parquet files (dt read from their paths)."""
-    pattern = f"{job.args['lake_root']}/dt=*/*.parquet"
+    pattern = f"{job.lake_dir}/dt=*/*.parquet"
     return duckdb.sql(sql.replace("LAKE", f"read_parquet('{pattern}', hive_partitioning=true)")).fetchall()
 
 
@@ -87,25 +86,25 @@ def _column(job, sql: str) -> list:
 
 
 def _quarantined_lines(job) -> list[dict]:
-    root = Path(job.args["quarantine_root"])
+    root = job.quarantine_dir
     return [json.loads(line) for path in sorted(root.rglob("lines-*.json")) for line in path.read_text().splitlines()]
 
 
 def _quarantined_files(job) -> dict[str, dict]:
-    root = Path(job.args["quarantine_root"])
+    root = job.quarantine_dir
     records = [json.loads(line) for path in root.rglob("files.json") for line in path.read_text().splitlines()]
     return {r["uri"].rsplit("/", 1)[1]: r for r in records}
 
 
 def test_result_reconciles_and_is_written_last(rescue_run):
     job, result, _ = rescue_run
-    written = json.loads(Path(job.args["result_uri"]).read_text())
+    written = json.loads(job.result_path.read_text())
     assert written["manifest_id"] == job.manifest.manifest_id
     assert (
         sum(f["rows_out"] for f in written["files"]) == result.rows_out == _column(job, "select count(*) from LAKE")[0]
     )
     assert sum(o["rows"] for o in written["output_files"]) == result.rows_out
-    assert not list(Path(job.args["lake_root"]).glob("_staging/*/*")), "staging is cleaned up"
+    assert not list(job.lake_dir.glob("_staging/*/*")), "staging is cleaned up"
 
 
 def test_good_file_loads_every_row_with_lineage(rescue_run):
@@ -252,7 +251,7 @@ def test_event_time_partitioning_quarantines_missing_and_unparsable_times(tmp_pa
         json.dumps({"event_id": "t-5"}),
     ]
     job = make_local_job(tmp_path, {"t.ndjson": ("\n".join(lines) + "\n").encode()}, partitioning="event_time")
-    result = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    result = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
     [f] = result.files
     assert (f.rows_in, f.rows_out, f.rows_quarantined) == (5, 2, 3)
     dts = dict(_select(job, "select event_id, dt::varchar from LAKE"))
@@ -273,6 +272,6 @@ def test_event_time_with_a_custom_format(tmp_path, spark):
         partitioning="event_time",
         event_time_format="%d/%m/%Y %H:%M",
     )
-    result = convert_manifest(spark, options_from_args(job.args), Storage(bucket_root=job.bucket_root))
+    result = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
     assert (result.rows_out, result.rows_quarantined) == (1, 1)
-    assert list(Path(job.args["lake_root"]).glob("dt=2026-11-24/part-*.parquet"))
+    assert list(job.lake_dir.glob("dt=2026-11-24/part-*.parquet"))

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from ndjson_pipeline.files import FileState
 from ndjson_pipeline.intake import drain_queue, parse_notification, reconcile_day
-from ndjson_pipeline.ledger import FileState
 from tests.ledger.events import DAY, DAY_PATH, make_body, make_record, queue_depth, send
 
 

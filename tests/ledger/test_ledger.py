@@ -8,13 +8,10 @@ from datetime import timedelta
 
 import pytest
 
+from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.files import FileState
 from ndjson_pipeline.intake import registration_for
-from ndjson_pipeline.ledger import (
-    FileState,
-    IllegalTransitionError,
-    ManifestState,
-    utcnow,
-)
+from ndjson_pipeline.ledger import IllegalTransitionError, ManifestState
 from ndjson_pipeline.manifest import FileResult
 from tests.ledger.events import DAY, DAY_PATH
 

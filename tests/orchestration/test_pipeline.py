@@ -14,8 +14,11 @@ from datetime import timedelta
 import pytest
 
 from ndjson_pipeline import pipeline
-from ndjson_pipeline.ledger import FileState, ManifestState, utcnow
-from ndjson_pipeline.manifest import FileResult, JobResult, OutputFile, publish_log_uri
+from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.files import FileState
+from ndjson_pipeline.layout import PublishLog
+from ndjson_pipeline.ledger import ManifestState
+from ndjson_pipeline.manifest import FileResult, JobResult, OutputFile
 from tests.conftest import make_stack
 from tests.ledger.events import DAY
 from tests.ledger.test_ledger import _register
@@ -27,7 +30,7 @@ def small_batches(aws_endpoint):
 
 
 def _plan(stack, owner="ingest/run-1", **kwargs):
-    return pipeline.plan_manifests(stack.ledger, stack.s3, stack.settings, [DAY], owner=owner, **kwargs)
+    return pipeline.plan_manifests(stack.ledger, stack.storage, stack.settings, [DAY], owner=owner, **kwargs)
 
 
 def _states(stack, identities):
@@ -36,19 +39,17 @@ def _states(stack, identities):
 
 def _publish(stack, ref, *, rows_per_file=3, quarantined_per_file=1, outputs=1):
     """What a successful run leaves behind: output objects, their publish log, then the result."""
-    manifest = pipeline.read_manifest(stack.s3, ref)
-    lake = stack.names.lake_bucket
-    keys = [
-        f"{stack.settings.dataset}/dt={ref.day}/part-{ref.manifest_id}-{n:05d}.snappy.parquet" for n in range(outputs)
-    ]
-    _write_publish_log(stack, ref, [f"s3://{lake}/{k}" for k in keys])
-    for key in keys:
-        stack.s3.put_object(Bucket=lake, Key=key, Body=b"PAR1")
+    manifest = pipeline.read_manifest(stack.storage, stack.settings, ref)
+    layout = stack.settings.layout
+    uris = [layout.part_uri(ref.day, ref.manifest_id, n, "snappy") for n in range(outputs)]
+    _write_publish_log(stack, ref, uris)
+    for uri in uris:
+        stack.storage.write_bytes(uri, b"PAR1")
     files = tuple(
         FileResult(
             f.identity,
             f.uri,
-            "DONE",
+            FileState.DONE,
             None,
             rows_per_file + quarantined_per_file,
             rows_per_file,
@@ -59,16 +60,14 @@ def _publish(stack, ref, *, rows_per_file=3, quarantined_per_file=1, outputs=1):
     )
     rows = rows_per_file * len(files)
     result = JobResult(
-        ref.manifest_id, ref.day, files, tuple(OutputFile(k, 4, rows if i == 0 else 0) for i, k in enumerate(keys))
+        ref.manifest_id, ref.day, files, tuple(OutputFile(u, 4, rows if i == 0 else 0) for i, u in enumerate(uris))
     )
-    bucket, key = pipeline.split_s3_uri(ref.result_uri)
-    stack.s3.put_object(Bucket=bucket, Key=key, Body=result.to_json())
-    return keys
+    stack.storage.write_bytes(layout.result_uri(ref.day, ref.manifest_id), result.to_json().encode())
+    return uris
 
 
 def _write_publish_log(stack, ref, uris):
-    bucket, key = pipeline.split_s3_uri(publish_log_uri(ref.result_uri))
-    stack.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps({"uris": uris}))
+    PublishLog(frozenset(uris)).write(stack.storage, stack.settings.layout.publish_log_uri(ref.day, ref.manifest_id))
 
 
 def _no_glue(_manifest_id):
@@ -84,7 +83,7 @@ def test_plan_is_bounded_and_leaves_the_rest_pending(small_batches):
     assert sum(s == FileState.CLAIMED for s in states.values()) == 12
     assert sum(s == FileState.PENDING for s in states.values()) == 2
     for ref in refs:
-        manifest = pipeline.read_manifest(stack.s3, ref)
+        manifest = pipeline.read_manifest(stack.storage, stack.settings, ref)
         assert manifest.manifest_id == ref.manifest_id
         assert len(manifest.files) == ref.files
 
@@ -95,10 +94,10 @@ def test_a_retried_plan_readopts_its_manifests_instead_of_claiming_more(small_ba
     first = _plan(stack)
     # The first try died after claiming; its manifest objects were never written.
     for ref in first:
-        stack.s3.delete_object(Bucket=stack.names.lake_bucket, Key=pipeline.split_s3_uri(ref.manifest_uri)[1])
+        stack.storage.delete([stack.settings.layout.manifest_uri(ref.day, ref.manifest_id)])
     retried = _plan(stack)
     assert [r.manifest_id for r in retried] == [r.manifest_id for r in first]
-    assert all(pipeline.read_manifest(stack.s3, r).manifest_id == r.manifest_id for r in retried)
+    assert all(pipeline.read_manifest(stack.storage, stack.settings, r).manifest_id == r.manifest_id for r in retried)
     other_run = _plan(stack, owner="ingest/run-2")
     assert [r.files for r in other_run] == [2]
 
@@ -107,12 +106,11 @@ def test_manifest_write_is_create_only(small_batches):
     stack = small_batches
     _register(stack, 4)
     (ref,) = _plan(stack)
-    manifest = pipeline.read_manifest(stack.s3, ref)
-    assert pipeline.write_manifest(stack.s3, stack.settings, manifest) == ref  # same bytes: fine
-    key = pipeline.split_s3_uri(ref.manifest_uri)[1]
-    stack.s3.put_object(Bucket=stack.names.lake_bucket, Key=key, Body=b'{"tampered": true}')
+    manifest = pipeline.read_manifest(stack.storage, stack.settings, ref)
+    assert pipeline.write_manifest(stack.storage, stack.settings, manifest) == ref  # same bytes: fine
+    stack.storage.write_bytes(stack.settings.layout.manifest_uri(ref.day, ref.manifest_id), b'{"tampered": true}')
     with pytest.raises(pipeline.PipelineError, match=ref.manifest_id):
-        pipeline.write_manifest(stack.s3, stack.settings, manifest)
+        pipeline.write_manifest(stack.storage, stack.settings, manifest)
 
 
 def test_finalise_marks_files_done_and_is_idempotent(small_batches):
@@ -120,8 +118,8 @@ def test_finalise_marks_files_done_and_is_idempotent(small_batches):
     identities = _register(stack, 4)
     (ref,) = _plan(stack)
     _publish(stack, ref)
-    first = pipeline.finalise_manifest(stack.ledger, stack.s3, stack.settings, ref, stop_active_runs=_no_glue)
-    again = pipeline.finalise_manifest(stack.ledger, stack.s3, stack.settings, ref, stop_active_runs=_no_glue)
+    first = pipeline.finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=_no_glue)
+    again = pipeline.finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=_no_glue)
     assert first == again
     assert (first.files_done, first.rows_in, first.rows_out, first.rows_quarantined) == (4, 16, 12, 4)
     assert set(_states(stack, identities).values()) == {FileState.DONE}
@@ -134,16 +132,19 @@ def test_failed_conversion_is_compensated_once_then_fails_with_alert(small_batch
     identities = _register(stack, 4)
     (ref,) = _plan(stack)
     # A run that died mid-publish: its publish log and one object exist, no result.
-    lake = stack.names.lake_bucket
-    partial = f"{stack.settings.dataset}/dt={DAY}/part-{ref.manifest_id}-00000.snappy.parquet"
-    bad_lines = f"{stack.settings.dataset}/dt={DAY}/manifest={ref.manifest_id}/lines-00000.json"
-    quarantine = stack.names.quarantine_bucket
-    _write_publish_log(stack, ref, [f"s3://{lake}/{partial}", f"s3://{quarantine}/{bad_lines}"])
-    stack.s3.put_object(Bucket=lake, Key=partial, Body=b"PAR1")
-    stack.s3.put_object(Bucket=quarantine, Key=bad_lines, Body=b"{}\n")
+    lake, quarantine = stack.names.lake_bucket, stack.names.quarantine_bucket
+    partial = stack.settings.layout.part_uri(DAY, ref.manifest_id, 0, "snappy")
+    bad_lines = stack.settings.layout.quarantined_lines_uri(DAY, ref.manifest_id, 0)
+    _write_publish_log(stack, ref, [partial, bad_lines])
+    stack.storage.write_bytes(partial, b"PAR1")
+    stack.storage.write_bytes(bad_lines, b"{}\n")
     stopped = []
-    first = pipeline.finalise_manifest(stack.ledger, stack.s3, stack.settings, ref, stop_active_runs=stopped.append)
-    twice = pipeline.finalise_manifest(stack.ledger, stack.s3, stack.settings, ref, stop_active_runs=stopped.append)
+    first = pipeline.finalise_manifest(
+        stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=stopped.append
+    )
+    twice = pipeline.finalise_manifest(
+        stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=stopped.append
+    )
     assert first.status == twice.status == ManifestState.COMPENSATED
     assert stopped == [ref.manifest_id]  # the second call found the manifest already compensated
     assert "Contents" not in stack.s3.list_objects_v2(Bucket=lake, Prefix=f"{stack.settings.dataset}/")
@@ -152,7 +153,7 @@ def test_failed_conversion_is_compensated_once_then_fails_with_alert(small_batch
     # Second (and last, max_attempts=2) failure: FAILED, reported for the alert.
     (again,) = _plan(stack)
     assert again.manifest_id != ref.manifest_id  # a new claim generation gets a new id
-    final = pipeline.finalise_manifest(stack.ledger, stack.s3, stack.settings, again, stop_active_runs=_no_glue)
+    final = pipeline.finalise_manifest(stack.ledger, stack.storage, stack.settings, again, stop_active_runs=_no_glue)
     assert sorted(final.files_failed) == sorted(identities)
     assert set(_states(stack, identities).values()) == {FileState.FAILED}
 
@@ -162,7 +163,7 @@ def test_a_succeeded_manifest_is_never_reset(small_batches):
     identities = _register(stack, 4)
     (ref,) = _plan(stack)
     _publish(stack, ref)
-    pipeline.finalise_manifest(stack.ledger, stack.s3, stack.settings, ref, stop_active_runs=_no_glue)
+    pipeline.finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=_no_glue)
     with pytest.raises(Exception, match="SUCCEEDED"):
         stack.ledger.compensate_manifest(ref.manifest_id, max_attempts=2, reason="late callback")
     assert set(_states(stack, identities).values()) == {FileState.DONE}
@@ -178,7 +179,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
     time.sleep(1.5)
     repaired = pipeline.sweep_expired_claims(
         stack.ledger,
-        stack.s3,
+        stack.storage,
         stack.settings,
         [DAY],
         run_is_active=lambda m: m in active,
@@ -192,7 +193,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
     assert sorted(states.values()) == sorted([FileState.DONE] * 4 + [FileState.PENDING] * 4)
     assert (
         pipeline.sweep_expired_claims(
-            stack.ledger, stack.s3, stack.settings, [DAY], run_is_active=lambda m: False, stop_active_runs=_no_glue
+            stack.ledger, stack.storage, stack.settings, [DAY], run_is_active=lambda m: False, stop_active_runs=_no_glue
         )
         == []
     )
@@ -206,7 +207,7 @@ def test_sweeper_extends_the_lease_of_a_manifest_still_converting(aws_endpoint):
     time.sleep(1.5)
     stack_settings = stack.settings.replace(lease_seconds=600)
     repaired = pipeline.sweep_expired_claims(
-        stack.ledger, stack.s3, stack_settings, [DAY], run_is_active=lambda m: True, stop_active_runs=_no_glue
+        stack.ledger, stack.storage, stack_settings, [DAY], run_is_active=lambda m: True, stop_active_runs=_no_glue
     )
     assert repaired == []
     assert stack.ledger.get_manifest(ref.manifest_id)["state"] == ManifestState.CLAIMED
@@ -220,21 +221,19 @@ def test_day_report_counts_and_completeness(small_batches):
     from ndjson_pipeline.intake import reconcile_day
 
     reconcile_day(stack.s3, stack.ledger, stack.settings, stack.names.landing_bucket, DAY)
-    incomplete = pipeline.day_report(stack.ledger, stack.s3, stack.settings, DAY)
+    incomplete = pipeline.day_report(stack.ledger, stack.storage, stack.settings, DAY)
     assert incomplete["complete"] is False
     assert incomplete["files_by_state"] == {"PENDING": 4}
     (ref,) = _plan(stack)
     _publish(stack, ref)
-    pipeline.finalise_manifest(stack.ledger, stack.s3, stack.settings, ref, stop_active_runs=_no_glue)
-    report = pipeline.day_report(stack.ledger, stack.s3, stack.settings, DAY)
+    pipeline.finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=_no_glue)
+    report = pipeline.day_report(stack.ledger, stack.storage, stack.settings, DAY)
     assert report["complete"] is True
     assert report["files_by_state"] == {"DONE": 4}
     assert (report["rows_in"], report["rows_out"], report["rows_quarantined"]) == (16, 12, 4)
     assert report["latency_seconds_p50"] is not None
     assert report["latency_seconds_p50"] >= 0
-    stored = json.loads(
-        stack.s3.get_object(Bucket=stack.names.lake_bucket, Key=pipeline.report_key(DAY))["Body"].read()
-    )
+    stored = json.loads(stack.storage.read_bytes(stack.settings.layout.report_uri(DAY)))
     assert stored["files_by_state"] == {"DONE": 4}
 
 

@@ -1,0 +1,132 @@
+"""Where every object of the pipeline lives: the one owner of object names, for the job and the Airflow side.
+
+::
+
+    <lake_root>/<dataset>/dt=YYYY-MM-DD/part-<manifest_id>-<group><codec>.parquet   the dataset
+    <lake_root>/<dataset>/_staging/<manifest_id>/<attempt>/...                       a run's work in progress
+    <lake_root>/_pipeline/manifests/dt=<day>/<manifest_id>.json                     what to convert
+    <lake_root>/_pipeline/published/dt=<day>/<manifest_id>.json                     what a run published (PublishLog)
+    <lake_root>/_pipeline/results/dt=<day>/<manifest_id>.json                       the job result, written last
+    <lake_root>/_pipeline/reports/dt=<day>/report.json                              the day report
+    <quarantine_root>/<dataset>/dt=<day>/manifest=<manifest_id>/lines-NNNNN.json    quarantined lines
+    <quarantine_root>/<dataset>/dt=<day>/manifest=<manifest_id>/files.json          files quarantined whole
+
+Roots are ``s3://<bucket>`` on AWS, or local directories in tests. Names derive
+from the manifest id, never from an attempt, so every attempt of a manifest
+writes each object under the same name. Prefixes starting with ``_`` are
+ignored by Spark, Athena and Hive readers of the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+PIPELINE_PREFIX = "_pipeline"
+PARTITION_COLUMN = "dt"
+CODEC_SUFFIX = {"snappy": ".snappy", "zstd": ".zstd", "gzip": ".gz", "none": ""}
+
+
+class LayoutError(ValueError):
+    """A root of the layout is not usable; ``root`` names it."""
+
+    def __init__(self, root: str, problem: str) -> None:
+        super().__init__(f"{root} {problem}")
+        self.root = root
+        self.problem = problem
+
+
+class ObjectReader(Protocol):
+    def read_bytes_if_exists(self, uri: str) -> bytes | None: ...
+
+
+class ObjectWriter(ObjectReader, Protocol):
+    def write_bytes(self, uri: str, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class LakeLayout:
+    """Object names of one dataset in one lake and quarantine."""
+
+    lake_root: str
+    quarantine_root: str
+    dataset: str
+
+    def __post_init__(self) -> None:
+        for name in ("lake_root", "quarantine_root"):
+            value = getattr(self, name)
+            if not value or value.endswith("/"):
+                raise LayoutError(name, f"must be a URI without a trailing '/', not {value!r}")
+
+    # ---------------------------------------------------------------- the dataset
+
+    @property
+    def dataset_uri(self) -> str:
+        return f"{self.lake_root}/{self.dataset}"
+
+    def partition_uri(self, dt: str) -> str:
+        return f"{self.dataset_uri}/{PARTITION_COLUMN}={dt}"
+
+    def part_prefix(self, dt: str, manifest_id: str) -> str:
+        """Every output file of a manifest in one partition starts with this."""
+        return f"{self.partition_uri(dt)}/part-{manifest_id}-"
+
+    def part_uri(self, dt: str, manifest_id: str, group: int, compression: str) -> str:
+        return f"{self.part_prefix(dt, manifest_id)}{group:05d}{CODEC_SUFFIX[compression]}.parquet"
+
+    @staticmethod
+    def dt_of(uri: str) -> str | None:
+        """The partition value of an output file's URI, or None when it is not in a partition."""
+        marker = f"/{PARTITION_COLUMN}="
+        return uri.split(marker, 1)[1].split("/", 1)[0] if marker in uri else None
+
+    def staging_uri(self, manifest_id: str) -> str:
+        return f"{self.dataset_uri}/_staging/{manifest_id}"
+
+    # ---------------------------------------------------------------- pipeline objects
+
+    def _pipeline_uri(self, kind: str, day: str, name: str) -> str:
+        return f"{self.lake_root}/{PIPELINE_PREFIX}/{kind}/{PARTITION_COLUMN}={day}/{name}"
+
+    def manifest_uri(self, day: str, manifest_id: str) -> str:
+        return self._pipeline_uri("manifests", day, f"{manifest_id}.json")
+
+    def result_uri(self, day: str, manifest_id: str) -> str:
+        return self._pipeline_uri("results", day, f"{manifest_id}.json")
+
+    def publish_log_uri(self, day: str, manifest_id: str) -> str:
+        return self._pipeline_uri("published", day, f"{manifest_id}.json")
+
+    def report_uri(self, day: str) -> str:
+        return self._pipeline_uri("reports", day, "report.json")
+
+    # ---------------------------------------------------------------- quarantine
+
+    def quarantine_uri(self, day: str, manifest_id: str) -> str:
+        return f"{self.quarantine_root}/{self.dataset}/{PARTITION_COLUMN}={day}/manifest={manifest_id}"
+
+    def quarantined_lines_uri(self, day: str, manifest_id: str, part: int) -> str:
+        return f"{self.quarantine_uri(day, manifest_id)}/lines-{part:05d}.json"
+
+    def quarantined_files_uri(self, day: str, manifest_id: str) -> str:
+        return f"{self.quarantine_uri(day, manifest_id)}/files.json"
+
+
+@dataclass(frozen=True)
+class PublishLog:
+    """Every object a manifest's runs published or are about to publish.
+
+    A run writes it before its first copy, so whoever compensates a failed run
+    can remove its partial output wherever it landed.
+    """
+
+    uris: frozenset[str]
+
+    @classmethod
+    def read(cls, store: ObjectReader, uri: str) -> PublishLog | None:
+        data = store.read_bytes_if_exists(uri)
+        return None if data is None else cls(frozenset(json.loads(data)["uris"]))
+
+    def write(self, store: ObjectWriter, uri: str) -> None:
+        store.write_bytes(uri, json.dumps({"uris": sorted(self.uris)}).encode())
