@@ -58,6 +58,11 @@ class ResourceNames:
     def glue_job(self) -> str:
         return self._name(_spec()["glue_job"]["name"])
 
+    @property
+    def catalog_database(self) -> str:
+        # Glue database names are read unquoted by Athena and Spark SQL only when they hold no "-".
+        return f"{self.name_prefix.replace('-', '_')}_{_spec()['catalog']['database']}"
+
 
 def default_names() -> ResourceNames:
     return ResourceNames(_spec()["name_prefix"])

@@ -18,6 +18,8 @@ locals {
     dlq        = "${var.name_prefix}-${local.spec.queue.dlq_name}"
     ledger     = "${var.name_prefix}-${local.spec.ledger.table}"
     glue_job   = "${var.name_prefix}-${local.spec.glue_job.name}"
+    # Glue database names are read unquoted by Athena and Spark SQL only when they hold no "-".
+    catalog_database = "${replace(var.name_prefix, "-", "_")}_${local.spec.catalog.database}"
   }
 
   # Built from names (not module outputs) so the roles and the resources they guard
@@ -85,6 +87,15 @@ module "glue" {
   extra_py_files_s3_uri = "s3://${local.names.assets}/${var.glue_extra_py_files_key}"
   timeout_minutes       = var.glue_timeout_minutes
   log_retention_days    = var.log_retention_days
+}
+
+module "catalog" {
+  source                    = "../../modules/catalog"
+  database_name             = local.names.catalog_database
+  dataset                   = var.dataset
+  lake_bucket               = local.names.lake
+  kms_key_arn               = module.data_key.arn
+  manage_catalog_encryption = var.manage_catalog_encryption
 }
 
 module "monitoring" {

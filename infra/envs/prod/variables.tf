@@ -136,3 +136,9 @@ variable "mwaa_airflow_configuration_options" {
   type    = map(string)
   default = {}
 }
+
+variable "manage_catalog_encryption" {
+  description = "Set this account's Glue Data Catalog encryption (region-wide) to the pipeline's data key; false where another stack owns that setting."
+  type        = bool
+  default     = true
+}

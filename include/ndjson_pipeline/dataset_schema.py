@@ -1,0 +1,150 @@
+"""The dataset's declared schema: its versions, the columns the job writes, and which changes readers survive.
+
+A schema file is Spark's ``StructType.jsonValue()`` JSON plus a ``version``
+number (Spark ignores the extra key)::
+
+    glue_scripts/schemas/<dataset>.json                  the current version, N
+    glue_scripts/schemas/history/<dataset>/<n>.json      every earlier version, 1 .. N-1
+
+Each version must be a compatible evolution of the one before: fields (at any
+depth) may be added; a field may not be removed, renamed or change its type,
+because files already written would then be unreadable or silently wrong. A
+version that breaks this on purpose carries a ``breaking`` text saying why and
+what readers must do; then it is accepted. Only JSON and the standard library
+here: the Glue job, the build and the Airflow side all use it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESCUED_COLUMN = "_rescued_data"
+LINEAGE_COLUMNS = ("_source_uri", "_manifest_id")
+
+
+class SchemaError(ValueError):
+    """A schema file is malformed, or a version breaks readers; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class DeclaredSchema:
+    """One version of a dataset's declared schema."""
+
+    version: int
+    fields: tuple[dict[str, Any], ...]
+    breaking: str | None = None
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str) -> DeclaredSchema:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"{source} is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("type") != "struct" or not isinstance(doc.get("fields"), list):
+            raise SchemaError(f"{source} is not a Spark StructType JSON document")
+        version = doc.get("version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise SchemaError(f"{source}: 'version' must be a positive integer, not {version!r}")
+        breaking = doc.get("breaking")
+        if breaking is not None and (not isinstance(breaking, str) or not breaking.strip()):
+            raise SchemaError(f"{source}: 'breaking' must say why the change breaks readers and what to do")
+        return cls(version=version, fields=tuple(doc["fields"]), breaking=breaking)
+
+    def struct_json(self) -> dict[str, Any]:
+        """The declared fields as Spark's StructType JSON."""
+        return {"type": "struct", "fields": list(self.fields)}
+
+
+def output_fields(declared: DeclaredSchema, *, rescue: bool, lineage: bool) -> list[dict[str, Any]]:
+    """Every column the job writes, in order, as StructField JSON (the partition column ``dt`` is not one).
+
+    The declared fields, all nullable (a line may lack any of them), then
+    ``_rescued_data`` in rescue mode, then the lineage columns.
+    """
+    fields = [{**f, "nullable": True} for f in declared.fields]
+    if rescue:
+        fields.append(_string_field(RESCUED_COLUMN, nullable=True))
+    if lineage:
+        fields += [_string_field(name, nullable=name != "_source_uri") for name in LINEAGE_COLUMNS]
+    return fields
+
+
+def evolution_problems(old: list[dict[str, Any]] | tuple[dict[str, Any], ...], new: list[dict[str, Any]]) -> list[str]:
+    """Why readers of data written with ``old`` fields would break under ``new`` ones (empty: compatible)."""
+    return list(_struct_problems(old, new, ""))
+
+
+def _struct_problems(old: Any, new: Any, path: str) -> Iterator[str]:
+    new_by_name = {f["name"]: f for f in new}
+    for field in old:
+        name = f"{path}{field['name']}"
+        if field["name"] not in new_by_name:
+            yield f"field {name!r} was removed (or renamed)"
+            continue
+        yield from _type_problems(field["type"], new_by_name[field["name"]]["type"], name)
+
+
+def _type_problems(old: Any, new: Any, name: str) -> Iterator[str]:
+    if type_kind(old) != type_kind(new):
+        yield f"field {name!r} changed type from {type_kind(old)} to {type_kind(new)}"
+    elif type_kind(old) == "struct":
+        yield from _struct_problems(old["fields"], new["fields"], f"{name}.")
+    elif type_kind(old) == "array":
+        yield from _type_problems(old["elementType"], new["elementType"], f"{name}[]")
+
+
+def type_kind(spark_type: Any) -> str:
+    """``string``, ``long``, ... for a simple type; ``struct`` or ``array`` for a complex one."""
+    return spark_type if isinstance(spark_type, str) else str(spark_type.get("type"))
+
+
+def _string_field(name: str, *, nullable: bool) -> dict[str, Any]:
+    return {"name": name, "type": "string", "nullable": nullable, "metadata": {}}
+
+
+class SchemaRegistry:
+    """The versions of one dataset's schema in a schemas folder, checked as a chain of evolutions.
+
+    :param folder: the schemas folder (``glue_scripts/schemas``).
+    :param dataset: the dataset name (``events``).
+    """
+
+    def __init__(self, folder: Path, dataset: str) -> None:
+        self.current_path = folder / f"{dataset}.json"
+        self.history_folder = folder / "history" / dataset
+
+    def current(self) -> DeclaredSchema:
+        if not self.current_path.is_file():
+            raise SchemaError(f"{self.current_path} not found")
+        return DeclaredSchema.from_json(self.current_path.read_text(), str(self.current_path))
+
+    def versions(self) -> list[DeclaredSchema]:
+        """Every version, oldest first; each file's version must match its place in the chain."""
+        current = self.current()
+        chain = []
+        for number in range(1, current.version):
+            path = self.history_folder / f"{number}.json"
+            if not path.is_file():
+                raise SchemaError(f"{self.current_path} is version {current.version} but {path} is missing")
+            chain.append(DeclaredSchema.from_json(path.read_text(), str(path)))
+            if chain[-1].version != number:
+                raise SchemaError(f"{path} declares version {chain[-1].version}, not {number}")
+        return [*chain, current]
+
+    def check(self) -> DeclaredSchema:
+        """The current version, once every step of the chain is shown compatible or declared breaking."""
+        chain = self.versions()
+        for before, after in itertools.pairwise(chain):
+            problems = evolution_problems(before.fields, list(after.fields))
+            if problems and not after.breaking:
+                raise SchemaError(
+                    f"schema version {after.version} of {self.current_path.stem} breaks readers of version "
+                    f'{before.version}: {"; ".join(problems)}. Add fields instead, or set "breaking" in the '
+                    "new version to say why and what readers must do (see docs/schema-evolution.md)"
+                )
+        return chain[-1]
