@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ndjson_pipeline.clock import utc_day, utcnow
-from ndjson_pipeline.files import TERMINAL_STATES, FileId, FileState
+from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.intake import day_listing_pages
 from ndjson_pipeline.layout import PublishLog
 from ndjson_pipeline.ledger import Ledger, ManifestState
@@ -62,7 +62,7 @@ def plan_manifests(
     for day in days:
         for manifest_id in ledger.open_manifests(day):
             record = ledger.get_manifest(manifest_id)
-            if record and record.get("owner") == owner and record["state"] == ManifestState.CLAIMED:
+            if record and record.owner == owner and record.is_open:
                 planned.append(ledger.manifest_of(record))
     if planned:
         log.info("re-adopting %d manifests claimed by %s in an earlier try", len(planned), owner)
@@ -145,12 +145,12 @@ def finalise_manifest(
     record = ledger.get_manifest(ref.manifest_id)
     if record is None:
         raise PipelineError(f"manifest {ref.manifest_id} has no ledger record")
-    if record["state"] == ManifestState.COMPENSATED:
+    if record.state is ManifestState.COMPENSATED:
         log.info("manifest %s was already compensated", ref.manifest_id)
         return Finalised(ref.manifest_id, ManifestState.COMPENSATED)
     result = read_result(storage, settings, ref)
     if result is None:
-        if record["state"] == ManifestState.SUCCEEDED:
+        if record.state is ManifestState.SUCCEEDED:
             uri = settings.layout.result_uri(ref.day, ref.manifest_id)
             raise PipelineError(f"manifest {ref.manifest_id} is SUCCEEDED but its result {uri} is gone")
         return compensate(ledger, storage, settings, ref, reason="conversion failed", stop_active_runs=stop_active_runs)
@@ -252,8 +252,8 @@ def sweep_expired_claims(
 
 
 def ref_for(day: str, manifest_id: str, ledger: Ledger) -> ManifestRef:
-    record = ledger.get_manifest(manifest_id) or {}
-    return ManifestRef(manifest_id, day, int(record.get("file_count", 0)), int(record.get("total_bytes", 0)))
+    record = ledger.get_manifest(manifest_id)
+    return ManifestRef(manifest_id, day, 0, 0) if record is None else record.ref()
 
 
 # ----------------------------------------------------------------- reporting
@@ -270,24 +270,26 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
     failed: list[str] = []
     for objects in day_listing_pages(storage.s3, bucket, day, settings):
         identities = [str(FileId.from_listing(bucket, obj)) for obj in objects]
-        items = ledger.get_files(identities)
+        records = ledger.get_files(identities)
         for identity in identities:
-            item = items.get(identity)
-            state = item["state"] if item else "UNKNOWN"
-            states[state] += 1
-            if state not in TERMINAL_STATES:
+            record = records.get(identity)
+            if record is None or not record.state.terminal:
+                states[record.state if record else "UNKNOWN"] += 1
                 not_terminal.append(identity)
                 continue
-            if state == FileState.FAILED:
+            states[record.state] += 1
+            if record.state is FileState.FAILED:
                 failed.append(identity)
-            totals["bytes"] += int(item["size"])
-            for column in ("rows_in", "rows_out", "rows_rescued", "rows_quarantined"):
-                totals[column] += int(item.get(column, 0))
-            if int(item.get("rows_in", 0)) != int(item.get("rows_out", 0)) + int(item.get("rows_quarantined", 0)):
+            totals["bytes"] += record.file.size
+            totals["rows_in"] += record.rows_in
+            totals["rows_out"] += record.rows_out
+            totals["rows_rescued"] += record.rows_rescued
+            totals["rows_quarantined"] += record.rows_quarantined
+            if not record.reconciled:
                 unreconciled.append(identity)
-            if state == FileState.DONE and item.get("finished_at"):
-                arrived = datetime.fromisoformat(item["event_time"])
-                finished = datetime.fromisoformat(item["finished_at"])
+            if record.state is FileState.DONE and record.finished_at:
+                arrived = datetime.fromisoformat(record.event_time)
+                finished = datetime.fromisoformat(record.finished_at)
                 latencies.append(max(0.0, (finished - arrived).total_seconds()))
     report = {
         "day": day,

@@ -8,7 +8,6 @@ from typing import Any
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from ndjson_pipeline.ledger import ManifestState
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.pipeline import read_result
 from ndjson_pipeline.resources import default_names, glue_job_spec
@@ -43,8 +42,8 @@ class ManifestGlueJobOperator(GlueJobOperator):
         context["manifest_id"] = ref.manifest_id  # labels the mapped task in the UI
         ledger = ledger_for(settings, self.aws_conn_id)
         record = ledger.get_manifest(ref.manifest_id)
-        if record is None or record["state"] != ManifestState.CLAIMED:
-            state = record["state"] if record else "missing"
+        if record is None or not record.is_open:
+            state = record.state if record else "missing"
             raise AirflowSkipException(f"manifest {ref.manifest_id} is {state}: nothing to convert")
         arguments = settings.job_arguments(ref)
         if read_result(storage_for(self.aws_conn_id), settings, ref) is not None:

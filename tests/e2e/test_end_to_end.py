@@ -63,8 +63,8 @@ def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_sta
     # The overwritten key's first version is no longer in S3: quarantined as superseded, its rows never loaded.
     key, first_body = next((k, b) for k, b in sample.uploads if k.endswith("overwritten key.ndjson"))
     first = stack.ledger.get_file(f"{stack.names.landing_bucket}/{key}#{hashlib.md5(first_body).hexdigest()}")  # noqa: S324
-    assert first["state"] == "QUARANTINED"
-    assert first["reason"].startswith("superseded")
+    assert first.state == "QUARANTINED"
+    assert first.reason.startswith("superseded")
 
 
 def test_glue_failure_then_success_on_retry(dags, pipeline_stack, monkeypatch):
@@ -128,7 +128,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, mo
     ingest = run(dags, "ndjson_ingest")
     assert str(ingest.state) == "success", task_states(ingest)
     for ref in orphans:
-        assert stack.ledger.get_manifest(ref.manifest_id)["state"] == "COMPENSATED"
+        assert stack.ledger.get_manifest(ref.manifest_id).state == "COMPENSATED"
     run(dags, "ndjson_end_of_day", day=sample.day)
     assert_day_converted_exactly(stack, sample)
 

@@ -20,8 +20,7 @@ from ndjson_pipeline.layout import PublishLog
 from ndjson_pipeline.ledger import ManifestState
 from ndjson_pipeline.manifest import FileResult, JobResult, OutputFile
 from tests.conftest import make_stack
-from tests.ledger.events import DAY
-from tests.ledger.test_ledger import _register
+from tests.factories import DAY, register_files
 
 
 @pytest.fixture
@@ -76,7 +75,7 @@ def _no_glue(_manifest_id):
 
 def test_plan_is_bounded_and_leaves_the_rest_pending(small_batches):
     stack = small_batches
-    identities = _register(stack, 14)
+    identities = register_files(stack, 14)
     refs = _plan(stack)
     assert [r.files for r in refs] == [4, 4, 4]  # max_manifests_per_run=3, max_files_per_manifest=4
     states = _states(stack, identities)
@@ -90,7 +89,7 @@ def test_plan_is_bounded_and_leaves_the_rest_pending(small_batches):
 
 def test_a_retried_plan_readopts_its_manifests_instead_of_claiming_more(small_batches):
     stack = small_batches
-    _register(stack, 14)
+    register_files(stack, 14)
     first = _plan(stack)
     # The first try died after claiming; its manifest objects were never written.
     for ref in first:
@@ -104,7 +103,7 @@ def test_a_retried_plan_readopts_its_manifests_instead_of_claiming_more(small_ba
 
 def test_manifest_write_is_create_only(small_batches):
     stack = small_batches
-    _register(stack, 4)
+    register_files(stack, 4)
     (ref,) = _plan(stack)
     manifest = pipeline.read_manifest(stack.storage, stack.settings, ref)
     assert pipeline.write_manifest(stack.storage, stack.settings, manifest) == ref  # same bytes: fine
@@ -115,7 +114,7 @@ def test_manifest_write_is_create_only(small_batches):
 
 def test_finalise_marks_files_done_and_is_idempotent(small_batches):
     stack = small_batches
-    identities = _register(stack, 4)
+    identities = register_files(stack, 4)
     (ref,) = _plan(stack)
     _publish(stack, ref)
     first = pipeline.finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=_no_glue)
@@ -124,12 +123,12 @@ def test_finalise_marks_files_done_and_is_idempotent(small_batches):
     assert (first.files_done, first.rows_in, first.rows_out, first.rows_quarantined) == (4, 16, 12, 4)
     assert set(_states(stack, identities).values()) == {FileState.DONE}
     item = stack.ledger.get_file(identities[0])
-    assert (item["rows_in"], item["rows_out"], item["rows_quarantined"]) == (4, 3, 1)
+    assert (item.rows_in, item.rows_out, item.rows_quarantined) == (4, 3, 1)
 
 
 def test_failed_conversion_is_compensated_once_then_fails_with_alert(small_batches):
     stack = small_batches
-    identities = _register(stack, 4)
+    identities = register_files(stack, 4)
     (ref,) = _plan(stack)
     # A run that died mid-publish: its publish log and one object exist, no result.
     lake, quarantine = stack.names.lake_bucket, stack.names.quarantine_bucket
@@ -160,7 +159,7 @@ def test_failed_conversion_is_compensated_once_then_fails_with_alert(small_batch
 
 def test_a_succeeded_manifest_is_never_reset(small_batches):
     stack = small_batches
-    identities = _register(stack, 4)
+    identities = register_files(stack, 4)
     (ref,) = _plan(stack)
     _publish(stack, ref)
     pipeline.finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=_no_glue)
@@ -171,7 +170,7 @@ def test_a_succeeded_manifest_is_never_reset(small_batches):
 
 def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
     stack = make_stack(aws_endpoint, max_files_per_manifest=4, lease_seconds=1)
-    identities = _register(stack, 8)
+    identities = register_files(stack, 8)
     done_ref, lost_ref = _plan(stack)
     _publish(stack, done_ref)  # finished, but its finaliser never ran
     active = set()
@@ -201,7 +200,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
 
 def test_sweeper_extends_the_lease_of_a_manifest_still_converting(aws_endpoint):
     stack = make_stack(aws_endpoint, lease_seconds=1)
-    _register(stack, 3)
+    register_files(stack, 3)
     (ref,) = _plan(stack)
 
     time.sleep(1.5)
@@ -210,7 +209,7 @@ def test_sweeper_extends_the_lease_of_a_manifest_still_converting(aws_endpoint):
         stack.ledger, stack.storage, stack_settings, [DAY], run_is_active=lambda m: True, stop_active_runs=_no_glue
     )
     assert repaired == []
-    assert stack.ledger.get_manifest(ref.manifest_id)["state"] == ManifestState.CLAIMED
+    assert stack.ledger.get_manifest(ref.manifest_id).state is ManifestState.CLAIMED
     assert stack.ledger.expired_manifests(DAY) == []
 
 
