@@ -26,11 +26,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from ndjson_pipeline.intake import drain_queue, reconcile_day, registration_for
+from ndjson_pipeline.landing import registration_for
 from ndjson_pipeline.ledger import Ledger, table_schema
 from ndjson_pipeline.ledger.registration import file_item
 from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.steps.intake import drain_queue
+from ndjson_pipeline.steps.reconcile import reconcile_day
 from tools.local_stack import bootstrap_resources, client, moto_server
 
 DAY = "2026-11-24"

@@ -9,8 +9,8 @@ from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from ndjson_pipeline.manifest import ManifestRef
-from ndjson_pipeline.pipeline import read_result
 from ndjson_pipeline.resources import default_names, glue_job_spec
+from ndjson_pipeline.steps.finalising import read_result
 from ndjson_pipeline_airflow.aws import AWS_CONN_ID, GlueRuns, ledger_for, load_settings, s3_endpoint, storage_for
 
 

@@ -14,12 +14,13 @@ from typing import Any
 from airflow.sdk import Asset, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ndjson_pipeline import pipeline
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.intake import drain_queue, reconcile_day
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import glue_job_spec
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
+from ndjson_pipeline.steps.intake import drain_queue
+from ndjson_pipeline.steps.reconcile import reconcile_day
 from ndjson_pipeline_airflow.aws import (
     AWS_CONN_ID,
     GlueRuns,
@@ -45,7 +46,7 @@ def intake() -> list[str]:
     queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
     report = drain_queue(sqs, queue_url, ledger_for(settings), settings)
     print(json.dumps({"intake": report.as_dict()}))
-    return pipeline.days_to_watch(utcnow(), sorted(report.days))
+    return planning.days_to_watch(utcnow(), sorted(report.days))
 
 
 @task
@@ -54,7 +55,7 @@ def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
     settings = load_settings()
     ledger = ledger_for(settings)
     glue = GlueRuns(settings)
-    repaired = pipeline.sweep_expired_claims(
+    repaired = sweeping.sweep_expired_claims(
         ledger,
         storage_for(),
         settings,
@@ -82,7 +83,7 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
     """Claim pending files of ``days`` into manifests; return manifest references for the mapped conversion."""
     context = get_current_context()
     settings = load_settings()
-    refs = pipeline.plan_manifests(
+    refs = planning.plan_manifests(
         ledger_for(settings),
         storage_for(),
         settings,
@@ -100,7 +101,9 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     context["manifest_id"] = ref.manifest_id
     settings = load_settings()
     glue = GlueRuns(settings)
-    outcome = pipeline.finalise_manifest(ledger_for(settings), storage_for(), settings, ref, stop_active_runs=glue.stop)
+    outcome = finalising.finalise_manifest(
+        ledger_for(settings), storage_for(), settings, ref, stop_active_runs=glue.stop
+    )
     if outcome.files_failed:
         alert_failed_files(settings, ref.manifest_id, list(outcome.files_failed))
         raise AirflowFailException(
@@ -177,7 +180,7 @@ def report_day(days: list[str]) -> dict[str, Any]:
     while (in_flight := ledger.open_manifests(days[0])) and time.monotonic() < deadline:
         print(f"waiting for {len(in_flight)} manifests of {days[0]} still converting in other runs")
         time.sleep(settings.glue_poll_seconds)
-    report = pipeline.day_report(ledger, storage_for(), settings, days[0])
+    report = reporting.day_report(ledger, storage_for(), settings, days[0])
     print(json.dumps({"day_report": report}, indent=2))
     if not report["complete"]:
         raise AirflowFailException(

@@ -17,9 +17,11 @@ from datetime import timedelta
 
 import pytest
 
-from ndjson_pipeline import local_glue, pipeline
+from ndjson_pipeline import local_glue
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.intake import drain_queue
+from ndjson_pipeline.steps.intake import drain_queue
+from ndjson_pipeline.steps.planning import plan_manifests
+from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
 from tests.e2e.conftest import (
     configure,
@@ -36,7 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
 
 def assert_day_converted_exactly(stack, sample, *, failed_ok: bool = False) -> dict:
-    report = pipeline.day_report(stack.ledger, stack.storage, stack.settings, sample.day)
+    report = day_report(stack.ledger, stack.storage, stack.settings, sample.day)
     assert report["not_terminal"] == [], report
     assert report["unreconciled"] == [], report
     if not failed_ok:
@@ -111,7 +113,7 @@ def test_failure_past_max_attempts_ends_failed_with_alert(dags, aws_endpoint, mo
         Statistics=["Sum"],
     )
     assert sum(point["Sum"] for point in stats["Datapoints"]) >= 1
-    report = pipeline.day_report(stack.ledger, stack.storage, stack.settings, sample.day)
+    report = day_report(stack.ledger, stack.storage, stack.settings, sample.day)
     assert report["not_terminal"] == []
     assert report["files_by_state"]["FAILED"] == len(sample.rows) - 1  # all but the superseded version
     assert parquet_event_ids(stack) == []
@@ -123,7 +125,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, mo
     sample = land(stack, files=3)
     # A batching task claimed the files, then its worker was killed: nobody will finalise or compensate.
     drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings)
-    orphans = pipeline.plan_manifests(stack.ledger, stack.storage, stack.settings, [sample.day], owner="killed/run")
+    orphans = plan_manifests(stack.ledger, stack.storage, stack.settings, [sample.day], owner="killed/run")
     assert orphans
     ingest = run(dags, "ndjson_ingest")
     assert str(ingest.state) == "success", task_states(ingest)
@@ -149,7 +151,7 @@ def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_
     from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 
     manifest_id = next(iter(before)).split("part-", 1)[1][:29]
-    ref = pipeline.ref_for(sample.day, manifest_id, stack.ledger)
+    ref = stack.ledger.get_manifest(manifest_id).ref()
     operator = ManifestGlueJobOperator(task_id="convert", manifest=ref.as_dict())
     with pytest.raises(AirflowSkipException, match="SUCCEEDED"):
         operator.execute({})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ndjson_pipeline.intake import registration_for
+from ndjson_pipeline.landing import registration_for
 from tests.factories import DAY, DAY_PATH, register_files
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ndjson_pipeline.files import FileState
-from ndjson_pipeline.intake import drain_queue, parse_notification, reconcile_day
+from ndjson_pipeline.steps.intake import drain_queue, parse_notification
 from tests.factories import DAY, DAY_PATH, make_body, make_record, queue_depth, send
 
 
@@ -249,31 +249,3 @@ def test_parse_notification_reads_sequencer_version_and_strips_quotes():
 
     (created,) = parsed.created
     assert (created.etag, created.sequencer, created.version_id) == ("abc", "01", "v1")
-
-
-def _discard_all_messages(stack):
-    while msgs := stack.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
-        "Messages"
-    ):
-        for m in msgs:
-            stack.sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=m["ReceiptHandle"])
-
-
-def test_reconcile_registers_only_versions_the_ledger_lacks(stack):
-    bucket = stack.names.landing_bucket
-    for i in range(5):
-        stack.s3.put_object(Bucket=bucket, Key=f"{DAY_PATH}r{i}.ndjson", Body=f'{{"i": {i}}}\n'.encode())
-    stack.s3.put_object(Bucket=bucket, Key="incoming/2026/11/25/next-day.ndjson", Body=b"{}\n")
-    time.sleep(1.5)
-    _discard_all_messages(stack)  # every notification is lost ...
-    heard = [f"{DAY_PATH}r{i}.ndjson" for i in (0, 1)]  # ... but these two are redelivered
-    send(stack, *(make_body(make_record(bucket, k, etag=_etag(stack, k), size=9)) for k in heard))
-    _drain(stack)
-
-    report = reconcile_day(stack.s3, stack.ledger, stack.settings, bucket, DAY)
-
-    assert (report.seen, report.already_known, report.registered) == (5, 2, 3)
-    assert report.states == {"PENDING": 5}
-    assert stack.ledger.get_file(_identity(stack, f"{DAY_PATH}r4.ndjson", _etag(stack, f"{DAY_PATH}r4.ndjson")))
-    again = reconcile_day(stack.s3, stack.ledger, stack.settings, bucket, DAY)
-    assert (again.seen, again.already_known, again.registered) == (5, 5, 0)
