@@ -11,7 +11,11 @@ from airflow.sdk.exceptions import AirflowSkipException
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import default_names, glue_job_spec
 from ndjson_pipeline.steps.finalising import read_result
-from ndjson_pipeline_airflow.aws import AWS_CONN_ID, GlueRuns, ledger_for, load_settings, s3_endpoint, storage_for
+from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
+from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
+from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+from ndjson_pipeline_airflow.hooks.storage import StorageHook
+from ndjson_pipeline_airflow.settings_loader import load_settings
 
 
 class ManifestGlueJobOperator(GlueJobOperator):
@@ -40,13 +44,14 @@ class ManifestGlueJobOperator(GlueJobOperator):
         settings = load_settings()
         ref = ManifestRef.from_dict(self.manifest)
         context["manifest_id"] = ref.manifest_id  # labels the mapped task in the UI
-        ledger = ledger_for(settings, self.aws_conn_id)
+        ledger = LedgerHook(aws_conn_id=self.aws_conn_id).get_ledger(settings)
         record = ledger.get_manifest(ref.manifest_id)
         if record is None or not record.is_open:
             state = record.state if record else "missing"
             raise AirflowSkipException(f"manifest {ref.manifest_id} is {state}: nothing to convert")
         arguments = settings.job_arguments(ref)
-        if read_result(storage_for(self.aws_conn_id), settings, ref) is not None:
+        storage = StorageHook(aws_conn_id=self.aws_conn_id)
+        if read_result(storage.get_storage(), settings, ref) is not None:
             self.log.info(
                 "manifest %s already has its result %s; not converting again", ref.manifest_id, arguments.result_uri
             )
@@ -59,7 +64,7 @@ class ManifestGlueJobOperator(GlueJobOperator):
             run_glue_script_locally(
                 settings.script_uri,
                 arguments,
-                s3_endpoint=s3_endpoint(self.aws_conn_id),
+                s3_endpoint=storage.endpoint_url,
                 timeout_seconds=settings.glue_max_wait_seconds,
             )
             return "local"
@@ -70,7 +75,9 @@ class ManifestGlueJobOperator(GlueJobOperator):
         self.waiter_delay = settings.glue_poll_seconds
         self.waiter_max_attempts = max(1, settings.glue_max_wait_seconds // settings.glue_poll_seconds)
         self.stop_job_run_on_kill = True
-        active = GlueRuns(settings, self.aws_conn_id).active_run(ref.manifest_id)
+        active = ManifestGlueJobHook(job_name=settings.names.glue_job, aws_conn_id=self.aws_conn_id).active_run_of(
+            ref.manifest_id
+        )
         if active:
             self.log.info("manifest %s: Glue run %s is already active; waiting for it", ref.manifest_id, active)
             self._job_run_id = active

@@ -11,7 +11,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.ledger import WorkIndex
-from ndjson_pipeline_airflow.aws import AWS_CONN_ID, load_settings
+from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
+from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 
 

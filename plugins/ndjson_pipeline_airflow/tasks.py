@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.sdk import Asset, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -21,30 +23,36 @@ from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.reconcile import reconcile_day
-from ndjson_pipeline_airflow.aws import (
-    AWS_CONN_ID,
-    GlueRuns,
-    alert_failed_files,
-    aws_client,
-    ledger_for,
-    load_settings,
-    publish_metrics,
-    storage_for,
-)
+from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
+from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+from ndjson_pipeline_airflow.hooks.storage import StorageHook
+from ndjson_pipeline_airflow.monitoring import alert_failed_files, publish_metrics
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
+from ndjson_pipeline_airflow.settings_loader import load_settings
 
 # The Parquet dataset as an Asset: downstream DAGs can be scheduled on fresh data. Its URI is the default
 # settings' dataset location (the DAG files cannot read the settings at import time).
 PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet", uri=PipelineSettings().layout.dataset_uri + "/")
 
 
+def conversion_runs(settings: PipelineSettings) -> tuple[Callable[[str], bool], Callable[[str], None]]:
+    """Whether a manifest's conversion is still running, and how to stop it: Glue's runs of the manifest.
+
+    Local conversions run inside their task and end with it, so none is ever found running.
+    """
+    if settings.glue_runner == "local":
+        return (lambda _manifest_id: False), (lambda _manifest_id: None)
+    hook = ManifestGlueJobHook(job_name=settings.names.glue_job)
+    return hook.is_active, hook.stop_runs_of
+
+
 @task
 def intake() -> list[str]:
     """Drain S3 notifications into the ledger; return the days to watch for pending work."""
     settings = load_settings()
-    sqs = aws_client("sqs", AWS_CONN_ID)
+    sqs = SqsHook().conn
     queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
-    report = drain_queue(sqs, queue_url, ledger_for(settings), settings)
+    report = drain_queue(sqs, queue_url, LedgerHook().get_ledger(settings), settings)
     print(json.dumps({"intake": report.as_dict()}))
     return planning.days_to_watch(utcnow(), sorted(report.days))
 
@@ -53,15 +61,15 @@ def intake() -> list[str]:
 def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
     """Repair claims a finaliser never closed (callbacks and workers can die); publish pending-age metrics."""
     settings = load_settings()
-    ledger = ledger_for(settings)
-    glue = GlueRuns(settings)
+    ledger = LedgerHook().get_ledger(settings)
+    run_is_active, stop_active_runs = conversion_runs(settings)
     repaired = sweeping.sweep_expired_claims(
         ledger,
-        storage_for(),
+        StorageHook().get_storage(),
         settings,
         days,
-        run_is_active=glue.is_active,
-        stop_active_runs=glue.stop,
+        run_is_active=run_is_active,
+        stop_active_runs=stop_active_runs,
     )
     now = utcnow()
     oldest = max(
@@ -84,8 +92,8 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
     context = get_current_context()
     settings = load_settings()
     refs = planning.plan_manifests(
-        ledger_for(settings),
-        storage_for(),
+        LedgerHook().get_ledger(settings),
+        StorageHook().get_storage(),
         settings,
         days,
         owner=f"{context['dag'].dag_id}/{context['run_id']}",
@@ -100,9 +108,13 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     ref = ManifestRef.from_dict(manifest)
     context["manifest_id"] = ref.manifest_id
     settings = load_settings()
-    glue = GlueRuns(settings)
+    _, stop_active_runs = conversion_runs(settings)
     outcome = finalising.finalise_manifest(
-        ledger_for(settings), storage_for(), settings, ref, stop_active_runs=glue.stop
+        LedgerHook().get_ledger(settings),
+        StorageHook().get_storage(),
+        settings,
+        ref,
+        stop_active_runs=stop_active_runs,
     )
     if outcome.files_failed:
         alert_failed_files(settings, ref.manifest_id, list(outcome.files_failed))
@@ -162,7 +174,8 @@ def resolve_day() -> list[str]:
 def reconcile(days: list[str]) -> dict[str, Any]:
     """Register every object of the day's landing listing that the ledger lacks (lost notifications)."""
     settings = load_settings()
-    report = reconcile_day(aws_client("s3"), ledger_for(settings), settings, settings.names.landing_bucket, days[0])
+    ledger = LedgerHook().get_ledger(settings)
+    report = reconcile_day(StorageHook().conn, ledger, settings, settings.names.landing_bucket, days[0])
     print(json.dumps({"reconcile": report.as_dict()}))
     return report.as_dict()
 
@@ -175,12 +188,12 @@ def report_day(days: list[str]) -> dict[str, Any]:
     one) are waited for, up to the conversion time limit, before judging.
     """
     settings = load_settings()
-    ledger = ledger_for(settings)
+    ledger = LedgerHook().get_ledger(settings)
     deadline = time.monotonic() + settings.glue_max_wait_seconds
     while (in_flight := ledger.open_manifests(days[0])) and time.monotonic() < deadline:
         print(f"waiting for {len(in_flight)} manifests of {days[0]} still converting in other runs")
         time.sleep(settings.glue_poll_seconds)
-    report = reporting.day_report(ledger, storage_for(), settings, days[0])
+    report = reporting.day_report(ledger, StorageHook().get_storage(), settings, days[0])
     print(json.dumps({"day_report": report}, indent=2))
     if not report["complete"]:
         raise AirflowFailException(

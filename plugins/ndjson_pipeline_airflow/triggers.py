@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.ledger import PendingSummary, PendingSummaryScan, WorkIndex
+from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
+from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 
 
 class PendingWorkTrigger(BaseTrigger):
@@ -43,7 +44,7 @@ class PendingWorkTrigger(BaseTrigger):
         max_wait_seconds: int,
         deadline: str,
         poll_seconds: int = 30,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = AWS_CONN_ID,
     ) -> None:
         super().__init__()
         self.days = list(days)
@@ -81,7 +82,7 @@ class PendingWorkTrigger(BaseTrigger):
         return None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="dynamodb")
+        hook = LedgerHook(aws_conn_id=self.aws_conn_id)
         index = WorkIndex.from_dict(self.work_index)
         deadline = datetime.fromisoformat(self.deadline)
         async with await hook.get_async_conn() as client:
