@@ -33,7 +33,7 @@ class ManifestGlueJobHook(GlueJobHook):
     def conversion_job(self) -> str:
         if not self.job_name:
             raise ValueError("ManifestGlueJobHook needs a job_name")
-        return self.job_name
+        return str(self.job_name)
 
     def runs_of(self, manifest_id: str) -> list[dict[str, Any]]:
         """Recent runs that carry ``--manifest_id <manifest_id>``, newest first.
@@ -69,6 +69,9 @@ class ManifestGlueJobHook(GlueJobHook):
         .. seealso::
             - :meth:`GlueJobHook.initialize_job`
         """
+        if not self.has_job(self.conversion_job):
+            # initialize_job would create a job with no script; the real one comes from Terraform.
+            raise ValueError(f"Glue job {self.conversion_job} does not exist (infra/modules/glue creates it)")
         script_args = {**arguments.to_glue_args(), **(extra_arguments or {})}
         run_id: str = self.initialize_job(script_args)["JobRunId"]
         self.log.info(
@@ -76,16 +79,22 @@ class ManifestGlueJobHook(GlueJobHook):
         )
         return run_id
 
-    def stop_runs_of(self, manifest_id: str, timeout_seconds: int = 600, poll_seconds: float = 10) -> None:
-        """Stop every active run of the manifest and wait until none is active, so its output is final.
+    def request_stop(self, manifest_id: str) -> str | None:
+        """Ask Glue to stop the manifest's active run, without waiting; the run id asked for, or None.
 
         .. seealso::
             - :external+boto3:py:meth:`Glue.Client.batch_stop_job_run`
         """
-        deadline = time.monotonic() + timeout_seconds
-        while run_id := self.active_run_of(manifest_id):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Glue run {run_id} of manifest {manifest_id} did not stop in {timeout_seconds}s")
+        run_id = self.active_run_of(manifest_id)
+        if run_id:
             self.log.warning("stopping Glue run %s of manifest %s", run_id, manifest_id)
             self.conn.batch_stop_job_run(JobName=self.conversion_job, JobRunIds=[run_id])
+        return run_id
+
+    def stop_runs_of(self, manifest_id: str, timeout_seconds: int = 600, poll_seconds: float = 10) -> None:
+        """Stop every active run of the manifest and wait until none is active, so its output is final."""
+        deadline = time.monotonic() + timeout_seconds
+        while run_id := self.request_stop(manifest_id):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Glue run {run_id} of manifest {manifest_id} did not stop in {timeout_seconds}s")
             time.sleep(poll_seconds)
