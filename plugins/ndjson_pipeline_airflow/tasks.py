@@ -7,6 +7,7 @@ provider's hooks and calls one plain function of ``ndjson_pipeline``.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -30,9 +31,11 @@ from ndjson_pipeline_airflow.monitoring import alert_failed_files, publish_metri
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 from ndjson_pipeline_airflow.settings_loader import load_settings
 
-# The Parquet dataset as an Asset: downstream DAGs can be scheduled on fresh data. Its URI is the default
-# settings' dataset location (the DAG files cannot read the settings at import time).
-PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet", uri=PipelineSettings().layout.dataset_uri + "/")
+log = logging.getLogger(__name__)
+
+# The Parquet dataset as an Asset, so downstream DAGs can be scheduled on fresh data. Where it lives is a
+# setting, read at run time only: each event carries the location in its extra (see finalise), the name is fixed.
+PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet")
 
 
 def conversion_runs(settings: PipelineSettings) -> tuple[Callable[[str], bool], Callable[[str], None]]:
@@ -53,7 +56,7 @@ def intake() -> list[str]:
     sqs = SqsHook().conn
     queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
     report = drain_queue(sqs, queue_url, LedgerHook().get_ledger(settings), settings)
-    print(json.dumps({"intake": report.as_dict()}))
+    log.info("intake: %s", json.dumps(report.as_dict()))
     return planning.days_to_watch(utcnow(), sorted(report.days))
 
 
@@ -82,7 +85,7 @@ def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
         if r.files_failed:
             alert_failed_files(settings, r.manifest_id, list(r.files_failed))
     summary = {"repaired": [r.manifest_id for r in repaired], "failed": len(failed), "oldest_pending_s": oldest}
-    print(json.dumps({"sweep": summary}))
+    log.info("sweep: %s", json.dumps(summary))
     return summary
 
 
@@ -125,6 +128,13 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     if outcome.status != "SUCCEEDED":
         # No new data: skipping keeps this from emitting an asset event.
         raise AirflowSkipException(f"manifest {ref.manifest_id} compensated; its files are pending again")
+    context["outlet_events"][PARQUET_ASSET].extra = {
+        "uri": settings.layout.dataset_uri + "/",
+        "dataset": settings.dataset,
+        "manifest_id": ref.manifest_id,
+        "day": ref.day,
+        "rows_out": outcome.rows_out,
+    }
     return outcome.as_dict()
 
 
@@ -176,7 +186,7 @@ def reconcile(days: list[str]) -> dict[str, Any]:
     settings = load_settings()
     ledger = LedgerHook().get_ledger(settings)
     report = reconcile_day(StorageHook().conn, ledger, settings, settings.names.landing_bucket, days[0])
-    print(json.dumps({"reconcile": report.as_dict()}))
+    log.info("reconcile: %s", json.dumps(report.as_dict()))
     return report.as_dict()
 
 
@@ -191,10 +201,10 @@ def report_day(days: list[str]) -> dict[str, Any]:
     ledger = LedgerHook().get_ledger(settings)
     deadline = time.monotonic() + settings.glue_max_wait_seconds
     while (in_flight := ledger.open_manifests(days[0])) and time.monotonic() < deadline:
-        print(f"waiting for {len(in_flight)} manifests of {days[0]} still converting in other runs")
+        log.info("waiting for %d manifests of %s still converting in other runs", len(in_flight), days[0])
         time.sleep(settings.glue_poll_seconds)
     report = reporting.day_report(ledger, StorageHook().get_storage(), settings, days[0])
-    print(json.dumps({"day_report": report}, indent=2))
+    log.info("day report: %s", json.dumps(report, indent=2))
     if not report["complete"]:
         raise AirflowFailException(
             f"day {days[0]} is not complete: {report['files_by_state']}; "

@@ -23,32 +23,11 @@ from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.planning import plan_manifests
 from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
-from tests.e2e.conftest import (
-    configure,
-    land,
-    parquet_event_ids,
-    parquet_snapshot,
-    quarantined_line_records,
-    run,
-    task_states,
-)
+from tests.e2e.conftest import configure, land, parquet_event_ids, parquet_snapshot, run, task_states
+from tests.e2e.expectations import assert_day_converted_exactly
 from tools.local_stack import airflow_environment, client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
-
-
-def assert_day_converted_exactly(stack, sample, *, failed_ok: bool = False) -> dict:
-    report = day_report(stack.ledger, stack.storage, stack.settings, sample.day)
-    assert report["not_terminal"] == [], report
-    assert report["unreconciled"] == [], report
-    if not failed_ok:
-        assert "FAILED" not in report["files_by_state"], report
-    ids = parquet_event_ids(stack)
-    assert len(ids) == len(set(ids)), "duplicate rows in the output"
-    assert set(ids) == sample.expected_rows
-    assert len(quarantined_line_records(stack)) == sample.expected_bad_lines
-    assert report["rows_out"] == len(ids)
-    return report
 
 
 def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_stack):
@@ -67,6 +46,16 @@ def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_sta
     first = stack.ledger.get_file(f"{stack.names.landing_bucket}/{key}#{hashlib.md5(first_body).hexdigest()}")  # noqa: S324
     assert first.state == "QUARANTINED"
     assert first.reason.startswith("superseded")
+    # Each converted manifest's asset event names where the Parquet is, from the settings the run used.
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = (ingest.run_id, eod.run_id)
+        extras = [e.extra for e in session.query(AssetEvent).filter(AssetEvent.source_run_id.in_(runs))]
+    assert extras
+    assert {e["uri"] for e in extras} == {stack.settings.layout.dataset_uri + "/"}
+    assert sum(e["rows_out"] for e in extras) == len(parquet_event_ids(stack))
 
 
 def test_glue_failure_then_success_on_retry(dags, pipeline_stack, monkeypatch):
