@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt co
 export PYTHONPATH := include:plugins:.
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: run test lint iac-check install build deploy bench-ledger bench-glue
+.PHONY: run test lint iac-check install build deploy bench-ledger bench-glue test-provider-next
 
 install: $(STAMP)
 
@@ -27,6 +27,18 @@ iac-check:
 
 test: install lint iac-check
 	$(VENV)/bin/python -m pytest
+
+# The plugin tests (the conversion's double-run guard included) against the next Amazon provider, in a venv of
+# their own: make test stays on MWAA's pins. Only the provider's pin differs from Airflow's constraints.
+PROVIDER_NEXT := 9.35.0
+NEXT_VENV := $(VENV)/provider-next
+test-provider-next: install
+	@test -x $(NEXT_VENV)/bin/python || $(VENV)/bin/uv venv -q -p $(VENV)/bin/python $(NEXT_VENV)
+	sed 's/^apache-airflow-providers-amazon==.*/apache-airflow-providers-amazon==$(PROVIDER_NEXT)/' \
+		constraints/airflow-3.3.1-constraints-py3.12.txt > $(NEXT_VENV)/constraints.txt
+	$(VENV)/bin/uv pip install -q --python $(NEXT_VENV)/bin/python -c $(NEXT_VENV)/constraints.txt apache-airflow==3.3.1 \
+		"apache-airflow-providers-amazon[aiobotocore]==$(PROVIDER_NEXT)" "moto[server]==5.2.5" pytest==8.4.2 pytest-timeout==2.4.0
+	$(NEXT_VENV)/bin/python -m pytest tests/plugins tests/steps/test_converting.py
 
 build: install
 	$(VENV)/bin/python -m tools.build_artifacts --out dist

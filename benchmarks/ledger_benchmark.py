@@ -26,10 +26,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from ndjson_pipeline.intake import drain_queue, reconcile_day, registration_for
-from ndjson_pipeline.ledger import Ledger
-from ndjson_pipeline.resources import ledger_spec
+from ndjson_pipeline.landing import registration_for
+from ndjson_pipeline.ledger import Ledger, table_schema
+from ndjson_pipeline.ledger.registration import file_item
+from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.steps.intake import drain_queue
+from ndjson_pipeline.steps.reconcile import reconcile_day
 from tools.local_stack import bootstrap_resources, client, moto_server
 
 DAY = "2026-11-24"
@@ -117,13 +120,15 @@ def _bulk_load_pending(dynamodb, ledger: Ledger, settings: PipelineSettings, cou
     """The items intake would leave, written with BatchWriteItem (25 per request) from two threads."""
     now, bucket, event_time = datetime.now(UTC), settings.names.landing_bucket, f"{DAY}T00:00:00+00:00"
 
+    table = LedgerTable(dynamodb, ledger.table_name, table_schema(), settings.terminal_ttl_days)
+
     def write(start: int) -> None:
         batch = []
         for i in range(start, min(count, start + 25)):
             key = f"incoming/{DAY.replace('-', '/')}/{i:07d}.ndjson"
             reg = registration_for(bucket, key, 3_500_000, f"e{i}", event_time, settings)
-            batch.append({"PutRequest": {"Item": ledger._registration_put(reg, None, now)["Item"]}})
-        request = {ledger.table: batch}
+            batch.append({"PutRequest": {"Item": file_item(table, reg, now)}})
+        request = {ledger.table_name: batch}
         while request:
             request = dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems")
 
@@ -151,7 +156,7 @@ def measure_memory(endpoint: str, pending: int) -> dict:
     tracemalloc.stop()
     assert manifest is not None
     assert streamed == pending - len(manifest.files), (streamed, pending, len(manifest.files))
-    dynamodb.delete_table(TableName=ledger.table)  # frees the server for the next case
+    dynamodb.delete_table(TableName=ledger.table_name)  # frees the server for the next case
     return {
         "pending": pending,
         "summary_files": summary.files,
@@ -198,7 +203,7 @@ def main() -> None:
             f"memory growth from 1,000 to {args.large:,} pending: "
             f"{cases[1]['peak_growth_mb'] - cases[0]['peak_growth_mb']:+.2f} MB; moto server {server_rss_mb()} MB"
         )
-        shards = int(ledger_spec()["pending_shards"])
+        shards = table_schema().pending_shards
         print(
             f"  the peak is two query pages of <= {PAGE} items (the last one is still referenced while the next is "
             f"parsed): with 1,000 pending each of the {shards} shards holds ~{1_000 // shards} items, so pages are "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileId
-from ndjson_pipeline.intake import day_listing_pages
+from ndjson_pipeline.landing import day_listing_pages
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.storage import Storage

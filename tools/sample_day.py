@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ndjson_pipeline.intake import day_prefix
+from ndjson_pipeline.landing import day_prefix
 from ndjson_pipeline.settings import PipelineSettings
 from tools.sample_data import bad_line, gzip_body, make_event
 

@@ -14,7 +14,8 @@ from typing import Any
 
 @cache
 def _spec() -> dict[str, Any]:
-    return json.loads(resources.files(__package__).joinpath("resources.json").read_text())
+    spec: dict[str, Any] = json.loads(resources.files(__package__).joinpath("resources.json").read_text())
+    return spec
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def default_names() -> ResourceNames:
 
 
 def landing_prefix() -> str:
-    return _spec()["landing_prefix"]
+    return str(_spec()["landing_prefix"])
 
 
 def queue_spec() -> dict[str, int | str]:

@@ -2,57 +2,95 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+from airflow.providers.amazon.aws.links.glue import GlueJobRunDetailsLink
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
-from ndjson_pipeline.ledger import ManifestState
 from ndjson_pipeline.manifest import ManifestRef
-from ndjson_pipeline.pipeline import read_result
-from ndjson_pipeline.resources import default_names, glue_job_spec
-from ndjson_pipeline_airflow.aws import AWS_CONN_ID, GlueRuns, ledger_for, load_settings, s3_endpoint, storage_for
+from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.steps.converting import ConversionKind, decide_conversion
+from ndjson_pipeline.steps.finalising import read_result
+from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
+from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
+from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+from ndjson_pipeline_airflow.hooks.storage import StorageHook
+from ndjson_pipeline_airflow.settings_loader import load_settings
+
+# What the job, its arguments and its waiting come from: the pipeline settings, read at run time.
+_FROM_SETTINGS = ("job_name", "script_location", "script_args", "waiter_delay", "waiter_max_attempts")
 
 
 class ManifestGlueJobOperator(GlueJobOperator):
-    """Converts one manifest with the Glue job, guarding against double runs.
+    """Converts one manifest with the Glue job, never with two runs at once.
 
-    Before starting anything it checks, keyed by manifest id (never by map
-    index or try number): the manifest must still be claimed (a compensated or
-    finished manifest is skipped); a result already written means the work is
-    done; a run of this manifest still active is awaited instead of starting a
-    second one. With the ``glue_runner`` setting "local" the same script runs
-    on local Spark with the same arguments.
+    ``execute`` asks :func:`~ndjson_pipeline.steps.converting.decide_conversion`,
+    from the manifest's ledger record, its result object and the runs carrying
+    its id, and applies the answer: skip a closed manifest, succeed when the
+    result exists, defer to the provider's ``GlueJobCompleteTrigger`` for a run
+    still active, or start one run through the hook's ``initialize_job`` and
+    defer to it. The guard uses only the provider's public hook and trigger, so
+    a retry of this task waits for the run an earlier try started, whatever the
+    provider tracks itself. With the ``glue_runner`` setting "local" the same
+    script runs on local Spark with the same arguments.
+
+    The job name, its arguments and the waiter come from the pipeline settings at
+    run time (``settings.names.glue_job``, ``settings.job_arguments``,
+    ``glue_poll_seconds``/``glue_max_wait_seconds``); passing them here is an error.
 
     :param manifest: a manifest reference (``ManifestRef.as_dict()``) from the batching task.
+    :param aws_conn_id: the Airflow AWS connection.
     """
 
-    template_fields: Sequence[str] = (*GlueJobOperator.template_fields, "manifest")
+    template_fields: Sequence[str] = aws_template_fields("manifest")
 
     def __init__(self, *, manifest: dict[str, Any], aws_conn_id: str | None = AWS_CONN_ID, **kwargs: Any) -> None:
-        spec = glue_job_spec()
-        kwargs.setdefault("job_name", default_names().glue_job)
-        kwargs.setdefault("concurrent_run_limit", int(spec["max_concurrent_runs"]))
+        given = sorted(set(_FROM_SETTINGS) & set(kwargs))
+        if given:
+            raise ValueError(f"ManifestGlueJobOperator takes {given} from the pipeline settings, not as arguments")
         super().__init__(aws_conn_id=aws_conn_id, **kwargs)
         self.manifest = manifest
+
+    @property
+    def _connection(self) -> dict[str, Any]:
+        """How every hook of this task reaches AWS: the operator's connection, region and client options."""
+        return {
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "config": self.botocore_config,
+        }
+
+    def _glue(self, settings: PipelineSettings) -> ManifestGlueJobHook:
+        return ManifestGlueJobHook(job_name=settings.names.glue_job, **self._connection)
 
     def execute(self, context: Any) -> str | None:
         settings = load_settings()
         ref = ManifestRef.from_dict(self.manifest)
         context["manifest_id"] = ref.manifest_id  # labels the mapped task in the UI
-        ledger = ledger_for(settings, self.aws_conn_id)
-        record = ledger.get_manifest(ref.manifest_id)
-        if record is None or record["state"] != ManifestState.CLAIMED:
-            state = record["state"] if record else "missing"
-            raise AirflowSkipException(f"manifest {ref.manifest_id} is {state}: nothing to convert")
-        arguments = settings.job_arguments(ref)
-        if read_result(storage_for(self.aws_conn_id), settings, ref) is not None:
-            self.log.info(
-                "manifest %s already has its result %s; not converting again", ref.manifest_id, arguments.result_uri
-            )
+        ledger = LedgerHook(**self._connection).get_ledger(settings)
+        storage = StorageHook(**self._connection)
+        glue = self._glue(settings)
+        decision = decide_conversion(
+            ref.manifest_id,
+            ledger.get_manifest(ref.manifest_id),
+            result_exists=read_result(storage.get_storage(), settings, ref) is not None,
+            # Local runs are synchronous: none outlives its task, so none is looked for.
+            active_run_id=None if settings.glue_runner == "local" else glue.active_run_of(ref.manifest_id),
+        )
+        self.log.info("%s", decision.reason)
+        if decision.kind is ConversionKind.SKIP:
+            raise AirflowSkipException(decision.reason)
+        if decision.kind is ConversionKind.ALREADY_DONE:
             return None
         ledger.extend_lease(ref.manifest_id, settings.lease_seconds)
+        arguments = settings.job_arguments(ref)
         if settings.glue_runner == "local":
             from ndjson_pipeline.local_glue import run_glue_script_locally  # only local runs need Spark tooling
 
@@ -60,23 +98,50 @@ class ManifestGlueJobOperator(GlueJobOperator):
             run_glue_script_locally(
                 settings.script_uri,
                 arguments,
-                s3_endpoint=s3_endpoint(self.aws_conn_id),
+                s3_endpoint=storage.endpoint_url,
                 timeout_seconds=settings.glue_max_wait_seconds,
             )
             return "local"
-        self.job_name = settings.names.glue_job
-        self.script_args = arguments.to_glue_args()
-        if settings.glue_extra_py_files_uri:
-            self.script_args["--extra-py-files"] = settings.glue_extra_py_files_uri
-        self.waiter_delay = settings.glue_poll_seconds
-        self.waiter_max_attempts = max(1, settings.glue_max_wait_seconds // settings.glue_poll_seconds)
-        self.stop_job_run_on_kill = True
-        active = GlueRuns(settings, self.aws_conn_id).active_run(ref.manifest_id)
-        if active:
-            self.log.info("manifest %s: Glue run %s is already active; waiting for it", ref.manifest_id, active)
-            self._job_run_id = active
-        return super().execute(context)
+        extra = {"--extra-py-files": settings.glue_extra_py_files_uri} if settings.glue_extra_py_files_uri else {}
+        run_id = decision.run_id or glue.start_run(arguments, extra)
+        GlueJobRunDetailsLink.persist(
+            context=context,
+            operator=self,
+            region_name=glue.conn_region_name,
+            aws_partition=glue.conn_partition,
+            job_name=urllib.parse.quote(settings.names.glue_job, safe=""),
+            job_run_id=run_id,
+        )
+        if not self.deferrable:
+            glue.job_completion(settings.names.glue_job, run_id, self.verbose)
+            return run_id
+        self.defer(
+            trigger=GlueJobCompleteTrigger(
+                job_name=settings.names.glue_job,
+                run_id=run_id,
+                verbose=self.verbose,
+                waiter_delay=settings.glue_poll_seconds,
+                waiter_max_attempts=max(1, settings.glue_max_wait_seconds // settings.glue_poll_seconds),
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+            ),
+            method_name="execute_complete",
+        )
+        return None  # not reached: defer() raises
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
-        context["manifest_id"] = self.manifest["manifest_id"]  # the label is rendered after resuming, too
-        return super().execute_complete(context, event)
+        manifest_id = self.manifest["manifest_id"]
+        context["manifest_id"] = manifest_id  # the label is rendered after resuming, too
+        validated = validate_execute_complete_event(event)
+        if validated.get("status") != "success" or not validated.get("run_id"):
+            raise AirflowException(f"Glue run of manifest {manifest_id} did not succeed: {validated}")
+        run_id: str = validated["run_id"]
+        return run_id
+
+    def on_kill(self) -> None:
+        """Ask Glue to stop the manifest's run (the finaliser and the sweeper make sure it ends)."""
+        settings = load_settings()
+        if settings.glue_runner != "local":
+            self._glue(settings).request_stop(self.manifest["manifest_id"])

@@ -10,7 +10,9 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from ndjson_pipeline.clock import iso, utcnow
-from ndjson_pipeline_airflow.aws import AWS_CONN_ID, load_settings
+from ndjson_pipeline.ledger import WorkIndex
+from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
+from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 
 
@@ -37,7 +39,7 @@ class PendingWorkSensor(BaseSensorOperator):
         self.defer(
             trigger=PendingWorkTrigger(
                 days=list(self.days),
-                table=settings.names.ledger_table,
+                work_index=WorkIndex.of(settings.names.ledger_table).as_dict(),
                 enough_files=settings.min_batch_files,
                 enough_bytes=settings.min_batch_bytes,
                 max_wait_seconds=settings.max_wait_seconds,

@@ -7,60 +7,72 @@ provider's hooks and calls one plain function of ``ndjson_pipeline``.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.sdk import Asset, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ndjson_pipeline import pipeline
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.intake import drain_queue, reconcile_day
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import glue_job_spec
 from ndjson_pipeline.settings import PipelineSettings
-from ndjson_pipeline_airflow.aws import (
-    AWS_CONN_ID,
-    GlueRuns,
-    alert_failed_files,
-    aws_client,
-    ledger_for,
-    load_settings,
-    publish_metrics,
-    storage_for,
-)
+from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
+from ndjson_pipeline.steps.intake import drain_queue
+from ndjson_pipeline.steps.reconcile import reconcile_day
+from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
+from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+from ndjson_pipeline_airflow.hooks.storage import StorageHook
+from ndjson_pipeline_airflow.monitoring import alert_failed_files, publish_metrics
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
+from ndjson_pipeline_airflow.settings_loader import load_settings
 
-# The Parquet dataset as an Asset: downstream DAGs can be scheduled on fresh data. Its URI is the default
-# settings' dataset location (the DAG files cannot read the settings at import time).
-PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet", uri=PipelineSettings().layout.dataset_uri + "/")
+log = logging.getLogger(__name__)
+
+# The Parquet dataset as an Asset, so downstream DAGs can be scheduled on fresh data. Where it lives is a
+# setting, read at run time only: each event carries the location in its extra (see finalise), the name is fixed.
+PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet")
+
+
+def conversion_runs(settings: PipelineSettings) -> tuple[Callable[[str], bool], Callable[[str], None]]:
+    """Whether a manifest's conversion is still running, and how to stop it: Glue's runs of the manifest.
+
+    Local conversions run inside their task and end with it, so none is ever found running.
+    """
+    if settings.glue_runner == "local":
+        return (lambda _manifest_id: False), (lambda _manifest_id: None)
+    hook = ManifestGlueJobHook(job_name=settings.names.glue_job)
+    return hook.is_active, hook.stop_runs_of
 
 
 @task
 def intake() -> list[str]:
     """Drain S3 notifications into the ledger; return the days to watch for pending work."""
     settings = load_settings()
-    sqs = aws_client("sqs", AWS_CONN_ID)
+    sqs = SqsHook().conn
     queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
-    report = drain_queue(sqs, queue_url, ledger_for(settings), settings)
-    print(json.dumps({"intake": report.as_dict()}))
-    return pipeline.days_to_watch(utcnow(), sorted(report.days))
+    report = drain_queue(sqs, queue_url, LedgerHook().get_ledger(settings), settings)
+    log.info("intake: %s", json.dumps(report.as_dict()))
+    return planning.days_to_watch(utcnow(), sorted(report.days))
 
 
 @task
 def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
     """Repair claims a finaliser never closed (callbacks and workers can die); publish pending-age metrics."""
     settings = load_settings()
-    ledger = ledger_for(settings)
-    glue = GlueRuns(settings)
-    repaired = pipeline.sweep_expired_claims(
+    ledger = LedgerHook().get_ledger(settings)
+    run_is_active, stop_active_runs = conversion_runs(settings)
+    repaired = sweeping.sweep_expired_claims(
         ledger,
-        storage_for(),
+        StorageHook().get_storage(),
         settings,
         days,
-        run_is_active=glue.is_active,
-        stop_active_runs=glue.stop,
+        run_is_active=run_is_active,
+        stop_active_runs=stop_active_runs,
     )
     now = utcnow()
     oldest = max(
@@ -73,7 +85,7 @@ def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
         if r.files_failed:
             alert_failed_files(settings, r.manifest_id, list(r.files_failed))
     summary = {"repaired": [r.manifest_id for r in repaired], "failed": len(failed), "oldest_pending_s": oldest}
-    print(json.dumps({"sweep": summary}))
+    log.info("sweep: %s", json.dumps(summary))
     return summary
 
 
@@ -82,9 +94,9 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
     """Claim pending files of ``days`` into manifests; return manifest references for the mapped conversion."""
     context = get_current_context()
     settings = load_settings()
-    refs = pipeline.plan_manifests(
-        ledger_for(settings),
-        storage_for(),
+    refs = planning.plan_manifests(
+        LedgerHook().get_ledger(settings),
+        StorageHook().get_storage(),
         settings,
         days,
         owner=f"{context['dag'].dag_id}/{context['run_id']}",
@@ -99,8 +111,14 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     ref = ManifestRef.from_dict(manifest)
     context["manifest_id"] = ref.manifest_id
     settings = load_settings()
-    glue = GlueRuns(settings)
-    outcome = pipeline.finalise_manifest(ledger_for(settings), storage_for(), settings, ref, stop_active_runs=glue.stop)
+    _, stop_active_runs = conversion_runs(settings)
+    outcome = finalising.finalise_manifest(
+        LedgerHook().get_ledger(settings),
+        StorageHook().get_storage(),
+        settings,
+        ref,
+        stop_active_runs=stop_active_runs,
+    )
     if outcome.files_failed:
         alert_failed_files(settings, ref.manifest_id, list(outcome.files_failed))
         raise AirflowFailException(
@@ -110,6 +128,13 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     if outcome.status != "SUCCEEDED":
         # No new data: skipping keeps this from emitting an asset event.
         raise AirflowSkipException(f"manifest {ref.manifest_id} compensated; its files are pending again")
+    context["outlet_events"][PARQUET_ASSET].extra = {
+        "uri": settings.layout.dataset_uri + "/",
+        "dataset": settings.dataset,
+        "manifest_id": ref.manifest_id,
+        "day": ref.day,
+        "rows_out": outcome.rows_out,
+    }
     return outcome.as_dict()
 
 
@@ -159,8 +184,9 @@ def resolve_day() -> list[str]:
 def reconcile(days: list[str]) -> dict[str, Any]:
     """Register every object of the day's landing listing that the ledger lacks (lost notifications)."""
     settings = load_settings()
-    report = reconcile_day(aws_client("s3"), ledger_for(settings), settings, settings.names.landing_bucket, days[0])
-    print(json.dumps({"reconcile": report.as_dict()}))
+    ledger = LedgerHook().get_ledger(settings)
+    report = reconcile_day(StorageHook().conn, ledger, settings, settings.names.landing_bucket, days[0])
+    log.info("reconcile: %s", json.dumps(report.as_dict()))
     return report.as_dict()
 
 
@@ -172,13 +198,13 @@ def report_day(days: list[str]) -> dict[str, Any]:
     one) are waited for, up to the conversion time limit, before judging.
     """
     settings = load_settings()
-    ledger = ledger_for(settings)
+    ledger = LedgerHook().get_ledger(settings)
     deadline = time.monotonic() + settings.glue_max_wait_seconds
     while (in_flight := ledger.open_manifests(days[0])) and time.monotonic() < deadline:
-        print(f"waiting for {len(in_flight)} manifests of {days[0]} still converting in other runs")
+        log.info("waiting for %d manifests of %s still converting in other runs", len(in_flight), days[0])
         time.sleep(settings.glue_poll_seconds)
-    report = pipeline.day_report(ledger, storage_for(), settings, days[0])
-    print(json.dumps({"day_report": report}, indent=2))
+    report = reporting.day_report(ledger, StorageHook().get_storage(), settings, days[0])
+    log.info("day report: %s", json.dumps(report, indent=2))
     if not report["complete"]:
         raise AirflowFailException(
             f"day {days[0]} is not complete: {report['files_by_state']}; "

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.ledger import Ledger, PendingSummary, PendingSummaryScan
+from ndjson_pipeline.ledger import PendingSummary, PendingSummaryScan, WorkIndex
+from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
+from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 
 
 class PendingWorkTrigger(BaseTrigger):
@@ -24,7 +25,7 @@ class PendingWorkTrigger(BaseTrigger):
     the trigger fires a ``timeout`` event instead.
 
     :param days: days (YYYY-MM-DD) to watch.
-    :param table: the ledger table name.
+    :param work_index: the ledger's work index (``WorkIndex.as_dict()``): table, index, key names, shards.
     :param enough_files: pending files that make a day ready.
     :param enough_bytes: pending bytes that make a day ready.
     :param max_wait_seconds: age of the oldest pending file that makes a day ready.
@@ -37,17 +38,17 @@ class PendingWorkTrigger(BaseTrigger):
         self,
         *,
         days: list[str],
-        table: str,
+        work_index: dict[str, Any],
         enough_files: int,
         enough_bytes: int,
         max_wait_seconds: int,
         deadline: str,
         poll_seconds: int = 30,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = AWS_CONN_ID,
     ) -> None:
         super().__init__()
         self.days = list(days)
-        self.table = table
+        self.work_index = dict(work_index)
         self.enough_files = enough_files
         self.enough_bytes = enough_bytes
         self.max_wait_seconds = max_wait_seconds
@@ -60,7 +61,7 @@ class PendingWorkTrigger(BaseTrigger):
             f"{self.__class__.__module__}.{self.__class__.__qualname__}",
             {
                 "days": self.days,
-                "table": self.table,
+                "work_index": self.work_index,
                 "enough_files": self.enough_files,
                 "enough_bytes": self.enough_bytes,
                 "max_wait_seconds": self.max_wait_seconds,
@@ -81,8 +82,8 @@ class PendingWorkTrigger(BaseTrigger):
         return None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="dynamodb")
-        ledger = Ledger(None, self.table)
+        hook = LedgerHook(aws_conn_id=self.aws_conn_id)
+        index = WorkIndex.from_dict(self.work_index)
         deadline = datetime.fromisoformat(self.deadline)
         async with await hook.get_async_conn() as client:
             while True:
@@ -90,7 +91,7 @@ class PendingWorkTrigger(BaseTrigger):
                 ready: dict[str, dict[str, Any]] = {}
                 for day in self.days:
                     scan = PendingSummaryScan(
-                        ledger, day, enough_files=self.enough_files, enough_bytes=self.enough_bytes
+                        index, day, enough_files=self.enough_files, enough_bytes=self.enough_bytes
                     )
                     while (request := scan.next_request()) is not None:
                         scan.add_page(await client.query(**request))

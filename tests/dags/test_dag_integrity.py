@@ -50,6 +50,15 @@ def test_conversion_is_mapped_deferrable_and_labelled(dagbag):
         assert convert.map_index_template == "{{ manifest_id }}"
 
 
+def test_the_parquet_asset_is_named_and_located_only_at_run_time(dagbag):
+    from ndjson_pipeline_airflow.tasks import PARQUET_ASSET
+
+    for dag_id in DAG_IDS:
+        assert dagbag.dags[dag_id].get_task("convert_manifest.finalise").outlets == [PARQUET_ASSET]
+    # No bucket in the name: the lake's location is a setting, carried by each event's extra.
+    assert PARQUET_ASSET.uri == PARQUET_ASSET.name == "ndjson_pipeline_parquet"
+
+
 def test_conversion_concurrency_matches_the_glue_jobs_max_concurrent_runs(dagbag):
     from ndjson_pipeline.resources import glue_job_spec
 

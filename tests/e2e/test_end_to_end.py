@@ -17,36 +17,17 @@ from datetime import timedelta
 
 import pytest
 
-from ndjson_pipeline import local_glue, pipeline
+from ndjson_pipeline import local_glue
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.intake import drain_queue
+from ndjson_pipeline.steps.intake import drain_queue
+from ndjson_pipeline.steps.planning import plan_manifests
+from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
-from tests.e2e.conftest import (
-    configure,
-    land,
-    parquet_event_ids,
-    parquet_snapshot,
-    quarantined_line_records,
-    run,
-    task_states,
-)
+from tests.e2e.conftest import configure, land, parquet_event_ids, parquet_snapshot, run, task_states
+from tests.e2e.expectations import assert_day_converted_exactly
 from tools.local_stack import airflow_environment, client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
-
-
-def assert_day_converted_exactly(stack, sample, *, failed_ok: bool = False) -> dict:
-    report = pipeline.day_report(stack.ledger, stack.storage, stack.settings, sample.day)
-    assert report["not_terminal"] == [], report
-    assert report["unreconciled"] == [], report
-    if not failed_ok:
-        assert "FAILED" not in report["files_by_state"], report
-    ids = parquet_event_ids(stack)
-    assert len(ids) == len(set(ids)), "duplicate rows in the output"
-    assert set(ids) == sample.expected_rows
-    assert len(quarantined_line_records(stack)) == sample.expected_bad_lines
-    assert report["rows_out"] == len(ids)
-    return report
 
 
 def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_stack):
@@ -63,8 +44,18 @@ def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_sta
     # The overwritten key's first version is no longer in S3: quarantined as superseded, its rows never loaded.
     key, first_body = next((k, b) for k, b in sample.uploads if k.endswith("overwritten key.ndjson"))
     first = stack.ledger.get_file(f"{stack.names.landing_bucket}/{key}#{hashlib.md5(first_body).hexdigest()}")  # noqa: S324
-    assert first["state"] == "QUARANTINED"
-    assert first["reason"].startswith("superseded")
+    assert first.state == "QUARANTINED"
+    assert first.reason.startswith("superseded")
+    # Each converted manifest's asset event names where the Parquet is, from the settings the run used.
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = (ingest.run_id, eod.run_id)
+        extras = [e.extra for e in session.query(AssetEvent).filter(AssetEvent.source_run_id.in_(runs))]
+    assert extras
+    assert {e["uri"] for e in extras} == {stack.settings.layout.dataset_uri + "/"}
+    assert sum(e["rows_out"] for e in extras) == len(parquet_event_ids(stack))
 
 
 def test_glue_failure_then_success_on_retry(dags, pipeline_stack, monkeypatch):
@@ -111,7 +102,7 @@ def test_failure_past_max_attempts_ends_failed_with_alert(dags, aws_endpoint, mo
         Statistics=["Sum"],
     )
     assert sum(point["Sum"] for point in stats["Datapoints"]) >= 1
-    report = pipeline.day_report(stack.ledger, stack.storage, stack.settings, sample.day)
+    report = day_report(stack.ledger, stack.storage, stack.settings, sample.day)
     assert report["not_terminal"] == []
     assert report["files_by_state"]["FAILED"] == len(sample.rows) - 1  # all but the superseded version
     assert parquet_event_ids(stack) == []
@@ -123,12 +114,12 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, mo
     sample = land(stack, files=3)
     # A batching task claimed the files, then its worker was killed: nobody will finalise or compensate.
     drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings)
-    orphans = pipeline.plan_manifests(stack.ledger, stack.storage, stack.settings, [sample.day], owner="killed/run")
+    orphans = plan_manifests(stack.ledger, stack.storage, stack.settings, [sample.day], owner="killed/run")
     assert orphans
     ingest = run(dags, "ndjson_ingest")
     assert str(ingest.state) == "success", task_states(ingest)
     for ref in orphans:
-        assert stack.ledger.get_manifest(ref.manifest_id)["state"] == "COMPENSATED"
+        assert stack.ledger.get_manifest(ref.manifest_id).state == "COMPENSATED"
     run(dags, "ndjson_end_of_day", day=sample.day)
     assert_day_converted_exactly(stack, sample)
 
@@ -149,7 +140,7 @@ def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_
     from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 
     manifest_id = next(iter(before)).split("part-", 1)[1][:29]
-    ref = pipeline.ref_for(sample.day, manifest_id, stack.ledger)
+    ref = stack.ledger.get_manifest(manifest_id).ref()
     operator = ManifestGlueJobOperator(task_id="convert", manifest=ref.as_dict())
     with pytest.raises(AirflowSkipException, match="SUCCEEDED"):
         operator.execute({})

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import land
-from tests.e2e.test_end_to_end import assert_day_converted_exactly
+from tests.e2e.expectations import assert_day_converted_exactly
 from tools.local_stack import airflow_environment, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]

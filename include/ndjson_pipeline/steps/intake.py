@@ -1,4 +1,4 @@
-"""Intake: S3 object-created notifications from SQS into the ledger, and the listing reconcile.
+"""Intake: S3 object-created notifications from SQS into the ledger.
 
 A message is deleted only after every file version it names is durably in the
 ledger, so a crash at any point leads to redelivery, and redelivery is a no-op.
@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ndjson_pipeline.files import FileVersion
+from ndjson_pipeline.landing import registration_for
 from ndjson_pipeline.ledger import Ledger, Registration
 from ndjson_pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
 SQS_MAX_BATCH = 10
-_DAY_IN_KEY = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
 
 
 class MalformedMessageError(ValueError):
@@ -86,60 +83,6 @@ def parse_notification(body: str) -> ParsedMessage:
     return ParsedMessage(created=tuple(created), ignored_events=ignored)
 
 
-def day_of_key(key: str, settings: PipelineSettings) -> str | None:
-    """The landing day of a key laid out as ``<landing_prefix>YYYY/MM/DD/...``, or None."""
-    if not key.startswith(settings.landing_prefix):
-        return None
-    match = _DAY_IN_KEY.match(key, len(settings.landing_prefix))
-    if not match:
-        return None
-    day = "-".join(match.groups())
-    try:
-        datetime.strptime(day, "%Y-%m-%d")
-    except ValueError:
-        return None
-    return day
-
-
-def day_prefix(day: str, settings: PipelineSettings) -> str:
-    return f"{settings.landing_prefix}{day.replace('-', '/')}/"
-
-
-def rejection_reason(key: str, size: int, settings: PipelineSettings) -> str | None:
-    """Why a landing object cannot be converted, or None when it is acceptable."""
-    if not key.lower().endswith(settings.allowed_suffixes):
-        return f"unsupported file type: key must end with one of {', '.join(settings.allowed_suffixes)}"
-    if size <= 0:
-        return "empty object (0 bytes)"
-    if size > settings.max_file_bytes:
-        return f"object of {size} bytes exceeds max_file_bytes {settings.max_file_bytes}"
-    if day_of_key(key, settings) is None:
-        return f"key is outside the landing layout {settings.landing_prefix}YYYY/MM/DD/"
-    return None
-
-
-def registration_for(
-    bucket: str,
-    key: str,
-    size: int,
-    etag: str,
-    event_time: str,
-    settings: PipelineSettings,
-    *,
-    sequencer: str | None = None,
-    version_id: str | None = None,
-) -> Registration:
-    rejection = rejection_reason(key, size, settings)
-    day = day_of_key(key, settings) or event_time[:10]
-    return Registration(
-        file=FileVersion(bucket=bucket, key=key, etag=etag, size=size, version_id=version_id),
-        day=day,
-        event_time=event_time,
-        sequencer=sequencer,
-        rejection=rejection,
-    )
-
-
 @dataclass
 class IntakeReport:
     messages: int = 0
@@ -152,7 +95,7 @@ class IntakeReport:
     malformed: int = 0
     deleted: int = 0
     stopped_because: str = ""
-    quarantine_reasons: Counter = field(default_factory=Counter)
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
     days: set[str] = field(default_factory=set)  # days that received new pending files
 
     def as_dict(self) -> dict[str, Any]:
@@ -284,70 +227,3 @@ def _delete_messages(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -
         # The record is stored; redelivery of this message will be a no-op.
         log.warning("could not delete message %s: %s", messages[int(failure["Id"])]["MessageId"], failure.get("Code"))
     return len(response.get("Successful", []))
-
-
-@dataclass
-class ReconcileReport:
-    day: str
-    seen: int = 0
-    already_known: int = 0
-    registered: int = 0
-    quarantined: int = 0
-    states: Counter = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**{k: v for k, v in self.__dict__.items() if k != "states"}, "states": dict(self.states)}
-
-
-def day_listing_pages(s3: Any, bucket: str, day: str, settings: PipelineSettings) -> Iterator[list[dict[str, Any]]]:
-    """The day's landing objects, one listing page (up to 1,000) at a time, so memory never grows with the day."""
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=day_prefix(day, settings)):
-        if page.get("Contents"):
-            yield page["Contents"]
-
-
-def reconcile_day(s3: Any, ledger: Ledger, settings: PipelineSettings, bucket: str, day: str) -> ReconcileReport:
-    """List one landing day and register every object version the ledger lacks.
-
-    The safety net for lost notifications: works one listing page (1,000 keys)
-    at a time, so memory does not grow with the day. ``states`` counts the
-    ledger state of every object seen, which is what a completeness check needs.
-    """
-    report = ReconcileReport(day=day)
-    for objects in day_listing_pages(s3, bucket, day, settings):
-        regs = {
-            reg.file.identity: reg
-            for reg in (
-                registration_for(
-                    bucket,
-                    obj["Key"],
-                    int(obj["Size"]),
-                    obj["ETag"].strip('"'),
-                    obj["LastModified"].astimezone(UTC).isoformat(),
-                    settings,
-                )
-                for obj in objects
-            )
-        }
-        states = ledger.get_states(list(regs))
-        missing = [reg for identity, reg in regs.items() if identity not in states]
-        outcome = ledger.register(missing)
-        report.seen += len(regs)
-        report.already_known += len(states) + len(outcome.already_known)
-        report.registered += len(outcome.registered)
-        report.quarantined += len(outcome.quarantined) + len(outcome.superseded)
-        report.states.update(str(s) for s in states.values())
-        report.states += Counter(
-            PENDING=len(outcome.registered), QUARANTINED=len(outcome.quarantined) + len(outcome.superseded)
-        )
-        for identity in outcome.registered:
-            log.info("reconcile registered a version no notification announced: %s", regs[identity].file.uri)
-    log.info(
-        "reconcile %s: %d seen, %d already known, %d newly registered, %d quarantined",
-        day,
-        report.seen,
-        report.already_known,
-        report.registered,
-        report.quarantined,
-    )
-    return report

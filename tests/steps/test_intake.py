@@ -8,8 +8,8 @@ import time
 import pytest
 
 from ndjson_pipeline.files import FileState
-from ndjson_pipeline.intake import drain_queue, parse_notification, reconcile_day
-from tests.ledger.events import DAY, DAY_PATH, make_body, make_record, queue_depth, send
+from ndjson_pipeline.steps.intake import drain_queue, parse_notification
+from tests.factories import DAY, DAY_PATH, make_body, make_record, queue_depth, send
 
 
 def _drain(stack, **kwargs):
@@ -37,9 +37,9 @@ def test_real_upload_is_registered_pending_and_its_message_deleted(stack):
     assert report.registered == 1
     assert report.deleted == 1
     item = stack.ledger.get_file(_identity(stack, key, _etag(stack, key)))
-    assert item["state"] == FileState.PENDING
-    assert item["key"] == key
-    assert item["day"] == DAY
+    assert item.state == FileState.PENDING
+    assert item.file.key == key
+    assert item.day == DAY
     assert queue_depth(stack) == (0, 0)
 
 
@@ -59,7 +59,7 @@ def test_duplicate_events_register_one_version(stack):
     assert report.registered == 1
     assert report.already_known == 2
     assert report.deleted == 3
-    assert stack.ledger.get_file(_identity(stack, f"{DAY_PATH}a.ndjson"))["state"] == FileState.PENDING
+    assert stack.ledger.get_file(_identity(stack, f"{DAY_PATH}a.ndjson")).state == FileState.PENDING
 
 
 def test_url_encoded_and_unicode_keys_are_decoded(stack):
@@ -74,7 +74,7 @@ def test_url_encoded_and_unicode_keys_are_decoded(stack):
 
     assert report.registered == 3
     for key in keys:
-        assert stack.ledger.get_file(_identity(stack, key))["key"] == key
+        assert stack.ledger.get_file(_identity(stack, key)).file.key == key
 
 
 def test_test_event_and_non_created_events_are_deleted_without_ledger_writes(stack):
@@ -135,7 +135,7 @@ def test_crash_between_ledger_write_and_delete_makes_redelivery_harmless(stack, 
         with pytest.raises(ConnectionError):
             _drain(stack)
     identity = _identity(stack, key)
-    assert stack.ledger.get_file(identity)["state"] == FileState.PENDING
+    assert stack.ledger.get_file(identity).state == FileState.PENDING
     manifest = stack.ledger.claim_batch(DAY, max_files=10, max_bytes=10**9, lease_seconds=600)
     assert manifest is not None
     time.sleep(1.2)
@@ -145,7 +145,7 @@ def test_crash_between_ledger_write_and_delete_makes_redelivery_harmless(stack, 
     assert report.already_known == 1
     assert report.registered == 0
     assert report.deleted == 1
-    assert stack.ledger.get_file(identity)["state"] == FileState.CLAIMED  # redelivery did not reset the claim
+    assert stack.ledger.get_file(identity).state == FileState.CLAIMED  # redelivery did not reset the claim
 
 
 def test_overwrite_in_order_registers_both_versions(stack):
@@ -158,8 +158,8 @@ def test_overwrite_in_order_registers_both_versions(stack):
     report = _drain(stack)
 
     assert report.registered == 1
-    assert stack.ledger.get_file(_identity(stack, key, "A"))["state"] == FileState.PENDING
-    assert stack.ledger.get_file(_identity(stack, key, "B"))["state"] == FileState.PENDING
+    assert stack.ledger.get_file(_identity(stack, key, "A")).state == FileState.PENDING
+    assert stack.ledger.get_file(_identity(stack, key, "B")).state == FileState.PENDING
 
 
 def test_older_event_after_newer_never_becomes_current(stack):
@@ -175,10 +175,10 @@ def test_older_event_after_newer_never_becomes_current(stack):
     assert report.superseded == 1
     assert report.deleted == 1
     old = stack.ledger.get_file(_identity(stack, key, "OLD"))
-    assert old["state"] == FileState.QUARANTINED
-    assert old["reason"].startswith("superseded")
-    assert "NEW" in old["reason"]
-    assert stack.ledger.get_file(_identity(stack, key, "NEW"))["state"] == FileState.PENDING
+    assert old.state == FileState.QUARANTINED
+    assert old.reason.startswith("superseded")
+    assert "NEW" in old.reason
+    assert stack.ledger.get_file(_identity(stack, key, "NEW")).state == FileState.PENDING
 
 
 def test_reordered_versions_in_one_batch_keep_only_the_newest_pending(stack):
@@ -191,8 +191,8 @@ def test_reordered_versions_in_one_batch_keep_only_the_newest_pending(stack):
     report = _drain(stack)
 
     assert (report.registered, report.superseded) == (1, 1)
-    assert stack.ledger.get_file(_identity(stack, key, "V1"))["state"] == FileState.QUARANTINED
-    assert stack.ledger.get_file(_identity(stack, key, "V2"))["state"] == FileState.PENDING
+    assert stack.ledger.get_file(_identity(stack, key, "V1")).state == FileState.QUARANTINED
+    assert stack.ledger.get_file(_identity(stack, key, "V2")).state == FileState.PENDING
 
 
 @pytest.mark.parametrize(
@@ -213,9 +213,9 @@ def test_rejected_file_is_recorded_quarantined_with_its_reason(stack, key, size,
     assert report.quarantined == 1
     assert report.deleted == 1
     item = stack.ledger.get_file(_identity(stack, key))
-    assert item["state"] == FileState.QUARANTINED
-    assert reason in item["reason"]
-    assert "expires_at" in item
+    assert item.state == FileState.QUARANTINED
+    assert reason in item.reason
+    assert item.expires_at is not None
 
 
 def test_intake_stops_at_its_message_limit_and_leaves_the_rest_queued(stack):
@@ -249,31 +249,3 @@ def test_parse_notification_reads_sequencer_version_and_strips_quotes():
 
     (created,) = parsed.created
     assert (created.etag, created.sequencer, created.version_id) == ("abc", "01", "v1")
-
-
-def _discard_all_messages(stack):
-    while msgs := stack.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
-        "Messages"
-    ):
-        for m in msgs:
-            stack.sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=m["ReceiptHandle"])
-
-
-def test_reconcile_registers_only_versions_the_ledger_lacks(stack):
-    bucket = stack.names.landing_bucket
-    for i in range(5):
-        stack.s3.put_object(Bucket=bucket, Key=f"{DAY_PATH}r{i}.ndjson", Body=f'{{"i": {i}}}\n'.encode())
-    stack.s3.put_object(Bucket=bucket, Key="incoming/2026/11/25/next-day.ndjson", Body=b"{}\n")
-    time.sleep(1.5)
-    _discard_all_messages(stack)  # every notification is lost ...
-    heard = [f"{DAY_PATH}r{i}.ndjson" for i in (0, 1)]  # ... but these two are redelivered
-    send(stack, *(make_body(make_record(bucket, k, etag=_etag(stack, k), size=9)) for k in heard))
-    _drain(stack)
-
-    report = reconcile_day(stack.s3, stack.ledger, stack.settings, bucket, DAY)
-
-    assert (report.seen, report.already_known, report.registered) == (5, 2, 3)
-    assert report.states == {"PENDING": 5}
-    assert stack.ledger.get_file(_identity(stack, f"{DAY_PATH}r4.ndjson", _etag(stack, f"{DAY_PATH}r4.ndjson")))
-    again = reconcile_day(stack.s3, stack.ledger, stack.settings, bucket, DAY)
-    assert (again.seen, again.already_known, again.registered) == (5, 5, 0)

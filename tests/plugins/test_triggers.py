@@ -9,16 +9,16 @@ from datetime import timedelta
 import pytest
 
 from ndjson_pipeline.clock import iso, utcnow
+from ndjson_pipeline.ledger import WorkIndex
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
-from tests.ledger.events import DAY
-from tests.ledger.test_ledger import _register
+from tests.factories import DAY, register_files
 from tools.local_stack import aws_connection_env
 
 
 def _make_trigger(**overrides) -> PendingWorkTrigger:
     kwargs = {
         "days": [DAY],
-        "table": "t-ledger",
+        "work_index": WorkIndex.of("t-ledger").as_dict(),
         "enough_files": 5,
         "enough_bytes": 10**9,
         "max_wait_seconds": 3600,
@@ -47,6 +47,10 @@ def _first_event(trigger: PendingWorkTrigger) -> dict:
     return asyncio.run(first())
 
 
+def _work_index(stack) -> dict:
+    return WorkIndex.of(stack.names.ledger_table).as_dict()
+
+
 @pytest.fixture
 def airflow_aws(stack, monkeypatch):
     for name, value in aws_connection_env(stack.endpoint).items():
@@ -55,8 +59,8 @@ def airflow_aws(stack, monkeypatch):
 
 
 def test_fires_when_enough_files_are_pending(airflow_aws):
-    _register(airflow_aws, 6)
-    payload = _first_event(_make_trigger(table=airflow_aws.names.ledger_table))
+    register_files(airflow_aws, 6)
+    payload = _first_event(_make_trigger(work_index=_work_index(airflow_aws)))
     assert payload["status"] == "ready"
     assert payload["days"] == [DAY]
     assert payload["summary"][DAY]["reason"] == "files"
@@ -64,9 +68,9 @@ def test_fires_when_enough_files_are_pending(airflow_aws):
 
 
 def test_fires_on_waiting_time_and_times_out_when_idle(airflow_aws):
-    _register(airflow_aws, 2)
-    idle = _first_event(_make_trigger(table=airflow_aws.names.ledger_table))
+    register_files(airflow_aws, 2)
+    idle = _first_event(_make_trigger(work_index=_work_index(airflow_aws)))
     assert idle["status"] == "timeout"
-    waited = _first_event(_make_trigger(table=airflow_aws.names.ledger_table, max_wait_seconds=0))
+    waited = _first_event(_make_trigger(work_index=_work_index(airflow_aws), max_wait_seconds=0))
     assert waited["status"] == "ready"
     assert waited["summary"][DAY] == {"reason": "wait", "files": 2, "bytes": waited["summary"][DAY]["bytes"]}

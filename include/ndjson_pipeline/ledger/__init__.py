@@ -1,0 +1,46 @@
+"""The file ledger: one DynamoDB item per landing file version and its life.
+
+Identity of a file version is (bucket, key, eTag): eTag is in both S3 events and
+S3 listings, so notifications and the reconcile listing agree on identity; the
+versionId, when the bucket has versioning, is kept as an attribute.
+
+Every transition is a conditional write (``transitions``); pending files and
+open manifests are found through a sparse, per-day sharded index (``work``), so
+finding work reads only work and no day has a single hot key. Modules:
+
+- ``schema``: attribute names (from resources.json) and every key format;
+- ``codec``: plain values to DynamoDB's typed form and back;
+- ``records``: ``FileRecord``/``ManifestRecord`` and the state names;
+- ``transactions``: the 100-action limit, cancellation reasons, backoff, request tokens;
+- ``registration``, ``claims``, ``transitions``: the state machine's writes;
+- ``work``: ``WorkIndex`` and the pending-work scan (no client needed);
+- ``ledger``: ``Ledger``, the entry point.
+"""
+
+from __future__ import annotations
+
+from ndjson_pipeline.ledger.claims import MAX_FILES_PER_CLAIM
+from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
+from ndjson_pipeline.ledger.ledger import Ledger
+from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, ManifestState
+from ndjson_pipeline.ledger.registration import RegisterOutcome, Registration, pad_sequencer
+from ndjson_pipeline.ledger.schema import TableSchema, table_schema
+from ndjson_pipeline.ledger.work import PendingSummary, PendingSummaryScan, WorkIndex
+
+__all__ = [
+    "MAX_FILES_PER_CLAIM",
+    "FileRecord",
+    "IllegalTransitionError",
+    "Ledger",
+    "LedgerError",
+    "ManifestRecord",
+    "ManifestState",
+    "PendingSummary",
+    "PendingSummaryScan",
+    "RegisterOutcome",
+    "Registration",
+    "TableSchema",
+    "WorkIndex",
+    "pad_sequencer",
+    "table_schema",
+]

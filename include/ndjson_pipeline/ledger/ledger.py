@@ -1,0 +1,141 @@
+"""The ledger's one entry point: reads and the state machine's operations on one table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from ndjson_pipeline.clock import iso, utcnow
+from ndjson_pipeline.files import FileId, FileState, FileVersion
+from ndjson_pipeline.ledger import claims, registration, transitions
+from ndjson_pipeline.ledger.errors import LedgerError
+from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, file_version_of
+from ndjson_pipeline.ledger.registration import RegisterOutcome, Registration
+from ndjson_pipeline.ledger.schema import open_manifests_partition, table_schema, up_to
+from ndjson_pipeline.ledger.table import LedgerTable
+from ndjson_pipeline.ledger.work import PendingSummary, PendingSummaryScan, WorkIndex
+from ndjson_pipeline.manifest import FileResult, Manifest
+
+
+class Ledger:
+    """Conditional, batched access to the ledger table through a boto3 DynamoDB client.
+
+    :param client: a boto3 ``dynamodb`` client (from the ledger hook in Airflow tasks).
+    :param table: the ledger table name.
+    :param terminal_ttl_days: days a terminal item is kept before DynamoDB expires it.
+    """
+
+    def __init__(self, client: Any, table: str, *, terminal_ttl_days: int = 30) -> None:
+        self._table = LedgerTable(client, table, table_schema(), terminal_ttl_days)
+
+    @property
+    def table_name(self) -> str:
+        return self._table.name
+
+    @property
+    def work_index(self) -> WorkIndex:
+        return self._table.work_index
+
+    # ------------------------------------------------------------------ files
+
+    def register(self, registrations: Iterable[Registration]) -> RegisterOutcome:
+        """Record file versions idempotently; an older version of a key is recorded QUARANTINED (superseded)."""
+        return registration.register(self._table, registrations)
+
+    def get_file(self, identity: str) -> FileRecord | None:
+        return self._table.file(FileId.parse(identity))
+
+    def get_files(self, identities: Sequence[str]) -> dict[str, FileRecord]:
+        """Records of many file versions by identity (absent ones are left out), 100 keys per request."""
+        ttl = self._table.schema.ttl_attribute
+        records = (FileRecord.from_item(item, ttl) for item in self._batch_get(identities))
+        return {record.identity: record for record in records}
+
+    def get_states(self, identities: Sequence[str]) -> dict[str, FileState]:
+        """States of many file versions (absent ones are left out), reading only what identifies them."""
+        items = self._batch_get(identities, attributes=("bucket", "key", "etag", "state"))
+        return {str(FileId(item["bucket"], item["key"], item["etag"])): FileState(item["state"]) for item in items}
+
+    def _batch_get(self, identities: Sequence[str], attributes: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+        keys = [self._table.schema.file_key(FileId.parse(identity)) for identity in identities]
+        return self._table.batch_get(keys, attributes=attributes)
+
+    def requeue_failed(self, identity: str) -> None:
+        """An operator's decision to try a FAILED file again, with a fresh attempt count."""
+        transitions.requeue_failed(self._table, identity)
+
+    # ------------------------------------------------------------------ pending work
+
+    def iter_pending(self, day: str, *, page_size: int = 100, start_shard: int = 0) -> Iterator[FileVersion]:
+        """Pending file versions of a day, oldest first within each shard, one bounded page at a time.
+
+        The index is eventually consistent: a yielded file may already be claimed;
+        claims are conditional, so that costs a retry, never a double claim.
+        """
+        for item in self._table.pending_items(day, page_size, start_shard):
+            yield file_version_of(item)
+
+    def pending_summary(self, day: str, *, enough_files: int, enough_bytes: int) -> PendingSummary:
+        """Pending files and bytes of a day, counted only until either threshold is reached."""
+        scan = PendingSummaryScan(self.work_index, day, enough_files=enough_files, enough_bytes=enough_bytes)
+        while (request := scan.next_request()) is not None:
+            scan.add_page(self._table.client.query(**request))
+        return scan.result()
+
+    def claim_batch(
+        self,
+        day: str,
+        *,
+        max_files: int,
+        max_bytes: int,
+        lease_seconds: int,
+        owner: str = "",
+        start_shard: int | None = None,
+    ) -> Manifest | None:
+        """Atomically claim up to ``max_files``/``max_bytes`` pending files of a day for one manifest."""
+        return claims.claim_batch(
+            self._table,
+            day,
+            max_files=max_files,
+            max_bytes=max_bytes,
+            lease_seconds=lease_seconds,
+            owner=owner,
+            start_shard=start_shard,
+        )
+
+    # ------------------------------------------------------------------ manifests
+
+    def get_manifest(self, manifest_id: str) -> ManifestRecord | None:
+        return self._table.manifest(manifest_id)
+
+    def open_manifests(self, day: str) -> list[str]:
+        return [str(item["manifest_id"]) for item in self._table.query(open_manifests_partition(day), 100)]
+
+    def expired_manifests(self, day: str, now: datetime | None = None) -> list[str]:
+        """Open manifests of a day whose lease has run out: their claims need compensation."""
+        upper = up_to(iso(now or utcnow()))
+        return [str(item["manifest_id"]) for item in self._table.query(open_manifests_partition(day), 100, upper)]
+
+    def extend_lease(self, manifest_id: str, lease_seconds: int) -> None:
+        """Push an open manifest's lease forward while its job is known to be running."""
+        claims.extend_lease(self._table, manifest_id, lease_seconds)
+
+    def manifest_of(self, record: ManifestRecord) -> Manifest:
+        """Rebuild the manifest a ledger record describes (for a retry that lost its S3 write)."""
+        files = self.get_files(sorted(record.files))
+        missing = record.files - set(files)
+        if missing:
+            raise LedgerError(f"manifest {record.manifest_id}: files {sorted(missing)[:3]} have no ledger record")
+        manifest = Manifest.for_files(record.day, [f.file for f in files.values()], record.generation)
+        if manifest.manifest_id != record.manifest_id:
+            raise LedgerError(f"manifest {record.manifest_id} does not match its files ({manifest.manifest_id})")
+        return manifest
+
+    def complete_manifest(self, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
+        """Move a manifest's files to DONE/QUARANTINED and close the manifest, idempotently."""
+        transitions.complete_manifest(self._table, manifest_id, outcomes)
+
+    def compensate_manifest(self, manifest_id: str, *, max_attempts: int, reason: str) -> list[str]:
+        """Return a failed manifest's files to PENDING (FAILED after ``max_attempts``); the FAILED identities."""
+        return transitions.compensate_manifest(self._table, manifest_id, max_attempts=max_attempts, reason=reason)

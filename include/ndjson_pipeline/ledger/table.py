@@ -1,0 +1,135 @@
+"""One ledger table behind a boto3 client: typed reads, index pages and the conditional update.
+
+The operation modules (registration, claims, transitions) write through this;
+the ``Ledger`` facade reads through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ndjson_pipeline.files import FileId
+from ndjson_pipeline.ledger.codec import decode_item, encode_item
+from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
+from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord
+from ndjson_pipeline.ledger.schema import TableSchema, pending_partition
+from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, backoff
+from ndjson_pipeline.ledger.work import WorkIndex
+
+BATCH_GET_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class LedgerTable:
+    """The table, its schema, and how long terminal items are kept.
+
+    :param client: a boto3 ``dynamodb`` client.
+    :param name: the table name.
+    :param schema: attribute names and key formats.
+    :param terminal_ttl_days: days a terminal item is kept before DynamoDB expires it.
+    """
+
+    client: Any
+    name: str
+    schema: TableSchema
+    terminal_ttl_days: int
+
+    @property
+    def work_index(self) -> WorkIndex:
+        return WorkIndex.of(self.name, self.schema)
+
+    def expires_at(self, now: datetime) -> int:
+        return int((now + timedelta(days=self.terminal_ttl_days)).timestamp())
+
+    # ----------------------------------------------------------------- reads
+
+    def get(self, key: dict[str, str]) -> dict[str, Any] | None:
+        response = self.client.get_item(TableName=self.name, Key=encode_item(key), ConsistentRead=True)
+        return decode_item(response["Item"]) if "Item" in response else None
+
+    def file(self, file_id: FileId) -> FileRecord | None:
+        item = self.get(self.schema.file_key(file_id))
+        return None if item is None else FileRecord.from_item(item, self.schema.ttl_attribute)
+
+    def manifest(self, manifest_id: str) -> ManifestRecord | None:
+        item = self.get(self.schema.manifest_key(manifest_id))
+        return None if item is None else ManifestRecord.from_item(item, self.schema.ttl_attribute)
+
+    def require_manifest(self, manifest_id: str) -> ManifestRecord:
+        record = self.manifest(manifest_id)
+        if record is None:
+            raise LedgerError(f"manifest {manifest_id} has no ledger record")
+        return record
+
+    def batch_get(self, keys: list[dict[str, str]], *, attributes: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+        """Items of many keys (absent ones are left out), 100 keys per request, unprocessed keys retried."""
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            chunk = keys[start : start + BATCH_GET_LIMIT]
+            spec: dict[str, Any] = {"Keys": [encode_item(k) for k in chunk]}
+            if attributes:
+                names = {f"#a{n}": name for n, name in enumerate(attributes)}
+                spec["ProjectionExpression"] = ", ".join(names)
+                spec["ExpressionAttributeNames"] = names
+            request: dict[str, Any] = {self.name: spec}
+            for attempt in range(CONFLICT_RETRIES):
+                response = self.client.batch_get_item(RequestItems=request)
+                for raw in response["Responses"].get(self.name, []):
+                    yield decode_item(raw)
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                backoff(attempt)
+            else:
+                raise LedgerError(f"batch read of {len(chunk)} ledger items stayed unprocessed")
+
+    def query(self, partition: str, page_size: int, upper_sort_key: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of one work-index partition, one bounded page at a time."""
+        request = self.work_index.query(partition, page_size=page_size, upper_sort_key=upper_sort_key)
+        while True:
+            page = self.client.query(**request)
+            for raw in page.get("Items", []):
+                yield decode_item(raw)
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def pending_items(self, day: str, page_size: int, start_shard: int) -> Iterator[dict[str, Any]]:
+        """A day's pending file items, shard after shard from ``start_shard``, oldest first within a shard."""
+        shards = self.schema.pending_shards
+        for offset in range(shards):
+            yield from self.query(pending_partition(day, (start_shard + offset) % shards), page_size)
+
+    # ----------------------------------------------------------------- writes
+
+    def conditional_update(
+        self, key: dict[str, str], update: str, condition: str, values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Apply ``update`` if ``condition`` holds; None when applied, else the item as it was (``{}``: absent).
+
+        Expressions name attributes with ``#name`` placeholders (see ``TableSchema.placeholders``)
+        and values with ``:name``; ``values`` are plain Python values.
+        """
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "Key": encode_item(key),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": encode_item(values),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if names := self.schema.placeholders(update, condition):
+            request["ExpressionAttributeNames"] = names
+        try:
+            self.client.update_item(**request)
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            return decode_item(exc.response.get("Item", {}))
+        return None
+
+
+def illegal(what: str, current: dict[str, Any], wanted: str) -> IllegalTransitionError:
+    """The error for a refused transition, naming the state the item was found in."""
+    state = current.get("state")
+    return IllegalTransitionError(what, None if state is None else str(state), wanted)

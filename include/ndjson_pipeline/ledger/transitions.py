@@ -1,0 +1,205 @@
+"""How a claim ends: completion from the job's results, or compensation; and an operator's requeue.
+
+Every transition is a conditional update on the state it starts from. A
+transition that finds its outcome already recorded (a retried finaliser, a
+second compensation) is a no-op; any other refusal raises
+``IllegalTransitionError`` naming the state found. Terminal items get the TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from ndjson_pipeline.clock import iso, utcnow
+from ndjson_pipeline.files import JOB_OUTCOMES, FileId, FileState
+from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
+from ndjson_pipeline.ledger.records import ManifestState
+from ndjson_pipeline.ledger.table import LedgerTable, illegal
+from ndjson_pipeline.manifest import FileResult
+
+log = logging.getLogger(__name__)
+
+_CLAIMED_BY_MANIFEST = "#state = :claimed AND manifest_id = :m"
+
+
+def complete_manifest(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
+    """Move a manifest's files to DONE/QUARANTINED with their row counts, then close it SUCCEEDED."""
+    record = table.require_manifest(manifest_id)
+    if record.state is ManifestState.SUCCEEDED:
+        return
+    if record.state is not ManifestState.CLAIMED:
+        raise IllegalTransitionError(f"manifest {manifest_id}", record.state, ManifestState.SUCCEEDED)
+    expected = set(record.files)
+    given = {o.identity for o in outcomes}
+    if given != expected:
+        raise LedgerError(
+            f"manifest {manifest_id}: outcomes cover {len(given)} files but the manifest holds {len(expected)} "
+            f"(missing {sorted(expected - given)[:3]}, unexpected {sorted(given - expected)[:3]})"
+        )
+    now = utcnow()
+    for outcome in outcomes:
+        _finish_file(table, manifest_id, outcome, now)
+    _close_manifest(table, manifest_id, ManifestState.SUCCEEDED, now)
+
+
+def compensate_manifest(table: LedgerTable, manifest_id: str, *, max_attempts: int, reason: str) -> list[str]:
+    """Return a failed manifest's files to PENDING, or FAILED once attempts run out; close it COMPENSATED.
+
+    A SUCCEEDED manifest is never reset. Returns the identities that became
+    FAILED (they need an alert).
+    """
+    record = table.require_manifest(manifest_id)
+    if record.state is ManifestState.COMPENSATED:
+        return []
+    if record.state is not ManifestState.CLAIMED:
+        raise IllegalTransitionError(f"manifest {manifest_id}", record.state, ManifestState.COMPENSATED)
+    now = utcnow()
+    failed = [
+        identity
+        for identity in sorted(record.files)
+        if _release_file(table, identity, manifest_id, record.day, max_attempts, reason, now)
+    ]
+    _close_manifest(table, manifest_id, ManifestState.COMPENSATED, now, reason)
+    if failed:
+        log.error(
+            "manifest %s: %d files FAILED after %d attempts: %s", manifest_id, len(failed), max_attempts, failed[:5]
+        )
+    return failed
+
+
+def requeue_failed(table: LedgerTable, identity: str) -> None:
+    """An operator's decision to try a FAILED file again, with a fresh attempt count."""
+    record = table.file(FileId.parse(identity))
+    if record is None:
+        raise LedgerError(f"file {identity} has no ledger record")
+    now = iso(utcnow())
+    _transition(
+        table,
+        identity,
+        "SET #state = :to, attempts = :zero, updated_at = :now, #wpk = :wpk, #wsk = :wsk REMOVE #ttl, reason",
+        "#state = :failed",
+        {
+            ":to": FileState.PENDING,
+            ":failed": FileState.FAILED,
+            ":zero": 0,
+            ":now": now,
+            **_pending(table, record.day, identity, now),
+        },
+        wanted=FileState.PENDING,
+        already_done=lambda _found: False,
+    )
+
+
+def _finish_file(table: LedgerTable, manifest_id: str, outcome: FileResult, now: datetime) -> None:
+    if outcome.outcome not in JOB_OUTCOMES:
+        raise IllegalTransitionError(f"file {outcome.identity}", FileState.CLAIMED, outcome.outcome)
+    update = (
+        "SET #state = :to, updated_at = :now, finished_at = :now, #ttl = :ttl, "
+        "rows_in = :rin, rows_out = :rout, rows_quarantined = :rq, rows_rescued = :rr"
+    )
+    values: dict[str, Any] = {
+        ":to": outcome.outcome,
+        ":claimed": FileState.CLAIMED,
+        ":m": manifest_id,
+        ":now": iso(now),
+        ":ttl": table.expires_at(now),
+        ":rin": outcome.rows_in,
+        ":rout": outcome.rows_out,
+        ":rq": outcome.rows_quarantined,
+        ":rr": outcome.rows_rescued,
+    }
+    if outcome.reason:
+        update += ", reason = :reason"
+        values[":reason"] = outcome.reason
+    _transition(
+        table,
+        outcome.identity,
+        update + " REMOVE lease_expires_at",
+        _CLAIMED_BY_MANIFEST,
+        values,
+        wanted=outcome.outcome,
+        already_done=lambda found: found.get("state") == outcome.outcome and found.get("manifest_id") == manifest_id,
+    )
+
+
+def _release_file(
+    table: LedgerTable, identity: str, manifest_id: str, day: str, max_attempts: int, reason: str, now: datetime
+) -> bool:
+    """Release one claimed file; True when it became FAILED."""
+    record = table.file(FileId.parse(identity))
+    if record is None:
+        raise LedgerError(f"file {identity} of manifest {manifest_id} has no ledger record")
+    if record.manifest_id != manifest_id or record.state is not FileState.CLAIMED:
+        return False  # already released by an earlier compensation of this manifest, or finished
+    attempts = record.attempts + 1
+    failed = attempts >= max_attempts
+    stamp = iso(now)
+    values: dict[str, Any] = {
+        ":claimed": FileState.CLAIMED,
+        ":m": manifest_id,
+        ":now": stamp,
+        ":attempts": attempts,
+        ":reason": reason,
+    }
+    update = "SET #state = :to, attempts = :attempts, reason = :reason, updated_at = :now"
+    if failed:
+        values.update({":to": FileState.FAILED, ":ttl": table.expires_at(now)})
+        update += ", #ttl = :ttl"
+    else:
+        values.update({":to": FileState.PENDING, **_pending(table, day, identity, stamp)})
+        update += ", #wpk = :wpk, #wsk = :wsk"
+    _transition(
+        table,
+        identity,
+        update + " REMOVE lease_expires_at, manifest_id",
+        _CLAIMED_BY_MANIFEST,
+        values,
+        wanted=values[":to"],
+        already_done=lambda found: found.get("manifest_id") != manifest_id,
+    )
+    return failed
+
+
+def _pending(table: LedgerTable, day: str, identity: str, registered_at: str) -> dict[str, str]:
+    """Values ``:wpk``/``:wsk`` that put a file version back into the pending index."""
+    slot = table.schema.pending_slot(day, identity, registered_at)
+    return {":wpk": slot[table.schema.index_partition_key], ":wsk": slot[table.schema.index_sort_key]}
+
+
+def _transition(
+    table: LedgerTable,
+    identity: str,
+    update: str,
+    condition: str,
+    values: dict[str, Any],
+    *,
+    wanted: str,
+    already_done: Callable[[dict[str, Any]], bool],
+) -> None:
+    current = table.conditional_update(table.schema.file_key(FileId.parse(identity)), update, condition, values)
+    if current is None or (current and already_done(current)):
+        return
+    raise illegal(f"file {identity}", current, wanted)
+
+
+def _close_manifest(
+    table: LedgerTable, manifest_id: str, state: ManifestState, now: datetime, reason: str | None = None
+) -> None:
+    update = "SET #state = :to, closed_at = :now, #ttl = :ttl"
+    values: dict[str, Any] = {
+        ":to": state,
+        ":claimed": ManifestState.CLAIMED,
+        ":now": iso(now),
+        ":ttl": table.expires_at(now),
+    }
+    if reason:
+        update += ", reason = :reason"
+        values[":reason"] = reason
+    refused = table.conditional_update(
+        table.schema.manifest_key(manifest_id), update + " REMOVE #wpk, #wsk", "#state = :claimed", values
+    )
+    if refused is not None and refused.get("state") != state:
+        raise illegal(f"manifest {manifest_id}", refused, state)

@@ -1,0 +1,78 @@
+"""Planning: claim pending files into manifests and write each manifest, create-only, to S3."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from ndjson_pipeline.clock import utc_day
+from ndjson_pipeline.ledger import Ledger
+from ndjson_pipeline.manifest import Manifest, ManifestRef
+from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.steps import PipelineError
+from ndjson_pipeline.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def days_to_watch(now: datetime, registered_days: list[str]) -> list[str]:
+    """Today and yesterday (late files), plus any day that just received files, newest first."""
+    days = {utc_day(now), utc_day(now - timedelta(days=1)), *registered_days}
+    return sorted(days, reverse=True)
+
+
+def plan_manifests(
+    ledger: Ledger,
+    storage: Storage,
+    settings: PipelineSettings,
+    days: list[str],
+    *,
+    owner: str,
+    max_manifests: int | None = None,
+) -> list[ManifestRef]:
+    """Claim the pending files of ``days`` into manifests and write each manifest to S3.
+
+    A retry of the same task (same ``owner``) first re-adopts the manifests it
+    claimed before it died, so a retry never creates a second manifest for the
+    same files. At most ``max_manifests`` are planned; the rest of the pending
+    files stay unclaimed for the next run.
+    """
+    limit = max_manifests or settings.max_manifests_per_run
+    planned: list[Manifest] = []
+    for day in days:
+        for manifest_id in ledger.open_manifests(day):
+            record = ledger.get_manifest(manifest_id)
+            if record and record.owner == owner and record.is_open:
+                planned.append(ledger.manifest_of(record))
+    if planned:
+        log.info("re-adopting %d manifests claimed by %s in an earlier try", len(planned), owner)
+    for day in days:
+        while len(planned) < limit:
+            manifest = ledger.claim_batch(
+                day,
+                max_files=settings.max_files_per_manifest,
+                max_bytes=settings.max_bytes_per_manifest,
+                lease_seconds=settings.lease_seconds,
+                owner=owner,
+            )
+            if manifest is None:
+                break
+            planned.append(manifest)
+    refs = [write_manifest(storage, settings, manifest) for manifest in planned[:limit]]
+    log.info(
+        "planned %d manifests (%d files, %d bytes) for days %s",
+        len(refs),
+        sum(r.files for r in refs),
+        sum(r.bytes for r in refs),
+        days,
+    )
+    return refs
+
+
+def write_manifest(storage: Storage, settings: PipelineSettings, manifest: Manifest) -> ManifestRef:
+    """Create-only write: an existing object must hold the same bytes, or the write is refused."""
+    uri = settings.layout.manifest_uri(manifest.day, manifest.manifest_id)
+    body = manifest.to_json().encode()
+    if not storage.create_bytes(uri, body) and storage.read_bytes(uri) != body:
+        raise PipelineError(f"{uri} exists with different content than manifest {manifest.manifest_id}")
+    return ManifestRef.of(manifest)

@@ -1,0 +1,75 @@
+"""The listing reconcile: the safety net for lost S3 notifications."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from ndjson_pipeline.landing import day_listing_pages, registration_for
+from ndjson_pipeline.ledger import Ledger
+from ndjson_pipeline.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileReport:
+    day: str
+    seen: int = 0
+    already_known: int = 0
+    registered: int = 0
+    quarantined: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in self.__dict__.items() if k != "states"}, "states": dict(self.states)}
+
+
+def reconcile_day(s3: Any, ledger: Ledger, settings: PipelineSettings, bucket: str, day: str) -> ReconcileReport:
+    """List one landing day and register every object version the ledger lacks.
+
+    The safety net for lost notifications: works one listing page (1,000 keys)
+    at a time, so memory does not grow with the day. ``states`` counts the
+    ledger state of every object seen, which is what a completeness check needs.
+    """
+    report = ReconcileReport(day=day)
+    for objects in day_listing_pages(s3, bucket, day, settings):
+        regs = {
+            reg.file.identity: reg
+            for reg in (
+                registration_for(
+                    bucket,
+                    obj["Key"],
+                    int(obj["Size"]),
+                    obj["ETag"].strip('"'),
+                    obj["LastModified"].astimezone(UTC).isoformat(),
+                    settings,
+                )
+                for obj in objects
+            )
+        }
+        states = ledger.get_states(list(regs))
+        missing = [reg for identity, reg in regs.items() if identity not in states]
+        outcome = ledger.register(missing)
+        report.seen += len(regs)
+        report.already_known += len(states) + len(outcome.already_known)
+        report.registered += len(outcome.registered)
+        report.quarantined += len(outcome.quarantined) + len(outcome.superseded)
+        report.states.update(str(s) for s in states.values())
+        report.states += Counter(
+            PENDING=len(outcome.registered), QUARANTINED=len(outcome.quarantined) + len(outcome.superseded)
+        )
+        for identity in outcome.registered:
+            log.info("reconcile registered a version no notification announced: %s", regs[identity].file.uri)
+    log.info(
+        "reconcile %s: %d seen, %d already known, %d newly registered, %d quarantined",
+        day,
+        report.seen,
+        report.already_known,
+        report.registered,
+        report.quarantined,
+    )
+    return report

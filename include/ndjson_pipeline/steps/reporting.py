@@ -1,0 +1,79 @@
+"""Reporting: one day's completeness and figures, written as the day report."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.files import FileId, FileState
+from ndjson_pipeline.landing import day_listing_pages
+from ndjson_pipeline.ledger import Ledger
+from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.storage import Storage
+
+
+def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day: str) -> dict[str, Any]:
+    """Completeness and figures of one day, from the day's S3 listing and the ledger, one page at a time."""
+    bucket = settings.names.landing_bucket
+    states: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    latencies: list[float] = []
+    unreconciled: list[str] = []
+    not_terminal: list[str] = []
+    failed: list[str] = []
+    for objects in day_listing_pages(storage.s3, bucket, day, settings):
+        identities = [str(FileId.from_listing(bucket, obj)) for obj in objects]
+        records = ledger.get_files(identities)
+        for identity in identities:
+            record = records.get(identity)
+            if record is None or not record.state.terminal:
+                states[record.state if record else "UNKNOWN"] += 1
+                not_terminal.append(identity)
+                continue
+            states[record.state] += 1
+            if record.state is FileState.FAILED:
+                failed.append(identity)
+            totals["bytes"] += record.file.size
+            totals["rows_in"] += record.rows_in
+            totals["rows_out"] += record.rows_out
+            totals["rows_rescued"] += record.rows_rescued
+            totals["rows_quarantined"] += record.rows_quarantined
+            if not record.reconciled:
+                unreconciled.append(identity)
+            if record.state is FileState.DONE and record.finished_at:
+                arrived = datetime.fromisoformat(record.event_time)
+                finished = datetime.fromisoformat(record.finished_at)
+                latencies.append(max(0.0, (finished - arrived).total_seconds()))
+    report = {
+        "day": day,
+        "generated_at": utcnow().isoformat(),
+        "complete": not not_terminal and not unreconciled,
+        "files": sum(states.values()),
+        "files_by_state": dict(sorted(states.items())),
+        "bytes": totals["bytes"],
+        "rows_in": totals["rows_in"],
+        "rows_out": totals["rows_out"],
+        "rows_rescued": totals["rows_rescued"],
+        "rows_quarantined": totals["rows_quarantined"],
+        "latency_seconds_p50": _percentile(latencies, 50),
+        "latency_seconds_p95": _percentile(latencies, 95),
+        "not_terminal": not_terminal[:20],
+        "unreconciled": unreconciled[:20],
+        "failed": failed[:20],
+    }
+    uri = settings.layout.report_uri(day)
+    storage.write_bytes(uri, json.dumps(report, indent=2, sort_keys=True).encode())
+    report["report_uri"] = uri
+    return report
+
+
+def _percentile(values: list[float], pct: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 3)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[pct - 1], 3)

@@ -1,0 +1,36 @@
+"""The pipeline's CloudWatch metrics through an Airflow AWS connection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+
+class CloudWatchMetricsHook(AwsBaseHook):
+    """Publishes custom metrics; the provider has a hook for CloudWatch Logs only.
+
+    Additional arguments (such as ``aws_conn_id``) are passed down to ``AwsBaseHook``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "cloudwatch"
+        super().__init__(*args, **kwargs)
+
+    def put_metrics(self, namespace: str, values: Mapping[str, float], dimensions: Mapping[str, str]) -> None:
+        """One data point per metric, all with the same dimensions.
+
+        .. seealso::
+            - :external+boto3:py:meth:`CloudWatch.Client.put_metric_data`
+
+        :param namespace: the metrics' namespace.
+        :param values: metric name -> value.
+        :param dimensions: dimension name -> value.
+        """
+        dims = [{"Name": name, "Value": value} for name, value in dimensions.items()]
+        self.conn.put_metric_data(
+            Namespace=namespace,
+            MetricData=[{"MetricName": name, "Value": float(v), "Dimensions": dims} for name, v in values.items()],
+        )
+        self.log.info("published %s to %s", dict(values), namespace)

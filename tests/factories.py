@@ -1,0 +1,151 @@
+"""Shared test factories: the test day, S3 notification bodies as AWS sends them, registered files, job results.
+
+Tests build their inputs here instead of importing helpers from each other.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote_plus
+
+from ndjson_pipeline.files import FileId, FileState
+from ndjson_pipeline.landing import registration_for
+from ndjson_pipeline.layout import PublishLog
+from ndjson_pipeline.manifest import FileResult, JobResult, ManifestRef, OutputFile
+from ndjson_pipeline.steps.finalising import read_manifest
+from ndjson_pipeline.steps.planning import plan_manifests
+
+DAY = "2026-11-24"
+DAY_PATH = "incoming/2026/11/24/"
+
+
+# ------------------------------------------------------------------ S3 notifications
+
+
+def make_record(
+    bucket: str,
+    key: str,
+    *,
+    etag: str = "e0",
+    size: int = 100,
+    sequencer: str | None = None,
+    event_name: str = "ObjectCreated:Put",
+    version_id: str | None = None,
+) -> dict:
+    obj = {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag}
+    if sequencer is not None:
+        obj["sequencer"] = sequencer
+    if version_id is not None:
+        obj["versionId"] = version_id
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventTime": f"{DAY}T10:00:00.000Z",
+        "eventName": event_name,
+        "s3": {"bucket": {"name": bucket}, "object": obj},
+    }
+
+
+def make_body(*records: dict) -> str:
+    return json.dumps({"Records": list(records)})
+
+
+def send(stack, *bodies: str) -> None:
+    for start in range(0, len(bodies), 10):
+        stack.sqs.send_message_batch(
+            QueueUrl=stack.queue_url,
+            Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])],
+        )
+
+
+def queue_depth(stack, url: str | None = None) -> tuple[int, int]:
+    attrs = stack.sqs.get_queue_attributes(
+        QueueUrl=url or stack.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+# ------------------------------------------------------------------ ledger contents
+
+
+def register_files(
+    stack: Any, count: int, *, prefix: str = "f", size: int = 100, day_path: str = DAY_PATH
+) -> list[str]:
+    """Register ``count`` new pending files of ``DAY`` in the stack's ledger; return their identities."""
+    regs = [
+        registration_for(
+            stack.names.landing_bucket,
+            f"{day_path}{prefix}{i:05d}.ndjson",
+            size,
+            f"etag{i}",
+            f"{DAY}T01:00:00+00:00",
+            stack.settings,
+        )
+        for i in range(count)
+    ]
+    outcome = stack.ledger.register(regs)
+    assert len(outcome.registered) == count
+    return [r.file.identity for r in regs]
+
+
+def claim(stack: Any, *, max_files: int = 99, max_bytes: int = 10**12, lease_seconds: int = 600) -> Any:
+    """One claim of ``DAY``'s pending files (a Manifest, or None when nothing is pending)."""
+    return stack.ledger.claim_batch(DAY, max_files=max_files, max_bytes=max_bytes, lease_seconds=lease_seconds)
+
+
+def file_result(identity: str, state: FileState, **counts: Any) -> FileResult:
+    """What the conversion job reports for one file."""
+    return FileResult(identity, FileId.parse(identity).uri, state, **counts)
+
+
+# ------------------------------------------------------------------ the steps around the job
+
+
+def plan(stack: Any, owner: str = "ingest/run-1", **kwargs: Any) -> list[ManifestRef]:
+    """The planning step over ``DAY``."""
+    return plan_manifests(stack.ledger, stack.storage, stack.settings, [DAY], owner=owner, **kwargs)
+
+
+def file_states(stack: Any, identities: list[str]) -> dict[str, FileState]:
+    return stack.ledger.get_states(identities)
+
+
+def publish_result(
+    stack: Any, ref: ManifestRef, *, rows_per_file: int = 3, quarantined_per_file: int = 1, outputs: int = 1
+) -> list[str]:
+    """What a successful run leaves behind: output objects, their publish log, then the result."""
+    manifest = read_manifest(stack.storage, stack.settings, ref)
+    layout = stack.settings.layout
+    uris = [layout.part_uri(ref.day, ref.manifest_id, n, "snappy") for n in range(outputs)]
+    write_publish_log(stack, ref, uris)
+    for uri in uris:
+        stack.storage.write_bytes(uri, b"PAR1")
+    files = tuple(
+        FileResult(
+            f.identity,
+            f.uri,
+            FileState.DONE,
+            None,
+            rows_per_file + quarantined_per_file,
+            rows_per_file,
+            0,
+            quarantined_per_file,
+        )
+        for f in manifest.files
+    )
+    rows = rows_per_file * len(files)
+    result = JobResult(
+        ref.manifest_id, ref.day, files, tuple(OutputFile(u, 4, rows if i == 0 else 0) for i, u in enumerate(uris))
+    )
+    stack.storage.write_bytes(layout.result_uri(ref.day, ref.manifest_id), result.to_json().encode())
+    return uris
+
+
+def write_publish_log(stack: Any, ref: ManifestRef, uris: list[str]) -> None:
+    PublishLog(frozenset(uris)).write(stack.storage, stack.settings.layout.publish_log_uri(ref.day, ref.manifest_id))
+
+
+def no_glue_runs(_manifest_id: str) -> None:
+    """Stands in for stopping a manifest's Glue runs where none can exist (the job's side is played by the test)."""

@@ -1,0 +1,87 @@
+"""How claims end, over the moto server: completion, compensation, FAILED after max attempts, requeue, TTL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.files import FileState
+from ndjson_pipeline.ledger import IllegalTransitionError
+from tests.factories import claim, file_result, register_files
+
+
+def test_ttl_is_set_only_on_terminal_items(stack):
+    identities = register_files(stack, 4)
+    manifest = claim(stack)
+    pending_item = stack.ledger.get_file(identities[0])  # claimed now
+    assert pending_item.expires_at is None
+    outcomes = [
+        file_result(identities[0], FileState.DONE, rows_in=3, rows_out=3),
+        file_result(identities[1], FileState.QUARANTINED, reason="not decodable: truncated gzip"),
+        file_result(identities[2], FileState.DONE),
+        file_result(identities[3], FileState.DONE),
+    ]
+    fresh = register_files(stack, 1, prefix="late")
+
+    stack.ledger.complete_manifest(manifest.manifest_id, outcomes)
+
+    assert stack.ledger.get_file(fresh[0]).expires_at is None
+    done = stack.ledger.get_file(identities[0])
+    expected = (utcnow() + timedelta(days=30)).timestamp()
+    assert abs(done.expires_at - expected) < 120
+    assert stack.ledger.get_file(identities[1]).reason == "not decodable: truncated gzip"
+    assert stack.ledger.get_manifest(manifest.manifest_id).expires_at is not None
+
+
+def test_completing_a_manifest_twice_is_a_no_op_and_completing_a_compensated_one_is_illegal(stack):
+    identities = register_files(stack, 2)
+    manifest = claim(stack)
+    outcomes = [file_result(i, FileState.DONE) for i in identities]
+    stack.ledger.complete_manifest(manifest.manifest_id, outcomes)
+
+    stack.ledger.complete_manifest(manifest.manifest_id, outcomes)
+
+    with pytest.raises(IllegalTransitionError, match="SUCCEEDED to COMPENSATED"):
+        stack.ledger.compensate_manifest(manifest.manifest_id, max_attempts=3, reason="late failure callback")
+    assert {stack.ledger.get_file(i).state for i in identities} == {FileState.DONE}
+
+
+def test_compensation_returns_files_to_pending_then_fails_them_after_max_attempts(stack):
+    identities = register_files(stack, 3)
+    failed = []
+    for attempt in range(1, 4):
+        manifest = claim(stack)
+        assert sorted(f.identity for f in manifest.files) == sorted(identities)
+        failed = stack.ledger.compensate_manifest(
+            manifest.manifest_id, max_attempts=3, reason=f"glue failed #{attempt}"
+        )
+        # Running the compensation twice changes nothing.
+        assert stack.ledger.compensate_manifest(manifest.manifest_id, max_attempts=3, reason="again") == []
+        if attempt < 3:
+            assert failed == []
+            assert {stack.ledger.get_file(i).attempts for i in identities} == {attempt}
+
+    assert sorted(failed) == sorted(identities)
+    assert claim(stack) is None
+    item = stack.ledger.get_file(identities[0])
+    assert (item.state, item.attempts, item.reason) == (FileState.FAILED, 3, "glue failed #3")
+    assert item.expires_at is not None
+
+    stack.ledger.requeue_failed(identities[0])
+
+    assert [f.identity for f in claim(stack).files] == [identities[0]]
+
+
+def test_finishing_a_file_that_is_not_claimed_by_the_manifest_is_an_illegal_transition(stack):
+    identities = register_files(stack, 2)
+    manifest = claim(stack)
+    stack.ledger.compensate_manifest(manifest.manifest_id, max_attempts=5, reason="x")
+    other = claim(stack)
+
+    with pytest.raises(IllegalTransitionError, match="COMPENSATED to SUCCEEDED"):
+        stack.ledger.complete_manifest(manifest.manifest_id, [file_result(i, FileState.DONE) for i in identities])
+    with pytest.raises(IllegalTransitionError, match="from CLAIMED to PENDING"):
+        stack.ledger.requeue_failed(identities[0])
+    assert {stack.ledger.get_file(i).manifest_id for i in identities} == {other.manifest_id}

@@ -1,0 +1,55 @@
+"""Metrics and the FAILED-files alert over the moto server: CloudWatch data points and an SNS message."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline_airflow.monitoring import alert_failed_files
+from tools.local_stack import aws_connection_env, client
+
+
+@pytest.fixture
+def airflow_aws(stack, monkeypatch):
+    for name, value in aws_connection_env(stack.endpoint).items():
+        monkeypatch.setenv(name, value)
+    return stack
+
+
+def _subscribed_queue(stack, topic_arn: str) -> str:
+    sqs = client("sqs", stack.endpoint)
+    url = sqs.create_queue(QueueName=f"{stack.settings.name_prefix}-alerts-probe")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    client("sns", stack.endpoint).subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return url
+
+
+def test_failed_files_are_counted_and_published_to_the_alert_topic(airflow_aws):
+    stack = airflow_aws
+    topic_arn = client("sns", stack.endpoint).create_topic(Name=f"{stack.settings.name_prefix}-alerts")["TopicArn"]
+    queue_url = _subscribed_queue(stack, topic_arn)
+    settings = stack.settings.replace(alert_topic_arn=topic_arn)
+
+    alert_failed_files(settings, "20261124-aaaa", ["b/k1#e1", "b/k2#e2"])
+
+    stats = client("cloudwatch", stack.endpoint).get_metric_statistics(
+        Namespace=settings.metrics_namespace,
+        MetricName="FailedFiles",
+        Dimensions=[{"Name": "Dataset", "Value": settings.dataset}],
+        StartTime=utcnow() - timedelta(minutes=5),
+        EndTime=utcnow() + timedelta(minutes=5),
+        Period=60,
+        Statistics=["Sum"],
+    )
+    assert sum(point["Sum"] for point in stats["Datapoints"]) == 2
+    (message,) = client("sqs", stack.endpoint).receive_message(QueueUrl=queue_url, WaitTimeSeconds=2)["Messages"]
+    assert json.loads(message["Body"]) == {
+        "manifest_id": "20261124-aaaa",
+        "failed": ["b/k1#e1", "b/k2#e2"],
+        "dataset": settings.dataset,
+    }

@@ -1,0 +1,104 @@
+"""ManifestGlueJobOperator over the moto server: it applies the conversion decision and never runs a manifest twice.
+
+moto's Glue runs execute nothing; here they are held active (manual state
+progression) so a retry meets the run an earlier try started.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferred
+
+from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
+from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
+from tests.factories import plan, publish_result, register_files
+from tools.local_stack import aws_connection_env
+
+
+class _TaskInstance:
+    """What the operator touches of Airflow's runtime: XCom for the Glue console link."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.xcom[key] = value
+
+
+def _make_context() -> dict:
+    return {"ti": _TaskInstance()}
+
+
+def _make_operator(ref, **overrides) -> ManifestGlueJobOperator:
+    return ManifestGlueJobOperator(**{"task_id": "convert", "manifest": ref.as_dict(), "deferrable": True, **overrides})
+
+
+@pytest.fixture
+def glue_conversions(stack, monkeypatch):
+    """Conversions on (moto's) Glue, whose runs stay RUNNING until the test ends."""
+    for name, value in aws_connection_env(stack.endpoint).items():
+        monkeypatch.setenv(name, value)
+    settings = {"name_prefix": stack.settings.name_prefix, "glue_poll_seconds": 5, "glue_max_wait_seconds": 600}
+    monkeypatch.setenv("AIRFLOW_VAR_NDJSON_PIPELINE_SETTINGS", json.dumps(settings))
+    state_manager = f"{stack.endpoint}/moto-api/state-manager"
+    transition = {"model_name": "glue::job_run", "transition": {"progression": "manual", "times": 1000}}
+    requests.post(f"{state_manager}/set-transition", json=transition, timeout=10).raise_for_status()
+    yield stack
+    requests.post(f"{state_manager}/unset-transition", json={"model_name": "glue::job_run"}, timeout=10)
+
+
+def _runs(stack, manifest_id: str) -> list[str]:
+    return [r["Id"] for r in ManifestGlueJobHook(job_name=stack.names.glue_job).runs_of(manifest_id)]
+
+
+def test_a_retry_while_a_run_is_active_never_starts_a_second_run(glue_conversions):
+    stack = glue_conversions
+    register_files(stack, 3)
+    (ref,) = plan(stack)
+
+    with pytest.raises(TaskDeferred) as first:
+        _make_operator(ref).execute(_make_context())
+    # A retry is a fresh operator instance: nothing of the first try survives but what AWS recorded.
+    with pytest.raises(TaskDeferred) as retried:
+        _make_operator(ref).execute(_make_context())
+
+    trigger = first.value.trigger
+    assert isinstance(trigger, GlueJobCompleteTrigger)
+    assert isinstance(retried.value.trigger, GlueJobCompleteTrigger)
+    assert retried.value.trigger.run_id == trigger.run_id
+    assert _runs(stack, ref.manifest_id) == [trigger.run_id]
+    assert trigger.job_name == stack.names.glue_job
+    assert (trigger.waiter_delay, trigger.attempts) == (5, 120)
+    assert first.value.method_name == "execute_complete"
+
+
+def test_a_manifest_with_a_result_or_closed_starts_no_run(glue_conversions):
+    stack = glue_conversions
+    register_files(stack, 3)
+    (ref,) = plan(stack)
+    publish_result(stack, ref)
+
+    assert _make_operator(ref).execute(_make_context()) is None
+    assert _runs(stack, ref.manifest_id) == []
+    stack.ledger.compensate_manifest(ref.manifest_id, max_attempts=3, reason="test")
+    with pytest.raises(AirflowSkipException, match="COMPENSATED"):
+        _make_operator(ref).execute(_make_context())
+    assert _runs(stack, ref.manifest_id) == []
+
+
+def test_the_trigger_event_is_validated():
+    operator = ManifestGlueJobOperator(task_id="convert", manifest={"manifest_id": "20261124-aaaa"})
+    assert operator.execute_complete({}, {"status": "success", "run_id": "jr_1"}) == "jr_1"
+    with pytest.raises(AirflowException, match="20261124-aaaa"):
+        operator.execute_complete({}, {"status": "error", "message": "Glue job failed", "run_id": "jr_1"})
+    with pytest.raises(AirflowException, match="event is None"):
+        operator.execute_complete({}, None)
+
+
+def test_the_job_and_its_arguments_come_from_the_settings_only():
+    with pytest.raises(ValueError, match="job_name"):
+        ManifestGlueJobOperator(task_id="convert", manifest={}, job_name="other-job")

@@ -1,0 +1,64 @@
+"""Planning over the moto server: bounded plans, retries that re-adopt, create-only manifests.
+
+The conversion job's side is played by writing the objects the job writes (a
+result, a publish log, output objects); the job itself is tested in tests/glue
+and end to end in tests/e2e.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.files import FileState
+from ndjson_pipeline.steps import PipelineError
+from ndjson_pipeline.steps.finalising import read_manifest
+from ndjson_pipeline.steps.planning import days_to_watch, write_manifest
+from tests.factories import file_states, plan, register_files
+
+
+def test_plan_is_bounded_and_leaves_the_rest_pending(small_batches):
+    stack = small_batches
+    identities = register_files(stack, 14)
+    refs = plan(stack)
+    assert [r.files for r in refs] == [4, 4, 4]  # max_manifests_per_run=3, max_files_per_manifest=4
+    states = file_states(stack, identities)
+    assert sum(s == FileState.CLAIMED for s in states.values()) == 12
+    assert sum(s == FileState.PENDING for s in states.values()) == 2
+    for ref in refs:
+        manifest = read_manifest(stack.storage, stack.settings, ref)
+        assert manifest.manifest_id == ref.manifest_id
+        assert len(manifest.files) == ref.files
+
+
+def test_a_retried_plan_readopts_its_manifests_instead_of_claiming_more(small_batches):
+    stack = small_batches
+    register_files(stack, 14)
+    first = plan(stack)
+    # The first try died after claiming; its manifest objects were never written.
+    for ref in first:
+        stack.storage.delete([stack.settings.layout.manifest_uri(ref.day, ref.manifest_id)])
+    retried = plan(stack)
+    assert [r.manifest_id for r in retried] == [r.manifest_id for r in first]
+    assert all(read_manifest(stack.storage, stack.settings, r).manifest_id == r.manifest_id for r in retried)
+    other_run = plan(stack, owner="ingest/run-2")
+    assert [r.files for r in other_run] == [2]
+
+
+def test_manifest_write_is_create_only(small_batches):
+    stack = small_batches
+    register_files(stack, 4)
+    (ref,) = plan(stack)
+    manifest = read_manifest(stack.storage, stack.settings, ref)
+    assert write_manifest(stack.storage, stack.settings, manifest) == ref  # same bytes: fine
+    stack.storage.write_bytes(stack.settings.layout.manifest_uri(ref.day, ref.manifest_id), b'{"tampered": true}')
+    with pytest.raises(PipelineError, match=ref.manifest_id):
+        write_manifest(stack.storage, stack.settings, manifest)
+
+
+def test_days_to_watch_includes_late_days():
+    now = utcnow().replace(year=2026, month=11, day=24, hour=0, minute=5)
+    assert days_to_watch(now, ["2026-11-20"]) == ["2026-11-24", "2026-11-23", "2026-11-20"]
+    assert days_to_watch(now + timedelta(hours=1), []) == ["2026-11-24", "2026-11-23"]
