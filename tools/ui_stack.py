@@ -167,7 +167,10 @@ def airflow_processes(env: dict[str, str], api_port: int, logs: Path, timeout: f
             out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             outputs.append(out)
             command = [sys.executable, "-m", "airflow", *args.get(name, [name])]
-            running[name] = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+            # A session of its own: Ctrl-C reaches only this process, which stops each one with its workers.
+            running[name] = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         _wait_for_api(f"http://127.0.0.1:{api_port}", running, timeout)
         deadline = time.monotonic() + timeout
         while not all(dag_id in airflow(env, "dags", "list", "-o", "plain").stdout for dag_id in DAG_IDS):
@@ -184,6 +187,9 @@ def airflow_processes(env: dict[str, str], api_port: int, logs: Path, timeout: f
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            # Whatever the process forked and left behind (executor workers, log servers) goes with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         for out in outputs:
             out.close()
 
@@ -312,7 +318,7 @@ def main() -> None:
     home = REPO_ROOT / ".local" / "ui"
     shutil.rmtree(home, ignore_errors=True)  # a fresh start: no runs or triggers left from last time
     signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops the stack as Ctrl-C does
-    print("starting PostgreSQL, the moto server and Airflow (about a minute) ...", flush=True)
+    print("starting PostgreSQL, the moto server and Airflow (a minute or two) ...", flush=True)
     try:
         with ui_stack(home, password=args.password, unpause=DAG_IDS, **UI_SETTINGS) as ui:
             day = utcnow().date().isoformat()
