@@ -41,7 +41,7 @@ FILES_PER_DAY = 3  # plus the sample day's gzip, empty, .txt and overwritten fil
 MAX_FILES_PER_MANIFEST = 3  # so a day makes two manifests: the grid shows a mapped conversion
 VIEWPORT = {"width": 1600, "height": 1200}  # tall enough for the whole backfill dialog
 
-expect.set_options(timeout=15_000)
+expect.set_options(timeout=30_000)  # the UI bundle is 7 MB: a loaded 2-core machine is slow to render it
 
 
 @pytest.fixture(scope="package")
