@@ -17,7 +17,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tools.ui_stack import UiStack
 
-CHUNK_MS = 20_000  # one wait between reloads while a run or backfill is in progress
+CHUNK_MS = 10_000  # one wait between reloads while a run or backfill is in progress
 FINAL_STATES = {"Success", "Failed", "Skipped", "Upstream Failed"}
 
 
