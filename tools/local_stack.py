@@ -1,7 +1,10 @@
 """The embedded local AWS: a moto server on 127.0.0.1 and the pipeline's resources in it.
 
 Resource names and shapes come from ``ndjson_pipeline/resources.json``, the file
-the Terraform in ``infra/`` reads too.
+the Terraform in ``infra/`` reads too; the identities' policies are the templates
+in ``infra/policies/`` (tools/iam_policies.py). Set-up and inspection use the root
+key; the pipeline runs as the two identities of ``bootstrap_identities``, which the
+server holds to their policies (tools/iam_enforcement.py).
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 
 from ndjson_pipeline.resources import ResourceNames, glue_job_spec, landing_prefix, ledger_spec, queue_spec
+from tools.iam_enforcement import ROOT_ACCESS_KEY
+from tools.iam_policies import LOCAL_ACCOUNT, local_policies, role_name
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +34,41 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GLUE_SCRIPT = REPO_ROOT / "glue_scripts" / "ndjson_to_parquet.py"
 SCHEMAS = REPO_ROOT / "glue_scripts" / "schemas"
 REGION = "us-east-1"
-# moto accepts any credentials; fixed fake ones keep every client consistent.
-FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# The local stack's root: set-up, tests' own inspection and tools; the server allows it everything.
+FAKE_CREDENTIALS = {"aws_access_key_id": ROOT_ACCESS_KEY, "aws_secret_access_key": "testing"}
+POLICY_NAME = "pipeline"  # the inline policy name of both roles (infra/modules/iam)
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """The access key of one local identity (an IAM user standing for a role)."""
+
+    user: str
+    arn: str
+    access_key_id: str
+    secret_access_key: str
+
+    def client_kwargs(self) -> dict[str, str]:
+        return {"aws_access_key_id": self.access_key_id, "aws_secret_access_key": self.secret_access_key}
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
+
+
+@dataclass(frozen=True)
+class LocalIdentities:
+    """The MWAA execution role (DAG tasks, triggerer) and the Glue job role (driver and Spark tasks)."""
+
+    mwaa: AccessKey
+    glue: AccessKey
+
+    def airflow_env(self, endpoint_url: str) -> dict[str, str]:
+        """Environment of an Airflow process: tasks use the MWAA identity through ``aws_default``.
+
+        The process's default credentials are the Glue identity's: the local Glue runner hands its
+        environment to spark-submit, so the job runs as its own role, as on Glue.
+        """
+        return {**aws_connection_env(endpoint_url, self.mwaa), **self.glue.env()}
 
 
 def free_port() -> int:
@@ -38,8 +77,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def client(service: str, endpoint_url: str):
-    return boto3.client(service, endpoint_url=endpoint_url, region_name=REGION, **FAKE_CREDENTIALS)
+def client(service: str, endpoint_url: str, credentials: AccessKey | None = None):
+    """A boto3 client of the local stack, as root unless ``credentials`` name an identity."""
+    keys = credentials.client_kwargs() if credentials else FAKE_CREDENTIALS
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=REGION, **keys)
 
 
 @contextlib.contextmanager
@@ -48,11 +89,14 @@ def moto_server(port: int | None = None, log_path: str | None = None) -> Iterato
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    pythonpath = os.pathsep.join(
+        p for p in (str(REPO_ROOT), str(REPO_ROOT / "include"), os.environ.get("PYTHONPATH")) if p
+    )
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("moto_serve.py")), "--port", str(port)],
+        [sys.executable, "-m", "tools.moto_serve", "--port", str(port)],
         stdout=out,
         stderr=out,
-        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true", "PYTHONPATH": pythonpath},
     )
     try:
         _wait_until_up(endpoint, proc)
@@ -128,6 +172,36 @@ def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
     log.info("bootstrapped local resources for %s at %s", names.name_prefix, endpoint_url)
 
 
+def bootstrap_identities(
+    endpoint_url: str, names: ResourceNames, dataset: str = "events", policies: dict[str, dict] | None = None
+) -> LocalIdentities:
+    """Create (or refresh) the two identities with their rendered policies and a new access key each.
+
+    :param policies: role -> policy document, to run under something else than the templates (tests).
+    """
+    iam = client("iam", endpoint_url)
+    documents = policies if policies is not None else local_policies(names, dataset)
+    keys = {}
+    for role, document in documents.items():
+        user = role_name(names, role)
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+            iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(document))
+        for old in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName=user, AccessKeyId=old["AccessKeyId"])
+        created = iam.create_access_key(UserName=user)["AccessKey"]
+        arn = f"arn:aws:iam::{LOCAL_ACCOUNT}:user/{user}"
+        keys[role] = AccessKey(user, arn, created["AccessKeyId"], created["SecretAccessKey"])
+    return LocalIdentities(mwaa=keys["mwaa-execution"], glue=keys["glue-job"])
+
+
+def put_policy(endpoint_url: str, identity: AccessKey, document: dict) -> None:
+    """Replace an identity's policy; the server applies it from the next call on."""
+    client("iam", endpoint_url).put_user_policy(
+        UserName=identity.user, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(document)
+    )
+
+
 def _create_ledger_table(dynamodb, table: str) -> None:
     spec = ledger_spec()
     index = spec["work_index"]
@@ -166,7 +240,7 @@ def _create_glue_job(glue, names: ResourceNames) -> None:
     try:
         glue.create_job(
             Name=names.glue_job,
-            Role=f"arn:aws:iam::123456789012:role/{names.name_prefix}-glue",
+            Role=f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{role_name(names, 'glue-job')}",
             Command={
                 "Name": "glueetl",
                 "ScriptLocation": f"s3://{names.assets_bucket}/glue/scripts/ndjson_to_parquet.py",
@@ -199,10 +273,12 @@ def airflow_environment(home: str | Path) -> dict[str, str]:
     }
 
 
-def aws_connection_env(endpoint_url: str) -> dict[str, str]:
-    """The ``aws_default`` Airflow connection, pointing at the local moto server."""
+def aws_connection_env(endpoint_url: str, credentials: AccessKey | None = None) -> dict[str, str]:
+    """The ``aws_default`` Airflow connection, pointing at the local moto server (as root unless ``credentials``)."""
     extra = {"endpoint_url": endpoint_url, "region_name": REGION}
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
+    keys = credentials.client_kwargs() if credentials else FAKE_CREDENTIALS
+    login, password = keys["aws_access_key_id"], keys["aws_secret_access_key"]
+    conn = {"conn_type": "aws", "login": login, "password": password, "extra": extra}
     return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn)}
 
 
