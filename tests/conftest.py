@@ -1,4 +1,9 @@
-"""Shared fixtures: one moto server per test session, fresh resources per test."""
+"""Shared fixtures: one moto server per test session, fresh resources and identities per test.
+
+The server enforces IAM: the fixtures' own clients are root (set-up and
+inspection); the pipeline under test runs as ``stack.identities`` (the MWAA
+execution role and the Glue job role, with the policies of infra/policies/).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,14 @@ import pytest
 
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
-from tools.local_stack import airflow_environment, bootstrap_resources, client, moto_server
+from tools.local_stack import (
+    LocalIdentities,
+    airflow_environment,
+    bootstrap_identities,
+    bootstrap_resources,
+    client,
+    moto_server,
+)
 
 # Clients built without an explicit endpoint must never reach real AWS from a test.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -39,6 +51,7 @@ class Stack:
     queue_url: str
     dlq_url: str
     ledger: Ledger
+    identities: LocalIdentities
 
     @property
     def names(self):
@@ -48,6 +61,7 @@ class Stack:
 def make_stack(endpoint: str, **setting_overrides: Any) -> Stack:
     settings = PipelineSettings(name_prefix=f"t-{uuid.uuid4().hex[:10]}", intake_wait_seconds=1, **setting_overrides)
     bootstrap_resources(endpoint, settings.names)
+    identities = bootstrap_identities(endpoint, settings.names, settings.dataset)
     sqs = client("sqs", endpoint)
     dynamodb = client("dynamodb", endpoint)
     return Stack(
@@ -59,6 +73,7 @@ def make_stack(endpoint: str, **setting_overrides: Any) -> Stack:
         queue_url=sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"],
         dlq_url=sqs.get_queue_url(QueueName=settings.names.dlq)["QueueUrl"],
         ledger=Ledger(dynamodb, settings.names.ledger_table, terminal_ttl_days=settings.terminal_ttl_days),
+        identities=identities,
     )
 
 
