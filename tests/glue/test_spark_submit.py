@@ -1,18 +1,21 @@
-"""The job script end to end: spark-submit, Glue-style arguments, S3 on the moto server."""
+"""The job script end to end: spark-submit, Glue-style arguments, S3 on the moto server.
+
+The job runs as the Glue job role's local identity over the pipeline's buckets,
+so every call of the driver and of the Spark tasks is held to the role's policy.
+"""
 
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from ndjson_pipeline.local_glue import LocalGlueRunError, run_glue_script_locally
-from ndjson_pipeline.manifest import FileVersion, JobResult, Manifest
-from tests.glue.conftest import DAY, SCHEMA_PATH
-from tools.local_stack import client
+from ndjson_pipeline.manifest import FileVersion, JobResult, Manifest, manifest_key, result_key
+from tests.glue.conftest import DAY
+from tools import iam_report
 from tools.sample_data import gzip_body, ndjson_body
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
@@ -20,38 +23,43 @@ pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 SCRIPT = str(Path(__file__).resolve().parents[2] / "glue_scripts" / "ndjson_to_parquet.py")
 
 
-def test_job_script_converts_a_manifest_on_s3(tmp_path, aws_endpoint):
-    s3 = client("s3", aws_endpoint)
-    bucket = f"glue-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
+def test_job_script_converts_a_manifest_on_s3(tmp_path, stack, monkeypatch):
+    s3, names = stack.s3, stack.names
     plain, kinds = ndjson_body(300, seed=1, bad_fraction=0.05, prefix="s3")
     bodies = {
-        "landing/a b.ndjson": plain,
-        "landing/c.ndjson.gz": gzip_body(ndjson_body(20, seed=2, prefix="gz")[0]),
-        "landing/broken.ndjson.gz": gzip_body(plain)[:-100],
+        "incoming/a b.ndjson": plain,
+        "incoming/c.ndjson.gz": gzip_body(ndjson_body(20, seed=2, prefix="gz")[0]),
+        "incoming/broken.ndjson.gz": gzip_body(plain)[:-100],
     }
     files = []
     for key, body in bodies.items():
-        etag = s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
-        files.append(FileVersion(bucket=bucket, key=key, etag=etag, size=len(body)))
+        etag = s3.put_object(Bucket=names.landing_bucket, Key=key, Body=body)["ETag"].strip('"')
+        files.append(FileVersion(bucket=names.landing_bucket, key=key, etag=etag, size=len(body)))
     manifest = Manifest.for_files(DAY, files)
-    s3.put_object(Bucket=bucket, Key="manifests/m.json", Body=manifest.to_json().encode())
-    s3.put_object(Bucket=bucket, Key="schemas/events.json", Body=SCHEMA_PATH.read_bytes())
+    s3.put_object(
+        Bucket=names.lake_bucket, Key=manifest_key(DAY, manifest.manifest_id), Body=manifest.to_json().encode()
+    )
+    lake, results = f"s3://{names.lake_bucket}", f"s3://{names.lake_bucket}/{result_key(DAY, manifest.manifest_id)}"
     args = {
         "JOB_NAME": "ndjson_to_parquet",
         "job-bookmark-option": "job-bookmark-disable",
         "manifest_id": manifest.manifest_id,
-        "manifest_uri": f"s3://{bucket}/manifests/m.json",
-        "result_uri": f"s3://{bucket}/results/{manifest.manifest_id}.json",
-        "lake_root": f"s3://{bucket}/lake/events",
-        "quarantine_root": f"s3://{bucket}/quarantine/events",
-        "schema_uri": f"s3://{bucket}/schemas/events.json",
+        "manifest_uri": f"{lake}/{manifest_key(DAY, manifest.manifest_id)}",
+        "result_uri": results,
+        "lake_root": stack.settings.lake_root,
+        "quarantine_root": stack.settings.quarantine_root,
+        "schema_uri": stack.settings.dataset_schema_uri,
         "compression": "zstd",
     }
-    run_glue_script_locally(SCRIPT, args, s3_endpoint=aws_endpoint, log_path=str(tmp_path / "spark.log"))
+    for name, value in stack.identities.glue.env().items():  # driver and Spark tasks run as the Glue job role
+        monkeypatch.setenv(name, value)
+    iam_report.reset(stack.endpoint)
+    run_glue_script_locally(SCRIPT, args, s3_endpoint=stack.endpoint, log_path=str(tmp_path / "spark.log"))
+    assert iam_report.denials(stack.endpoint) == []
+    assert {c["identity"] for c in iam_report.calls(stack.endpoint)} == {stack.identities.glue.user}
 
     result = JobResult.from_json(
-        s3.get_object(Bucket=bucket, Key=f"results/{manifest.manifest_id}.json")["Body"].read()
+        s3.get_object(Bucket=names.lake_bucket, Key=result_key(DAY, manifest.manifest_id))["Body"].read()
     )
     result.check_reconciled(manifest)
     outcomes = {f.uri.rsplit("/", 1)[1]: f for f in result.files}
@@ -59,17 +67,18 @@ def test_job_script_converts_a_manifest_on_s3(tmp_path, aws_endpoint):
     assert (outcomes["a b.ndjson"].rows_out, outcomes["c.ndjson.gz"].rows_out) == (expected_out, 20)
     assert outcomes["broken.ndjson.gz"].outcome == "QUARANTINED"
 
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix="lake/")["Contents"]
+    listed = s3.list_objects_v2(Bucket=names.lake_bucket, Prefix="events/")["Contents"]
     keys = sorted(o["Key"] for o in listed)
-    assert keys == [f"lake/events/dt={DAY}/part-{manifest.manifest_id}-00000.zstd.parquet"]
+    assert keys == [f"events/dt={DAY}/part-{manifest.manifest_id}-00000.zstd.parquet"]
     local = tmp_path / "out.parquet"
-    local.write_bytes(s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read())
+    local.write_bytes(s3.get_object(Bucket=names.lake_bucket, Key=keys[0])["Body"].read())
     ids = [r[0] for r in duckdb.sql(f"select event_id from read_parquet('{local}')").fetchall()]
     assert len(ids) == len(set(ids)) == result.rows_out == expected_out + 20
-    quarantine = s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/")["Contents"]
+    quarantine = s3.list_objects_v2(Bucket=names.quarantine_bucket, Prefix="events/")["Contents"]
     names = sorted(o["Key"].rsplit("/", 1)[1] for o in quarantine)
     assert names == ["files.json", "lines-00000.json"]
-    lines = s3.get_object(Bucket=bucket, Key=next(o["Key"] for o in quarantine if "lines-" in o["Key"]))["Body"]
+    lines_key = next(o["Key"] for o in quarantine if "lines-" in o["Key"])
+    lines = s3.get_object(Bucket=names.quarantine_bucket, Key=lines_key)["Body"]
     assert len(lines.read().decode().splitlines()) == kinds["malformed"] + kinds["not_object"]
 
 
