@@ -45,10 +45,11 @@ def dags(airflow_db):
 
 
 @pytest.fixture(scope="session")
-def iam_calls_summary(aws_endpoint, tmp_path_factory):
-    """At the end of the session, what each role called (tools/iam_report.py), kept beside the server log."""
+def iam_calls_summary(aws_endpoint):
+    """At the end of the session, what each role called (tools/iam_report.py), in .local/ like make run's output."""
     yield
-    path = tmp_path_factory.getbasetemp() / "iam-calls.txt"
+    path = REPO_ROOT / ".local" / "iam-calls-e2e.txt"
+    path.parent.mkdir(exist_ok=True)
     path.write_text(iam_report.summary(aws_endpoint) + "\n")
 
 

@@ -75,8 +75,8 @@ def test_job_script_converts_a_manifest_on_s3(tmp_path, stack, monkeypatch):
     ids = [r[0] for r in duckdb.sql(f"select event_id from read_parquet('{local}')").fetchall()]
     assert len(ids) == len(set(ids)) == result.rows_out == expected_out + 20
     quarantine = s3.list_objects_v2(Bucket=names.quarantine_bucket, Prefix="events/")["Contents"]
-    names = sorted(o["Key"].rsplit("/", 1)[1] for o in quarantine)
-    assert names == ["files.json", "lines-00000.json"]
+    quarantined = sorted(o["Key"].rsplit("/", 1)[1] for o in quarantine)
+    assert quarantined == ["files.json", "lines-00000.json"]
     lines_key = next(o["Key"] for o in quarantine if "lines-" in o["Key"])
     lines = s3.get_object(Bucket=names.quarantine_bucket, Key=lines_key)["Body"]
     assert len(lines.read().decode().splitlines()) == kinds["malformed"] + kinds["not_object"]
