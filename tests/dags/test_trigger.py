@@ -49,7 +49,7 @@ def _first_event(trigger: PendingWorkTrigger) -> dict:
 
 @pytest.fixture
 def airflow_aws(stack, monkeypatch):
-    for name, value in aws_connection_env(stack.endpoint).items():
+    for name, value in aws_connection_env(stack.endpoint, stack.identities.mwaa).items():  # as the MWAA role
         monkeypatch.setenv(name, value)
     return stack
 
