@@ -39,7 +39,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import run_simple
 
 from tools import aws_errors
-from tools.aws_calls import S3_XMLNS, Authorization, Call, bucket_arn, needs_body, parse_call
+from tools.aws_calls import S3_XMLNS, Authorization, Call, bucket_arn, credential_scope, needs_body, parse_call
 from tools.fault_injection import FaultInjector, FaultRuleError
 from tools.iam_enforcement import Identities, Identity, Recorder, authorise, denial_message
 
@@ -107,19 +107,9 @@ class LocalAws:
         try:
             call = parse_call(environ, body, self.account)
         except (ValueError, KeyError, TypeError, SyntaxError) as exc:
-            call = None
-            unreadable = exc
-        else:
-            unreadable = None
+            return self._unreadable(environ, start_response, exc)
         if call is None:
-            if unreadable is not None:
-                log.warning(
-                    "request %s %s not understood by the local IAM checker: %r",
-                    environ["REQUEST_METHOD"],
-                    path,
-                    unreadable,
-                )
-            return self.app(environ, start_response)  # unsigned (moto's dashboard and API) or left to moto's validation
+            return self.app(environ, start_response)  # unsigned: moto's dashboard and API
         identity = self.identities.resolve(call.access_key)
         rule = self.faults.pick(call, identity)
         if rule is not None:
@@ -148,6 +138,18 @@ class LocalAws:
         if call.operation in ("GetObject", "HeadObject") and not identity.root:
             return self._missing_key_needs_list(environ, start_response, call, identity)
         return self.app(environ, start_response)
+
+    def _unreadable(self, environ, start_response, exc: Exception):
+        """A request this checker cannot read: root's goes on to moto's own validation, anyone else's is refused."""
+        access_key, _, service = credential_scope(environ)
+        identity = self.identities.resolve(access_key)
+        if identity is not None and identity.root:
+            return self.app(environ, start_response)
+        protocol = "rest-xml" if service == "s3" else "json" if "HTTP_X_AMZ_TARGET" in environ else "query"
+        message = f"the local IAM checker could not read this request ({exc!r}), so it refuses it"
+        log.warning("DENIED %s %s: %s", environ["REQUEST_METHOD"], environ.get("PATH_INFO"), message)
+        status, code = aws_errors.error("access_denied", service)
+        return _answer(start_response, aws_errors.render(service, protocol, status, code, message))
 
     def _missing_key_needs_list(self, environ, start_response, call: Call, identity: Identity):
         """S3 tells "no such key" (404) only to callers allowed s3:ListBucket; others get 403."""

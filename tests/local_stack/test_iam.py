@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import Stack
@@ -12,7 +14,7 @@ from tools import iam_report
 from tools.aws_calls import Authorization
 from tools.iam_enforcement import UnsupportedPolicy, evaluate
 from tools.iam_policies import local_policies
-from tools.local_stack import AccessKey, client, put_policy
+from tools.local_stack import REGION, AccessKey, client, put_policy
 
 DAY = "2026-11-24"
 
@@ -248,3 +250,18 @@ def test_an_explicit_deny_wins_and_an_unknown_operator_is_named():
     }
     with pytest.raises(UnsupportedPolicy, match="DateGreaterThan"):
         evaluate([{"Statement": [odd]}], Authorization("s3:GetObject", "arn:aws:s3:::b/k"), {"aws:CurrentTime": "y"})
+
+
+def test_a_request_the_checker_cannot_read_is_refused_unless_root(stack):
+    items = [{"Frob": {"TableName": stack.names.ledger_table}}]  # sent as an empty item: nothing to authorise
+    unchecked = Config(parameter_validation=False)
+    ddb = boto3.client(
+        "dynamodb",
+        endpoint_url=stack.endpoint,
+        region_name=REGION,
+        config=unchecked,
+        **stack.identities.mwaa.client_kwargs(),
+    )
+    code, message = _error(lambda: ddb.transact_write_items(TransactItems=items))
+    assert code == "AccessDeniedException"
+    assert "could not read this request" in message
