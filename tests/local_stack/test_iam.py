@@ -14,7 +14,7 @@ from tools import iam_report
 from tools.aws_calls import Authorization
 from tools.iam_enforcement import UnsupportedPolicy, evaluate
 from tools.iam_policies import local_policies
-from tools.local_stack import REGION, AccessKey, client, put_policy
+from tools.local_stack import FAKE_CREDENTIALS, REGION, AccessKey, client, put_policy
 
 DAY = "2026-11-24"
 
@@ -254,7 +254,7 @@ def test_an_explicit_deny_wins_and_an_unknown_operator_is_named():
 
 def test_a_request_the_checker_cannot_read_is_refused_unless_root(stack):
     items = [{}]  # an item without an action: nothing to authorise
-    unchecked = Config(parameter_validation=False)
+    unchecked = Config(parameter_validation=False, retries={"total_max_attempts": 1})
     ddb = boto3.client(
         "dynamodb",
         endpoint_url=stack.endpoint,
@@ -265,3 +265,9 @@ def test_a_request_the_checker_cannot_read_is_refused_unless_root(stack):
     code, message = _error(lambda: ddb.transact_write_items(TransactItems=items))
     assert code == "AccessDeniedException"
     assert "could not read this request" in message
+    root = boto3.client(
+        "dynamodb", endpoint_url=stack.endpoint, region_name=REGION, config=unchecked, **FAKE_CREDENTIALS
+    )
+    with pytest.raises(ClientError) as moto_answer:  # root's request reaches moto, which judges it
+        root.transact_write_items(TransactItems=items)
+    assert "could not read this request" not in str(moto_answer.value)
