@@ -44,9 +44,10 @@ def dags(airflow_db):
     return bag.dags
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def iam_calls_summary(aws_endpoint):
-    """At the end of the session, what each role called (tools/iam_report.py), in .local/ like make run's output."""
+    """What each role called in the end-to-end tests (tools/iam_report.py), in .local/ like make run's output."""
+    iam_report.reset(aws_endpoint)
     yield
     path = REPO_ROOT / ".local" / "iam-calls-e2e.txt"
     path.parent.mkdir(exist_ok=True)

@@ -53,10 +53,13 @@ def test_job_script_converts_a_manifest_on_s3(tmp_path, stack, monkeypatch):
     }
     for name, value in stack.identities.glue.env().items():  # driver and Spark tasks run as the Glue job role
         monkeypatch.setenv(name, value)
-    iam_report.reset(stack.endpoint)
+    root_calls = _count(stack.endpoint, "root")
     run_glue_script_locally(SCRIPT, args, s3_endpoint=stack.endpoint, log_path=str(tmp_path / "spark.log"))
-    assert iam_report.denials(stack.endpoint) == []
-    assert {c["identity"] for c in iam_report.calls(stack.endpoint)} == {stack.identities.glue.user}
+    glue = stack.identities.glue.user
+    assert iam_report.denials(stack.endpoint, glue) == []
+    assert _count(stack.endpoint, "root") == root_calls, "some of the job's calls were not made as the Glue role"
+    landing_reads = [c for c in iam_report.calls(stack.endpoint, glue) if c["statement"] == "LandingRead"]
+    assert sum(c["count"] for c in landing_reads) == len(bodies)  # the Spark tasks' reads, as the Glue role
 
     result = JobResult.from_json(
         s3.get_object(Bucket=names.lake_bucket, Key=result_key(DAY, manifest.manifest_id))["Body"].read()
@@ -80,6 +83,10 @@ def test_job_script_converts_a_manifest_on_s3(tmp_path, stack, monkeypatch):
     lines_key = next(o["Key"] for o in quarantine if "lines-" in o["Key"])
     lines = s3.get_object(Bucket=names.quarantine_bucket, Key=lines_key)["Body"]
     assert len(lines.read().decode().splitlines()) == kinds["malformed"] + kinds["not_object"]
+
+
+def _count(endpoint: str, identity: str) -> int:
+    return sum(c["count"] for c in iam_report.calls(endpoint, identity))
 
 
 def test_a_failing_script_raises_with_its_exit_code_and_output(tmp_path):
