@@ -57,19 +57,23 @@ def role_name(names: ResourceNames, role: str) -> str:
     return f"{names.name_prefix}-{role}"
 
 
-def local_variables(names: ResourceNames, dataset: str = "events", metric_namespace: str = "NdjsonPipeline") -> dict:
-    """The values Terraform passes (infra/modules/iam ``policy_vars``), for the moto account and region."""
+def local_variables(
+    names: ResourceNames, dataset: str = "events", metric_namespace: str = "NdjsonPipeline", **overrides: str
+) -> dict:
+    """The values Terraform passes (infra/modules/iam ``policy_vars``), for the moto account and region.
+
+    :param overrides: values known only once the local resources exist (the KMS key ARNs moto generated).
+    """
     region, account, partition = LOCAL_REGION, LOCAL_ACCOUNT, LOCAL_PARTITION
 
     def bucket(name: str) -> str:
         return f"arn:{partition}:s3:::{name}"
 
     def key(alias: str) -> str:
-        # The local stack creates no KMS keys (moto's S3, SQS and SNS never call KMS); the ARNs only fill the policy.
-        return f"arn:{partition}:kms:{region}:{account}:key/{names.name_prefix}-{alias}"
+        return f"arn:{partition}:kms:{region}:{account}:alias/{names.name_prefix}-{alias}"
 
     table = f"arn:{partition}:dynamodb:{region}:{account}:table/{names.ledger_table}"
-    return {
+    variables = {
         "partition": partition,
         "region": region,
         "account": account,
@@ -93,11 +97,17 @@ def local_variables(names: ResourceNames, dataset: str = "events", metric_namesp
         "alerts_kms_key_arn": key("alerts"),
         "metric_namespace": metric_namespace,
     }
+    unknown = set(overrides) - set(variables)
+    if unknown:
+        raise PolicyTemplateError(f"no policy template variable(s) {sorted(unknown)}")
+    return {**variables, **overrides}
 
 
-def local_policies(names: ResourceNames, dataset: str = "events", metric_namespace: str = "NdjsonPipeline") -> dict:
+def local_policies(
+    names: ResourceNames, dataset: str = "events", metric_namespace: str = "NdjsonPipeline", **overrides: str
+) -> dict:
     """role -> rendered policy document for the local stack."""
-    variables = local_variables(names, dataset, metric_namespace)
+    variables = local_variables(names, dataset, metric_namespace, **overrides)
     return {role: render(template, variables) for role, template in TEMPLATES.items()}
 
 

@@ -125,19 +125,32 @@ def _wait_until_up(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0)
 
 
 def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
-    """Create buckets, queue + DLQ + redrive, the S3 -> SQS notification and the ledger table.
+    """Create the KMS keys, buckets (SSE-KMS), queue + DLQ + redrive, the S3 -> SQS notification and the ledger table.
 
     Idempotent: resources that already exist are left as they are.
     """
+    keys = _create_keys(client("kms", endpoint_url), names)
     s3 = client("s3", endpoint_url)
     for bucket in (names.landing_bucket, names.lake_bucket, names.quarantine_bucket, names.assets_bucket):
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=bucket)
+        # As infra/modules/storage: the data key by default, bucket keys on.
+        default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": keys["data_kms_key_arn"]}
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": default, "BucketKeyEnabled": True}]
+            },
+        )
 
     sqs = client("sqs", endpoint_url)
     spec = queue_spec()
     dlq_url = sqs.create_queue(
-        QueueName=names.dlq, Attributes={"MessageRetentionPeriod": str(spec["message_retention_seconds"])}
+        QueueName=names.dlq,
+        Attributes={
+            "MessageRetentionPeriod": str(spec["message_retention_seconds"]),
+            "KmsMasterKeyId": keys["queue_kms_key_arn"],
+        },
     )["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue_url = sqs.create_queue(
@@ -146,6 +159,7 @@ def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
             "VisibilityTimeout": str(spec["visibility_timeout_seconds"]),
             "MessageRetentionPeriod": str(spec["message_retention_seconds"]),
             "ReceiveMessageWaitTimeSeconds": str(spec["receive_wait_time_seconds"]),
+            "KmsMasterKeyId": keys["queue_kms_key_arn"],
             "RedrivePolicy": json.dumps(
                 {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(spec["dlq_max_receive_count"])}
             ),
@@ -172,6 +186,22 @@ def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
     log.info("bootstrapped local resources for %s at %s", names.name_prefix, endpoint_url)
 
 
+# Customer-managed keys as in infra/envs/prod (the data key) and infra/modules/queue; policy variable -> alias suffix.
+_KEYS = {"data_kms_key_arn": "data", "queue_kms_key_arn": "queue"}
+
+
+def _create_keys(kms, names: ResourceNames) -> dict[str, str]:
+    arns = {}
+    for variable, suffix in _KEYS.items():
+        alias = f"alias/{names.name_prefix}-{suffix}"
+        try:
+            arns[variable] = kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"]
+        except kms.exceptions.NotFoundException:
+            arns[variable] = kms.create_key(Description=f"{names.name_prefix} {suffix}")["KeyMetadata"]["Arn"]
+            kms.create_alias(AliasName=alias, TargetKeyId=arns[variable])
+    return arns
+
+
 def bootstrap_identities(
     endpoint_url: str, names: ResourceNames, dataset: str = "events", policies: dict[str, dict] | None = None
 ) -> LocalIdentities:
@@ -180,9 +210,10 @@ def bootstrap_identities(
     :param policies: role -> policy document, to run under something else than the templates (tests).
     """
     iam = client("iam", endpoint_url)
-    documents = policies if policies is not None else local_policies(names, dataset)
+    if policies is None:
+        policies = local_policies(names, dataset, **_create_keys(client("kms", endpoint_url), names))
     keys = {}
-    for role, document in documents.items():
+    for role, document in policies.items():
         user = role_name(names, role)
         with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
             iam.create_user(UserName=user)

@@ -4,9 +4,10 @@ Every signed request is read as IAM reads it (tools/aws_calls.py), may meet an
 injected fault (tools/fault_injection.py, controlled through ``/_faults``), and
 is then authorised against its caller's identity policy (tools/iam_enforcement.py;
 ``/_iam/calls`` and ``/_iam/denials`` report what was allowed and refused) before
-moto serves it. Two S3 answers follow IAM as AWS does: a missing key is a 403
-unless the caller may list the bucket, and DeleteObjects refuses key by key in
-its ``Errors``.
+moto serves it, including the KMS permissions S3 and SQS would use on the
+caller's behalf (tools/kms_requirements.py). Two S3 answers follow IAM as AWS
+does: a missing key is a 403 unless the caller may list the bucket, and
+DeleteObjects refuses key by key in its ``Errors``.
 
 Real DynamoDB applies a transaction atomically and in isolation. moto's threaded
 server does not: two concurrent TransactWriteItems can interleave, and a cancelled
@@ -42,6 +43,7 @@ from tools import aws_errors
 from tools.aws_calls import S3_XMLNS, Authorization, Call, bucket_arn, credential_scope, needs_body, parse_call
 from tools.fault_injection import FaultInjector, FaultRuleError
 from tools.iam_enforcement import Identities, Identity, Recorder, authorise, denial_message
+from tools.kms_requirements import kms_authorizations
 
 
 def serialised_dynamodb(app):
@@ -116,6 +118,8 @@ class LocalAws:
             answer = self.faults.respond(rule, call, environ, start_response)
             if answer is not None:
                 return answer
+        if identity is not None and not identity.root:
+            call.authorizations += kms_authorizations(call, environ, self.account)
         if identity is None:
             status, code = aws_errors.error("invalid_key", call.service)
             message = f"The AWS access key id {call.access_key} does not exist in the local stack's records"

@@ -13,17 +13,32 @@ from tests.conftest import Stack
 from tools import iam_report
 from tools.aws_calls import Authorization
 from tools.iam_enforcement import UnsupportedPolicy, evaluate
-from tools.iam_policies import local_policies
-from tools.local_stack import FAKE_CREDENTIALS, REGION, AccessKey, client, put_policy
+from tools.local_stack import FAKE_CREDENTIALS, POLICY_NAME, REGION, AccessKey, client, put_policy
 
 DAY = "2026-11-24"
 
 
-def _make_policy_without(stack: Stack, role: str, sid: str, action: str) -> dict:
-    document = copy.deepcopy(local_policies(stack.names, stack.settings.dataset)[role])
+def _current_policy(stack: Stack, identity: AccessKey) -> dict:
+    """The identity's rendered policy as the bootstrap stored it (with the KMS key ARNs moto generated)."""
+    return client("iam", stack.endpoint).get_user_policy(UserName=identity.user, PolicyName=POLICY_NAME)[
+        "PolicyDocument"
+    ]
+
+
+def _make_policy_without(stack: Stack, identity: AccessKey, sid: str, action: str | None = None) -> dict:
+    """The identity's policy less one action of one statement (or the whole statement)."""
+    document = copy.deepcopy(_current_policy(stack, identity))
     statement = next(s for s in document["Statement"] if s["Sid"] == sid)
-    statement["Action"] = [a for a in statement["Action"] if a != action]
+    if action is None:
+        document["Statement"].remove(statement)
+    else:
+        statement["Action"] = [a for a in statement["Action"] if a != action]
     return document
+
+
+def _data_key(stack: Stack) -> str:
+    kms = client("kms", stack.endpoint)
+    return kms.describe_key(KeyId=f"alias/{stack.names.name_prefix}-data")["KeyMetadata"]["Arn"]
 
 
 def _error(call) -> tuple[str, str]:
@@ -39,7 +54,7 @@ def test_a_delete_the_policy_lacks_is_refused_naming_action_and_resource_while_r
     put_policy(
         stack.endpoint,
         stack.identities.glue,
-        _make_policy_without(stack, "glue-job", "DatasetWrite", "s3:DeleteObject"),
+        _make_policy_without(stack, stack.identities.glue, "DatasetWrite", "s3:DeleteObject"),
     )
     glue_s3 = client("s3", stack.endpoint, stack.identities.glue)
 
@@ -115,7 +130,7 @@ def test_transactions_are_authorised_per_item_action(stack):
     put_policy(
         stack.endpoint,
         stack.identities.mwaa,
-        _make_policy_without(stack, "mwaa-execution", "Ledger", "dynamodb:ConditionCheckItem"),
+        _make_policy_without(stack, stack.identities.mwaa, "Ledger", "dynamodb:ConditionCheckItem"),
     )
     ddb = client("dynamodb", stack.endpoint, stack.identities.mwaa)
     table = stack.names.ledger_table
@@ -167,6 +182,45 @@ def test_copy_needs_read_on_its_source(stack):
     )
     assert code == "AccessDenied"
     assert f"s3:GetObject on resource: arn:aws:s3:::{stack.names.assets_bucket}/dags/x.py" in message
+
+
+def test_sse_kms_objects_need_the_data_key_through_s3(stack):
+    lake, key = stack.names.lake_bucket, f"{stack.settings.dataset}/dt={DAY}/a.parquet"
+    stack.s3.put_object(Bucket=lake, Key=key, Body=b"x")  # encrypted with the bucket's default key
+    put_policy(stack.endpoint, stack.identities.glue, _make_policy_without(stack, stack.identities.glue, "DataKey"))
+    glue_s3 = client("s3", stack.endpoint, stack.identities.glue)
+    code, message = _error(lambda: glue_s3.put_object(Bucket=lake, Key=key, Body=b"y"))
+    assert code == "AccessDenied"
+    assert f"kms:GenerateDataKey on resource: {_data_key(stack)}" in message
+    code, message = _error(lambda: glue_s3.get_object(Bucket=lake, Key=key))
+    assert f"kms:Decrypt on resource: {_data_key(stack)}" in message
+    assert glue_s3.head_object(Bucket=lake, Key=key)["ContentLength"] == 1  # metadata needs no key
+
+
+def test_the_mwaa_roles_key_grant_holds_only_through_the_named_services(stack):
+    mwaa_s3 = client("s3", stack.endpoint, stack.identities.mwaa)
+    report = "_pipeline/reports/dt=2026-11-24/report.json"
+    mwaa_s3.put_object(Bucket=stack.names.lake_bucket, Key=report, Body=b"{}")
+    document = _current_policy(stack, stack.identities.mwaa)
+    grant = next(s for s in document["Statement"] if s["Sid"] == "DataKeyViaServices")
+    grant["Condition"]["StringEquals"]["kms:ViaService"] = ["sqs.us-east-1.amazonaws.com"]
+    put_policy(stack.endpoint, stack.identities.mwaa, document)
+    code, message = _error(lambda: mwaa_s3.put_object(Bucket=stack.names.lake_bucket, Key=report, Body=b"{}"))
+    assert code == "AccessDenied"
+    assert "kms:GenerateDataKey" in message
+    assert "kms:ViaService='s3.us-east-1.amazonaws.com'" in message
+
+
+def test_reading_the_encrypted_queue_needs_its_key(stack):
+    stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody="{}")
+    mwaa_sqs = client("sqs", stack.endpoint, stack.identities.mwaa)
+    put_policy(
+        stack.endpoint, stack.identities.mwaa, _make_policy_without(stack, stack.identities.mwaa, "EventQueueKey")
+    )
+    code, message = _error(lambda: mwaa_sqs.receive_message(QueueUrl=stack.queue_url, WaitTimeSeconds=0))
+    assert code == "AccessDenied"
+    assert "kms:Decrypt" in message
+    assert "kms:ViaService='sqs.us-east-1.amazonaws.com'" in message
 
 
 def test_metrics_are_scoped_by_namespace(stack):
