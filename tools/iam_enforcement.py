@@ -211,6 +211,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._counts: Counter = Counter()
         self._denials: deque = deque(maxlen=max_denials)
+        self._denied = 0  # refusals ever recorded: each denial's "seq", so callers can ask for the new ones
 
     def record(self, identity: Identity, call: Call, auth: Authorization, decision: Decision, message: str) -> None:
         resource = decision.pattern if decision.allowed else auth.resource
@@ -218,8 +219,10 @@ class Recorder:
         with self._lock:
             self._counts[entry] += 1
             if not decision.allowed:
+                self._denied += 1
                 self._denials.append(
                     {
+                        "seq": self._denied,
                         "identity": identity.name,
                         "operation": f"{call.service}:{call.operation}",
                         "action": auth.action,
@@ -237,9 +240,9 @@ class Recorder:
         keys = ("identity", "action", "resource", "statement", "allowed")
         return [{**dict(zip(keys, k, strict=True)), "count": n} for k, n in items if identity in (None, k[0])]
 
-    def denials(self, identity: str | None = None) -> list[dict]:
+    def denials(self, identity: str | None = None, since: int = 0) -> list[dict]:
         with self._lock:
-            return [d for d in self._denials if identity in (None, d["identity"])]
+            return [d for d in self._denials if identity in (None, d["identity"]) and d["seq"] > since]
 
     def reset(self) -> None:
         with self._lock:

@@ -12,8 +12,9 @@ import urllib.parse
 import urllib.request
 
 
-def _request(endpoint: str, path: str, method: str = "GET", identity: str | None = None) -> dict:
-    query = f"?{urllib.parse.urlencode({'identity': identity})}" if identity else ""
+def _request(endpoint: str, path: str, method: str = "GET", **parameters) -> dict:
+    given = {k: v for k, v in parameters.items() if v}
+    query = f"?{urllib.parse.urlencode(given)}" if given else ""
     request = urllib.request.Request(f"{endpoint}{path}{query}", method=method)  # noqa: S310 - the loopback emulator
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         return json.loads(response.read())
@@ -24,9 +25,15 @@ def calls(endpoint: str, identity: str | None = None) -> list[dict]:
     return _request(endpoint, "/_iam/calls", identity=identity)["calls"]
 
 
-def denials(endpoint: str, identity: str | None = None) -> list[dict]:
-    """The refused calls, latest last, each with the message the caller got."""
-    return _request(endpoint, "/_iam/denials", identity=identity)["denials"]
+def denials(endpoint: str, identity: str | None = None, since: int = 0) -> list[dict]:
+    """Refused calls numbered (their "seq") above ``since``, latest last, with the message the caller got."""
+    return _request(endpoint, "/_iam/denials", identity=identity, since=since)["denials"]
+
+
+def last_denial(endpoint: str) -> int:
+    """The number of the latest refusal: pass it as ``since`` to see only later ones."""
+    found = denials(endpoint)
+    return found[-1]["seq"] if found else 0
 
 
 def reset(endpoint: str) -> None:

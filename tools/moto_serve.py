@@ -215,7 +215,8 @@ class LocalAws:
 
     def _admin(self, path: str, environ, start_response):
         method = environ["REQUEST_METHOD"]
-        identity = parse_qs(environ.get("QUERY_STRING", "")).get("identity", [None])[0]
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        identity = query.get("identity", [None])[0]
         try:
             if path == "/_faults" and method == "GET":
                 payload = self.faults.state()
@@ -228,7 +229,7 @@ class LocalAws:
             elif path == "/_iam/calls" and method == "GET":
                 payload = {"calls": self.recorder.calls(identity)}
             elif path == "/_iam/denials" and method == "GET":
-                payload = {"denials": self.recorder.denials(identity)}
+                payload = {"denials": self.recorder.denials(identity, int(query.get("since", ["0"])[0]))}
             elif path in ("/_iam/calls", "/_iam/denials") and method == "DELETE":
                 self.recorder.reset()
                 payload = {"cleared": True}
