@@ -1,4 +1,9 @@
-"""Shared fixtures: one moto server per test session, fresh resources per test."""
+"""Shared fixtures: one moto server per test session, fresh resources and identities per test.
+
+The server enforces IAM: the fixtures' own clients are root (set-up and
+inspection); the pipeline under test runs as ``stack.identities`` (the MWAA
+execution role and the Glue job role, with the policies of infra/policies/).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,14 @@ import pytest
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.storage import Storage
-from tools.local_stack import airflow_environment, bootstrap_resources, client, moto_server
+from tools.local_stack import (
+    LocalIdentities,
+    airflow_environment,
+    bootstrap_identities,
+    bootstrap_resources,
+    client,
+    moto_server,
+)
 
 # Clients built without an explicit endpoint must never reach real AWS from a test.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -32,6 +44,13 @@ def aws_endpoint(tmp_path_factory) -> str:
 
 @dataclass
 class Stack:
+    """One deployment's resources in the local AWS.
+
+    ``s3``/``sqs``/``dynamodb`` act as the account owner (setting the scene: landing files, notifications);
+    ``ledger`` and ``storage`` are what the Airflow side's code runs with: the MWAA execution role's identity;
+    ``job_storage`` writes what the Glue job writes, as the Glue job role.
+    """
+
     endpoint: str
     settings: PipelineSettings
     s3: Any
@@ -40,6 +59,7 @@ class Stack:
     queue_url: str
     dlq_url: str
     ledger: Ledger
+    identities: LocalIdentities
 
     @property
     def names(self):
@@ -47,23 +67,29 @@ class Stack:
 
     @property
     def storage(self) -> Storage:
-        return Storage(s3_client=self.s3)
+        return Storage(s3_client=client("s3", self.endpoint, self.identities.mwaa))
+
+    @property
+    def job_storage(self) -> Storage:
+        return Storage(s3_client=client("s3", self.endpoint, self.identities.glue))
 
 
 def make_stack(endpoint: str, **setting_overrides: Any) -> Stack:
     settings = PipelineSettings(name_prefix=f"t-{uuid.uuid4().hex[:10]}", intake_wait_seconds=1, **setting_overrides)
     bootstrap_resources(endpoint, settings.names)
+    identities = bootstrap_identities(endpoint, settings.names, settings.dataset)
     sqs = client("sqs", endpoint)
-    dynamodb = client("dynamodb", endpoint)
+    mwaa_dynamodb = client("dynamodb", endpoint, identities.mwaa)
     return Stack(
         endpoint=endpoint,
         settings=settings,
         s3=client("s3", endpoint),
         sqs=sqs,
-        dynamodb=dynamodb,
+        dynamodb=client("dynamodb", endpoint),
         queue_url=sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"],
         dlq_url=sqs.get_queue_url(QueueName=settings.names.dlq)["QueueUrl"],
-        ledger=Ledger(dynamodb, settings.names.ledger_table, terminal_ttl_days=settings.terminal_ttl_days),
+        ledger=Ledger(mwaa_dynamodb, settings.names.ledger_table, terminal_ttl_days=settings.terminal_ttl_days),
+        identities=identities,
     )
 
 

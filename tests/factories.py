@@ -121,7 +121,7 @@ def publish_result(
     uris = [layout.part_uri(ref.day, ref.manifest_id, n, "snappy") for n in range(outputs)]
     write_publish_log(stack, ref, uris)
     for uri in uris:
-        stack.storage.write_bytes(uri, b"PAR1")
+        stack.job_storage.write_bytes(uri, b"PAR1")
     files = tuple(
         FileResult(
             f.identity,
@@ -139,12 +139,14 @@ def publish_result(
     result = JobResult(
         ref.manifest_id, ref.day, files, tuple(OutputFile(u, 4, rows if i == 0 else 0) for i, u in enumerate(uris))
     )
-    stack.storage.write_bytes(layout.result_uri(ref.day, ref.manifest_id), result.to_json().encode())
+    stack.job_storage.write_bytes(layout.result_uri(ref.day, ref.manifest_id), result.to_json().encode())
     return uris
 
 
 def write_publish_log(stack: Any, ref: ManifestRef, uris: list[str]) -> None:
-    PublishLog(frozenset(uris)).write(stack.storage, stack.settings.layout.publish_log_uri(ref.day, ref.manifest_id))
+    PublishLog(frozenset(uris)).write(
+        stack.job_storage, stack.settings.layout.publish_log_uri(ref.day, ref.manifest_id)
+    )
 
 
 def no_glue_runs(_manifest_id: str) -> None:

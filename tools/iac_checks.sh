@@ -27,4 +27,11 @@ echo "checkov -d infra"
 # --skip-download: no network; the policies shipped in the package are the ones run.
 "$VENV/bin/checkov" -d infra --framework terraform --skip-download --compact --quiet || status=1
 
+# checkov does not evaluate templatefile(): check the IAM policy templates rendered, as CloudFormation.
+echo "checkov on the rendered IAM policies (infra/policies)"
+rendered="$(mktemp -d)"
+trap 'rm -rf "$rendered"' EXIT
+PYTHONPATH=include:. "$VENV/bin/python" -m tools.iam_policies cloudformation >"$rendered/iam-policies.json"
+"$VENV/bin/checkov" -f "$rendered/iam-policies.json" --framework cloudformation --skip-download --compact --quiet || status=1
+
 exit "$status"

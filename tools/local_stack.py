@@ -1,7 +1,10 @@
 """The embedded local AWS: a moto server on 127.0.0.1 and the pipeline's resources in it.
 
 Resource names and shapes come from ``ndjson_pipeline/resources.json``, the file
-the Terraform in ``infra/`` reads too.
+the Terraform in ``infra/`` reads too; the identities' policies are the templates
+in ``infra/policies/`` (tools/iam_policies.py). Set-up and inspection use the root
+key; the pipeline runs as the two identities of ``bootstrap_identities``, which the
+server holds to their policies (tools/iam_enforcement.py).
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 
 from ndjson_pipeline.resources import ResourceNames, glue_job_spec, landing_prefix, ledger_spec, queue_spec
+from tools.iam_enforcement import ROOT_ACCESS_KEY
+from tools.iam_policies import LOCAL_ACCOUNT, local_policies, role_name
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +34,41 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GLUE_SCRIPT = REPO_ROOT / "glue_scripts" / "ndjson_to_parquet.py"
 SCHEMAS = REPO_ROOT / "glue_scripts" / "schemas"
 REGION = "us-east-1"
-# moto accepts any credentials; fixed fake ones keep every client consistent.
-FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# The local stack's root: set-up, tests' own inspection and tools; the server allows it everything.
+FAKE_CREDENTIALS = {"aws_access_key_id": ROOT_ACCESS_KEY, "aws_secret_access_key": "testing"}
+POLICY_NAME = "pipeline"  # the inline policy name of both roles (infra/modules/iam)
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """The access key of one local identity (an IAM user standing for a role)."""
+
+    user: str
+    arn: str
+    access_key_id: str
+    secret_access_key: str
+
+    def client_kwargs(self) -> dict[str, str]:
+        return {"aws_access_key_id": self.access_key_id, "aws_secret_access_key": self.secret_access_key}
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
+
+
+@dataclass(frozen=True)
+class LocalIdentities:
+    """The MWAA execution role (DAG tasks, triggerer) and the Glue job role (driver and Spark tasks)."""
+
+    mwaa: AccessKey
+    glue: AccessKey
+
+    def airflow_env(self, endpoint_url: str) -> dict[str, str]:
+        """Environment of an Airflow process: tasks use the MWAA identity through ``aws_default``.
+
+        The process's default credentials are the Glue identity's: the local Glue runner hands its
+        environment to spark-submit, so the job runs as its own role, as on Glue.
+        """
+        return {**aws_connection_env(endpoint_url, self.mwaa), **self.glue.env()}
 
 
 def free_port() -> int:
@@ -38,8 +77,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def client(service: str, endpoint_url: str):
-    return boto3.client(service, endpoint_url=endpoint_url, region_name=REGION, **FAKE_CREDENTIALS)
+def client(service: str, endpoint_url: str, credentials: AccessKey | None = None):
+    """A boto3 client of the local stack, as root unless ``credentials`` name an identity."""
+    keys = credentials.client_kwargs() if credentials else FAKE_CREDENTIALS
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=REGION, **keys)
 
 
 @contextlib.contextmanager
@@ -48,11 +89,14 @@ def moto_server(port: int | None = None, log_path: str | None = None) -> Iterato
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    pythonpath = os.pathsep.join(
+        p for p in (str(REPO_ROOT), str(REPO_ROOT / "include"), os.environ.get("PYTHONPATH")) if p
+    )
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("moto_serve.py")), "--port", str(port)],
+        [sys.executable, "-m", "tools.moto_serve", "--port", str(port)],
         stdout=out,
         stderr=out,
-        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true", "PYTHONPATH": pythonpath},
     )
     try:
         _wait_until_up(endpoint, proc)
@@ -81,19 +125,32 @@ def _wait_until_up(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0)
 
 
 def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
-    """Create buckets, queue + DLQ + redrive, the S3 -> SQS notification and the ledger table.
+    """Create the KMS keys, buckets (SSE-KMS), queue + DLQ + redrive, the S3 -> SQS notification and the ledger table.
 
     Idempotent: resources that already exist are left as they are.
     """
+    keys = _create_keys(client("kms", endpoint_url), names)
     s3 = client("s3", endpoint_url)
     for bucket in (names.landing_bucket, names.lake_bucket, names.quarantine_bucket, names.assets_bucket):
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=bucket)
+        # As infra/modules/storage: the data key by default, bucket keys on.
+        default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": keys["data_kms_key_arn"]}
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": default, "BucketKeyEnabled": True}]
+            },
+        )
 
     sqs = client("sqs", endpoint_url)
     spec = queue_spec()
     dlq_url = sqs.create_queue(
-        QueueName=names.dlq, Attributes={"MessageRetentionPeriod": str(spec["message_retention_seconds"])}
+        QueueName=names.dlq,
+        Attributes={
+            "MessageRetentionPeriod": str(spec["message_retention_seconds"]),
+            "KmsMasterKeyId": keys["queue_kms_key_arn"],
+        },
     )["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue_url = sqs.create_queue(
@@ -102,6 +159,7 @@ def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
             "VisibilityTimeout": str(spec["visibility_timeout_seconds"]),
             "MessageRetentionPeriod": str(spec["message_retention_seconds"]),
             "ReceiveMessageWaitTimeSeconds": str(spec["receive_wait_time_seconds"]),
+            "KmsMasterKeyId": keys["queue_kms_key_arn"],
             "RedrivePolicy": json.dumps(
                 {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(spec["dlq_max_receive_count"])}
             ),
@@ -126,6 +184,53 @@ def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
     for schema in SCHEMAS.glob("*.json"):
         s3.upload_file(str(schema), names.assets_bucket, f"glue/schemas/{schema.name}")
     log.info("bootstrapped local resources for %s at %s", names.name_prefix, endpoint_url)
+
+
+# Customer-managed keys as in infra/envs/prod (the data key) and infra/modules/queue; policy variable -> alias suffix.
+_KEYS = {"data_kms_key_arn": "data", "queue_kms_key_arn": "queue"}
+
+
+def _create_keys(kms, names: ResourceNames) -> dict[str, str]:
+    arns = {}
+    for variable, suffix in _KEYS.items():
+        alias = f"alias/{names.name_prefix}-{suffix}"
+        try:
+            arns[variable] = kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"]
+        except kms.exceptions.NotFoundException:
+            arns[variable] = kms.create_key(Description=f"{names.name_prefix} {suffix}")["KeyMetadata"]["Arn"]
+            kms.create_alias(AliasName=alias, TargetKeyId=arns[variable])
+    return arns
+
+
+def bootstrap_identities(
+    endpoint_url: str, names: ResourceNames, dataset: str = "events", policies: dict[str, dict] | None = None
+) -> LocalIdentities:
+    """Create (or refresh) the two identities with their rendered policies and a new access key each.
+
+    :param policies: role -> policy document, to run under something else than the templates (tests).
+    """
+    iam = client("iam", endpoint_url)
+    if policies is None:
+        policies = local_policies(names, dataset, **_create_keys(client("kms", endpoint_url), names))
+    keys = {}
+    for role, document in policies.items():
+        user = role_name(names, role)
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+            iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(document))
+        for old in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName=user, AccessKeyId=old["AccessKeyId"])
+        created = iam.create_access_key(UserName=user)["AccessKey"]
+        arn = f"arn:aws:iam::{LOCAL_ACCOUNT}:user/{user}"
+        keys[role] = AccessKey(user, arn, created["AccessKeyId"], created["SecretAccessKey"])
+    return LocalIdentities(mwaa=keys["mwaa-execution"], glue=keys["glue-job"])
+
+
+def put_policy(endpoint_url: str, identity: AccessKey, document: dict) -> None:
+    """Replace an identity's policy; the server applies it from the next call on."""
+    client("iam", endpoint_url).put_user_policy(
+        UserName=identity.user, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(document)
+    )
 
 
 def _create_ledger_table(dynamodb, table: str) -> None:
@@ -166,7 +271,7 @@ def _create_glue_job(glue, names: ResourceNames) -> None:
     try:
         glue.create_job(
             Name=names.glue_job,
-            Role=f"arn:aws:iam::123456789012:role/{names.name_prefix}-glue",
+            Role=f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{role_name(names, 'glue-job')}",
             Command={
                 "Name": "glueetl",
                 "ScriptLocation": f"s3://{names.assets_bucket}/glue/scripts/ndjson_to_parquet.py",
@@ -199,10 +304,12 @@ def airflow_environment(home: str | Path) -> dict[str, str]:
     }
 
 
-def aws_connection_env(endpoint_url: str) -> dict[str, str]:
-    """The ``aws_default`` Airflow connection, pointing at the local moto server."""
+def aws_connection_env(endpoint_url: str, credentials: AccessKey | None = None) -> dict[str, str]:
+    """The ``aws_default`` Airflow connection, pointing at the local moto server (as root unless ``credentials``)."""
     extra = {"endpoint_url": endpoint_url, "region_name": REGION}
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
+    keys = credentials.client_kwargs() if credentials else FAKE_CREDENTIALS
+    login, password = keys["aws_access_key_id"], keys["aws_secret_access_key"]
+    conn = {"conn_type": "aws", "login": login, "password": password, "extra": extra}
     return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn)}
 
 

@@ -1,4 +1,13 @@
-"""Entry point of the local AWS emulator: moto's server with serialisable DynamoDB writes.
+"""Entry point of the local AWS emulator: moto's server with IAM, injectable faults and serialisable DynamoDB writes.
+
+Every signed request is read as IAM reads it (tools/aws_calls.py), may meet an
+injected fault (tools/fault_injection.py, controlled through ``/_faults``), and
+is then authorised against its caller's identity policy (tools/iam_enforcement.py;
+``/_iam/calls`` and ``/_iam/denials`` report what was allowed and refused) before
+moto serves it, including the KMS permissions S3 and SQS would use on the
+caller's behalf (tools/kms_requirements.py). Two S3 answers follow IAM as AWS
+does: a missing key is a 403 unless the caller may list the bucket, and
+DeleteObjects refuses key by key in its ``Errors``.
 
 Real DynamoDB applies a transaction atomically and in isolation. moto's threaded
 server does not: two concurrent TransactWriteItems can interleave, and a cancelled
@@ -18,11 +27,23 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
+import json
+import logging
 import threading
 import types
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
+
+from tools import aws_errors
+from tools.aws_calls import S3_XMLNS, Authorization, Call, bucket_arn, credential_scope, needs_body, parse_call
+from tools.fault_injection import FaultInjector, FaultRuleError
+from tools.iam_enforcement import Identities, Identity, Recorder, authorise, denial_message
+from tools.kms_requirements import kms_authorizations
 
 
 def serialised_dynamodb(app):
@@ -70,17 +91,206 @@ def lean_dynamodb() -> None:
     models.DynamoDBBackend.transact_write_items = transact_backing_up_once
 
 
+class LocalAws:
+    """The WSGI layer in front of moto: admin endpoints, faults, IAM, then moto itself."""
+
+    def __init__(self, app, account: str = DEFAULT_ACCOUNT_ID, seed: int = 0) -> None:
+        self.app = app
+        self.account = account
+        self.identities = Identities(account)
+        self.recorder = Recorder()
+        self.faults = FaultInjector(seed)
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/_faults" or path.startswith("/_iam/"):
+            return self._admin(path, environ, start_response)
+        body = _read_body(environ) if needs_body(environ) else b""
+        try:
+            call = parse_call(environ, body, self.account)
+        except (ValueError, KeyError, TypeError, SyntaxError) as exc:
+            return self._unreadable(environ, start_response, exc)
+        if call is None:
+            return self.app(environ, start_response)  # unsigned: moto's dashboard and API
+        identity = self.identities.resolve(call.access_key)
+        rule = self.faults.pick(call, identity)
+        if rule is not None:
+            answer = self.faults.respond(rule, call, environ, start_response)
+            if answer is not None:
+                return answer
+        if identity is not None and not identity.root:
+            call.authorizations += kms_authorizations(call, environ, self.account)
+        if identity is None:
+            status, code = aws_errors.error("invalid_key", call.service)
+            message = f"The AWS access key id {call.access_key} does not exist in the local stack's records"
+            return _answer(start_response, aws_errors.render(call.service, call.protocol, status, code, message))
+        decisions = []
+        for auth in call.authorizations:
+            decision = authorise(identity, call, auth)
+            message = "" if decision.allowed else denial_message(identity, call, auth, decision)
+            self.recorder.record(identity, call, auth, decision, message)
+            decisions.append((auth, decision, message))
+        denied = [(auth, message) for auth, decision, message in decisions if not decision.allowed]
+        if call.operation == "DeleteObjects" and denied:
+            return self._delete_allowed_keys(environ, start_response, call, decisions)
+        if denied:
+            status, code = aws_errors.error("access_denied", call.service)
+            head = environ["REQUEST_METHOD"] == "HEAD"
+            return _answer(
+                start_response, aws_errors.render(call.service, call.protocol, status, code, denied[0][1], head=head)
+            )
+        if call.operation in ("GetObject", "HeadObject") and not identity.root:
+            return self._missing_key_needs_list(environ, start_response, call, identity)
+        return self.app(environ, start_response)
+
+    def _unreadable(self, environ, start_response, exc: Exception):
+        """A request this checker cannot read: root's goes on to moto's own validation, anyone else's is refused."""
+        access_key, _, service = credential_scope(environ)
+        identity = self.identities.resolve(access_key)
+        if identity is not None and identity.root:
+            return self.app(environ, start_response)
+        protocol = "rest-xml" if service == "s3" else "json" if "HTTP_X_AMZ_TARGET" in environ else "query"
+        message = f"the local IAM checker could not read this request ({exc!r}), so it refuses it"
+        log.warning("DENIED %s %s: %s", environ["REQUEST_METHOD"], environ.get("PATH_INFO"), message)
+        status, code = aws_errors.error("access_denied", service)
+        return _answer(start_response, aws_errors.render(service, protocol, status, code, message))
+
+    def _missing_key_needs_list(self, environ, start_response, call: Call, identity: Identity):
+        """S3 tells "no such key" (404) only to callers allowed s3:ListBucket; others get 403."""
+        status, headers, body = _run(self.app, environ)
+        if not status.startswith("404"):
+            start_response(status, headers)
+            return [body]
+        auth = Authorization("s3:ListBucket", bucket_arn(call.bucket))
+        decision = authorise(identity, call, auth)
+        message = (
+            ""
+            if decision.allowed
+            else denial_message(identity, call, auth, decision)
+            + (f" (S3 answers 403, not 404, for the missing key {call.key} to a caller without s3:ListBucket)")
+        )
+        self.recorder.record(identity, call, auth, decision, message)
+        if decision.allowed:
+            start_response(status, headers)
+            return [body]
+        status_code, code = aws_errors.error("access_denied", "s3")
+        head = environ["REQUEST_METHOD"] == "HEAD"
+        return _answer(start_response, aws_errors.render("s3", "rest-xml", status_code, code, message, head=head))
+
+    def _delete_allowed_keys(self, environ, start_response, call: Call, decisions):
+        """DeleteObjects as S3 authorises it: each key on its own, refusals reported in the result's Errors."""
+        allowed, errors = [], []
+        for (key, version), (_, decision, message) in zip(call.delete_objects, decisions, strict=True):
+            if decision.allowed:
+                allowed.append((key, version))
+            else:
+                version_xml = f"<VersionId>{escape(version)}</VersionId>" if version else ""
+                errors.append(
+                    f"<Error><Key>{escape(key)}</Key>{version_xml}<Code>AccessDenied</Code>"
+                    f"<Message>{escape(message)}</Message></Error>"
+                )
+        if allowed:
+            objects = "".join(
+                f"<Object><Key>{escape(k)}</Key>{f'<VersionId>{escape(v)}</VersionId>' if v else ''}</Object>"
+                for k, v in allowed
+            )
+            body = f'<Delete xmlns="{S3_XMLNS}">{objects}<Quiet>{str(call.quiet).lower()}</Quiet></Delete>'.encode()
+            for header in [k for k in environ if k.startswith(("HTTP_X_AMZ_CHECKSUM", "HTTP_X_AMZ_SDK_CHECKSUM"))]:
+                del environ[header]
+            environ.pop("HTTP_CONTENT_MD5", None)
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            status, headers, result = _run(self.app, environ)
+            if not status.startswith("200"):
+                start_response(status, headers)
+                return [result]
+        else:
+            status, headers = "200 OK", [("Content-Type", "application/xml")]
+            result = (
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="{S3_XMLNS}"></DeleteResult>'.encode()
+            )
+        result = result.replace(b"</DeleteResult>", "".join(errors).encode() + b"</DeleteResult>")
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(result)))]
+        start_response(status, headers)
+        return [result]
+
+    def _admin(self, path: str, environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        identity = query.get("identity", [None])[0]
+        try:
+            if path == "/_faults" and method == "GET":
+                payload = self.faults.state()
+            elif path == "/_faults" and method == "POST":
+                request = json.loads(_read_body(environ) or b"{}")
+                payload = {"ids": self.faults.add(request.get("rules", []), request.get("seed"))}
+            elif path == "/_faults" and method == "DELETE":
+                self.faults.clear()
+                payload = {"cleared": True}
+            elif path == "/_iam/calls" and method == "GET":
+                payload = {"calls": self.recorder.calls(identity)}
+            elif path == "/_iam/denials" and method == "GET":
+                payload = {"denials": self.recorder.denials(identity, int(query.get("since", ["0"])[0]))}
+            elif path in ("/_iam/calls", "/_iam/denials") and method == "DELETE":
+                self.recorder.reset()
+                payload = {"cleared": True}
+            else:
+                return _json_answer(start_response, "404 Not Found", {"error": f"no admin endpoint {method} {path}"})
+        except (FaultRuleError, ValueError, TypeError) as exc:
+            return _json_answer(start_response, "400 Bad Request", {"error": str(exc)})
+        return _json_answer(start_response, "200 OK", payload)
+
+
+log = logging.getLogger("local_aws")
+
+
+def _read_body(environ) -> bytes:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+def _run(app, environ) -> tuple[str, list, bytes]:
+    captured = {}
+
+    def start_response(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = status, list(headers)
+        return lambda data: None
+
+    result = app(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    return captured["status"], captured["headers"], body
+
+
+def _answer(start_response, rendered):
+    status, headers, body = rendered
+    start_response(status, headers)
+    return [body]
+
+
+def _json_answer(start_response, status: str, payload: dict):
+    body = json.dumps(payload).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault rules' random draws")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lean_dynamodb()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,
         args.port,
-        serialised_dynamodb(app),
+        LocalAws(serialised_dynamodb(app), seed=args.fault_seed),
         threaded=True,
         request_handler=MotoRequestHandler,
     )

@@ -5,6 +5,9 @@ its own home and SQLite database under ``.local/``, uploads a generated sample
 day, runs the ingest DAG and then the end-of-day DAG (``airflow dags test``,
 conversions on local Spark with the real Glue script), prints progress while
 they run, and ends with a summary and the place the Parquet was copied to.
+The DAG tasks run as the MWAA execution role's local identity and the Glue job
+as the Glue job role's, held to the policies of infra/policies/; the calls each
+made are printed at the end (and any the policies refused).
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from ndjson_pipeline.landing import day_listing_pages
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.storage import Storage
+from tools import iam_report
 from tools.local_stack import (
     REPO_ROOT,
     airflow_environment,
-    aws_connection_env,
+    bootstrap_identities,
     bootstrap_resources,
     client,
     local_pipeline_settings,
@@ -96,10 +100,11 @@ def main() -> None:
         raw_settings = local_pipeline_settings(PipelineSettings().names, max_wait_seconds=5)
         settings = PipelineSettings.from_mapping(raw_settings)
         bootstrap_resources(endpoint, settings.names)
+        identities = bootstrap_identities(endpoint, settings.names, settings.dataset)
         env = {
             **os.environ,
             **airflow_environment(home),
-            **aws_connection_env(endpoint),
+            **identities.airflow_env(endpoint),
             "AIRFLOW_VAR_NDJSON_PIPELINE_SETTINGS": json.dumps(raw_settings),
         }
         print("preparing Airflow's metadata database ...", flush=True)
@@ -126,6 +131,9 @@ def main() -> None:
         report = json.loads(storage.read_bytes(settings.layout.report_uri(day)))
         lake = LOCAL / "lake" / settings.dataset
         copied = copy_dataset(storage, settings, lake)
+        refused = [d for d in iam_report.denials(endpoint) if d["identity"] != "root"]
+        print("\n== AWS calls by role (action, resource pattern, the policy statement that allowed it)")
+        print(iam_report.summary(endpoint))
     print("\n== summary")
     print(f"  day {day}: complete={report['complete']}, files by state {report['files_by_state']}")
     print(
@@ -139,6 +147,8 @@ def main() -> None:
     print(f'  query it: .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')
     if not report["complete"] or report["rows_out"] != len(sample.expected_rows):
         sys.exit("the sample day did not convert exactly; see the logs above")
+    if refused:
+        sys.exit(f"{len(refused)} call(s) were refused by the roles' policies; see the list above")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """End-to-end harness: the real DAGs, run by ``dag.test()`` in this process, over the moto server.
 
 Conversions run the real Glue script on local Spark (``glue_runner`` "local"),
-so every assertion is about real Parquet and real quarantine output.
+so every assertion is about real Parquet and real quarantine output. The DAG
+tasks run as the MWAA execution role's local identity, the Glue job as the Glue
+job role's; a test that made a call its role's policy refuses fails and names it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import pytest
 
 from ndjson_pipeline.clock import utcnow
 from tests.conftest import Stack, make_stack
-from tools.local_stack import REPO_ROOT, aws_connection_env, local_pipeline_settings
+from tools import iam_report
+from tools.local_stack import REPO_ROOT, local_pipeline_settings
 from tools.sample_day import SampleDay, sample_day, upload
 
 
@@ -41,9 +44,28 @@ def dags(airflow_db):
     return bag.dags
 
 
+@pytest.fixture(scope="package")
+def iam_calls_summary(aws_endpoint):
+    """What each role called in the end-to-end tests (tools/iam_report.py), in .local/ like make run's output."""
+    iam_report.reset(aws_endpoint)
+    yield
+    path = REPO_ROOT / ".local" / "iam-calls-e2e.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(iam_report.summary(aws_endpoint) + "\n")
+
+
+@pytest.fixture(autouse=True)
+def no_refused_calls(aws_endpoint, iam_calls_summary):
+    """Fail a test whose pipeline made a call its role may not make, even one the code handled."""
+    before = iam_report.last_denial(aws_endpoint)
+    yield
+    refused = [d for d in iam_report.denials(aws_endpoint, since=before) if d["identity"] != "root"]
+    assert not refused, "calls the roles' policies refuse:\n" + "\n".join(d["message"] for d in refused)
+
+
 def configure(stack: Stack, monkeypatch, **overrides: Any) -> dict[str, Any]:
     settings = local_pipeline_settings(stack.names, max_wait_seconds=1, min_batch_files=1, **overrides)
-    for name, value in aws_connection_env(stack.endpoint).items():
+    for name, value in stack.identities.airflow_env(stack.endpoint).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AIRFLOW_VAR_NDJSON_PIPELINE_SETTINGS", json.dumps(settings))
     return settings

@@ -1,42 +1,45 @@
 """No IAM wildcard in any Action or Resource outside an explicit, reasoned allow-list.
 
-Every policy in infra/ is an aws_iam_policy_document (checked below), so reading
-their statements sees every permission; inline JSON policies are scanned as text
-as a second net.
+Every policy in infra/ is either an aws_iam_policy_document or one of the JSON
+templates in infra/policies/ rendered with templatefile() (checked below), so
+reading their statements sees every permission; inline JSON policies are scanned
+as text as a second net.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from tests.infra import hcl
+from tools.iam_policies import POLICIES
 
 # (file under infra/, statement sid) -> (wildcard values allowed there, why AWS leaves no choice)
 ALLOWED = {
-    ("modules/iam/main.tf", "MwaaCeleryQueues"): (
-        {"arn:${local.partition}:sqs:${local.region}:*:airflow-celery-*"},
+    ("policies/mwaa-execution.json.tftpl", "MwaaCeleryQueues"): (
+        {"arn:${partition}:sqs:${region}:*:airflow-celery-*"},
         "AWS requirement: MWAA's Celery queues live in an AWS-owned account with an unknown id",
     ),
-    ("modules/iam/main.tf", "MwaaLogs"): (
-        {"${local.logs_arn}:airflow-${var.mwaa_environment_name}-*"},
+    ("policies/mwaa-execution.json.tftpl", "MwaaLogs"): (
+        {"arn:${partition}:logs:${region}:${account}:log-group:airflow-${mwaa_environment_name}-*"},
         "MWAA creates one log group per component, named airflow-<environment>-<component>",
     ),
-    ("modules/iam/main.tf", "MwaaAccountPublicAccessBlock"): (
+    ("policies/mwaa-execution.json.tftpl", "MwaaAccountPublicAccessBlock"): (
         {"*"},
         "s3:GetAccountPublicAccessBlock has no resource-level permissions",
     ),
-    ("modules/iam/main.tf", "MwaaDescribeLogGroups"): (
+    ("policies/mwaa-execution.json.tftpl", "MwaaDescribeLogGroups"): (
         {"*"},
         "logs:DescribeLogGroups has no resource-level permissions",
     ),
-    ("modules/iam/main.tf", "PutPipelineMetrics"): (
+    ("policies/mwaa-execution.json.tftpl", "PutPipelineMetrics"): (
         {"*"},
         "cloudwatch:PutMetricData has no resource-level permissions; scoped by a cloudwatch:namespace condition",
     ),
-    ("modules/iam/main.tf", "GlueJobMetrics"): (
+    ("policies/glue-job.json.tftpl", "GlueJobMetrics"): (
         {"*"},
         "cloudwatch:PutMetricData has no resource-level permissions; scoped by a cloudwatch:namespace condition",
     ),
@@ -57,7 +60,12 @@ ALLOWED = {
 # Resources scoped to one named bucket (optionally a prefix) or to the streams of one
 # named log group: the trailing '*' covers object keys / stream names created at run time.
 _OBJECTS_OF_NAMED_BUCKET = re.compile(r"^\$\{[^*]+\}/[^*]*\*$|^\$\{[^*]+\}/\$\{[^*]+\}\*$")
-_STREAMS_OF_NAMED_LOG_GROUP = re.compile(r"^\$\{local\.logs_arn\}:[^*]+:\*$")
+_STREAMS_OF_NAMED_LOG_GROUP = re.compile(
+    r"^\$\{local\.logs_arn\}:[^*]+:\*$|^arn:\$\{partition\}:logs:\$\{region\}:\$\{account\}:log-group:[^*]+:\*$"
+)
+_TEMPLATE_POLICY = re.compile(
+    r'^\$\{templatefile\("\$\{path\.module\}/\.\./\.\./policies/([\w.-]+\.json\.tftpl)", local\.\w+\)\}$'
+)
 _POLICY_ATTRIBUTES = {"policy", "assume_role_policy", "inline_policy"}
 _INLINE_POLICY_WILDCARD = re.compile(r'"?(?:Action|Resource|NotAction|NotResource)"?\s*[=:]\s*(\[[^\]]*\]|"[^"]*")')
 
@@ -70,11 +78,34 @@ def _statements(body: dict) -> list[dict]:
     return found
 
 
+_TEMPLATE_FIELDS = {
+    "Action": "actions",
+    "NotAction": "not_actions",
+    "Resource": "resources",
+    "NotResource": "not_resources",
+}
+
+
+def _template_statements(path: Path) -> dict:
+    """A JSON policy template in the shape python-hcl2 gives an aws_iam_policy_document."""
+    statements = []
+    for statement in json.loads(path.read_text())["Statement"]:
+        converted = {"sid": statement["Sid"]} if "Sid" in statement else {}
+        for field, name in _TEMPLATE_FIELDS.items():
+            if field in statement:
+                value = statement[field]
+                converted[name] = [value] if isinstance(value, str) else value
+        statements.append(converted)
+    return {"statement": statements}
+
+
 def _policy_documents() -> list[tuple[str, str, dict]]:
     documents = []
     for path in hcl.tf_files():
         for name, body in hcl.blocks(hcl.load(path), "data", "aws_iam_policy_document").items():
             documents.append((path.relative_to(hcl.INFRA).as_posix(), name, body))
+    for path in sorted(POLICIES.glob("*.json.tftpl")):
+        documents.append((path.relative_to(hcl.INFRA).as_posix(), path.name, _template_statements(path)))
     return documents
 
 
@@ -128,10 +159,13 @@ def test_every_policy_is_a_policy_document():
     offenders = []
     for path in hcl.tf_files():
         for where, attribute, value in walk(hcl.load(path).get("resource", []), path, ""):
-            if not value.startswith("${data.aws_iam_policy_document."):
+            template = _TEMPLATE_POLICY.match(value)
+            if template:
+                assert (POLICIES / template.group(1)).is_file(), f"{where}: no template {template.group(1)}"
+            elif not value.startswith("${data.aws_iam_policy_document."):
                 offenders.append(f"{where.relative_to(hcl.INFRA)} {attribute} = {value[:80]}")
             offenders.extend(inline_policy_violations(value, str(where)))
-    assert not offenders, "policies must come from aws_iam_policy_document:\n" + "\n".join(offenders)
+    assert not offenders, "policies must come from aws_iam_policy_document or infra/policies:\n" + "\n".join(offenders)
 
 
 def test_no_inline_json_policy_text_with_wildcards():

@@ -14,7 +14,7 @@ from tools.local_stack import aws_connection_env, client
 
 @pytest.fixture
 def airflow_aws(stack, monkeypatch):
-    for name, value in aws_connection_env(stack.endpoint).items():
+    for name, value in aws_connection_env(stack.endpoint, stack.identities.mwaa).items():
         monkeypatch.setenv(name, value)
     return stack
 

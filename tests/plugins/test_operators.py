@@ -40,7 +40,7 @@ def _make_operator(ref, **overrides) -> ManifestGlueJobOperator:
 @pytest.fixture
 def glue_conversions(stack, monkeypatch):
     """Conversions on (moto's) Glue, whose runs stay RUNNING until the test ends."""
-    for name, value in aws_connection_env(stack.endpoint).items():
+    for name, value in aws_connection_env(stack.endpoint, stack.identities.mwaa).items():
         monkeypatch.setenv(name, value)
     settings = {"name_prefix": stack.settings.name_prefix, "glue_poll_seconds": 5, "glue_max_wait_seconds": 600}
     monkeypatch.setenv("AIRFLOW_VAR_NDJSON_PIPELINE_SETTINGS", json.dumps(settings))

@@ -53,7 +53,7 @@ def _work_index(stack) -> dict:
 
 @pytest.fixture
 def airflow_aws(stack, monkeypatch):
-    for name, value in aws_connection_env(stack.endpoint).items():
+    for name, value in aws_connection_env(stack.endpoint, stack.identities.mwaa).items():  # as the MWAA role
         monkeypatch.setenv(name, value)
     return stack
 

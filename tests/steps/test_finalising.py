@@ -38,8 +38,8 @@ def test_failed_conversion_is_compensated_once_then_fails_with_alert(small_batch
     partial = stack.settings.layout.part_uri(DAY, ref.manifest_id, 0, "snappy")
     bad_lines = stack.settings.layout.quarantined_lines_uri(DAY, ref.manifest_id, 0)
     write_publish_log(stack, ref, [partial, bad_lines])
-    stack.storage.write_bytes(partial, b"PAR1")
-    stack.storage.write_bytes(bad_lines, b"{}\n")
+    stack.job_storage.write_bytes(partial, b"PAR1")
+    stack.job_storage.write_bytes(bad_lines, b"{}\n")
     stopped = []
     first = finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=stopped.append)
     twice = finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=stopped.append)

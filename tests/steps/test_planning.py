@@ -16,6 +16,7 @@ from ndjson_pipeline.files import FileState
 from ndjson_pipeline.steps import PipelineError
 from ndjson_pipeline.steps.finalising import read_manifest
 from ndjson_pipeline.steps.planning import days_to_watch, write_manifest
+from ndjson_pipeline.storage import Storage
 from tests.factories import file_states, plan, register_files
 
 
@@ -39,7 +40,7 @@ def test_a_retried_plan_readopts_its_manifests_instead_of_claiming_more(small_ba
     first = plan(stack)
     # The first try died after claiming; its manifest objects were never written.
     for ref in first:
-        stack.storage.delete([stack.settings.layout.manifest_uri(ref.day, ref.manifest_id)])
+        Storage(s3_client=stack.s3).delete([stack.settings.layout.manifest_uri(ref.day, ref.manifest_id)])
     retried = plan(stack)
     assert [r.manifest_id for r in retried] == [r.manifest_id for r in first]
     assert all(read_manifest(stack.storage, stack.settings, r).manifest_id == r.manifest_id for r in retried)
@@ -53,7 +54,9 @@ def test_manifest_write_is_create_only(small_batches):
     (ref,) = plan(stack)
     manifest = read_manifest(stack.storage, stack.settings, ref)
     assert write_manifest(stack.storage, stack.settings, manifest) == ref  # same bytes: fine
-    stack.storage.write_bytes(stack.settings.layout.manifest_uri(ref.day, ref.manifest_id), b'{"tampered": true}')
+    Storage(s3_client=stack.s3).write_bytes(
+        stack.settings.layout.manifest_uri(ref.day, ref.manifest_id), b'{"tampered": true}'
+    )
     with pytest.raises(PipelineError, match=ref.manifest_id):
         write_manifest(stack.storage, stack.settings, manifest)
 
