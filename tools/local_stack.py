@@ -24,6 +24,10 @@ from pathlib import Path
 
 import boto3
 
+from ndjson_pipeline.catalog import TableDefinition, ensure_table
+from ndjson_pipeline.conversion import ConversionOptions
+from ndjson_pipeline.dataset_schema import SchemaRegistry
+from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.resources import ResourceNames, glue_job_spec, landing_prefix, ledger_spec, queue_spec
 from tools.iam_enforcement import ROOT_ACCESS_KEY
 from tools.iam_policies import LOCAL_ACCOUNT, local_policies, role_name
@@ -183,6 +187,7 @@ def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
     _create_glue_job(client("glue", endpoint_url), names)
     for schema in SCHEMAS.glob("*.json"):
         s3.upload_file(str(schema), names.assets_bucket, f"glue/schemas/{schema.name}")
+        _create_catalog_table(client("glue", endpoint_url), names, schema.stem)
     log.info("bootstrapped local resources for %s at %s", names.name_prefix, endpoint_url)
 
 
@@ -263,6 +268,13 @@ def _create_ledger_table(dynamodb, table: str) -> None:
     dynamodb.update_time_to_live(
         TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec["ttl_attribute"]}
     )
+
+
+def _create_catalog_table(glue, names: ResourceNames, dataset: str) -> None:
+    """The dataset's catalog table as infra/modules/catalog declares it: the same definition, default options."""
+    layout = LakeLayout(f"s3://{names.lake_bucket}", f"s3://{names.quarantine_bucket}", dataset)
+    schema = SchemaRegistry(SCHEMAS, dataset).check()
+    ensure_table(glue, TableDefinition.for_dataset(names.catalog_database, layout, schema, ConversionOptions()))
 
 
 def _create_glue_job(glue, names: ResourceNames) -> None:

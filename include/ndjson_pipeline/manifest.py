@@ -177,6 +177,7 @@ class JobResult:
     files: tuple[FileResult, ...]
     output_files: tuple[OutputFile, ...] = ()
     schema: dict | None = None
+    schema_version: int | None = None
     timings: dict[str, float] | None = None
 
     @property
@@ -233,6 +234,7 @@ class JobResult:
                 files=files,
                 output_files=outputs,
                 schema=doc.get("schema"),
+                schema_version=doc.get("schema_version"),
                 timings=doc.get("timings"),
             )
         except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:

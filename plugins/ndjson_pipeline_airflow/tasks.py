@@ -24,6 +24,7 @@ from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.reconcile import reconcile_day
+from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
@@ -73,6 +74,7 @@ def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
         days,
         run_is_active=run_is_active,
         stop_active_runs=stop_active_runs,
+        catalog=CatalogHook().get_catalog(settings),
     )
     now = utcnow()
     oldest = max(
@@ -118,6 +120,7 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
         settings,
         ref,
         stop_active_runs=stop_active_runs,
+        catalog=CatalogHook().get_catalog(settings),
     )
     if outcome.files_failed:
         alert_failed_files(settings, ref.manifest_id, list(outcome.files_failed))

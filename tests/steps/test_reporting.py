@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 
-from ndjson_pipeline.steps.finalising import finalise_manifest
 from ndjson_pipeline.steps.reconcile import reconcile_day
 from ndjson_pipeline.steps.reporting import day_report
-from tests.factories import DAY, no_glue_runs, plan, publish_result
+from tests.factories import DAY, finalise, plan, publish_result
 
 
 def test_day_report_counts_and_completeness(small_batches):
@@ -25,7 +24,7 @@ def test_day_report_counts_and_completeness(small_batches):
     assert incomplete["files_by_state"] == {"PENDING": 4}
     (ref,) = plan(stack)
     publish_result(stack, ref)
-    finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=no_glue_runs)
+    finalise(stack, ref)
     report = day_report(stack.ledger, stack.storage, stack.settings, DAY)
     assert report["complete"] is True
     assert report["files_by_state"] == {"DONE": 4}

@@ -31,6 +31,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
         [DAY],
         run_is_active=lambda m: m in active,
         stop_active_runs=no_glue_runs,
+        catalog=None,
     )
     assert {r.manifest_id: r.status for r in repaired} == {
         done_ref.manifest_id: ManifestState.SUCCEEDED,
@@ -46,6 +47,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
             [DAY],
             run_is_active=lambda m: False,
             stop_active_runs=no_glue_runs,
+            catalog=None,
         )
         == []
     )
@@ -59,7 +61,13 @@ def test_sweeper_extends_the_lease_of_a_manifest_still_converting(aws_endpoint):
     time.sleep(1.5)
     stack_settings = stack.settings.replace(lease_seconds=600)
     repaired = sweep_expired_claims(
-        stack.ledger, stack.storage, stack_settings, [DAY], run_is_active=lambda m: True, stop_active_runs=no_glue_runs
+        stack.ledger,
+        stack.storage,
+        stack_settings,
+        [DAY],
+        run_is_active=lambda m: True,
+        stop_active_runs=no_glue_runs,
+        catalog=None,
     )
     assert repaired == []
     assert stack.ledger.get_manifest(ref.manifest_id).state is ManifestState.CLAIMED

@@ -125,6 +125,7 @@ module "iam" {
   ledger_table_arn                 = module.ledger.table_arn
   ledger_work_index_arn            = module.ledger.work_index_arn
   glue_job_arn                     = local.glue_job_arn
+  catalog_database                 = local.names.catalog_database
   glue_log_group_name              = local.glue_log_group_name
   glue_security_configuration_name = local.names.glue_job
   alerts_topic_arn                 = module.monitoring.topic_arn
