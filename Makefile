@@ -32,6 +32,7 @@ ui: install
 lint: install
 	$(VENV)/bin/ruff check include plugins dags glue_scripts tools tests benchmarks
 	$(VENV)/bin/ruff format --check include plugins dags glue_scripts tools tests benchmarks
+	$(VENV)/bin/mypy include
 
 iac-check:
 	bash tools/iac_checks.sh

@@ -95,7 +95,8 @@ class ConversionOptions:
     @classmethod
     def from_glue_args(cls, args: Mapping[str, str]) -> ConversionOptions:
         """Options from parsed job arguments (names without ``--``); absent or empty ones take their default."""
-        return cls(**{f.name: args[f.name] for f in fields(cls) if args.get(f.name, "") != ""})
+        given: dict[str, Any] = {f.name: args[f.name] for f in fields(cls) if args.get(f.name, "") != ""}
+        return cls(**given)
 
 
 @dataclass(frozen=True)

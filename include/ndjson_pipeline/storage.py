@@ -72,7 +72,8 @@ class Storage:
             matches = data is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() == etag
             return data if matches else None
         try:
-            return self.s3.get_object(Bucket=location[0], Key=location[1], IfMatch=etag)["Body"].read()
+            version: bytes = self.s3.get_object(Bucket=location[0], Key=location[1], IfMatch=etag)["Body"].read()
+            return version
         except self.s3.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("412", "PreconditionFailed", "404", "NoSuchKey"):
                 return None
@@ -82,7 +83,8 @@ class Storage:
         location = self._s3_location(uri)
         if location is None:
             return self._local(uri).read_bytes()
-        return self.s3.get_object(Bucket=location[0], Key=location[1])["Body"].read()
+        body: bytes = self.s3.get_object(Bucket=location[0], Key=location[1])["Body"].read()
+        return body
 
     def read_bytes_if_exists(self, uri: str) -> bytes | None:
         try:
