@@ -6,14 +6,16 @@
     dist/plugins.zip                                -> s3://<assets>/plugins/plugins.zip
     dist/requirements.txt                           -> s3://<assets>/requirements/requirements.txt
     dist/glue/scripts/<sha>/ndjson_to_parquet.py    -> same key in the assets bucket
-    dist/glue/python/<sha>/ndjson_pipeline.zip      -> same key
+    dist/glue/python/<sha>/ndjson_pipeline.zip      -> same key (the contract modules the job imports)
+    dist/glue/python/<sha>/ndjson_job.zip           -> same key (the job itself, beside its entry script)
     dist/glue/schemas/<sha>/<name>.json             -> same key
     dist/build.json                                 every artifact with its sha256 and S3 key
 
 plugins.zip holds the contents of ``plugins/`` at its root plus the package
 ``ndjson_pipeline`` (from ``include/``): MWAA puts the unpacked plugins folder on
 ``sys.path`` for workers, the scheduler and the triggerer, and nothing else of the
-repository reaches them. Zips get fixed timestamps and sorted entries, so the same
+repository reaches them. Glue gets both Glue zips as ``--extra-py-files`` (a
+comma-separated list). Zips get fixed timestamps and sorted entries, so the same
 sources always give the same bytes, hashes and keys.
 """
 
@@ -37,6 +39,8 @@ _IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 _IGNORED_SUFFIXES = {".pyc", ".pyo"}
 GLUE_SCRIPT = "ndjson_to_parquet.py"
 GLUE_PACKAGE = "ndjson_pipeline"
+# The job's own package; not named like the entry script, whose folder comes first on Glue's sys.path.
+GLUE_JOB_PACKAGE = "ndjson_job"
 
 
 def echo(message: str, *args: object, err: bool = False) -> None:
@@ -136,6 +140,7 @@ def build(out: Path, root: Path = ROOT) -> dict:
     package = _require(root / "include" / GLUE_PACKAGE, "package include/ndjson_pipeline")
     requirements = _require(root / "requirements.txt", "requirements.txt")
     glue_script = _require(root / "glue_scripts" / GLUE_SCRIPT, "Glue script")
+    job_package = _require(root / "glue_scripts" / GLUE_JOB_PACKAGE / "__init__.py", "Glue job package").parent
     schemas = sorted(_require(root / "glue_scripts" / "schemas", "Glue schema folder").glob("*.json"))
     if not schemas:
         raise BuildError(f"no *.json schema in {root / 'glue_scripts' / 'schemas'}")
@@ -160,6 +165,8 @@ def build(out: Path, root: Path = ROOT) -> dict:
 
     result.add_hashed("glue_script", "glue/scripts", GLUE_SCRIPT, glue_script.read_bytes())
     result.add_hashed("glue_python", "glue/python", f"{GLUE_PACKAGE}.zip", deterministic_zip(package_entries))
+    job_entries = _tree_entries(job_package, prefix=f"{GLUE_JOB_PACKAGE}/")
+    result.add_hashed("glue_job_python", "glue/python", f"{GLUE_JOB_PACKAGE}.zip", deterministic_zip(job_entries))
     for schema in schemas:
         json.loads(schema.read_text())  # a malformed schema fails the build, not a Glue run
         result.add_hashed("glue_schema", "glue/schemas", schema.name, schema.read_bytes())

@@ -8,9 +8,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ndjson_job.job import convert_manifest
+from ndjson_job.schema import JobArgumentError
 from ndjson_pipeline.conversion import JobArguments, OptionError, parse_glue_argv
 from ndjson_pipeline.manifest import JobResult, Manifest, ManifestError
-from ndjson_to_parquet import JobArgumentError, Storage, convert_manifest, files_for_size
+from ndjson_pipeline.storage import Storage
 from tests.glue.conftest import make_local_job
 from tools.sample_data import ndjson_body
 
@@ -111,11 +113,6 @@ def test_arguments_round_trip_through_the_glue_command_line():
     argv = ["script.py", *[part for pair in arguments.to_glue_args().items() for part in pair]]
     assert JobArguments.from_argv(argv) == arguments
     assert arguments.options.read_mode == "strict"
-
-
-def test_file_count_follows_input_size():
-    assert files_for_size(10 * 1024 * 1024, 128) == 1
-    assert files_for_size(99 * int(3.5 * 1024 * 1024), 128) == 3
 
 
 @pytest.mark.spark

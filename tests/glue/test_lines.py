@@ -14,17 +14,10 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import types as T
 
+from ndjson_job.files import convert_file
+from ndjson_job.lines import LineRules, _blocks, bulk_parse, classify_line, conform
+from ndjson_job.schema import RESCUED_COLUMN, arrow_type
 from ndjson_pipeline.conversion import ConversionOptions
-from ndjson_to_parquet import (
-    RESCUED_COLUMN,
-    LineRules,
-    _blocks,
-    arrow_type,
-    bulk_parse,
-    classify_line,
-    conform,
-    convert_file,
-)
 from tools.sample_data import make_event, ndjson_body
 
 SCHEMA = T.StructType.fromJson(
@@ -162,9 +155,3 @@ def test_blocks_cover_every_line_once_and_stay_under_their_size():
     covered = [i for start, end in reversed(blocks) for i in range(start, end)]
     assert covered == list(range(len(lines)))
     assert all(sum(len(lines[i]) + 1 for i in range(s, e)) <= 64 or e - s == 1 for s, e in blocks)
-
-
-def test_a_schema_type_the_job_cannot_read_is_named():
-    schema = T.StructType([T.StructField("when", T.StructType([T.StructField("at", T.TimestampType())]))])
-    with pytest.raises(TypeError, match=r"'when\.at' has type timestamp"):
-        arrow_type(schema)

@@ -1,4 +1,9 @@
-"""The job script end to end: spark-submit, Glue-style arguments, S3 on the moto server."""
+"""The job script end to end: spark-submit, Glue-style arguments, S3 on the moto server.
+
+The S3 run uses what a deploy uploads: the built script alone in its folder and the two
+built zips as ``--py-files`` (Glue's ``--extra-py-files``), with no PYTHONPATH, so it
+fails if the artifacts do not work together on their own.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.local_glue import LocalGlueRunError, run_glue_script_locally
 from ndjson_pipeline.manifest import JobResult, Manifest
 from tests.glue.conftest import DAY, SCHEMA_PATH
+from tools.build_artifacts import build
 from tools.local_stack import client
 from tools.sample_data import gzip_body, ndjson_body
 
@@ -23,7 +29,13 @@ pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 SCRIPT = str(Path(__file__).resolve().parents[2] / "glue_scripts" / "ndjson_to_parquet.py")
 
 
-def test_job_script_converts_a_manifest_on_s3(tmp_path, aws_endpoint):
+def _built_job(out: Path) -> tuple[str, list[str]]:
+    """The deployable Glue script and its --extra-py-files zips, in the order deploy prints them."""
+    paths = {a["kind"]: str(out / a["path"]) for a in build(out)["artifacts"]}
+    return paths["glue_script"], [paths["glue_python"], paths["glue_job_python"]]
+
+
+def test_job_script_converts_a_manifest_on_s3(tmp_path, aws_endpoint, monkeypatch):
     s3 = client("s3", aws_endpoint)
     bucket = f"glue-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
@@ -48,7 +60,11 @@ def test_job_script_converts_a_manifest_on_s3(tmp_path, aws_endpoint):
     )
     manifest_key = arguments.manifest_uri.removeprefix(f"s3://{bucket}/")
     s3.put_object(Bucket=bucket, Key=manifest_key, Body=manifest.to_json().encode())
-    run_glue_script_locally(SCRIPT, arguments, s3_endpoint=aws_endpoint, log_path=str(tmp_path / "spark.log"))
+    script, py_files = _built_job(tmp_path / "dist")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    run_glue_script_locally(
+        script, arguments, s3_endpoint=aws_endpoint, py_files=py_files, log_path=str(tmp_path / "spark.log")
+    )
 
     result_key = arguments.result_uri.removeprefix(f"s3://{bucket}/")
     result = JobResult.from_json(s3.get_object(Bucket=bucket, Key=result_key)["Body"].read())

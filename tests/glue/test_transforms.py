@@ -12,7 +12,8 @@ import random
 import duckdb
 import pytest
 
-from ndjson_to_parquet import Storage, convert_manifest
+from ndjson_job.job import convert_manifest
+from ndjson_pipeline.storage import Storage
 from tests.glue.conftest import make_local_job
 from tools.sample_data import gzip_body, make_event, ndjson_body
 
