@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import functools
-import io
-import json
+import logging
 import math
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
-from ndjson_job.files import FileRows, convert_file, gunzip
-from ndjson_job.lines import LineRules, MiB
+from ndjson_job.files import FileConverter
+from ndjson_job.lines import LineRules
+from ndjson_job.output import GroupParts, StagedLines, StagedPart
+from ndjson_job.reading import MiB, Unconvertible, text_blocks
 from ndjson_job.schema import LINEAGE_COLUMNS
 from ndjson_pipeline.files import FileState, FileVersion
-from ndjson_pipeline.layout import PARTITION_COLUMN
 from ndjson_pipeline.manifest import FileResult
 from ndjson_pipeline.storage import Storage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,24 +39,6 @@ class GroupWork:
 
 
 @dataclass(frozen=True)
-class StagedPart:
-    """A group's staged Parquet file of one dt."""
-
-    dt: str
-    uri: str
-    rows: int
-    bytes: int
-
-
-@dataclass(frozen=True)
-class StagedLines:
-    """A group's staged quarantined lines (one JSON object a line)."""
-
-    uri: str
-    lines: int
-
-
-@dataclass(frozen=True)
 class GroupOutput:
     """What a group task returns: each file's result, its staged Parquet files and quarantined lines."""
 
@@ -61,6 +46,14 @@ class GroupOutput:
     files: tuple[FileResult, ...]
     parts: tuple[StagedPart, ...]
     lines: StagedLines | None
+
+
+class _QuarantinedAfterWriting(Exception):
+    """A file turned out unconvertible after some of its rows were written: the group starts again without it."""
+
+    def __init__(self, result: FileResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
 
 
 def files_for_size(total_bytes: int, target_file_mb: float) -> int:
@@ -88,56 +81,44 @@ def plan_groups(files: Iterable[FileVersion], target_file_mb: float) -> list[tup
 
 
 def convert_group(work: GroupWork) -> GroupOutput:
-    """Convert one group's files and stage its output; runs in a Spark task."""
-    results, tables, bad_lines = [], [], []
-    for file in work.files:
-        data = work.storage.read_version(file.uri, file.etag)
-        if data is None:
-            reason = f"superseded: {file.uri} no longer has eTag {file.etag} (changed or deleted)"
-            results.append(FileResult(file.identity, file.uri, FileState.QUARANTINED, reason=reason))
-            continue
-        error = None
-        if file.uri.lower().endswith(".gz"):
-            data, error = gunzip(data)
-        rows = FileRows(file.uri, file_error=error) if error else convert_file(file.uri, data, work.rules)
-        results.append(rows.result(file))
-        bad_lines += [{**line, "manifest_id": work.manifest_id} for line in rows.bad_lines]
-        if rows.rows_out:
-            tables.append(_with_lineage(rows.rows, file.uri, work))
-    return GroupOutput(
-        index=work.index,
-        files=tuple(results),
-        parts=_stage_parts(work, tables),
-        lines=_stage_lines(work, bad_lines),
-    )
+    """Convert one group's files, streamed, and stage its output; runs in a Spark task.
+
+    Output is built on the task's local disk (``GroupParts``) and stored under the
+    attempt's staging prefix at the end.
+    """
+    settled: dict[str, FileResult] = {}  # files quarantined whole after some of their rows were written
+    while True:
+        with tempfile.TemporaryDirectory(prefix=f"ndjson-group-{work.index:05d}-") as folder:
+            parts = GroupParts(Path(folder), work.rules.options.compression, work.manifest_id)
+            try:
+                results = tuple(settled.get(f.identity) or _convert_file(work, f, parts) for f in work.files)
+                staged, lines = parts.stage(work.storage, work.staging, work.index)
+            except _QuarantinedAfterWriting as restart:
+                log.warning("%s (%s): converting group %s again without it", restart.result.uri, restart, work.index)
+                settled[restart.result.identity] = restart.result
+                continue
+            finally:
+                parts.close()
+        return GroupOutput(index=work.index, files=results, parts=staged, lines=lines)
 
 
-def _stage_parts(work: GroupWork, tables: list[pa.Table]) -> tuple[StagedPart, ...]:
-    if not tables:
-        return ()
-    table = pa.concat_tables(tables)
-    parts = []
-    for dt in sorted(set(table.column(PARTITION_COLUMN).to_pylist())):
-        part = table.filter(pc.equal(table.column(PARTITION_COLUMN), dt)).drop_columns([PARTITION_COLUMN])
-        buffer = io.BytesIO()
-        pq.write_table(part, buffer, compression=work.rules.options.compression)
-        uri = f"{work.staging}/data/{PARTITION_COLUMN}={dt}/part-{work.index:05d}.parquet"
-        work.storage.write_bytes(uri, buffer.getvalue())
-        parts.append(StagedPart(dt=dt, uri=uri, rows=part.num_rows, bytes=buffer.tell()))
-    return tuple(parts)
+def _convert_file(work: GroupWork, file: FileVersion, parts: GroupParts) -> FileResult:
+    parts.start_file()
+    converter = FileConverter(file, work.rules)
+    try:
+        for block in text_blocks(work.storage, file, work.rules.options):
+            converted = converter.convert(block)
+            parts.add(_with_lineage(converted.rows, file.uri, work), converted.bad_lines)
+        result = converter.finish()
+    except Unconvertible as exc:
+        result = FileResult(file.identity, file.uri, FileState.QUARANTINED, reason=exc.reason)
+    if result.outcome == FileState.QUARANTINED and not parts.drop_file():
+        raise _QuarantinedAfterWriting(result)
+    return result
 
 
-def _stage_lines(work: GroupWork, bad_lines: list[dict]) -> StagedLines | None:
-    if not bad_lines:
-        return None
-    staged = StagedLines(uri=f"{work.staging}/quarantine/lines-{work.index:05d}.json", lines=len(bad_lines))
-    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in bad_lines)
-    work.storage.write_bytes(staged.uri, text.encode())
-    return staged
-
-
-def _with_lineage(rows: pa.Table, uri: str, work: GroupWork) -> pa.Table:
-    if not work.rules.options.lineage:
+def _with_lineage(rows: pa.Table | None, uri: str, work: GroupWork) -> pa.Table | None:
+    if rows is None or not work.rules.options.lineage:
         return rows
     constant = functools.partial(pc.fill_null, pa.nulls(rows.num_rows, pa.string()))
     rows = rows.append_column(pa.field(LINEAGE_COLUMNS[0], pa.string(), nullable=False), constant(uri))
@@ -148,7 +129,7 @@ def run_groups(spark: SparkSession, works: list[GroupWork]) -> list[GroupOutput]
     """Run ``convert_group`` for each group, one Spark task per group.
 
     The executors import this package from the job's ``--extra-py-files`` (locally:
-    ``--py-files`` or the session's ``spark.submit.pyFiles``), so the task is pickled by reference.
+    ``--py-files`` or the session's ``addPyFile``), so the task is pickled by reference.
     """
     if not works:
         return []

@@ -14,12 +14,18 @@ import re
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from ndjson_job.schema import RESCUED_COLUMN
 from ndjson_pipeline.conversion import ConversionOptions, ReadMode
 
 MiB = 1024 * 1024
+# Reasons of lines that are not JSON objects at all (the others are objects the rules refuse).
+NOT_AN_OBJECT = ("malformed JSON", "not a JSON object")
+# In rescue mode, the earlier values of keys given more than once (the last one wins), by key.
+DUPLICATE_KEYS = "_duplicate_keys"
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,12 @@ def bulk_parse(lines: list[bytes], schema: pa.Schema) -> tuple[list[pa.Table], l
     after it, so a few bad lines cost about one more pass. Without a row number
     the block is halved until the bad lines are alone. Refused lines are not
     necessarily bad (``classify_line`` decides): the reader is stricter than the rules.
+    One thing it is more lenient about: an integer literal too big for a double
+    becomes infinity instead of an error (1e400 is an error), so rows holding an
+    infinite double are refused here, and decided like 1e400.
     """
     tables, accepted, refused = [], [], []
+    check_doubles = any(_has_doubles(f.type) for f in schema)
     pending = _blocks(lines)
     while pending:
         lo, hi = pending.pop()
@@ -60,8 +70,16 @@ def bulk_parse(lines: list[bytes], schema: pa.Schema) -> tuple[list[pa.Table], l
         try:
             table = _read_json(lines[lo:hi], schema)
             if table.num_rows == hi - lo:
+                overflowed = _rows_with_infinity(table) if check_doubles else []
+                if overflowed:
+                    dropped = set(overflowed)
+                    keep = [i for i in range(hi - lo) if i not in dropped]
+                    table = table.take(pa.array(keep, pa.int64()))
+                    refused.extend(lo + i for i in overflowed)
+                    accepted.extend(lo + i for i in keep)
+                else:
+                    accepted.extend(range(lo, hi))
                 tables.append(table)
-                accepted.extend(range(lo, hi))
                 continue
             bad_row = None  # a line held more than one JSON document
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -79,6 +97,40 @@ def bulk_parse(lines: list[bytes], schema: pa.Schema) -> tuple[list[pa.Table], l
             middle = (lo + hi) // 2
             pending += [(middle, hi), (lo, middle)]
     return tables, accepted, refused
+
+
+def _has_doubles(arrow: pa.DataType) -> bool:
+    if pa.types.is_struct(arrow):
+        return any(_has_doubles(f.type) for f in arrow)
+    if pa.types.is_list(arrow):
+        return _has_doubles(arrow.value_type)
+    return pa.types.is_floating(arrow)
+
+
+def _rows_with_infinity(table: pa.Table) -> list[int]:
+    """Indices of the rows holding an infinite double at any depth."""
+    rows: set[int] = set()
+    for column in table.columns:
+        if not _has_doubles(column.type):
+            continue
+        start = 0
+        for chunk in column.chunks:
+            rows |= {start + index for index in _infinite_at(chunk)}
+            start += len(chunk)
+    return sorted(rows)
+
+
+def _infinite_at(array: pa.Array) -> set[int]:
+    if pa.types.is_floating(array.type):
+        return set(pc.indices_nonzero(pc.fill_null(pc.is_inf(array), False)).to_pylist())
+    if pa.types.is_struct(array.type):
+        return set().union(*(_infinite_at(child) for child in array.flatten()))
+    if pa.types.is_list(array.type):
+        inner = _infinite_at(array.flatten())
+        if not inner:
+            return set()
+        return set(pc.list_parent_indices(array).take(pa.array(sorted(inner), pa.int64())).to_pylist())
+    return set()
 
 
 def _blocks(lines: list[bytes], block_bytes: int = 64 * MiB) -> list[tuple[int, int]]:
@@ -110,26 +162,31 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
-    # Arrow's reader refuses a key given twice; silently keeping the last value would hide that.
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        raise ValueError("duplicate key")
-    return value
-
-
 def classify_line(text: str, rules: LineRules) -> tuple[dict | None, str | None, str | None]:
     """(row, rescued JSON, quarantine reason) of a line the bulk reader refused.
 
     A field keeps its value when the value fits the declared type; otherwise the
     value is nulled where it does not fit and the field's whole JSON value goes to
     ``_rescued_data`` (rescue) or the line is quarantined (strict). Unknown fields,
-    at any depth, are treated the same way.
+    at any depth, are treated the same way. A key given twice (at any depth) keeps
+    its last value, as most JSON readers do, and its earlier values go to
+    ``_rescued_data`` under ``_duplicate_keys`` (rescue) or the line is quarantined (strict).
     """
+    duplicates: dict[str, list] = {}
+
+    def last_value_wins(pairs: list[tuple[str, object]]) -> dict:
+        value: dict = {}
+        for key, item in pairs:
+            if key in value:
+                duplicates.setdefault(key, []).append(value[key])
+            value[key] = item
+        return value
+
     try:
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicate_keys)
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=last_value_wins)
     except (ValueError, RecursionError):
-        return None, None, "malformed JSON"
+        control = _CONTROL_CHARACTER.search(text)
+        return None, None, "malformed JSON" + (f": control character U+{ord(control[0]):04X}" if control else "")
     if isinstance(value, list):
         return None, None, "not a JSON object: array"
     if not isinstance(value, dict):
@@ -141,12 +198,16 @@ def classify_line(text: str, rules: LineRules) -> tuple[dict | None, str | None,
             mismatched.append(f.name)
     unknown = [k for k in value if k not in row]
     if rules.read_mode == ReadMode.STRICT:
+        if duplicates:
+            return None, None, "duplicate key: " + ", ".join(sorted(duplicates))
         if unknown:
             return None, None, "unknown fields: " + ", ".join(sorted(unknown))
         if mismatched:
             return None, None, "type mismatch: " + ", ".join(mismatched)
         return row, None, None
     rescued = {k: _raw_json(value[k]) for k in [*mismatched, *unknown]}
+    if duplicates:
+        rescued[DUPLICATE_KEYS] = json.dumps(duplicates, separators=(",", ":"))
     return row, (json.dumps(rescued) if rescued else None), None
 
 
@@ -179,9 +240,20 @@ def conform(value: object, arrow: pa.DataType) -> tuple[object, bool]:
         limit = 2 ** (arrow.bit_width - 1)
         fits = isinstance(value, int) and not isinstance(value, bool) and -limit <= value < limit
     else:  # floating point
-        fits = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        value = float(value) if fits else value
+        value = _as_double(value)
+        fits = value is not None
     return (value if fits else None), fits
+
+
+def _as_double(value: object) -> float | None:
+    """A JSON number as a finite double; None for anything else, 1e400 and a 400-digit integer alike."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _is_utf8_str(value: str) -> bool:
