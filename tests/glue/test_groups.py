@@ -8,6 +8,7 @@ import json
 import uuid
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
@@ -58,14 +59,17 @@ def test_there_are_never_more_groups_than_files():
 @pytest.mark.spark
 def test_tasks_import_the_job_from_its_zip_not_from_the_source_tree(spark):
     def where(_):
+        import pyarrow
+
         import ndjson_job.groups
         import ndjson_pipeline.manifest
 
-        return ndjson_job.groups.__file__, ndjson_pipeline.manifest.__file__
+        return ndjson_job.groups.__file__, ndjson_pipeline.manifest.__file__, pyarrow.__version__
 
-    [(job, contract)] = spark.sparkContext.parallelize([0], 1).map(where).collect()
+    [(job, contract, task_pyarrow)] = spark.sparkContext.parallelize([0], 1).map(where).collect()
     assert job.endswith("ndjson_job.zip/ndjson_job/groups.py")
     assert contract.endswith("ndjson_pipeline.zip/ndjson_pipeline/manifest.py")
+    assert task_pyarrow == pa.__version__, "tasks run on this environment's pyarrow (the Glue version under test)"
 
 
 # --------------------------------------------------------------------------- one task: what it isolates
