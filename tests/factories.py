@@ -151,7 +151,7 @@ def publish_result(
         ref.day,
         files,
         tuple(OutputFile(u, 4, rows if i == 0 else 0) for i, u in enumerate(uris)),
-        schema={"type": "struct", "fields": output_fields(EVENTS_SCHEMA, rescue=True, lineage=True)},
+        schema={"type": "struct", "fields": output_fields(EVENTS_SCHEMA.fields, rescue=True, lineage=True)},
         schema_version=EVENTS_SCHEMA.version,
     )
     stack.job_storage.write_bytes(layout.result_uri(ref.day, ref.manifest_id), result.to_json().encode())

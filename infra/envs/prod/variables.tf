@@ -41,6 +41,12 @@ variable "glue_extra_py_files_key" {
   default     = "glue/python/placeholder/ndjson_pipeline.zip"
 }
 
+variable "glue_job_py_files_key" {
+  description = "Assets-bucket key of the job's own ndjson_job zip, printed by `python -m tools.deploy`."
+  type        = string
+  default     = "glue/python/placeholder/ndjson_job.zip"
+}
+
 variable "glue_timeout_minutes" {
   description = "A run longer than this ends in TIMEOUT (and alerts)."
   type        = number
