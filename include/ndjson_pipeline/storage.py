@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -168,11 +168,7 @@ class Storage:
         """Store a local file at ``uri``; on S3 through boto3's managed (multipart, streamed) upload."""
         location = self._s3_location(uri)
         if location is None:
-            target = self._local(uri)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-            shutil.copyfile(path, partial)
-            partial.replace(target)
+            _replace_locally(self._local(uri), lambda partial: shutil.copyfile(path, partial))
             return
         self.s3.upload_file(path, location[0], location[1])
 
@@ -196,11 +192,7 @@ class Storage:
     def write_bytes(self, uri: str, data: bytes) -> None:
         location = self._s3_location(uri)
         if location is None:
-            path = self._local(uri)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-            partial.write_bytes(data)
-            partial.replace(path)
+            _replace_locally(self._local(uri), lambda partial: partial.write_bytes(data))
             return
         self.s3.put_object(Bucket=location[0], Key=location[1], Body=data)
 
@@ -251,11 +243,7 @@ class Storage:
     def copy(self, source: str, target: str) -> None:
         src, dst = self._s3_location(source), self._s3_location(target)
         if src is None and dst is None:
-            path = self._local(target)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-            shutil.copyfile(self._local(source), partial)
-            partial.replace(path)
+            _replace_locally(self._local(target), lambda partial: shutil.copyfile(self._local(source), partial))
         elif src and dst:
             # The managed copy switches to multipart above 5 GB, where CopyObject stops working.
             self.s3.copy({"Bucket": src[0], "Key": src[1]}, dst[0], dst[1])
@@ -296,3 +284,11 @@ def _read_problem(uri: str, etag: str, exc: Any) -> StorageError | None:
     if 400 <= status < 500 and status not in (408, 429) and code not in _TRANSIENT_CODES:
         return ObjectUnreadable(uri, code or str(status), str(error.get("Message", "")))
     return None
+
+
+def _replace_locally(path: Path, write: Callable[[Path], object]) -> None:
+    """Write a local file through a hidden partial file, so a reader sees the old file or the new one, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    write(partial)
+    partial.replace(path)
