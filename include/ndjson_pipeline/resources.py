@@ -73,6 +73,11 @@ def landing_prefix() -> str:
     return str(_spec()["landing_prefix"])
 
 
+def landing_retention_days() -> int:
+    """Days a raw landing object is kept before S3's lifecycle expires it."""
+    return int(_spec()["landing_retention"]["days"])
+
+
 def queue_spec() -> dict[str, int | str]:
     return dict(_spec()["queue"])
 
