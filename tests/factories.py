@@ -6,6 +6,7 @@ Tests build their inputs here instead of importing helpers from each other.
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -18,6 +19,8 @@ from ndjson_pipeline.steps.planning import plan_manifests
 
 DAY = "2026-11-24"
 DAY_PATH = "incoming/2026/11/24/"
+# The day a test closes DAY on (the end-of-day DAG's usual run), so a fixed DAY never grows too old to close.
+TODAY = date(2026, 11, 25)
 
 
 # ------------------------------------------------------------------ S3 notifications

@@ -23,7 +23,7 @@ from ndjson_pipeline.resources import glue_job_spec
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
-from ndjson_pipeline.steps.reconcile import reconcile_day
+from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
@@ -177,6 +177,10 @@ def resolve_day() -> list[str]:
         day = anchor.date() - timedelta(days=1)
     if day > utcnow().date():
         raise AirflowFailException(f"param 'day' {day} is in the future")
+    try:
+        check_day_can_be_closed(day.isoformat(), load_settings())
+    except DayTooOldError as exc:
+        raise AirflowFailException(str(exc)) from exc
     return [day.isoformat()]
 
 

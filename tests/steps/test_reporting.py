@@ -12,14 +12,14 @@ import json
 from ndjson_pipeline.steps.finalising import finalise_manifest
 from ndjson_pipeline.steps.reconcile import reconcile_day
 from ndjson_pipeline.steps.reporting import day_report
-from tests.factories import DAY, no_glue_runs, plan, publish_result
+from tests.factories import DAY, TODAY, no_glue_runs, plan, publish_result
 
 
 def test_day_report_counts_and_completeness(small_batches):
     stack = small_batches
     for i in range(4):
         stack.s3.put_object(Bucket=stack.names.landing_bucket, Key=f"incoming/2026/11/24/f{i}.ndjson", Body=b"{}\n")
-    reconcile_day(stack.s3, stack.ledger, stack.settings, stack.names.landing_bucket, DAY)
+    reconcile_day(stack.s3, stack.ledger, stack.settings, stack.names.landing_bucket, DAY, today=TODAY)
     incomplete = day_report(stack.ledger, stack.storage, stack.settings, DAY)
     assert incomplete["complete"] is False
     assert incomplete["files_by_state"] == {"PENDING": 4}
