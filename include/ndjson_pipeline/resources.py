@@ -78,6 +78,11 @@ def landing_retention_days() -> int:
     return int(_spec()["landing_retention"]["days"])
 
 
+def landing_noncurrent_days() -> int:
+    """Days an expired (or overwritten) landing version is kept as a noncurrent version."""
+    return int(_spec()["landing_retention"]["noncurrent_days"])
+
+
 def queue_spec() -> dict[str, int | str]:
     return dict(_spec()["queue"])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ndjson_pipeline.resources import landing_retention_days
+from ndjson_pipeline.resources import landing_noncurrent_days, landing_retention_days
 from ndjson_pipeline.settings import LIFECYCLE_LAG_DAYS, PipelineSettings
 from tests.infra import hcl
 
@@ -32,7 +32,8 @@ def test_expired_landing_versions_and_their_markers_go_too():
     rules = _dynamic_rules()
     assert rules["remove-expired-delete-markers"]["expiration"] == [{"expired_object_delete_marker": True}]
     inputs = hcl.module_inputs("storage", hcl.env_context("acme"))
-    assert 1 <= inputs["landing_noncurrent_version_retention_days"] < inputs["noncurrent_version_retention_days"]
+    assert inputs["landing_noncurrent_version_retention_days"] == landing_noncurrent_days()
+    assert 1 <= landing_noncurrent_days() < inputs["noncurrent_version_retention_days"]
 
 
 def test_the_ledger_outlasts_the_landing_data_by_default():

@@ -29,12 +29,6 @@ variable "noncurrent_version_retention_days" {
   default = 30
 }
 
-variable "landing_noncurrent_version_retention_days" {
-  description = "Days to keep expired or overwritten raw landing versions; the landing retention itself is resources.json landing_retention.days."
-  type        = number
-  default     = 7
-}
-
 variable "glue_script_key" {
   description = "Assets-bucket key of the Glue script, printed by `python -m tools.deploy` (content-hashed). The default is a placeholder until the first deploy."
   type        = string

@@ -34,6 +34,6 @@ variable "landing_retention_days" {
 }
 
 variable "landing_noncurrent_version_retention_days" {
-  description = "Days to keep expired or overwritten landing versions (raw data: each day costs a day of storage)."
+  description = "Days to keep expired or overwritten landing versions (resources.json landing_retention.noncurrent_days)."
   type        = number
 }
