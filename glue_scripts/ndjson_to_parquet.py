@@ -75,6 +75,7 @@ from ndjson_pipeline.files import FileState, FileVersion
 from ndjson_pipeline.layout import PARTITION_COLUMN, LakeLayout, PublishLog
 from ndjson_pipeline.manifest import FileResult, JobResult, Manifest, OutputFile
 from ndjson_pipeline.storage import Storage
+from ndjson_pipeline.usage import RequestRecorder, Usage, write_usage
 
 log = logging.getLogger("ndjson_to_parquet")
 
@@ -597,6 +598,7 @@ def convert_group(work: GroupWork) -> dict:
         "outcomes": outcomes,
         "staged": staged,
         "quarantine": quarantine,
+        "usage": None if work.storage.recorder is None else work.storage.recorder.take().as_dict(),
     }
 
 
@@ -713,7 +715,8 @@ def convert_manifest(
     schema = load_schema(storage, args)
     options, layout = args.options, args.layout
     rules = LineRules(schema=pa.schema(list(arrow_type(schema))), day=manifest.day, options=options)
-    staging = f"{layout.staging_uri(manifest.manifest_id)}/{attempt or uuid.uuid4().hex}"
+    attempt = attempt or uuid.uuid4().hex
+    staging = f"{layout.staging_uri(manifest.manifest_id)}/{attempt}"
     works = [
         GroupWork(
             index=index,
@@ -759,6 +762,8 @@ def convert_manifest(
     timings["publish_s"] = time.monotonic() - step
     timings["total_s"] = time.monotonic() - started
     result = replace(result, timings={k: round(v, 3) for k, v in timings.items()})
+    if storage.recorder is not None:
+        record_usage(storage, layout, manifest, attempt, group_outputs)
     storage.write_bytes(args.result_uri, result.to_json().encode())
     log.info(
         "manifest %s: %s rows in, %s out, %s rescued, %s quarantined, %s output file(s)",
@@ -770,6 +775,15 @@ def convert_manifest(
         len(output_files),
     )
     return result
+
+
+def record_usage(storage: Storage, layout: LakeLayout, manifest: Manifest, attempt: str, outputs: list[dict]) -> None:
+    """The run's S3 requests, the driver's and every task's, under the manifest's day (one record per attempt)."""
+    usage = storage.recorder.take()
+    for output in outputs:
+        usage.add(Usage.from_dict(output.get("usage")))
+    usage.requests["s3.PutObject"] += 1  # the result, written after this record
+    write_usage(storage, layout, manifest.day, f"job-{manifest.manifest_id}-{attempt}", usage)
 
 
 def _output_schema(schema: T.StructType, options: ConversionOptions) -> T.StructType:
@@ -818,7 +832,7 @@ def main(argv: list[str]) -> JobResult:
         from pyspark.context import SparkContext
 
         spark = GlueContext(SparkContext.getOrCreate()).spark_session
-    return convert_manifest(spark, args, Storage())
+    return convert_manifest(spark, args, Storage(recorder=RequestRecorder()))
 
 
 if __name__ == "__main__":

@@ -28,9 +28,11 @@ class Storage:
     disk; the benchmark and the transform tests use it to run the whole job without S3.
     """
 
-    def __init__(self, *, bucket_root: str | None = None, s3_client: Any = None) -> None:
+    def __init__(self, *, bucket_root: str | None = None, s3_client: Any = None, recorder: Any = None) -> None:
         self.bucket_root = bucket_root
         self._s3 = s3_client
+        # A ``usage.RequestRecorder`` that counts the requests of the client this storage makes itself.
+        self.recorder = recorder
 
     @property
     def s3(self) -> Any:
@@ -39,6 +41,8 @@ class Storage:
 
             # boto3 honours AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, which the local runner sets.
             self._s3 = boto3.client("s3")
+            if self.recorder is not None:
+                self.recorder.attach(self._s3)
         return self._s3
 
     def _s3_location(self, uri: str) -> tuple[str, str] | None:
@@ -56,8 +60,12 @@ class Storage:
         return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
 
     def for_tasks(self) -> Storage:
-        """A plain copy for Spark tasks: no client (each task makes its own) and no subclass behaviour."""
-        return Storage(bucket_root=self.bucket_root)
+        """A plain copy for Spark tasks: no client (each task makes its own) and no subclass behaviour.
+
+        With a recorder, the copy gets an empty one of its own: each task counts its requests and reports them.
+        """
+        recorder = None if self.recorder is None else type(self.recorder)(computed_capacity=False)
+        return Storage(bucket_root=self.bucket_root, recorder=recorder)
 
     def read_version(self, uri: str, etag: str) -> bytes | None:
         """The object's bytes if it still has ``etag``; None when it changed or is gone.
