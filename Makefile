@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt co
 export PYTHONPATH := include:plugins:.
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser build deploy bench-ledger bench-glue
+.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser build deploy bench-ledger bench-glue bench-capacity
 
 install: $(STAMP)
 
@@ -67,3 +67,7 @@ bench-ledger: install
 
 bench-glue: install
 	$(VENV)/bin/python -m benchmarks.glue_job_benchmark
+
+# Latency, backlog and the requests and DynamoDB units of a file, end to end (benchmarks/capacity_benchmark.py).
+bench-capacity: install
+	$(VENV)/bin/python -m benchmarks.capacity_benchmark $(BENCH_ARGS)

@@ -183,6 +183,7 @@ class Outcome:
     # How often each step ran ("intake.receive", "sensor.poll", "glue.poll", ...), for the request counts.
     counts: Counter[str]
     poll_pending: list[int]  # pending files each sensor poll counted
+    backlog: list[int]  # files arrived and not yet DONE, every sample (10 s)
 
     def percentile(self, pct: float) -> float:
         if not self.latencies:
@@ -379,21 +380,22 @@ class PipelineModel:
         self.sim.start(self.scheduler())
         if self.d.separate_intake:
             self.sim.start(self.intake_dag())
-        peak, t, index = 0, 0.0, 0
+        backlog, t, index = [], 0.0, 0
         end = hours * 3600
         while t < end:
             t += sample_s
             self.sim.run(t)
             while index < len(self.arrivals) and self.arrivals[index] <= t:
                 index += 1
-            peak = max(peak, index - len(self.latencies))
+            backlog.append(index - len(self.latencies))
         self.counts["arrival_hours"] = self.arrivals_end / 3600
         return Outcome(
             counts=self.counts,
             poll_pending=self.poll_pending,
             latencies=self.latencies,
             arrived=len(self.arrivals),
-            peak_backlog=peak,
+            peak_backlog=max(backlog, default=0),
+            backlog=backlog,
             runs=self.runs,
             manifests=self.manifests,
             glue_dpu_seconds=self.glue_dpu_seconds,

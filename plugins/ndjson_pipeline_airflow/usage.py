@@ -96,6 +96,7 @@ def record_conversion(settings: PipelineSettings, ref: ManifestRef) -> None:
         usage = runs_usage(runs, settings.glue_poll_seconds)
     usage.output_bytes = sum(o.bytes for o in result.output_files) if result else 0
     try:
-        write_usage(storage, settings.layout, ref.day, f"glue-{ref.manifest_id}", usage)
+        # Its PutObject is the finaliser's, counted in the finaliser's record.
+        write_usage(storage, settings.layout, ref.day, f"glue-{ref.manifest_id}", usage, counts_own_write=False)
     except Exception:
         log.exception("could not record the Glue usage of manifest %s: %s", ref.manifest_id, usage.as_dict())

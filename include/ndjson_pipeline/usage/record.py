@@ -80,10 +80,16 @@ class Usage:
         )
 
 
-def write_usage(store: UsageStore, layout: LakeLayout, day: str, name: str, usage: Usage) -> str:
-    """Write one record; its own PutObject is counted in it. Returns the record's URI."""
+def write_usage(
+    store: UsageStore, layout: LakeLayout, day: str, name: str, usage: Usage, *, counts_own_write: bool = True
+) -> str:
+    """Write one record, its own PutObject counted in it unless the writer's client records it elsewhere.
+
+    Returns the record's URI.
+    """
     uri = layout.usage_uri(day, name)
-    usage.requests["s3.PutObject"] += 1
+    if counts_own_write:
+        usage.requests["s3.PutObject"] += 1
     store.write_bytes(uri, json.dumps(usage.as_dict(), sort_keys=True).encode())
     return uri
 

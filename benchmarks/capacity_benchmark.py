@@ -1,0 +1,476 @@
+"""Capacity and cost per file of the ingest design: latency and backlog at 100K/day, 500K/day and a burst,
+and every AWS request and DynamoDB unit a file costs end to end.
+
+Two parts:
+
+1. **Measured over the moto server**: each step of the pipeline runs with its real
+   code (the steps, the hooks, the trigger, the Glue job on local Spark) on a day of
+   ``--files`` small files, and every request is counted by the same botocore hooks
+   the day report uses. DynamoDB's units are computed from item sizes with its
+   rules (moto reports constants): ``ndjson_pipeline/usage/capacity.py``. The Glue
+   job converts manifests of 99 files of ~3.5 KB with ``target_file_mb`` scaled down
+   1000x, so a manifest has the 3 output groups a 347 MB manifest has.
+2. **Modelled** (``capacity_model.py``): the DAG's timeline with its real settings
+   and the printed assumptions, which says how often each step runs per file at a
+   given load; times the measured requests per step, that is the per-file figure.
+
+``--design`` takes a JSON object of ``Design`` fields (and ``--settings`` one of
+pipeline settings) to show another design, e.g. ``--design '{"separate_intake":
+true, "intake_interval_seconds": 60}'``. Run: ``make bench-capacity``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from urllib.parse import quote_plus
+
+from benchmarks.capacity_model import Assumptions, Design, Outcome, Scenario, StepRequests, simulate
+from ndjson_pipeline.clock import iso, utcnow
+from ndjson_pipeline.files import FileId
+from ndjson_pipeline.ledger.codec import encode_item
+from ndjson_pipeline.ledger.schema import table_schema
+from ndjson_pipeline.resources import landing_noncurrent_days
+from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.usage import Usage
+from ndjson_pipeline.usage.capacity import READ_UNIT_BYTES, item_size
+from ndjson_pipeline.usage.costs import day_cost
+from tools.local_stack import (
+    GLUE_SCRIPT,
+    airflow_environment,
+    aws_connection_env,
+    bootstrap_resources,
+    client,
+    moto_server,
+)
+from tools.sample_data import ndjson_body
+
+SCENARIOS = (
+    Scenario("100K files/day", 100_000, hours=6),
+    Scenario("500K files/day", 500_000, hours=6),
+    Scenario("50K burst in 1 h (on 100K/day)", 100_000, hours=4, burst_files=50_000, burst_start_h=1),
+)
+PER_MANIFEST = 99
+LATENCY_TARGET_S = 15 * 60
+
+
+@dataclass
+class Measured:
+    """Usage per execution of each step (and per file of the steps that scale with files)."""
+
+    per_step: dict[str, Usage] = field(default_factory=dict)
+    pending_item_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- part 1: measured over moto
+
+
+def _event(bucket: str, key: str, etag: str, size: int, sequencer: int) -> str:
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventTime": iso(utcnow()),
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "bucket": {"name": bucket},
+            "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag, "sequencer": f"{sequencer:016X}"},
+        },
+    }
+    return json.dumps({"Records": [record]})
+
+
+def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
+    """Run every step once over moto with counted clients; return what each execution used."""
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    from ndjson_pipeline.local_glue import run_glue_script_locally
+    from ndjson_pipeline.steps import planning, reporting, sweeping
+    from ndjson_pipeline.steps.converting import decide_conversion
+    from ndjson_pipeline.steps.finalising import finalise_manifest, read_result
+    from ndjson_pipeline.steps.intake import drain_queue
+    from ndjson_pipeline.steps.reconcile import reconcile_day
+    from ndjson_pipeline_airflow.hooks import TASK_RECORDER
+    from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.monitoring import publish_metrics
+    from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
+    from ndjson_pipeline_airflow.usage import record_conversion
+
+    measured = Measured()
+    names = settings.names
+    bootstrap_resources(endpoint, names)
+    day = utcnow().date().isoformat()
+    days = planning.days_to_watch(utcnow(), [day])
+    raw_s3 = client("s3", endpoint)
+    TASK_RECORDER.computed_capacity = True
+
+    def take(step: str, executions: int = 1) -> Usage:
+        usage = TASK_RECORDER.take()
+        scaled = Usage(
+            requests=Counter({k: v / executions for k, v in usage.requests.items()}),
+            read_units=usage.read_units / executions,
+            write_units=usage.write_units / executions,
+        )
+        measured.per_step[step] = scaled
+        print(
+            f"  {step:<22} x{executions:<4} {dict(usage.requests)} WRU {usage.write_units:g} RRU {usage.read_units:g}"
+        )
+        return scaled
+
+    # The day's files, and one notification each as S3 sends it (with a sequencer: the key's head is written too).
+    keys = [f"{settings.landing_prefix}{day.replace('-', '/')}/f{i:05d}.ndjson" for i in range(files)]
+    bodies = {key: ndjson_body(7, seed=i, prefix=f"f{i}")[0] for i, key in enumerate(keys)}
+    sqs = TASK_RECORDER.attach(SqsHook().conn)
+    queue_url = sqs.get_queue_url(QueueName=names.queue)["QueueUrl"]
+    raw_sqs = client("sqs", endpoint)
+    with ThreadPoolExecutor(4) as pool:
+        etags = dict(
+            zip(
+                keys,
+                pool.map(
+                    lambda k: raw_s3.put_object(Bucket=names.landing_bucket, Key=k, Body=bodies[k])["ETag"].strip('"'),
+                    keys,
+                ),
+                strict=True,
+            )
+        )
+    time.sleep(1.5)
+    raw_sqs.purge_queue(QueueUrl=queue_url)  # moto's own notifications carry no sequencer
+    time.sleep(1)
+    for start in range(0, files, 10):
+        raw_sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(n), "MessageBody": _event(names.landing_bucket, k, etags[k], len(bodies[k]), start + n + 1)}
+                for n, k in enumerate(keys[start : start + 10])
+            ],
+        )
+    TASK_RECORDER.take()
+    print(f"measured over moto at {endpoint}, {files} files of ~{len(bodies[keys[0]])} bytes, day {day}:")
+
+    ledger = LedgerHook().get_ledger(settings)
+    storage = StorageHook().get_storage()
+    sqs.get_queue_url(QueueName=names.queue)
+    take("intake.task")
+    report = drain_queue(sqs, queue_url, ledger, settings)
+    receives = math.ceil(files / 10)
+    measured.notes.append(f"intake drained {report.messages} messages in {receives} receives of 10 + 1 empty")
+    usage = TASK_RECORDER.take()
+    per_receive = Counter(
+        {op: usage.requests[op] / receives for op in ("dynamodb.TransactWriteItems", "sqs.DeleteMessageBatch")}
+    )
+    per_receive["sqs.ReceiveMessage"] = 1
+    measured.per_step["intake.receive"] = Usage(requests=per_receive)
+    measured.per_step["intake.empty_receive"] = Usage(requests=Counter({"sqs.ReceiveMessage": 1}))
+    measured.per_step["file.register"] = Usage(write_units=usage.write_units / files)
+    print(
+        f"  intake                 {dict(usage.requests)} WRU {usage.write_units:g} "
+        f"({usage.write_units / files:g}/file)"
+    )
+
+    run_is_active = lambda manifest_id: False  # noqa: E731 - nothing expired here
+    sweeping.sweep_expired_claims(ledger, storage, settings, days, run_is_active=run_is_active, stop_active_runs=print)
+    for d in days:
+        ledger.pending_summary(d, enough_files=1, enough_bytes=1)
+    publish_metrics(settings, {"OldestPendingAgeSeconds": 0.0})
+    take("sweep.task")
+
+    trigger = PendingWorkTrigger(
+        days=days,
+        work_index=ledger.work_index.as_dict(),
+        enough_files=10**9,
+        enough_bytes=10**15,
+        max_wait_seconds=10**9,
+        deadline=iso(utcnow() - timedelta(seconds=1)),
+    )
+    event = asyncio.run(anext(aiter(trigger.run()))).payload
+    poll = Usage.from_dict(event["usage"])
+    measured.per_step["sensor.poll"] = Usage(requests=poll.requests)
+    pk = table_schema().file_key
+    item = client("dynamodb", endpoint).get_item(
+        TableName=names.ledger_table, Key=encode_item(pk(FileId(names.landing_bucket, keys[0], etags[keys[0]])))
+    )["Item"]
+    measured.pending_item_bytes = item_size(item)
+    print(f"  sensor.poll            {dict(poll.requests)} (a pending item is {measured.pending_item_bytes} bytes)")
+
+    refs = planning.plan_manifests(ledger, storage, settings, [day], owner="bench/plan")
+    # The task's re-adoption scan is one query per day; the rest is its claims (the last one finding nothing).
+    plan = take("plan")
+    manifests = len(refs)
+    measured.per_step["plan.task"] = Usage(requests=Counter({"dynamodb.Query": 1}))  # re-adoption scan per day
+    measured.per_step["claim"] = Usage(
+        requests=Counter({k: (v - (1 if k == "dynamodb.Query" else 0)) / manifests for k, v in plan.requests.items()}),
+        read_units=plan.read_units / manifests,
+        write_units=plan.write_units / manifests,
+    )
+
+    glue = ManifestGlueJobHook(job_name=names.glue_job)
+    for ref in refs:  # what ManifestGlueJobOperator.execute asks and does, on the AWS path
+        decide_conversion(
+            ref.manifest_id,
+            ledger.get_manifest(ref.manifest_id),
+            result_exists=read_result(storage, settings, ref) is not None,
+            active_run_id=glue.active_run_of(ref.manifest_id),
+        )
+        ledger.extend_lease(ref.manifest_id, settings.lease_seconds)
+        glue.start_run(settings.job_arguments(ref))
+    take("conversion.start", manifests)
+
+    log_dir = tempfile.mkdtemp(prefix="bench-capacity-")
+    started = time.monotonic()
+    for ref in refs:
+        run_glue_script_locally(
+            str(GLUE_SCRIPT),
+            settings.job_arguments(ref),
+            s3_endpoint=endpoint,
+            log_path=os.path.join(log_dir, f"{ref.manifest_id}.log"),
+        )
+    job_records = [uri for uri in storage.list(settings.layout.usage_prefix(day)) if "/job-" in uri]
+    job = Usage()
+    for uri in job_records:
+        job.add(
+            Usage.from_dict(
+                json.loads(raw_s3.get_object(Bucket=names.lake_bucket, Key=uri.split("/", 3)[3])["Body"].read())
+            )
+        )
+    TASK_RECORDER.take()
+    measured.per_step["glue.job"] = Usage(requests=Counter({k: v / manifests for k, v in job.requests.items()}))
+    print(
+        f"  glue.job               x{manifests:<4} {dict(job.requests)} "
+        f"(local Spark, {time.monotonic() - started:.0f}s)"
+    )
+
+    for ref in refs:
+        finalise_manifest(ledger, storage, settings, ref, stop_active_runs=print)
+        record_conversion(settings, ref)
+    finalise = take("finalise.task", manifests)
+    per_file_updates = finalise.requests["dynamodb.UpdateItem"] - 1  # the manifest's close
+    measured.notes.append(f"a finaliser updates each file on its own: {per_file_updates:g} UpdateItem per manifest")
+
+    today = date.fromisoformat(day)
+    reconcile_day(storage.s3, ledger, settings, names.landing_bucket, day, today=today)
+    sweeping.sweep_expired_claims(ledger, storage, settings, [day], run_is_active=run_is_active, stop_active_runs=print)
+    planning.plan_manifests(ledger, storage, settings, [day], owner="bench/eod")
+    report = reporting.day_report(ledger, storage, settings, day)
+    eod = take("end_of_day", files)
+    measured.per_step["end_of_day"] = eod
+    measured.notes.append(f"the day report: complete={report['complete']}, {report['usage']['records']} usage records")
+    return measured
+
+
+# ---------------------------------------------------------------------- part 2: modelled, and combined
+
+
+def _times(usage: Usage, times: float) -> Usage:
+    return Usage(
+        requests=Counter({k: v * times for k, v in usage.requests.items()}),
+        read_units=usage.read_units * times,
+        write_units=usage.write_units * times,
+    )
+
+
+def per_file_by_step(measured: Measured, counts: Counter, poll_pending: list[int], files: int) -> dict[str, Usage]:
+    """What each step costs per file: its measured usage times how often the model ran it, over the files."""
+    executions = {
+        "intake (task)": ("intake.task", counts["task.intake"]),
+        "intake (receives)": ("intake.receive", counts["intake.receive"]),
+        "intake (empty receives)": ("intake.empty_receive", counts["intake.empty_receive"]),
+        "sweep": ("sweep.task", counts["task.sweep"]),
+        "sensor polls": ("sensor.poll", counts["sensor.poll"]),
+        "plan (task)": ("plan.task", counts["task.plan"]),
+        "claims + manifests": ("claim", counts["claim"]),
+        "conversion start": ("conversion.start", counts["task.convert"]),
+        "Glue job": ("glue.job", counts["task.convert"]),
+        "finalise": ("finalise.task", counts["task.finalise"]),
+        "end of day": ("end_of_day", files),
+    }
+    steps = {name: _times(measured.per_step[step], times) for name, (step, times) in executions.items()}
+    steps["intake (receives)"].write_units += measured.per_step["file.register"].write_units * files
+    steps["Glue polls"] = Usage(requests=Counter({"glue.GetJobRun": counts["glue.poll"]}))
+    tasks = counts["task.intake"] + counts["task.sweep"] + counts["task.sensor"] + counts["task.plan"]
+    tasks += 2 * counts["task.convert"]  # each conversion and its finaliser
+    steps["usage records"] = Usage(requests=Counter({"s3.PutObject": tasks}))
+    shards = table_schema().pending_shards
+    polls = steps["sensor polls"]
+    polls.read_units = 0.0
+    for pending in poll_pending:  # a query reads every item of the shard it counts, before projection
+        per_shard = math.ceil(pending / shards) * measured.pending_item_bytes
+        polls.read_units += shards * 0.5 * max(1, math.ceil(per_shard / READ_UNIT_BYTES))
+        polls.read_units += shards * 0.5  # the other day watched (yesterday), empty
+    return {name: _times(usage, 1 / files) for name, usage in steps.items()}
+
+
+def print_per_file(by_step: dict[str, Usage], glue_dpu_s: float, settings: PipelineSettings) -> None:
+    total = Usage()
+    for usage in by_step.values():
+        total.add(usage)
+    print(f"  {'step':<24} {'requests':>9} {'WRU':>7} {'RRU':>7}")
+    for name, usage in by_step.items():
+        print(f"  {name:<24} {sum(usage.requests.values()):9.3f} {usage.write_units:7.3f} {usage.read_units:7.3f}")
+    print(f"  {'total':<24} {sum(total.requests.values()):9.3f} {total.write_units:7.3f} {total.read_units:7.3f}")
+    print("  by service and operation:")
+    for service, ops in sorted(_by_service(total).items()):
+        detail = ", ".join(f"{op} {n:.3f}" for op, n in sorted(ops.items()))
+        print(f"    {service:<11} {sum(ops.values()):7.3f}  {detail}")
+    cost = day_cost(
+        replace(total, glue_dpu_seconds=glue_dpu_s),
+        files=1,
+        landing_bytes=Assumptions().file_bytes,
+        landing_days=settings.landing_retention_days + landing_noncurrent_days(),
+    )
+    parts = ", ".join(f"{k} {v * 1e6:.1f}" for k, v in cost["variable_usd"].items() if v)
+    print(f"  variable cost per file: {cost['per_file_usd'] * 1e6:.1f} µ$ ({parts} µ$)")
+
+
+def _kind(operation: str) -> str:
+    service = operation.split(".", 1)[0]
+    return "dynamodb_transaction" if operation == "dynamodb.TransactWriteItems" else service
+
+
+def _kinds(usage: Usage, minus: dict[str, float] | None = None) -> dict[str, float]:
+    kinds: Counter = Counter()
+    for operation, count in usage.requests.items():
+        kinds[_kind(operation)] += count - (minus or {}).get(operation, 0)
+    return dict(kinds)
+
+
+def step_requests(measured: Measured) -> StepRequests:
+    """The measured requests of each step, by kind, for the model's timeline."""
+    step = measured.per_step
+    updates = step["finalise.task"].requests["dynamodb.UpdateItem"] - 1  # one per file, and the manifest's close
+    return StepRequests(
+        intake_batch=_kinds(step["intake.receive"]),
+        sweep=_kinds(step["sweep.task"]),
+        claim=_kinds(step["claim"]),
+        conversion_start=_kinds(step["conversion.start"]),
+        finalise_fixed=_kinds(step["finalise.task"], {"dynamodb.UpdateItem": updates}),
+        finalise_per_file={"dynamodb": 1},
+    )
+
+
+def ceilings(settings: PipelineSettings, design: Design, assumptions: Assumptions, requests: StepRequests) -> dict:
+    """The highest steady loads (files/day, 4-hour runs, by bisection) at which the p95 latency stays within the
+    15-minute target, and at which the backlog stops growing (it grows by less than one run's claims an hour)."""
+
+    def probe(per_day: float) -> Outcome:
+        scenario = Scenario("probe", per_day, hours=4)
+        return simulate(settings, design, scenario, assumptions=assumptions, requests=requests, drain_hours=0)
+
+    def within_target(outcome: Outcome) -> bool:
+        return outcome.percentile(95) <= LATENCY_TARGET_S
+
+    def keeps_up(outcome: Outcome) -> bool:
+        backlog = outcome.backlog
+        return (
+            backlog[-1] - backlog[len(backlog) // 2] < settings.max_manifests_per_run * settings.max_files_per_manifest
+        )
+
+    found = {}
+    for name, holds in (("latency", within_target), ("throughput", keeps_up)):
+        low, high = 50_000.0, 3_000_000.0
+        while high - low > 10_000:
+            middle = (low + high) / 2
+            low, high = (middle, high) if holds(probe(middle)) else (low, middle)
+        found[name] = low
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=2 * PER_MANIFEST, help="files of the measured day (over moto)")
+    parser.add_argument("--design", default="{}", help="JSON: Design fields to change (capacity_model.Design)")
+    parser.add_argument("--settings", default="{}", help="JSON: pipeline settings to change")
+    parser.add_argument("--skip-measure", action="store_true", help="model only, with StepRequests' defaults")
+    args = parser.parse_args()
+    settings = PipelineSettings.from_mapping(json.loads(args.settings))
+    design = replace(Design(), **json.loads(args.design))
+    assumptions = Assumptions()
+    started = time.monotonic()
+
+    measured = None
+    if not args.skip_measure:
+        os.environ.update(airflow_environment(tempfile.mkdtemp(prefix="bench-airflow-")))
+        with moto_server() as endpoint:
+            os.environ.update(aws_connection_env(endpoint))
+            bench = settings.replace(
+                name_prefix="bench-capacity",
+                intake_wait_seconds=1,
+                usage_capacity_source="computed",
+                conversion=replace(settings.conversion, target_file_mb=settings.conversion.target_file_mb / 1000),
+            )
+            measured = measure(endpoint, args.files, bench)
+        for note in measured.notes:
+            print(f"  note: {note}")
+
+    print(f"\nmodel of the design '{design.name}': {design}")
+    print(
+        "settings: "
+        + ", ".join(
+            f"{k}={getattr(settings, k)}"
+            for k in (
+                "intake_time_budget_seconds",
+                "intake_wait_seconds",
+                "intake_max_messages",
+                "min_batch_files",
+                "min_batch_bytes",
+                "max_wait_seconds",
+                "sensor_poll_seconds",
+                "sensor_timeout_seconds",
+                "max_files_per_manifest",
+                "max_manifests_per_run",
+                "glue_poll_seconds",
+            )
+        )
+    )
+    print("assumptions:\n  " + "\n  ".join(assumptions.described()))
+    requests = step_requests(measured) if measured else StepRequests()
+    print(f"step requests in the model's timeline: {requests}")
+    columns = [("p50 s", "p50_s"), ("p95 s", "p95_s"), ("max s", "max_s"), ("peak backlog", "peak_backlog")]
+    columns += [
+        ("files/manifest", "files_per_manifest"),
+        ("DPU-s/file", "glue_dpu_s_per_file"),
+        ("runs/h", "ingest_runs_per_hour"),
+    ]
+    print("\n" + f"{'scenario':<34}" + "".join(f"{title:>15}" for title, _ in columns))
+    outcomes = {}
+    for scenario in SCENARIOS:
+        outcome = simulate(settings, design, scenario, assumptions=assumptions, requests=requests)
+        outcomes[scenario.name] = outcome
+        summary = outcome.summary()
+        print(f"{scenario.name:<34}" + "".join(f"{summary[key]:>15}" for _, key in columns))
+    found = ceilings(settings, design, assumptions, requests)
+    print(
+        f"ceiling: p95 within {LATENCY_TARGET_S // 60} minutes up to {found['latency']:,.0f} files/day; "
+        f"the backlog stops growing up to {found['throughput']:,.0f} files/day"
+    )
+    if measured:
+        for scenario in SCENARIOS[:2]:
+            outcome = outcomes[scenario.name]
+            by_step = per_file_by_step(measured, outcome.counts, outcome.poll_pending, outcome.arrived)
+            print(f"\nper file at {scenario.name} (requests measured per step x executions modelled):")
+            print_per_file(by_step, outcome.glue_dpu_seconds / max(1, len(outcome.latencies)), settings)
+    print(f"\nbenchmark took {time.monotonic() - started:.0f}s")
+
+
+def _by_service(usage: Usage) -> dict[str, dict[str, float]]:
+    services: dict[str, dict[str, float]] = {}
+    for name, count in usage.requests.items():
+        service, op = name.split(".", 1)
+        services.setdefault(service, {})[op] = count
+    return services
+
+
+if __name__ == "__main__":
+    sys.exit(main())
