@@ -90,6 +90,11 @@ def _event(bucket: str, key: str, etag: str, size: int, sequencer: int) -> str:
     return json.dumps({"Records": [record]})
 
 
+def _no_run(_manifest_id: str) -> bool:
+    """No claim expires while the benchmark runs: no Glue run to look for or to stop."""
+    return False
+
+
 def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
     """Run every step once over moto with counted clients; return what each execution used."""
     from airflow.providers.amazon.aws.hooks.sqs import SqsHook
@@ -180,8 +185,7 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
         f"({usage.write_units / files:g}/file)"
     )
 
-    run_is_active = lambda manifest_id: False  # noqa: E731 - nothing expired here
-    sweeping.sweep_expired_claims(ledger, storage, settings, days, run_is_active=run_is_active, stop_active_runs=print)
+    sweeping.sweep_expired_claims(ledger, storage, settings, days, run_is_active=_no_run, stop_active_runs=_no_run)
     for d in days:
         ledger.pending_summary(d, enough_files=1, enough_bytes=1)
     publish_metrics(settings, {"OldestPendingAgeSeconds": 0.0})
@@ -253,7 +257,7 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
     )
 
     for ref in refs:
-        finalise_manifest(ledger, storage, settings, ref, stop_active_runs=print)
+        finalise_manifest(ledger, storage, settings, ref, stop_active_runs=_no_run)
         record_conversion(settings, ref)
     finalise = take("finalise.task", manifests)
     per_file_updates = finalise.requests["dynamodb.UpdateItem"] - 1  # the manifest's close
@@ -261,7 +265,7 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
 
     today = date.fromisoformat(day)
     reconcile_day(storage.s3, ledger, settings, names.landing_bucket, day, today=today)
-    sweeping.sweep_expired_claims(ledger, storage, settings, [day], run_is_active=run_is_active, stop_active_runs=print)
+    sweeping.sweep_expired_claims(ledger, storage, settings, [day], run_is_active=_no_run, stop_active_runs=_no_run)
     planning.plan_manifests(ledger, storage, settings, [day], owner="bench/eod")
     report = reporting.day_report(ledger, storage, settings, day)
     eod = take("end_of_day", files)
