@@ -13,7 +13,7 @@ GLUE_ENVS := glue50 glue51
 glue_stamp = .venv-$(1)/.installed-$(shell cat requirements-$(1).txt | sha256sum | cut -c1-16)
 GLUE_STAMPS := $(foreach env,$(GLUE_ENVS),$(call glue_stamp,$(env)))
 
-.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-glue-envs test-glue-envs build deploy bench-ledger bench-glue bench-glue-memory
+.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-glue-envs test-glue-envs build deploy bench-ledger bench-glue bench-glue-memory bench-capacity
 
 install: $(STAMP)
 
@@ -95,3 +95,7 @@ bench-glue: install
 # Peak memory of one task on 100 MB plain, 1 GB plain and 1 GB gzip (about 6 GB of text) files; takes minutes.
 bench-glue-memory: install
 	$(VENV)/bin/python -m benchmarks.glue_memory_benchmark
+
+# Latency, backlog and the requests and DynamoDB units of a file, end to end (benchmarks/capacity_benchmark.py).
+bench-capacity: install
+	$(VENV)/bin/python -m benchmarks.capacity_benchmark $(BENCH_ARGS)

@@ -17,6 +17,7 @@ from ndjson_job.job import convert_manifest
 from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline.manifest import JobResult
 from ndjson_pipeline.storage import Storage
+from ndjson_pipeline.usage import RequestRecorder
 
 
 def spark_session() -> SparkSession:
@@ -34,7 +35,7 @@ def main(argv: list[str]) -> JobResult:
     """Run the job on the arguments Glue passes (``sys.argv``); a bad argument fails naming it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     arguments = JobArguments.from_argv(argv)
-    return convert_manifest(spark_session(), arguments, Storage())
+    return convert_manifest(spark_session(), arguments, Storage(recorder=RequestRecorder()))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from ndjson_pipeline.dataset_schema import LINEAGE_COLUMNS
 from ndjson_pipeline.files import FileState, FileVersion
 from ndjson_pipeline.manifest import FileResult
 from ndjson_pipeline.storage import Storage
+from ndjson_pipeline.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class GroupOutput:
     files: tuple[FileResult, ...]
     parts: tuple[StagedPart, ...]
     lines: StagedLines | None
+    usage: Usage | None = None  # the task's own requests, when the job records usage
 
 
 class _QuarantinedAfterWriting(Exception):
@@ -99,7 +101,8 @@ def convert_group(work: GroupWork) -> GroupOutput:
                 continue
             finally:
                 parts.close()
-        return GroupOutput(index=work.index, files=results, parts=staged, lines=lines)
+        usage = None if work.storage.recorder is None else work.storage.recorder.take()
+        return GroupOutput(index=work.index, files=results, parts=staged, lines=lines, usage=usage)
 
 
 def _convert_file(work: GroupWork, file: FileVersion, parts: GroupParts) -> FileResult:

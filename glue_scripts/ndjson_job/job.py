@@ -19,6 +19,7 @@ from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.manifest import FileResult, JobResult, Manifest, OutputFile
 from ndjson_pipeline.storage import Storage
+from ndjson_pipeline.usage import write_usage
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def convert_manifest(
     manifest = load_manifest(storage, args)
     schema_text = storage.read_bytes(args.schema_uri).decode("utf-8")
     schema = parse_schema(schema_text, args)
-    outputs = run_groups(spark, plan_work(manifest, schema, args, storage, attempt or uuid.uuid4().hex))
+    attempt = attempt or uuid.uuid4().hex
+    outputs = run_groups(spark, plan_work(manifest, schema, args, storage, attempt))
     timings = {"convert_s": time.monotonic() - started}
 
     step = time.monotonic()
@@ -53,6 +55,8 @@ def convert_manifest(
     timings["publish_s"] = time.monotonic() - step
     timings["total_s"] = time.monotonic() - started
     result = replace(result, timings={k: round(v, 3) for k, v in timings.items()})
+    if storage.recorder is not None:
+        record_usage(storage, args, manifest, attempt, outputs)
     # The completion marker, last.
     storage.write_bytes(args.result_uri, result.to_json().encode())
     log.info(
@@ -65,6 +69,18 @@ def convert_manifest(
         len(result.output_files),
     )
     return result
+
+
+def record_usage(
+    storage: Storage, args: JobArguments, manifest: Manifest, attempt: str, outputs: list[GroupOutput]
+) -> None:
+    """The run's S3 requests, the driver's and every task's, under the manifest's day (one record per attempt)."""
+    usage = storage.recorder.take()
+    for output in outputs:
+        if output.usage is not None:
+            usage.add(output.usage)
+    usage.requests["s3.PutObject"] += 1  # the result, written after this record
+    write_usage(storage, args.layout, manifest.day, f"job-{manifest.manifest_id}-{attempt}", usage)
 
 
 def load_manifest(storage: Storage, args: JobArguments) -> Manifest:

@@ -73,15 +73,18 @@ class Storage:
         s3_client: Any = None,
         endpoint_url: str | None = None,
         max_attempts: int = 10,
+        recorder: Any = None,
     ) -> None:
         """:param endpoint_url: S3 endpoint of the client this storage makes (None: boto3's default, which
             honours AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL as the local runner sets them).
         :param max_attempts: botocore's standard-mode attempts per request of that client.
+        :param recorder: a ``usage.RequestRecorder`` counting the requests of the client this storage makes.
         """
         self.bucket_root = bucket_root
         self.endpoint_url = endpoint_url
         self.max_attempts = max_attempts
         self._s3 = s3_client
+        self.recorder = recorder
 
     @property
     def s3(self) -> Any:
@@ -93,6 +96,8 @@ class Storage:
             # counts the first try too (max_attempts would count retries only).
             config = Config(retries={"mode": "standard", "total_max_attempts": self.max_attempts})
             self._s3 = boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
+            if self.recorder is not None:
+                self.recorder.attach(self._s3)
         return self._s3
 
     def _s3_location(self, uri: str) -> tuple[str, str] | None:
@@ -110,8 +115,17 @@ class Storage:
         return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
 
     def for_tasks(self) -> Storage:
-        """A plain copy for Spark tasks: no client (each task makes its own) and no subclass behaviour."""
-        return Storage(bucket_root=self.bucket_root, endpoint_url=self.endpoint_url, max_attempts=self.max_attempts)
+        """A plain copy for Spark tasks: no client (each task makes its own) and no subclass behaviour.
+
+        With a recorder, the copy gets an empty one of its own: each task counts its requests and reports them.
+        """
+        recorder = None if self.recorder is None else type(self.recorder)(computed_capacity=False)
+        return Storage(
+            bucket_root=self.bucket_root,
+            endpoint_url=self.endpoint_url,
+            max_attempts=self.max_attempts,
+            recorder=recorder,
+        )
 
     def read_version_chunks(self, uri: str, etag: str, chunk_bytes: int) -> Iterator[bytes]:
         """The bytes of the version ``etag`` of ``uri``, in chunks of at most ``chunk_bytes``.

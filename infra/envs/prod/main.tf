@@ -58,6 +58,9 @@ module "storage" {
   kms_key_arn                       = module.data_key.arn
   pipeline_retention_days           = var.pipeline_retention_days
   noncurrent_version_retention_days = var.noncurrent_version_retention_days
+  # In resources.json, not variables: the settings check the ledger's TTL and the day report prices storage with them.
+  landing_retention_days                    = local.spec.landing_retention.days
+  landing_noncurrent_version_retention_days = local.spec.landing_retention.noncurrent_days
 }
 
 module "queue" {

@@ -19,9 +19,9 @@ variable "dataset" {
 }
 
 variable "pipeline_retention_days" {
-  description = "Days to keep quarantined files and manifests/results; keep >= the ledger's terminal_ttl_days."
+  description = "Days to keep quarantined files, manifests, results and usage records; keep >= the ledger's terminal_ttl_days (40)."
   type        = number
-  default     = 30
+  default     = 40
 }
 
 variable "noncurrent_version_retention_days" {
