@@ -49,11 +49,16 @@ def _registrations(stack, count, size=3_500_000):
     ]
 
 
+def _ledger_client(stack):
+    """The DynamoDB client the ledger sends its requests with (the MWAA identity's)."""
+    return stack.ledger._table.client
+
+
 def test_computed_units_of_registering_and_claiming(aws_endpoint):
     stack = make_stack(aws_endpoint)
     recorder = RequestRecorder(computed_capacity=True)
-    recorder.attach(stack.dynamodb)
-    recorder.attach(stack.dynamodb)  # attaching twice counts once
+    recorder.attach(_ledger_client(stack))
+    recorder.attach(_ledger_client(stack))  # attaching twice counts once
 
     stack.ledger.register(_registrations(stack, 10))
     registered = recorder.take()
@@ -75,7 +80,7 @@ def test_a_refused_write_is_billed_at_the_size_of_the_item_as_it_is(aws_endpoint
     stack = make_stack(aws_endpoint)
     stack.ledger.register(_registrations(stack, 1))
     recorder = RequestRecorder(computed_capacity=True)
-    recorder.attach(stack.dynamodb)
+    recorder.attach(_ledger_client(stack))
     outcome = stack.ledger.register(_registrations(stack, 1))  # the same version again: the put is refused
     assert outcome.already_known
     usage = recorder.take()
@@ -86,7 +91,7 @@ def test_a_refused_write_is_billed_at_the_size_of_the_item_as_it_is(aws_endpoint
 def test_reported_units_come_from_the_response(aws_endpoint):
     stack = make_stack(aws_endpoint)
     recorder = RequestRecorder()
-    recorder.attach(stack.dynamodb)
+    recorder.attach(_ledger_client(stack))
     stack.ledger.get_manifest("none")
     usage = recorder.take()
     assert usage.requests == {"dynamodb.GetItem": 1}
