@@ -6,18 +6,25 @@ Tests build their inputs here instead of importing helpers from each other.
 from __future__ import annotations
 
 import json
+from datetime import date
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
+from ndjson_pipeline.dataset_schema import DeclaredSchema, output_fields
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.landing import registration_for
 from ndjson_pipeline.layout import PublishLog
 from ndjson_pipeline.manifest import FileResult, JobResult, ManifestRef, OutputFile
-from ndjson_pipeline.steps.finalising import read_manifest
+from ndjson_pipeline.steps.finalising import Finalised, finalise_manifest, read_manifest
 from ndjson_pipeline.steps.planning import plan_manifests
 
 DAY = "2026-11-24"
 DAY_PATH = "incoming/2026/11/24/"
+EVENTS_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "glue_scripts" / "schemas" / "events.json"
+EVENTS_SCHEMA = DeclaredSchema.from_json(EVENTS_SCHEMA_PATH.read_text(), str(EVENTS_SCHEMA_PATH))
+# The day a test closes DAY on (the end-of-day DAG's usual run), so a fixed DAY never grows too old to close.
+TODAY = date(2026, 11, 25)
 
 
 # ------------------------------------------------------------------ S3 notifications
@@ -112,6 +119,12 @@ def file_states(stack: Any, identities: list[str]) -> dict[str, FileState]:
     return stack.ledger.get_states(identities)
 
 
+def finalise(stack: Any, ref: ManifestRef, *, stop_active_runs: Any = None, catalog: Any = None) -> Finalised:
+    """The finalise step as the tasks call it; no Glue runs and no catalog unless given."""
+    stop = stop_active_runs or no_glue_runs
+    return finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=stop, catalog=catalog)
+
+
 def publish_result(
     stack: Any, ref: ManifestRef, *, rows_per_file: int = 3, quarantined_per_file: int = 1, outputs: int = 1
 ) -> list[str]:
@@ -137,7 +150,12 @@ def publish_result(
     )
     rows = rows_per_file * len(files)
     result = JobResult(
-        ref.manifest_id, ref.day, files, tuple(OutputFile(u, 4, rows if i == 0 else 0) for i, u in enumerate(uris))
+        ref.manifest_id,
+        ref.day,
+        files,
+        tuple(OutputFile(u, 4, rows if i == 0 else 0) for i, u in enumerate(uris)),
+        schema={"type": "struct", "fields": output_fields(EVENTS_SCHEMA.fields, rescue=True, lineage=True)},
+        schema_version=EVENTS_SCHEMA.version,
     )
     stack.job_storage.write_bytes(layout.result_uri(ref.day, ref.manifest_id), result.to_json().encode())
     return uris

@@ -328,9 +328,17 @@ def _sqs(call: Call, params: dict, environ: dict, account: str) -> list[Authoriz
 
 
 def _glue(call: Call, params: dict, environ: dict, account: str) -> list[Authorization]:
+    base = f"arn:aws:glue:{call.region}:{account}"
     job = params.get("JobName") or (params.get("Name") if call.operation == "CreateJob" else None)
     if job:
-        return [Authorization(f"glue:{call.operation}", f"arn:aws:glue:{call.region}:{account}:job/{job}")]
+        return [Authorization(f"glue:{call.operation}", f"{base}:job/{job}")]
+    database = params.get("DatabaseName")
+    if database:
+        # Data Catalog calls are authorised on the catalog, the database and (when named) the table.
+        resources = [f"{base}:catalog", f"{base}:database/{database}"]
+        if params.get("TableName"):
+            resources.append(f"{base}:table/{database}/{params['TableName']}")
+        return [Authorization(f"glue:{call.operation}", resource) for resource in resources]
     return _generic(call, params, environ, account)
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ndjson_pipeline.catalog import TableDefinition
-from ndjson_pipeline.conversion import ConversionOptions, ReadMode
+from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.dataset_schema import SchemaRegistry
 from ndjson_pipeline.layout import LakeLayout
 
@@ -26,18 +26,12 @@ TABLES = ROOT / "infra" / "modules" / "catalog" / "tables"
 
 def rendered_tables(schemas: Path = SCHEMAS) -> dict[Path, str]:
     """Each dataset's rendered definition by the file it belongs in."""
-    options = ConversionOptions()
     out = {}
     for path in sorted(schemas.glob("*.json")):
         schema = SchemaRegistry(schemas, path.stem).check()
         # Database and location depend on the deployment; Terraform fills them in.
-        definition = TableDefinition.for_dataset(
-            "",
-            LakeLayout("s3://lake", "s3://quarantine", path.stem),
-            schema,
-            rescue=options.read_mode == ReadMode.RESCUE,
-            lineage=options.lineage,
-        )
+        layout = LakeLayout("s3://lake", "s3://quarantine", path.stem)
+        definition = TableDefinition.for_dataset("", layout, schema, ConversionOptions())
         out[TABLES / f"{path.stem}.json"] = definition.to_json()
     return out
 

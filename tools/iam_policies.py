@@ -90,6 +90,7 @@ def local_variables(
         "ledger_table_arn": table,
         "ledger_work_index_arn": f"{table}/index/{ledger_spec()['work_index']['name']}",
         "glue_job_arn": f"arn:{partition}:glue:{region}:{account}:job/{names.glue_job}",
+        "catalog_database": names.catalog_database,
         "glue_log_group_name": f"/aws-glue/jobs/{names.glue_job}",
         "glue_security_configuration_name": names.glue_job,
         "glue_role_name": role_name(names, "glue-job"),

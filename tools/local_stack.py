@@ -24,6 +24,10 @@ from pathlib import Path
 
 import boto3
 
+from ndjson_pipeline.catalog import TableDefinition, ensure_table
+from ndjson_pipeline.conversion import ConversionOptions
+from ndjson_pipeline.dataset_schema import SchemaRegistry
+from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.resources import ResourceNames, glue_job_spec, landing_prefix, ledger_spec, queue_spec
 from tools.iam_enforcement import ROOT_ACCESS_KEY
 from tools.iam_policies import LOCAL_ACCOUNT, local_policies, role_name
@@ -183,6 +187,7 @@ def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
     _create_glue_job(client("glue", endpoint_url), names)
     for schema in SCHEMAS.glob("*.json"):
         s3.upload_file(str(schema), names.assets_bucket, f"glue/schemas/{schema.name}")
+        _create_catalog_table(client("glue", endpoint_url), names, schema.stem)
     log.info("bootstrapped local resources for %s at %s", names.name_prefix, endpoint_url)
 
 
@@ -265,6 +270,13 @@ def _create_ledger_table(dynamodb, table: str) -> None:
     )
 
 
+def _create_catalog_table(glue, names: ResourceNames, dataset: str) -> None:
+    """The dataset's catalog table as infra/modules/catalog declares it: the same definition, default options."""
+    layout = LakeLayout(f"s3://{names.lake_bucket}", f"s3://{names.quarantine_bucket}", dataset)
+    schema = SchemaRegistry(SCHEMAS, dataset).check()
+    ensure_table(glue, TableDefinition.for_dataset(names.catalog_database, layout, schema, ConversionOptions()))
+
+
 def _create_glue_job(glue, names: ResourceNames) -> None:
     """The job as the Terraform declares it; in AWS its runs execute the script, here they are only recorded."""
     spec = glue_job_spec()
@@ -321,7 +333,11 @@ def local_pipeline_settings(names: ResourceNames, **overrides) -> dict:
         "glue_script_uri": str(GLUE_SCRIPT),
         "intake_wait_seconds": 1,
         "sensor_poll_seconds": 2,
+        # The sensor must outlast max_wait_seconds + a poll (settings.py): a local day is ready after 5 s.
+        "max_wait_seconds": 5,
         "sensor_timeout_seconds": 30,
         "glue_poll_seconds": 5,
+        # moto reports constant capacity units (none for transactions): the day report computes them instead.
+        "usage_capacity_source": "computed",
         **overrides,
     }

@@ -17,8 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ndjson_pipeline.conversion import ConversionOptions, ReadMode
 from ndjson_pipeline.dataset_schema import DeclaredSchema, SchemaError, evolution_problems, output_fields, type_kind
 from ndjson_pipeline.layout import PARTITION_COLUMN, LakeLayout
+from ndjson_pipeline.manifest import JobResult
 
 SCHEMA_VERSION_PARAMETER = "ndjson_pipeline.schema_version"
 OUTPUT_SCHEMA_PARAMETER = "ndjson_pipeline.output_schema"
@@ -71,13 +73,15 @@ class TableDefinition:
 
     @classmethod
     def for_dataset(
-        cls, database: str, layout: LakeLayout, schema: DeclaredSchema, *, rescue: bool, lineage: bool
+        cls, database: str, layout: LakeLayout, schema: DeclaredSchema, options: ConversionOptions
     ) -> TableDefinition:
+        """The table of the files the job writes with ``schema`` and ``options``."""
+        fields = output_fields(schema.fields, rescue=options.read_mode == ReadMode.RESCUE, lineage=options.lineage)
         return cls(
             database=database,
             table=layout.dataset,
             location=layout.dataset_uri + "/",
-            fields=tuple(output_fields(schema, rescue=rescue, lineage=lineage)),
+            fields=tuple(fields),
             schema_version=schema.version,
         )
 
@@ -172,3 +176,31 @@ def register_partitions(glue: Any, definition: TableDefinition, dts: Iterable[st
             raise CatalogError(f"table {definition.database}.{definition.table}: partitions not added: {failed}")
         added += chunk
     return added
+
+
+@dataclass(frozen=True)
+class DatasetCatalog:
+    """The catalog table of the dataset a pipeline writes, as the finalise step uses it.
+
+    :param glue: a boto3 ``glue`` client.
+    :param database: the catalog database holding the dataset's table.
+    :param layout: where the dataset lives.
+    """
+
+    glue: Any
+    database: str
+    layout: LakeLayout
+
+    def add_partitions_of(self, result: JobResult) -> list[str]:
+        """Make the partitions a finished manifest wrote to visible, described with the schema it wrote."""
+        if result.schema is None:
+            raise CatalogError(f"result of manifest {result.manifest_id} records no schema")
+        definition = TableDefinition(
+            database=self.database,
+            table=self.layout.dataset,
+            location=self.layout.dataset_uri + "/",
+            fields=tuple(result.schema["fields"]),
+            schema_version=result.schema_version or 0,
+        )
+        dts = {dt for f in result.output_files if (dt := LakeLayout.dt_of(f.path))}
+        return register_partitions(self.glue, definition, dts)

@@ -176,7 +176,8 @@ class JobResult:
     day: str
     files: tuple[FileResult, ...]
     output_files: tuple[OutputFile, ...] = ()
-    schema: dict | None = None
+    schema: dict[str, Any] | None = None
+    schema_version: int | None = None
     timings: dict[str, float] | None = None
 
     @property
@@ -233,6 +234,7 @@ class JobResult:
                 files=files,
                 output_files=outputs,
                 schema=doc.get("schema"),
+                schema_version=doc.get("schema_version"),
                 timings=doc.get("timings"),
             )
         except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:

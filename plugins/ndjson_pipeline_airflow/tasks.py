@@ -17,19 +17,22 @@ from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.sdk import Asset, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.clock import utc_day, utcnow
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import glue_job_spec
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
-from ndjson_pipeline.steps.reconcile import reconcile_day
+from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
+from ndjson_pipeline_airflow.hooks import TASK_RECORDER
+from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
 from ndjson_pipeline_airflow.monitoring import alert_failed_files, publish_metrics
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 from ndjson_pipeline_airflow.settings_loader import load_settings
+from ndjson_pipeline_airflow.usage import first_day, record_conversion, records_usage
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +53,11 @@ def conversion_runs(settings: PipelineSettings) -> tuple[Callable[[str], bool], 
 
 
 @task
+@records_usage(lambda: utc_day(utcnow()))
 def intake() -> list[str]:
     """Drain S3 notifications into the ledger; return the days to watch for pending work."""
     settings = load_settings()
-    sqs = SqsHook().conn
+    sqs = TASK_RECORDER.attach(SqsHook().conn)
     queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
     report = drain_queue(sqs, queue_url, LedgerHook().get_ledger(settings), settings)
     log.info("intake: %s", json.dumps(report.as_dict()))
@@ -61,6 +65,7 @@ def intake() -> list[str]:
 
 
 @task
+@records_usage(first_day)
 def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
     """Repair claims a finaliser never closed (callbacks and workers can die); publish pending-age metrics."""
     settings = load_settings()
@@ -73,6 +78,7 @@ def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
         days,
         run_is_active=run_is_active,
         stop_active_runs=stop_active_runs,
+        catalog=CatalogHook().get_catalog(settings),
     )
     now = utcnow()
     oldest = max(
@@ -90,6 +96,7 @@ def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
 
 
 @task
+@records_usage(first_day)
 def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
     """Claim pending files of ``days`` into manifests; return manifest references for the mapped conversion."""
     context = get_current_context()
@@ -105,6 +112,7 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
 
 
 @task(trigger_rule="all_done", map_index_template="{{ manifest_id }}", outlets=[PARQUET_ASSET])
+@records_usage(lambda manifest: manifest["day"])
 def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     """Record the conversion's outcome in the ledger, or compensate when it failed for good."""
     context = get_current_context()
@@ -118,7 +126,9 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
         settings,
         ref,
         stop_active_runs=stop_active_runs,
+        catalog=CatalogHook().get_catalog(settings),
     )
+    record_conversion(settings, ref)
     if outcome.files_failed:
         alert_failed_files(settings, ref.manifest_id, list(outcome.files_failed))
         raise AirflowFailException(
@@ -177,10 +187,15 @@ def resolve_day() -> list[str]:
         day = anchor.date() - timedelta(days=1)
     if day > utcnow().date():
         raise AirflowFailException(f"param 'day' {day} is in the future")
+    try:
+        check_day_can_be_closed(day.isoformat(), load_settings())
+    except DayTooOldError as exc:
+        raise AirflowFailException(str(exc)) from exc
     return [day.isoformat()]
 
 
 @task
+@records_usage(first_day)
 def reconcile(days: list[str]) -> dict[str, Any]:
     """Register every object of the day's landing listing that the ledger lacks (lost notifications)."""
     settings = load_settings()
@@ -191,6 +206,7 @@ def reconcile(days: list[str]) -> dict[str, Any]:
 
 
 @task(trigger_rule="all_done")
+@records_usage(first_day)
 def report_day(days: list[str]) -> dict[str, Any]:
     """Check the day is complete (every file terminal, rows reconciled) and write the day report.
 

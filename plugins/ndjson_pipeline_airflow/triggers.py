@@ -11,6 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.ledger import PendingSummary, PendingSummaryScan, WorkIndex
+from ndjson_pipeline.usage import RequestRecorder
 from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 
@@ -85,7 +86,9 @@ class PendingWorkTrigger(BaseTrigger):
         hook = LedgerHook(aws_conn_id=self.aws_conn_id)
         index = WorkIndex.from_dict(self.work_index)
         deadline = datetime.fromisoformat(self.deadline)
+        recorder = RequestRecorder()  # its polls, reported in the event: the triggerer runs many triggers
         async with await hook.get_async_conn() as client:
+            recorder.attach(client)
             while True:
                 now = utcnow()
                 ready: dict[str, dict[str, Any]] = {}
@@ -101,10 +104,18 @@ class PendingWorkTrigger(BaseTrigger):
                         ready[day] = {"reason": reason, "files": summary.files, "bytes": summary.bytes}
                 if ready:
                     self.log.info("pending work ready: %s", ready)
-                    yield TriggerEvent({"status": "ready", "days": sorted(ready, reverse=True), "summary": ready})
+                    yield TriggerEvent(
+                        {
+                            "status": "ready",
+                            "days": sorted(ready, reverse=True),
+                            "summary": ready,
+                            "usage": recorder.take().as_dict(),
+                        }
+                    )
                     return
                 if now >= deadline:
-                    yield TriggerEvent({"status": "timeout", "days": [], "summary": {}})
+                    usage = recorder.take().as_dict()
+                    yield TriggerEvent({"status": "timeout", "days": [], "summary": {}, "usage": usage})
                     return
                 self.log.info("no day of %s is ready yet; next poll in %ss", self.days, self.poll_seconds)
                 await asyncio.sleep(self.poll_seconds)

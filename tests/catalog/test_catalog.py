@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ndjson_pipeline.catalog import CatalogError, TableDefinition, ensure_table, glue_type, register_partitions
+from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.dataset_schema import (
     DeclaredSchema,
     SchemaError,
@@ -44,8 +45,7 @@ def _retyped(schema: DeclaredSchema, version: int, name: str, spark_type: object
 
 def test_glue_types_follow_the_declared_spark_types():
     columns = {
-        c["Name"]: c["Type"]
-        for c in TableDefinition.for_dataset("db", LAYOUT, EVENTS, rescue=True, lineage=True).columns
+        c["Name"]: c["Type"] for c in TableDefinition.for_dataset("db", LAYOUT, EVENTS, ConversionOptions()).columns
     }
     assert columns["user"] == "struct<id:string,country:string,age:bigint>"
     assert columns["items"] == "array<struct<sku:string,qty:bigint,price:double>>"
@@ -56,9 +56,9 @@ def test_glue_types_follow_the_declared_spark_types():
 
 
 def test_output_fields_depend_on_read_mode_and_lineage():
-    strict = [f["name"] for f in output_fields(EVENTS, rescue=False, lineage=False)]
+    strict = [f["name"] for f in output_fields(EVENTS.fields, rescue=False, lineage=False)]
     assert strict == [f["name"] for f in EVENTS.fields]
-    assert all(f["nullable"] for f in output_fields(EVENTS, rescue=True, lineage=False))
+    assert all(f["nullable"] for f in output_fields(EVENTS.fields, rescue=True, lineage=False))
 
 
 def test_added_fields_at_any_depth_are_compatible():
@@ -129,7 +129,7 @@ def glue(aws_endpoint):
 
 
 def _definition(schema: DeclaredSchema, database: str) -> TableDefinition:
-    return TableDefinition.for_dataset(database, LAYOUT, schema, rescue=True, lineage=True)
+    return TableDefinition.for_dataset(database, LAYOUT, schema, ConversionOptions())
 
 
 def test_the_table_is_created_evolved_and_protected(glue):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ndjson_pipeline.catalog import DatasetCatalog
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.layout import PublishLog
 from ndjson_pipeline.ledger import Ledger, ManifestState
@@ -51,10 +52,14 @@ def finalise_manifest(
     ref: ManifestRef,
     *,
     stop_active_runs: Callable[[str], None],
+    catalog: DatasetCatalog | None,
 ) -> Finalised:
     """Record a manifest's outcome: files DONE/QUARANTINED from the job's result, or compensation.
 
-    The job writes its result last, so a result means complete output. Without
+    The job writes its result last, so a result means complete output: its files
+    are recorded, then the partitions it wrote are added to the ``catalog`` (a
+    retry after a catalog error adds them again; the ledger part is already
+    done and does not repeat). Without
     one the conversion failed for good: any run still going is stopped, the
     manifest's published output is removed, and its files go back to PENDING
     (or FAILED after ``max_attempts``). Both paths are conditional on the
@@ -75,6 +80,10 @@ def finalise_manifest(
     manifest = read_manifest(storage, settings, ref)
     result.check_reconciled(manifest)
     ledger.complete_manifest(ref.manifest_id, result.files)
+    if catalog is not None:
+        added = catalog.add_partitions_of(result)
+        if added:
+            log.info("manifest %s: partitions %s added to the catalog", ref.manifest_id, added)
     states = Counter(f.outcome for f in result.files)
     log.info(
         "manifest %s finalised: %d DONE, %d QUARANTINED, rows in %d = out %d + quarantined %d (rescued %d)",

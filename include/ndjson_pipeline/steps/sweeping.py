@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ndjson_pipeline.catalog import DatasetCatalog
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.settings import PipelineSettings
@@ -22,6 +23,7 @@ def sweep_expired_claims(
     *,
     run_is_active: Callable[[str], bool],
     stop_active_runs: Callable[[str], None],
+    catalog: DatasetCatalog | None,
 ) -> list[Finalised]:
     """Repair claims whose lease ran out (a finaliser that never ran): compensate, unless still converting."""
     repaired = []
@@ -34,7 +36,11 @@ def sweep_expired_claims(
             ref = ref_for(day, manifest_id, ledger)
             if read_result(storage, settings, ref) is not None:
                 # The job finished but nobody recorded it: finalise rather than redo.
-                repaired.append(finalise_manifest(ledger, storage, settings, ref, stop_active_runs=stop_active_runs))
+                repaired.append(
+                    finalise_manifest(
+                        ledger, storage, settings, ref, stop_active_runs=stop_active_runs, catalog=catalog
+                    )
+                )
             else:
                 repaired.append(
                     compensate(

@@ -29,6 +29,7 @@ locals {
     ledger_table_arn                 = var.ledger_table_arn
     ledger_work_index_arn            = var.ledger_work_index_arn
     glue_job_arn                     = var.glue_job_arn
+    catalog_database                 = var.catalog_database
     glue_log_group_name              = var.glue_log_group_name
     glue_security_configuration_name = var.glue_security_configuration_name
     glue_role_name                   = local.glue_role

@@ -63,3 +63,8 @@ variable "alerts_kms_key_arn" {
 variable "metric_namespace" {
   type = string
 }
+
+variable "catalog_database" {
+  description = "Glue Data Catalog database of the dataset's table (partitions are added to it)."
+  type        = string
+}
