@@ -8,7 +8,7 @@ from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileId, FileState, FileVersion
-from ndjson_pipeline.ledger import claims, registration, transitions
+from ndjson_pipeline.ledger import claims, redo, registration, transitions
 from ndjson_pipeline.ledger.errors import LedgerError
 from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, file_version_of
 from ndjson_pipeline.ledger.registration import RegisterOutcome, Registration
@@ -139,3 +139,11 @@ class Ledger:
     def compensate_manifest(self, manifest_id: str, *, max_attempts: int, reason: str) -> list[str]:
         """Return a failed manifest's files to PENDING (FAILED after ``max_attempts``); the FAILED identities."""
         return transitions.compensate_manifest(self._table, manifest_id, max_attempts=max_attempts, reason=reason)
+
+    def redo_compensated(self, manifest_id: str, *, lease_seconds: int) -> str | None:
+        """Claim a compensated manifest's files that no other manifest holds into its successor (see ``redo``)."""
+        return redo.redo_compensated(self._table, manifest_id, lease_seconds=lease_seconds)
+
+    def successor_of(self, manifest_id: str) -> str | None:
+        """The manifest that redoes a compensated one, once a redo linked it."""
+        return redo.successor_of(self._table, manifest_id)
