@@ -82,7 +82,7 @@ def test_reclosing_a_day_whose_records_expired_registers_nothing_again(small_bat
     reconcile_day(stack.s3, stack.ledger, stack.settings, bucket, DAY, today=TODAY)
     (ref,) = plan(stack)
     publish_result(stack, ref)
-    finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=no_glue_runs)
+    finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=no_glue_runs, catalog=None)
     identities = [f.identity for f in read_manifest(stack.storage, stack.settings, ref).files]
     assert set(file_states(stack, identities).values()) == {FileState.DONE}
     _expire_terminal_records(stack, identities)
