@@ -208,7 +208,8 @@ def reconcile(days: list[str]) -> dict[str, Any]:
     return report.as_dict()
 
 
-@task(trigger_rule="all_done")
+# One XCom (a dict return would be split into one XCom per key): the UI shows the whole report in one place.
+@task(trigger_rule="all_done", multiple_outputs=False)
 @records_usage(first_day)
 def report_day(days: list[str]) -> dict[str, Any]:
     """Check the day is complete (every file terminal, rows reconciled) and write the day report.

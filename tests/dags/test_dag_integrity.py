@@ -110,3 +110,9 @@ def test_import_is_fast_and_offline(dag_file: Path, tmp_path):
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["calls"] == []
     assert figures["seconds"] < 1.0, figures
+
+
+def test_the_day_report_is_one_xcom(dagbag):
+    # A dict return would otherwise be split into one XCom per key, and the UI would show no report as a whole.
+    report = dagbag.dags["ndjson_end_of_day"].get_task("report_day")
+    assert report.multiple_outputs is False
