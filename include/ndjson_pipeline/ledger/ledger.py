@@ -8,7 +8,7 @@ from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileId, FileState, FileVersion
-from ndjson_pipeline.ledger import claims, redo, registration, transitions
+from ndjson_pipeline.ledger import claims, maintenance, redo, registration, transitions
 from ndjson_pipeline.ledger.errors import LedgerError
 from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, file_version_of
 from ndjson_pipeline.ledger.registration import RegisterOutcome, Registration
@@ -64,6 +64,10 @@ class Ledger:
     def requeue_failed(self, identity: str) -> None:
         """An operator's decision to try a FAILED file again, with a fresh attempt count."""
         transitions.requeue_failed(self._table, identity)
+
+    def replay_quarantined(self, identity: str) -> None:
+        """An operator's decision to convert again a file a conversion quarantined whole (see ``maintenance``)."""
+        maintenance.replay_quarantined(self._table, identity)
 
     # ------------------------------------------------------------------ pending work
 
