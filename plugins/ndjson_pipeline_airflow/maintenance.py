@@ -40,6 +40,7 @@ def maintain() -> dict[str, Any]:
             manifest_id=params.get("manifest_id") or None,
             dry_run=bool(params["dry_run"]),
             requested_by=f"{context['dag'].dag_id}/{context['run_id']}",
+            triggered_by=getattr(context.get("dag_run"), "triggering_user_name", None),
         )
     except PipelineError as exc:
         raise AirflowFailException(str(exc)) from exc

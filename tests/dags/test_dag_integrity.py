@@ -63,7 +63,8 @@ def test_the_parquet_asset_is_named_and_located_only_at_run_time(dagbag):
 def test_conversion_concurrency_matches_the_glue_jobs_max_concurrent_runs(dagbag):
     from ndjson_pipeline.resources import glue_job_spec
 
-    slots = [dagbag.dags[d].get_task("convert_manifest.convert").max_active_tis_per_dag for d in sorted(CONVERTING_DAG_IDS)]
+    converts = [dagbag.dags[d].get_task("convert_manifest.convert") for d in sorted(CONVERTING_DAG_IDS)]
+    slots = [convert.max_active_tis_per_dag for convert in converts]
     assert all(s >= 1 for s in slots)
     assert sum(slots) == int(glue_job_spec()["max_concurrent_runs"])
 

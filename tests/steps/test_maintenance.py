@@ -53,6 +53,7 @@ def _act(stack, action, *, dry_run=False, manifest_id=None, run="ndjson_maintena
         manifest_id=manifest_id,
         dry_run=dry_run,
         requested_by=run,
+        triggered_by="operator-1",
     )
 
 
@@ -76,9 +77,10 @@ def test_requeue_of_a_day_returns_its_failed_files_and_leaves_a_record(small_bat
     assert {(r.state, r.attempts) for r in records} == {(FileState.PENDING, 0)}
     assert file_states(stack, done) == {done[0]: FileState.DONE}
     (stored,) = read_records(stack.storage, stack.settings, DAY)
-    assert (stored["action"], stored["requested_by"], stored["dry_run"]) == (
+    assert (stored["action"], stored["requested_by"], stored["triggered_by"], stored["dry_run"]) == (
         "requeue_failed",
         "ndjson_maintenance/manual__1",
+        "operator-1",
         False,
     )
     # Requeued files convert as new ones: the day ends complete, rows in = out + quarantined.

@@ -57,6 +57,7 @@ def test_requeue_from_the_trigger_form_returns_the_failed_files(ui, page, screen
     assert {(r.state, r.attempts) for r in records} == {(FileState.PENDING, 0)}
     (record,) = read_records(ui.storage(), ui.settings, sample.day)
     assert (record["action"], record["requested_by"]) == ("requeue_failed", f"{DAG_ID}/{run_id}")
+    assert record["triggered_by"] == ui.username
     assert sorted(record["changed"]) == failed
 
     # The next end-of-day run converts them once; its report lists the requeue.

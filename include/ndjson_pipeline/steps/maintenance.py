@@ -46,6 +46,7 @@ class MaintenanceRecord:
     dry_run: bool
     requested_by: str  # the DAG run that asked
     requested_at: str
+    triggered_by: str | None  # the user who triggered that run, when Airflow knows one
     selected: int
     changed: list[str] = field(default_factory=list)  # identities moved to PENDING (would be, in a dry run)
     unchanged: dict[str, str] = field(default_factory=dict)  # identity -> why its transition was refused
@@ -64,6 +65,7 @@ def run_action(
     manifest_id: str | None,
     dry_run: bool,
     requested_by: str,
+    triggered_by: str | None = None,
 ) -> MaintenanceRecord:
     """Select the action's files of ``day`` (or of ``manifest_id``, a manifest of that day) and move them."""
     selected = list(_select(ledger, storage, settings, action, day, manifest_id))
@@ -87,6 +89,7 @@ def run_action(
         dry_run=dry_run,
         requested_by=requested_by,
         requested_at=utcnow().isoformat(),
+        triggered_by=triggered_by,
         selected=len(selected),
         changed=changed,
         unchanged=unchanged,
