@@ -8,6 +8,7 @@
     <lake_root>/_pipeline/published/dt=<day>/<manifest_id>.json                     what a run published (PublishLog)
     <lake_root>/_pipeline/results/dt=<day>/<manifest_id>.json                       the job result, written last
     <lake_root>/_pipeline/reports/dt=<day>/report.json                              the day report
+    <lake_root>/_pipeline/maintenance/dt=<day>/<action>-<run>.json                  an operator action's record
     <quarantine_root>/<dataset>/dt=<day>/manifest=<manifest_id>/lines-NNNNN.json    quarantined lines
     <quarantine_root>/<dataset>/dt=<day>/manifest=<manifest_id>/files.json          files quarantined whole
 
@@ -109,6 +110,13 @@ class LakeLayout:
     def usage_uri(self, day: str, name: str) -> str:
         """A usage record; ``name`` (a task try, a manifest's job run) is made safe for an object name."""
         return self._pipeline_uri("usage", day, f"{_UNSAFE_NAME.sub('_', name).strip('_')}.json")
+
+    def maintenance_prefix(self, day: str) -> str:
+        return self._pipeline_uri("maintenance", day, "")
+
+    def maintenance_uri(self, day: str, name: str) -> str:
+        """The record of one operator action on the day; ``name`` (action and run) is made safe for an object name."""
+        return self._pipeline_uri("maintenance", day, f"{_UNSAFE_NAME.sub('_', name).strip('_')}.json")
 
     # ---------------------------------------------------------------- quarantine
 

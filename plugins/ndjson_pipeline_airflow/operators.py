@@ -17,6 +17,7 @@ from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps.converting import ConversionKind, decide_conversion
 from ndjson_pipeline.steps.finalising import read_result
+from ndjson_pipeline.steps.redoing import manifest_to_convert, manifest_to_finalise
 from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
@@ -81,6 +82,8 @@ class ManifestGlueJobOperator(GlueJobOperator):
         context["manifest_id"] = ref.manifest_id  # labels the mapped task in the UI
         ledger = LedgerHook(**self._connection).get_ledger(settings)
         storage = StorageHook(**self._connection)
+        # A cleared conversion of a compensated manifest converts its redo (its files claimed back).
+        ref = manifest_to_convert(ledger, storage.get_storage(), settings, ref)
         glue = self._glue(settings)
         decision = decide_conversion(
             ref.manifest_id,
@@ -149,4 +152,7 @@ class ManifestGlueJobOperator(GlueJobOperator):
         """Ask Glue to stop the manifest's run (the finaliser and the sweeper make sure it ends)."""
         settings = load_settings()
         if settings.glue_runner != "local":
-            self._glue(settings).request_stop(self.manifest["manifest_id"])
+            # A cleared conversion may be running the manifest's redo: stop the run of the manifest it converts.
+            ledger = LedgerHook(**self._connection).get_ledger(settings)
+            ref = manifest_to_finalise(ledger, ManifestRef.from_dict(self.manifest))
+            self._glue(settings).request_stop(ref.manifest_id)

@@ -24,6 +24,7 @@ from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
+from ndjson_pipeline.steps.redoing import manifest_to_finalise
 from ndjson_pipeline_airflow.hooks import TASK_RECORDER
 from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
@@ -120,8 +121,10 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     context["manifest_id"] = ref.manifest_id
     settings = load_settings()
     _, stop_active_runs = conversion_runs(settings)
+    ledger = LedgerHook().get_ledger(settings)
+    ref = manifest_to_finalise(ledger, ref)  # a cleared conversion converted the manifest's redo
     outcome = finalising.finalise_manifest(
-        LedgerHook().get_ledger(settings),
+        ledger,
         StorageHook().get_storage(),
         settings,
         ref,
@@ -205,7 +208,8 @@ def reconcile(days: list[str]) -> dict[str, Any]:
     return report.as_dict()
 
 
-@task(trigger_rule="all_done")
+# One XCom (a dict return would be split into one XCom per key): the UI shows the whole report in one place.
+@task(trigger_rule="all_done", multiple_outputs=False)
 @records_usage(first_day)
 def report_day(days: list[str]) -> dict[str, Any]:
     """Check the day is complete (every file terminal, rows reconciled) and write the day report.

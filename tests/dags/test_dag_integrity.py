@@ -14,7 +14,8 @@ import pytest
 from tools.local_stack import REPO_ROOT
 
 DAG_FILES = sorted((REPO_ROOT / "dags").glob("*.py"))
-DAG_IDS = {"ndjson_ingest", "ndjson_end_of_day"}
+CONVERTING_DAG_IDS = {"ndjson_ingest", "ndjson_end_of_day"}
+DAG_IDS = {*CONVERTING_DAG_IDS, "ndjson_maintenance"}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_dag_conventions(dagbag, dag_id):
 def test_conversion_is_mapped_deferrable_and_labelled(dagbag):
     from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 
-    for dag_id in DAG_IDS:
+    for dag_id in CONVERTING_DAG_IDS:
         convert = dagbag.dags[dag_id].get_task("convert_manifest.convert")
         assert isinstance(convert, ManifestGlueJobOperator)
         assert convert.get_closest_mapped_task_group() is not None
@@ -53,7 +54,7 @@ def test_conversion_is_mapped_deferrable_and_labelled(dagbag):
 def test_the_parquet_asset_is_named_and_located_only_at_run_time(dagbag):
     from ndjson_pipeline_airflow.tasks import PARQUET_ASSET
 
-    for dag_id in DAG_IDS:
+    for dag_id in CONVERTING_DAG_IDS:
         assert dagbag.dags[dag_id].get_task("convert_manifest.finalise").outlets == [PARQUET_ASSET]
     # No bucket in the name: the lake's location is a setting, carried by each event's extra.
     assert PARQUET_ASSET.uri == PARQUET_ASSET.name == "ndjson_pipeline_parquet"
@@ -62,7 +63,8 @@ def test_the_parquet_asset_is_named_and_located_only_at_run_time(dagbag):
 def test_conversion_concurrency_matches_the_glue_jobs_max_concurrent_runs(dagbag):
     from ndjson_pipeline.resources import glue_job_spec
 
-    slots = [dagbag.dags[d].get_task("convert_manifest.convert").max_active_tis_per_dag for d in sorted(DAG_IDS)]
+    converts = [dagbag.dags[d].get_task("convert_manifest.convert") for d in sorted(CONVERTING_DAG_IDS)]
+    slots = [convert.max_active_tis_per_dag for convert in converts]
     assert all(s >= 1 for s in slots)
     assert sum(slots) == int(glue_job_spec()["max_concurrent_runs"])
 
@@ -110,3 +112,26 @@ def test_import_is_fast_and_offline(dag_file: Path, tmp_path):
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["calls"] == []
     assert figures["seconds"] < 1.0, figures
+
+
+def test_the_day_report_is_one_xcom(dagbag):
+    # A dict return would otherwise be split into one XCom per key, and the UI would show no report as a whole.
+    report = dagbag.dags["ndjson_end_of_day"].get_task("report_day")
+    assert report.multiple_outputs is False
+
+
+def test_maintenance_is_manual_with_validated_params_and_a_dry_run_by_default(dagbag):
+    from airflow.sdk.definitions.timetables.simple import NullTimetable
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags["ndjson_maintenance"]
+    assert isinstance(dag.timetable, NullTimetable)
+    params = dag.params
+    assert params.get_param("dry_run").resolve(params["dry_run"]) is True
+    assert params.get_param("action").resolve("replay_quarantined") == "replay_quarantined"
+    assert params.get_param("manifest_id").resolve(None) is None
+    assert params.get_param("manifest_id").resolve("20261124-0123456789abcdef0123") == "20261124-0123456789abcdef0123"
+    for name, bad in (("action", "delete_day"), ("day", "24/11/2026"), ("manifest_id", "m1"), ("dry_run", "no")):
+        with pytest.raises(ParamValidationError):
+            params.get_param(name).resolve(bad)
+    assert dag.get_task("maintain").multiple_outputs is False

@@ -85,9 +85,34 @@ def test_a_manifest_with_a_result_or_closed_starts_no_run(glue_conversions):
     assert _make_operator(ref).execute(_make_context()) is None
     assert _runs(stack, ref.manifest_id) == []
     stack.ledger.compensate_manifest(ref.manifest_id, max_attempts=3, reason="test")
+    (other,) = plan(stack, owner="ingest/run-2")  # every file is held by another manifest: nothing to redo
     with pytest.raises(AirflowSkipException, match="COMPENSATED"):
         _make_operator(ref).execute(_make_context())
     assert _runs(stack, ref.manifest_id) == []
+    assert _runs(stack, other.manifest_id) == []
+
+
+def test_a_cleared_conversion_of_a_compensated_manifest_runs_its_redo_once(glue_conversions, monkeypatch):
+    stack = glue_conversions
+    register_files(stack, 3)
+    (ref,) = plan(stack)
+    stack.ledger.compensate_manifest(ref.manifest_id, max_attempts=3, reason="conversion failed")
+
+    with pytest.raises(TaskDeferred) as cleared:
+        _make_operator(ref).execute(_make_context())
+    with pytest.raises(TaskDeferred) as cleared_again:
+        _make_operator(ref).execute(_make_context())
+
+    redo_id = stack.ledger.successor_of(ref.manifest_id)
+    assert redo_id is not None
+    assert _runs(stack, redo_id) == [cleared.value.trigger.run_id]
+    assert cleared_again.value.trigger.run_id == cleared.value.trigger.run_id
+    assert _runs(stack, ref.manifest_id) == []
+    # Killing the task stops the run it waits for: the redo's (moto answers BatchStopJobRun with a 500: not called).
+    asked = []
+    monkeypatch.setattr(ManifestGlueJobHook, "request_stop", lambda _hook, manifest_id: asked.append(manifest_id))
+    _make_operator(ref).on_kill()
+    assert asked == [redo_id]
 
 
 def test_the_trigger_event_is_validated():

@@ -12,12 +12,14 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from ndjson_pipeline.steps.reporting import day_report
 from tests.ui.pages import log_in
 from tools.local_stack import REPO_ROOT
 from tools.ui_stack import UiStack, tail_logs, ui_stack
@@ -145,3 +147,26 @@ def day_parquet_snapshot(ui: UiStack, day: str) -> dict[str, str]:
         for obj in page.get("Contents", [])
         if obj["Key"].endswith(".parquet") and "/_staging/" not in obj["Key"]
     }
+
+
+def days_ago(n: int) -> str:
+    return (datetime.now(UTC).date() - timedelta(days=n)).isoformat()
+
+
+def assert_day_closed_exactly(ui, sample) -> dict:
+    """Every file of the day terminal in the ledger, its report written, its Parquet rows exactly the valid rows."""
+    report = day_report(ui.ledger(), ui.storage(), ui.settings, sample.day)
+    assert report["complete"], report
+    assert report["not_terminal"] == [], report
+    assert "FAILED" not in report["files_by_state"], report
+    written = ui.day_report(sample.day)
+    assert written is not None, f"no report for {sample.day} in the lake"
+    assert written["complete"]
+    assert written["files_by_state"] == report["files_by_state"]
+    ids = day_event_ids(ui, sample.day)
+    assert len(ids) == len(set(ids)), f"duplicate rows in dt={sample.day}"
+    assert set(ids) == sample.expected_rows
+    assert report["rows_out"] == len(ids)
+    assert report["rows_quarantined"] == sample.expected_bad_lines
+    assert report["rows_in"] == report["rows_out"] + report["rows_quarantined"], report
+    return report

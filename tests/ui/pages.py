@@ -44,12 +44,22 @@ def open_trigger_dialog(page: Page) -> Locator:
     return dialog
 
 
-def trigger_with_params(page: Page, ui: UiStack, dag_id: str, **params: str) -> str:
-    """Trigger one run through the form, filling the DAG's params; returns the new run's id."""
+def trigger_with_params(
+    page: Page, ui: UiStack, dag_id: str, *, switches: dict[str, bool] | None = None, **params: str
+) -> str:
+    """Trigger one run through the form, filling the DAG's params; returns the new run's id.
+
+    :param switches: boolean params (the form's switches) to set on or off.
+    """
     open_dag(page, ui, dag_id)
     dialog = open_trigger_dialog(page)
     for name, value in params.items():
         dialog.locator(f"#element_{name}").fill(value)
+    for name, on in (switches or {}).items():
+        state = dialog.locator(f"input[name=element_{name}]")  # the switch's hidden checkbox
+        if state.is_checked() != on:
+            dialog.locator(f"label:has(input[name=element_{name}])").click()
+        expect(state).to_be_checked(checked=on)
     unpause = dialog.get_by_role("checkbox", name=f"Unpause {dag_id} on trigger")
     if unpause.count():  # offered only while the DAG is paused; checked by default
         expect(unpause).to_be_checked()

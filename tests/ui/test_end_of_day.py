@@ -6,17 +6,17 @@ only what the page shows.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from urllib.parse import quote
 
 import pytest
 
-from ndjson_pipeline.steps.reporting import day_report
 from tests.ui.conftest import (
     FILES_PER_DAY,
-    day_event_ids,
+    assert_day_closed_exactly,
     day_manifest_ids,
     day_parquet_snapshot,
+    days_ago,
     logged_in_page,
     save_failure,
 )
@@ -34,28 +34,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.timeout(900)]
 
 DAG_ID = "ndjson_end_of_day"
 RUN_TIMEOUT_S = 600
-
-
-def days_ago(n: int) -> str:
-    return (datetime.now(UTC).date() - timedelta(days=n)).isoformat()
-
-
-def assert_day_closed_exactly(ui, sample) -> dict:
-    """Every file of the day terminal in the ledger, its report written, its Parquet rows exactly the valid rows."""
-    report = day_report(ui.ledger(), ui.storage(), ui.settings, sample.day)
-    assert report["complete"], report
-    assert report["not_terminal"] == [], report
-    assert "FAILED" not in report["files_by_state"], report
-    written = ui.day_report(sample.day)
-    assert written is not None, f"no report for {sample.day} in the lake"
-    assert written["complete"]
-    assert written["files_by_state"] == report["files_by_state"]
-    ids = day_event_ids(ui, sample.day)
-    assert len(ids) == len(set(ids)), f"duplicate rows in dt={sample.day}"
-    assert set(ids) == sample.expected_rows
-    assert report["rows_out"] == len(ids)
-    assert report["rows_quarantined"] == sample.expected_bad_lines
-    return report
 
 
 @pytest.fixture(scope="module")

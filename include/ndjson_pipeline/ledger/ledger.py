@@ -8,7 +8,7 @@ from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileId, FileState, FileVersion
-from ndjson_pipeline.ledger import claims, registration, transitions
+from ndjson_pipeline.ledger import claims, maintenance, redo, registration, transitions
 from ndjson_pipeline.ledger.errors import LedgerError
 from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, file_version_of
 from ndjson_pipeline.ledger.registration import RegisterOutcome, Registration
@@ -64,6 +64,10 @@ class Ledger:
     def requeue_failed(self, identity: str) -> None:
         """An operator's decision to try a FAILED file again, with a fresh attempt count."""
         transitions.requeue_failed(self._table, identity)
+
+    def replay_quarantined(self, identity: str) -> None:
+        """An operator's decision to convert again a file a conversion quarantined whole (see ``maintenance``)."""
+        maintenance.replay_quarantined(self._table, identity)
 
     # ------------------------------------------------------------------ pending work
 
@@ -139,3 +143,11 @@ class Ledger:
     def compensate_manifest(self, manifest_id: str, *, max_attempts: int, reason: str) -> list[str]:
         """Return a failed manifest's files to PENDING (FAILED after ``max_attempts``); the FAILED identities."""
         return transitions.compensate_manifest(self._table, manifest_id, max_attempts=max_attempts, reason=reason)
+
+    def redo_compensated(self, manifest_id: str, *, lease_seconds: int) -> str | None:
+        """Claim a compensated manifest's files that no other manifest holds into its successor (see ``redo``)."""
+        return redo.redo_compensated(self._table, manifest_id, lease_seconds=lease_seconds)
+
+    def successor_of(self, manifest_id: str) -> str | None:
+        """The manifest that redoes a compensated one, once a redo linked it."""
+        return redo.successor_of(self._table, manifest_id)

@@ -14,6 +14,7 @@ from ndjson_pipeline.landing import day_listing_pages
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.resources import landing_noncurrent_days
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.steps.maintenance import read_records
 from ndjson_pipeline.storage import Storage
 from ndjson_pipeline.usage import read_day_usage
 from ndjson_pipeline.usage.costs import day_cost
@@ -76,6 +77,8 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
         "failed": failed[:20],
         "usage": {**usage.as_dict(), "records": usage_records},
         "cost": day_cost(usage, files=files, landing_bytes=totals["bytes"], landing_days=landing_days),
+        # Operator actions on the day's files (maintenance DAG), oldest first.
+        "maintenance": [_summary(r) for r in read_records(storage, settings, day)],
     }
     uri = settings.layout.report_uri(day)
     storage.write_bytes(uri, json.dumps(report, indent=2, sort_keys=True).encode())
@@ -89,3 +92,15 @@ def _percentile(values: list[float], pct: int) -> float | None:
     if len(values) == 1:
         return round(values[0], 3)
     return round(statistics.quantiles(values, n=100, method="inclusive")[pct - 1], 3)
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    """An action record as the report shows it: counts, and the first identities only."""
+    changed, unchanged = record["changed"], record["unchanged"]
+    return {
+        **record,
+        "changed": changed[:20],
+        "changed_count": len(changed),
+        "unchanged": dict(list(unchanged.items())[:20]),
+        "unchanged_count": len(unchanged),
+    }

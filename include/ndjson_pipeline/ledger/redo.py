@@ -1,0 +1,154 @@
+"""Redoing a compensated manifest: its files that nobody else holds, claimed back into one successor manifest.
+
+What an operator's clear of a failed conversion asks for. The successor is an
+ordinary manifest (content-derived id, a new claim generation, the same owner)
+whose record names the manifest it redoes (``redo_of``); the compensated
+manifest's record links to it (``redone_as``). The claim is one transaction of
+conditional writes, as in ``claims``: a file another manifest took meanwhile
+fails its condition and is left to that manifest, so no file version is ever
+claimed by two manifests. The link is written after the claim; a redo that
+died in between is found again from the files' own manifest ids, so a manifest
+never gets two successors one after the other.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from ndjson_pipeline.clock import iso, utcnow
+from ndjson_pipeline.files import FileId, FileState
+from ndjson_pipeline.ledger.claims import _manifest_put
+from ndjson_pipeline.ledger.codec import encode_item
+from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
+from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, ManifestState
+from ndjson_pipeline.ledger.table import LedgerTable
+from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, backoff, request_token, transact_write
+from ndjson_pipeline.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+REDO_OF = "redo_of"
+REDONE_AS = "redone_as"
+# A file in one of these states and in no other manifest can be claimed back by a redo.
+RECLAIMABLE = frozenset({FileState.PENDING, FileState.FAILED})
+
+
+def successor_of(table: LedgerTable, manifest_id: str) -> str | None:
+    """The manifest that redoes ``manifest_id``, if a redo linked one."""
+    item = table.get(table.schema.manifest_key(manifest_id))
+    return None if item is None or REDONE_AS not in item else str(item[REDONE_AS])
+
+
+def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int) -> str | None:
+    """Claim the reclaimable files of compensated ``manifest_id`` into its successor; its id, or None if none is left.
+
+    FAILED files claimed back start a fresh attempt count (the clear is an
+    operator's decision to try them again, as a requeue is).
+    """
+    for attempt in range(CONFLICT_RETRIES):
+        record = _compensated(table, manifest_id)
+        if (linked := successor_of(table, manifest_id)) is not None:
+            return linked
+        files = _files(table, record)
+        adopted = _successor_holding(table, manifest_id, files)
+        if adopted is not None:
+            _link(table, manifest_id, adopted)
+            return adopted
+        candidates = [f for f in files if f.state in RECLAIMABLE and f.manifest_id is None]
+        if not candidates:
+            log.info("manifest %s: no file is left to redo (all finished or held by other manifests)", manifest_id)
+            return None
+        successor = Manifest.for_files(record.day, [f.file for f in candidates], sum(f.claims for f in candidates))
+        if _claim(table, record, successor, candidates, lease_seconds):
+            _link(table, manifest_id, successor.manifest_id)
+            log.info(
+                "manifest %s redone as %s: %d of its %d files claimed back",
+                manifest_id,
+                successor.manifest_id,
+                len(candidates),
+                len(record.files),
+            )
+            return successor.manifest_id
+        backoff(attempt)  # lost a race for some file: read again, claim what is still free
+    raise LedgerError(f"redoing manifest {manifest_id} kept conflicting after {CONFLICT_RETRIES} attempts")
+
+
+def _compensated(table: LedgerTable, manifest_id: str) -> ManifestRecord:
+    record = table.require_manifest(manifest_id)
+    if record.state is not ManifestState.COMPENSATED:
+        raise IllegalTransitionError(f"manifest {manifest_id}", record.state, "redo")
+    return record
+
+
+def _files(table: LedgerTable, record: ManifestRecord) -> list[FileRecord]:
+    keys = [table.schema.file_key(FileId.parse(identity)) for identity in sorted(record.files)]
+    items = list(table.batch_get(keys))
+    if len(items) != len(record.files):
+        raise LedgerError(f"manifest {record.manifest_id}: some of its {len(record.files)} files have no ledger record")
+    return sorted((FileRecord.from_item(i, table.schema.ttl_attribute) for i in items), key=lambda f: f.identity)
+
+
+def _successor_holding(table: LedgerTable, manifest_id: str, files: list[FileRecord]) -> str | None:
+    """A manifest redoing ``manifest_id`` that holds some of its files (a redo that died before linking)."""
+    for holder in sorted({f.manifest_id for f in files if f.manifest_id and f.manifest_id != manifest_id}):
+        item = table.get(table.schema.manifest_key(holder))
+        if item is not None and item.get(REDO_OF) == manifest_id:
+            return holder
+    return None
+
+
+def _claim(
+    table: LedgerTable, record: ManifestRecord, successor: Manifest, files: list[FileRecord], lease_seconds: int
+) -> bool:
+    now = utcnow()
+    lease_expires = now + timedelta(seconds=lease_seconds)
+    actions: list[dict[str, Any]] = [
+        {"Update": _claim_back(table, f, successor.manifest_id, iso(lease_expires), iso(now))} for f in files
+    ]
+    put = _manifest_put(table, successor, lease_expires, now, record.owner)
+    put["Item"].update(encode_item({REDO_OF: record.manifest_id}))
+    actions.append({"Put": put})
+    cancellations = transact_write(table.client, actions, token=request_token(successor.manifest_id, iso(now)))
+    return not cancellations
+
+
+def _claim_back(table: LedgerTable, f: FileRecord, manifest_id: str, lease: str, now: str) -> dict[str, Any]:
+    update = (
+        "SET #state = :claimed, manifest_id = :m, lease_expires_at = :lease, updated_at = :now, attempts = :attempts "
+        "ADD claims :one REMOVE #wpk, #wsk, #ttl, reason"
+    )
+    condition = "#state = :from AND attribute_not_exists(manifest_id)"
+    return {
+        "TableName": table.name,
+        "Key": encode_item(table.schema.file_key(f.file_id)),
+        "UpdateExpression": update,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": table.schema.placeholders(update, condition),
+        "ExpressionAttributeValues": encode_item(
+            {
+                ":claimed": FileState.CLAIMED,
+                ":from": f.state,
+                ":m": manifest_id,
+                ":lease": lease,
+                ":now": now,
+                ":attempts": 0 if f.state is FileState.FAILED else f.attempts,
+                ":one": 1,
+            }
+        ),
+    }
+
+
+def _link(table: LedgerTable, manifest_id: str, successor: str) -> None:
+    refused = table.conditional_update(
+        table.schema.manifest_key(manifest_id),
+        f"SET {REDONE_AS} = :s",
+        f"#state = :compensated AND (attribute_not_exists({REDONE_AS}) OR {REDONE_AS} = :s)",
+        {":s": successor, ":compensated": ManifestState.COMPENSATED},
+    )
+    if refused is not None:
+        raise LedgerError(
+            f"manifest {manifest_id} is already redone as {refused.get(REDONE_AS)}, not {successor} "
+            "(two redos raced; the files are each claimed by one of them)"
+        )
