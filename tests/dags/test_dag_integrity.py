@@ -110,3 +110,19 @@ def test_import_is_fast_and_offline(dag_file: Path, tmp_path):
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["calls"] == []
     assert figures["seconds"] < 1.0, figures
+
+
+def test_a_failed_intake_or_sweep_never_stops_the_conversions(dagbag):
+    ingest = dagbag.dags["ndjson_ingest"]
+    for task_id in ("sweep_expired_claims", "wait_for_pending_work"):
+        assert ingest.get_task(task_id).trigger_rule == "all_done", task_id
+    assert dagbag.dags["ndjson_end_of_day"].get_task("plan_manifests").trigger_rule == "all_done"
+
+
+def test_the_conversion_carries_the_sagas_callbacks(dagbag):
+    from ndjson_pipeline_airflow.callbacks import alert_conversion_failed, stop_run_before_retry
+
+    for dag_id in DAG_IDS:
+        convert = dagbag.dags[dag_id].get_task("convert_manifest.convert")
+        assert list(convert.on_retry_callback) == [stop_run_before_retry]
+        assert list(convert.on_failure_callback) == [alert_conversion_failed]

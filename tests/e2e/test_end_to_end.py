@@ -19,6 +19,7 @@ import pytest
 
 from ndjson_pipeline import local_glue
 from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.layout import PublishLog
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.planning import plan_manifests
 from ndjson_pipeline.steps.reporting import day_report
@@ -62,18 +63,28 @@ def test_glue_failure_then_success_on_retry(dags, pipeline_stack, monkeypatch):
     stack = pipeline_stack
     sample = land(stack, files=4)
     real_run = local_glue.run_glue_script_locally
-    calls = []
+    calls, left_for_the_retry = [], []
 
-    def dies_first_time(*args, **kwargs):
-        calls.append(args)
+    def dies_first_time(script, arguments, **kwargs):
+        layout, day, manifest_id = arguments.layout, arguments.day, arguments.manifest_id
+        partial = [f"{layout.staging_uri(manifest_id)}/attempt-1/data/part-00000.parquet"]
+        partial.append(layout.part_uri(day, manifest_id, 0, "snappy"))
+        calls.append(partial)
         if len(calls) == 1:
-            raise local_glue.LocalGlueRunError("injected: executor lost")
-        return real_run(*args, **kwargs)
+            # The run staged a file and published half, then died: its publish log names what it published.
+            PublishLog(frozenset(partial[1:])).write(stack.job_storage, layout.publish_log_uri(day, manifest_id))
+            for uri in partial:
+                stack.job_storage.write_bytes(uri, b"PAR1")
+            raise local_glue.LocalGlueRunError(script, 1, "injected: executor lost")
+        left_for_the_retry.extend(u for u in calls[0] if stack.storage.read_bytes_if_exists(u) is not None)
+        return real_run(script, arguments, **kwargs)
 
     monkeypatch.setattr(local_glue, "run_glue_script_locally", dies_first_time)
     ingest = run(dags, "ndjson_ingest")
     assert str(ingest.state) == "success", task_states(ingest)
     assert len(calls) == 2
+    # The retry callback stopped the failed run and removed its partial output before the retry ran.
+    assert left_for_the_retry == []
     run(dags, "ndjson_end_of_day", day=sample.day)
     assert_day_converted_exactly(stack, sample)
 
