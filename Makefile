@@ -7,7 +7,13 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt co
 export PYTHONPATH := include:plugins:.
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser build deploy bench-ledger bench-glue
+# The Glue job also runs on what each supported Glue version ships (requirements-glue5x.txt);
+# Airflow's constraints pin .venv's pyarrow, so each version gets a venv of its own.
+GLUE_ENVS := glue50 glue51
+glue_stamp = .venv-$(1)/.installed-$(shell cat requirements-$(1).txt | sha256sum | cut -c1-16)
+GLUE_STAMPS := $(foreach env,$(GLUE_ENVS),$(call glue_stamp,$(env)))
+
+.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-glue-envs test-glue-envs build deploy bench-ledger bench-glue bench-glue-memory bench-capacity
 
 install: $(STAMP)
 
@@ -23,6 +29,23 @@ install-browser: $(CHROMIUM)
 $(CHROMIUM):
 	bash tools/install_chromium.sh
 
+define glue_env_rule
+$(call glue_stamp,$(1)): requirements-$(1).txt | $(STAMP)
+	@test -x .venv-$(1)/bin/python || $(PYTHON) -m venv .venv-$(1)
+	$(VENV)/bin/uv pip install -q --python .venv-$(1)/bin/python -r requirements-$(1).txt
+	@rm -f .venv-$(1)/.installed-* && touch $$@
+endef
+$(foreach env,$(GLUE_ENVS),$(eval $(call glue_env_rule,$(env))))
+
+install-glue-envs: $(GLUE_STAMPS)
+
+# The job's unit and Spark tests in each Glue environment (the end-to-end runs stay in .venv).
+test-glue-envs: $(GLUE_STAMPS)
+	@for env in $(GLUE_ENVS); do \
+		echo "== tests/glue on .venv-$$env"; \
+		.venv-$$env/bin/python -m pytest tests/glue -m "not e2e" -q -p no:cacheprovider || exit 1; \
+	done
+
 run: install
 	$(VENV)/bin/python -m tools.run_local
 
@@ -32,11 +55,12 @@ ui: install
 lint: install
 	$(VENV)/bin/ruff check include plugins dags glue_scripts tools tests benchmarks
 	$(VENV)/bin/ruff format --check include plugins dags glue_scripts tools tests benchmarks
+	$(VENV)/bin/mypy include glue_scripts
 
 iac-check:
 	bash tools/iac_checks.sh
 
-test: install install-browser lint iac-check
+test: install install-browser lint iac-check test-glue-envs
 	$(VENV)/bin/python -m pytest
 	$(MAKE) test-provider-next
 
@@ -67,3 +91,11 @@ bench-ledger: install
 
 bench-glue: install
 	$(VENV)/bin/python -m benchmarks.glue_job_benchmark
+
+# Peak memory of one task on 100 MB plain, 1 GB plain and 1 GB gzip (about 6 GB of text) files; takes minutes.
+bench-glue-memory: install
+	$(VENV)/bin/python -m benchmarks.glue_memory_benchmark
+
+# Latency, backlog and the requests and DynamoDB units of a file, end to end (benchmarks/capacity_benchmark.py).
+bench-capacity: install
+	$(VENV)/bin/python -m benchmarks.capacity_benchmark $(BENCH_ARGS)

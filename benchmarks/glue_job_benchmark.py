@@ -3,9 +3,9 @@
 Generates realistic nested NDJSON (``--mb`` MB, files of about 3.5 MB, 0.1% bad
 lines) in a temporary directory, then converts it three ways on this machine:
 
-- this job: ``convert_manifest`` of ``glue_scripts/ndjson_to_parquet.py`` on
-  ``local[2]`` with local paths (whole flow: version check, parse, quarantine,
-  staging, publish, result);
+- this job: ``ndjson_job.job.convert_manifest`` (what ``glue_scripts/ndjson_to_parquet.py``
+  runs) on ``local[2]`` with local paths, its tasks importing the job's zips as
+  on Glue (whole flow: version check, parse, quarantine, staging, publish, result);
 - a seed-style Spark job, as a naive pipeline does it: ``spark.read.json`` with
   schema inference, ``cache()`` + ``count()``, ``coalesce`` by a size estimate,
   Parquet write;
@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -37,11 +36,15 @@ from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline.files import FileVersion
 from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.manifest import Manifest
+from ndjson_pipeline.storage import Storage
+from tools.local_spark import local_session
 from tools.sample_data import DAY, ndjson_body
 
 MiB = 1024 * 1024
 GLUE_SCRIPTS = Path(__file__).resolve().parent.parent / "glue_scripts"
 SCHEMA_PATH = GLUE_SCRIPTS / "schemas" / "events.json"
+# The driver imports the job from its folder, as pytest's pythonpath does; the tasks import its zips.
+sys.path.insert(0, str(GLUE_SCRIPTS))
 LINES_PER_FILE = 7400  # about 3.5 MB of events
 
 
@@ -60,29 +63,8 @@ def generate(root: Path, megabytes: float) -> list[Path]:
     return paths
 
 
-def spark_session():
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("glue-job-benchmark")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.driver.memory", "4g")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
-
-
 def run_this_job(spark, buckets: Path, paths: list[Path], out: Path) -> dict:
-    # The job is a Glue script, not a package module: import it from its folder, as pytest's pythonpath does.
-    if str(GLUE_SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(GLUE_SCRIPTS))
-    from ndjson_to_parquet import Storage, convert_manifest
+    from ndjson_job.job import convert_manifest
 
     files = [
         FileVersion(
@@ -152,7 +134,7 @@ def run_spark_variant(variant: str, work: Path) -> None:
     buckets = work / "buckets"
     paths = sorted((buckets / "landing" / "in").glob("*.ndjson"))
     megabytes = sum(p.stat().st_size for p in paths) / MiB
-    spark = spark_session()
+    spark = local_session("glue-job-benchmark", work / f"py-files-{variant}", driver_memory="4g", shuffle_partitions=4)
     speeds = []
     for attempt in ("cold", "warm"):
         out = work / f"{variant}-{attempt}"

@@ -24,7 +24,7 @@ import time
 import tracemalloc
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from ndjson_pipeline.landing import registration_for
 from ndjson_pipeline.ledger import Ledger, table_schema
@@ -93,7 +93,8 @@ def measure_requests(endpoint: str, files: int) -> dict:
 
     attributes = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     left = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=attributes)["Attributes"]
-    check = reconcile_day(s3, Ledger(dynamodb, names.ledger_table), settings, names.landing_bucket, DAY)
+    ledger_view = Ledger(dynamodb, names.ledger_table)
+    check = reconcile_day(s3, ledger_view, settings, names.landing_bucket, DAY, today=date.fromisoformat(DAY))
 
     claimed = claims = 0
     while manifest := ledger.claim_batch(DAY, max_files=99, max_bytes=10**12, lease_seconds=3600):

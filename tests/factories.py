@@ -6,6 +6,7 @@ Tests build their inputs here instead of importing helpers from each other.
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -22,6 +23,8 @@ DAY = "2026-11-24"
 DAY_PATH = "incoming/2026/11/24/"
 EVENTS_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "glue_scripts" / "schemas" / "events.json"
 EVENTS_SCHEMA = DeclaredSchema.from_json(EVENTS_SCHEMA_PATH.read_text(), str(EVENTS_SCHEMA_PATH))
+# The day a test closes DAY on (the end-of-day DAG's usual run), so a fixed DAY never grows too old to close.
+TODAY = date(2026, 11, 25)
 
 
 # ------------------------------------------------------------------ S3 notifications
@@ -151,7 +154,7 @@ def publish_result(
         ref.day,
         files,
         tuple(OutputFile(u, 4, rows if i == 0 else 0) for i, u in enumerate(uris)),
-        schema={"type": "struct", "fields": output_fields(EVENTS_SCHEMA, rescue=True, lineage=True)},
+        schema={"type": "struct", "fields": output_fields(EVENTS_SCHEMA.fields, rescue=True, lineage=True)},
         schema_version=EVENTS_SCHEMA.version,
     )
     stack.job_storage.write_bytes(layout.result_uri(ref.day, ref.manifest_id), result.to_json().encode())

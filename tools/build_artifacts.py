@@ -6,14 +6,17 @@
     dist/plugins.zip                                -> s3://<assets>/plugins/plugins.zip
     dist/requirements.txt                           -> s3://<assets>/requirements/requirements.txt
     dist/glue/scripts/<sha>/ndjson_to_parquet.py    -> same key in the assets bucket
-    dist/glue/python/<sha>/ndjson_pipeline.zip      -> same key
+    dist/glue/python/<sha>/ndjson_pipeline.zip      -> same key (the contract modules the job imports)
+    dist/glue/python/<sha>/ndjson_job.zip           -> same key (the job itself, beside its entry script)
     dist/glue/schemas/<sha>/<name>.json             -> same key
     dist/build.json                                 every artifact with its sha256 and S3 key
 
 plugins.zip holds the contents of ``plugins/`` at its root plus the package
-``ndjson_pipeline`` (from ``include/``): MWAA puts the unpacked plugins folder on
+``ndjson_pipeline`` (from ``include/``) and an ``.airflowignore`` naming both
+package folders (``airflowignore``): MWAA puts the unpacked plugins folder on
 ``sys.path`` for workers, the scheduler and the triggerer, and nothing else of the
-repository reaches them. Zips get fixed timestamps and sorted entries, so the same
+repository reaches them. Glue gets both Glue zips as ``--extra-py-files`` (a
+comma-separated list). Zips get fixed timestamps and sorted entries, so the same
 sources always give the same bytes, hashes and keys.
 """
 
@@ -37,6 +40,9 @@ _IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 _IGNORED_SUFFIXES = {".pyc", ".pyo"}
 GLUE_SCRIPT = "ndjson_to_parquet.py"
 GLUE_PACKAGE = "ndjson_pipeline"
+AIRFLOWIGNORE = ".airflowignore"
+# The job's own package; not named like the entry script, whose folder comes first on Glue's sys.path.
+GLUE_JOB_PACKAGE = "ndjson_job"
 
 
 def echo(message: str, *args: object, err: bool = False) -> None:
@@ -88,6 +94,22 @@ def _tree_entries(folder: Path, prefix: str = "") -> dict[str, bytes]:
     return {prefix + p.relative_to(folder).as_posix(): p.read_bytes() for p in _source_files(folder)}
 
 
+def airflowignore(entries: dict[str, bytes]) -> bytes:
+    """plugins.zip's ``.airflowignore``: every package folder at its root, after any plugins/.airflowignore.
+
+    Airflow's plugin loader walks the plugins folder and imports every ``.py`` file it does not
+    ignore as a top-level module named after the file (``ledger``, ``operators``, ``__init__``),
+    a second copy of each module beside the one its package imports. The packages hold no
+    AirflowPlugin; they are imported by name, from ``sys.path``, which the ignore file leaves alone.
+    """
+    packages = sorted(name.split("/")[0] for name in entries if name.count("/") == 1 and name.endswith("/__init__.py"))
+    lines = [
+        "# Package folders, imported by name: Airflow's plugin loader must not import their files as plugins.",
+        *(f"{package}/" for package in packages),
+    ]
+    return entries.get(AIRFLOWIGNORE, b"") + ("\n".join(lines) + "\n").encode()
+
+
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
         raise BuildError(f"{what} not found: {path}")
@@ -136,6 +158,7 @@ def build(out: Path, root: Path = ROOT) -> dict:
     package = _require(root / "include" / GLUE_PACKAGE, "package include/ndjson_pipeline")
     requirements = _require(root / "requirements.txt", "requirements.txt")
     glue_script = _require(root / "glue_scripts" / GLUE_SCRIPT, "Glue script")
+    job_package = _require(root / "glue_scripts" / GLUE_JOB_PACKAGE / "__init__.py", "Glue job package").parent
     schemas = sorted(_require(root / "glue_scripts" / "schemas", "Glue schema folder").glob("*.json"))
     if not schemas:
         raise BuildError(f"no *.json schema in {root / 'glue_scripts' / 'schemas'}")
@@ -152,7 +175,9 @@ def build(out: Path, root: Path = ROOT) -> dict:
     clash = sorted(set(plugin_entries) & set(package_entries))
     if clash:
         raise BuildError(f"plugins/ already contains {clash}, which would shadow include/{GLUE_PACKAGE}")
-    result.add("plugins", "plugins.zip", "plugins/plugins.zip", deterministic_zip(plugin_entries | package_entries))
+    plugins_zip = plugin_entries | package_entries
+    plugins_zip[AIRFLOWIGNORE] = airflowignore(plugins_zip)
+    result.add("plugins", "plugins.zip", "plugins/plugins.zip", deterministic_zip(plugins_zip))
 
     text = requirements.read_text()
     _check_requirements(text, requirements)
@@ -160,6 +185,8 @@ def build(out: Path, root: Path = ROOT) -> dict:
 
     result.add_hashed("glue_script", "glue/scripts", GLUE_SCRIPT, glue_script.read_bytes())
     result.add_hashed("glue_python", "glue/python", f"{GLUE_PACKAGE}.zip", deterministic_zip(package_entries))
+    job_entries = _tree_entries(job_package, prefix=f"{GLUE_JOB_PACKAGE}/")
+    result.add_hashed("glue_job_python", "glue/python", f"{GLUE_JOB_PACKAGE}.zip", deterministic_zip(job_entries))
     for schema in schemas:
         json.loads(schema.read_text())  # a malformed schema fails the build, not a Glue run
         result.add_hashed("glue_schema", "glue/schemas", schema.name, schema.read_bytes())

@@ -28,6 +28,8 @@ from tools.build_artifacts import echo
 ROOT = Path(__file__).resolve().parents[1]
 SHA_METADATA = "sha256"  # stored as x-amz-meta-sha256 on every uploaded object
 DAGS_PREFIX = "dags/"
+# The zips a Glue run imports, in --extra-py-files order.
+GLUE_PY_FILES = ("glue_python", "glue_job_python")
 
 
 class DeployError(RuntimeError):
@@ -59,7 +61,8 @@ def settings_for(bucket: str, artifacts: list[dict[str, Any]]) -> dict[str, str]
     schemas = [a["key"] for a in artifacts if a["kind"] == "glue_schema"]
     settings = {
         "glue_script_uri": f"s3://{bucket}/{by_kind['glue_script']}",
-        "glue_extra_py_files_uri": f"s3://{bucket}/{by_kind['glue_python']}",
+        # Glue's --extra-py-files takes a comma-separated list: the contract package, then the job's own.
+        "glue_extra_py_files_uri": ",".join(f"s3://{bucket}/{by_kind[kind]}" for kind in GLUE_PY_FILES),
     }
     if schemas:
         settings["schema_uri"] = f"s3://{bucket}/{schemas[0]}"
@@ -121,6 +124,7 @@ def _report(s3, bucket: str, artifacts: list[dict[str, Any]]) -> None:
     echo("Terraform variables (infra/envs/prod):")
     echo('  glue_script_key                     = "%s"', by_kind["glue_script"])
     echo('  glue_extra_py_files_key             = "%s"', by_kind["glue_python"])
+    echo('  glue_job_py_files_key               = "%s"', by_kind["glue_job_python"])
     echo('  mwaa_plugins_s3_object_version      = "%s"', plugins_version)
     echo('  mwaa_requirements_s3_object_version = "%s"', requirements_version)
 

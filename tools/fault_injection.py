@@ -25,10 +25,11 @@ import struct
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields, replace
 
 from tools import aws_errors
 from tools.aws_calls import Call
+from tools.faults import FaultRule
 from tools.iam_enforcement import Identity, wildcard_match
 
 KINDS = ("throttle", "transaction_conflict", "internal_error", "unavailable", "access_denied", "reset", "latency")
@@ -39,101 +40,92 @@ class FaultRuleError(ValueError):
     """A fault rule is malformed; the message names the field at fault."""
 
 
-@dataclass
-class Rule:
-    kind: str
-    service: str | None = None
-    operation: str | None = None
-    resource: str | None = None
-    identity: str | None = None
-    rate: float = 1.0
-    max_count: int | None = None
-    latency_ms: int = 0
-    id: str = ""
-    fired: int = field(default=0, compare=False)
+def parse_rule(raw: dict, default_id: str) -> FaultRule:
+    """A rule sent to ``/_faults``, checked; the fields are those of ``tools.faults.FaultRule``."""
+    known = {f.name for f in fields(FaultRule)}
+    unknown = set(raw) - known
+    if unknown:
+        raise FaultRuleError(f"unknown fault rule field(s) {sorted(unknown)}; known: {sorted(known)}")
+    rule = FaultRule(**{"id": default_id, **raw})
+    if rule.kind not in KINDS:
+        raise FaultRuleError(f"kind {rule.kind!r} is not one of {KINDS}")
+    if not 0 <= float(rule.rate) <= 1:
+        raise FaultRuleError(f"rate {rule.rate!r} must be between 0 and 1")
+    if rule.max_count is not None and int(rule.max_count) < 0:
+        raise FaultRuleError(f"max_count {rule.max_count!r} must be >= 0")
+    if rule.kind == "latency" and int(rule.latency_ms) <= 0:
+        raise FaultRuleError("a latency rule needs latency_ms > 0")
+    if rule.kind == "transaction_conflict" and rule.service not in (None, "dynamodb"):
+        raise FaultRuleError("transaction_conflict applies to DynamoDB transactions only")
+    if rule.service:
+        rule = replace(rule, service=_SERVICE_ALIASES.get(rule.service, rule.service))
+    return rule
 
-    @classmethod
-    def from_dict(cls, raw: dict, default_id: str) -> Rule:
-        known = {f.name for f in fields(cls)} - {"fired"}
-        unknown = set(raw) - known
-        if unknown:
-            raise FaultRuleError(f"unknown fault rule field(s) {sorted(unknown)}; known: {sorted(known)}")
-        rule = cls(**{"id": default_id, **raw})
-        if rule.kind not in KINDS:
-            raise FaultRuleError(f"kind {rule.kind!r} is not one of {KINDS}")
-        if not 0 <= float(rule.rate) <= 1:
-            raise FaultRuleError(f"rate {rule.rate!r} must be between 0 and 1")
-        if rule.max_count is not None and int(rule.max_count) < 0:
-            raise FaultRuleError(f"max_count {rule.max_count!r} must be >= 0")
-        if rule.kind == "latency" and int(rule.latency_ms) <= 0:
-            raise FaultRuleError("a latency rule needs latency_ms > 0")
-        if rule.kind == "transaction_conflict" and rule.service not in (None, "dynamodb"):
-            raise FaultRuleError("transaction_conflict applies to DynamoDB transactions only")
-        if rule.service:
-            rule.service = _SERVICE_ALIASES.get(rule.service, rule.service)
-        return rule
 
-    def matches(self, call: Call, identity: Identity | None) -> bool:
-        if self.kind == "transaction_conflict" and call.operation not in ("TransactWriteItems", "TransactGetItems"):
+def rule_matches(rule: FaultRule, call: Call, identity: Identity | None) -> bool:
+    if rule.kind == "transaction_conflict" and call.operation not in ("TransactWriteItems", "TransactGetItems"):
+        return False
+    if rule.service and not wildcard_match(rule.service, call.service):
+        return False
+    if rule.operation and not wildcard_match(rule.operation, call.operation):
+        return False
+    if rule.identity and not wildcard_match(rule.identity, identity.name if identity else "unknown"):
+        return False
+    if rule.resource:
+        candidates = list(call.resources)
+        if call.bucket:
+            candidates += [call.key or "", f"{call.bucket}/{call.key or ''}"]
+        candidates += [key for key, _ in call.delete_objects]
+        if not any(wildcard_match(rule.resource, c) for c in candidates):
             return False
-        if self.service and not wildcard_match(self.service, call.service):
-            return False
-        if self.operation and not wildcard_match(self.operation, call.operation):
-            return False
-        if self.identity and not wildcard_match(self.identity, identity.name if identity else "unknown"):
-            return False
-        if self.resource:
-            candidates = list(call.resources)
-            if call.bucket:
-                candidates += [call.key or "", f"{call.bucket}/{call.key or ''}"]
-            candidates += [key for key, _ in call.delete_objects]
-            if not any(wildcard_match(self.resource, c) for c in candidates):
-                return False
-        return True
+    return True
 
 
 class FaultInjector:
     def __init__(self, seed: int = 0) -> None:
         self._lock = threading.Lock()
-        self._rules: list[Rule] = []
+        self._rules: list[FaultRule] = []
+        self._fired: Counter[str] = Counter()  # by rule id
         self._ids = itertools.count(1)
         self._seed = seed
         self._random = random.Random(seed)
         self._counts: Counter = Counter()
 
     def add(self, raw_rules: list[dict], seed: int | None = None) -> list[str]:
-        rules = [Rule.from_dict(raw, f"rule-{next(self._ids)}") for raw in raw_rules]
+        rules = [parse_rule(raw, f"rule-{next(self._ids)}") for raw in raw_rules]
         with self._lock:
             if seed is not None:
                 self._seed, self._random = seed, random.Random(seed)
             self._rules.extend(rules)
-        return [rule.id for rule in rules]
+        return [str(rule.id) for rule in rules]
 
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._fired.clear()
             self._counts.clear()
             self._random = random.Random(self._seed)
 
     def state(self) -> dict:
         with self._lock:
-            return {"seed": self._seed, "rules": [asdict(r) for r in self._rules], "counts": dict(self._counts)}
+            rules = [{**asdict(r), "fired": self._fired[str(r.id)]} for r in self._rules]
+            return {"seed": self._seed, "rules": rules, "counts": dict(self._counts)}
 
-    def pick(self, call: Call, identity: Identity | None) -> Rule | None:
+    def pick(self, call: Call, identity: Identity | None) -> FaultRule | None:
         with self._lock:
             for rule in self._rules:
-                if rule.max_count is not None and rule.fired >= rule.max_count:
+                if rule.max_count is not None and self._fired[str(rule.id)] >= rule.max_count:
                     continue
-                if not rule.matches(call, identity):
+                if not rule_matches(rule, call, identity):
                     continue
                 if rule.rate < 1 and self._random.random() >= rule.rate:
                     continue
-                rule.fired += 1
+                self._fired[str(rule.id)] += 1
                 self._counts[rule.kind] += 1
                 return rule
         return None
 
-    def respond(self, rule: Rule, call: Call, environ: dict, start_response):
+    def respond(self, rule: FaultRule, call: Call, environ: dict, start_response):
         """The faulty answer of ``rule`` (None for ``latency``: the call then proceeds)."""
         if rule.kind == "latency":
             time.sleep(rule.latency_ms / 1000)
@@ -156,7 +148,7 @@ class FaultInjector:
         return [body]
 
 
-def _transaction_conflict(rule: Rule, call: Call, start_response):
+def _transaction_conflict(rule: FaultRule, call: Call, start_response):
     conflicting = next(
         (
             i

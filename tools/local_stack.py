@@ -333,7 +333,11 @@ def local_pipeline_settings(names: ResourceNames, **overrides) -> dict:
         "glue_script_uri": str(GLUE_SCRIPT),
         "intake_wait_seconds": 1,
         "sensor_poll_seconds": 2,
+        # The sensor must outlast max_wait_seconds + a poll (settings.py): a local day is ready after 5 s.
+        "max_wait_seconds": 5,
         "sensor_timeout_seconds": 30,
         "glue_poll_seconds": 5,
+        # moto reports constant capacity units (none for transactions): the day report computes them instead.
+        "usage_capacity_source": "computed",
         **overrides,
     }

@@ -91,6 +91,27 @@ def copy_dataset(storage: Storage, settings: PipelineSettings, target: Path) -> 
     return copied
 
 
+def print_cost(report: dict) -> None:
+    """The day report's cost: what this sample day used of AWS, priced, per file and by component."""
+    cost, usage = report["cost"], report["usage"]
+    print(f"  cost ({cost['prices']}):")
+    print(
+        f"    variable ${cost['variable_total_usd']:.4f} for {cost['files']} files = ${cost['per_file_usd']:.6f}/file: "
+        + ", ".join(f"{name} {share:.0%}" for name, share in cost["share_by_component"].items() if share)
+    )
+    print(
+        f"    {cost['requests_per_file']} requests/file {cost['requests_by_service']}; DynamoDB units/file "
+        f"{cost['dynamodb_units_per_file']}; Glue {usage['glue_runs']} runs, {usage['glue_dpu_seconds']:.0f} DPU-s "
+        f"billed ({usage['records']} usage records)"
+    )
+    fixed = cost["fixed_per_day_usd"]
+    print(
+        "    fixed, apart: "
+        + ", ".join(f"{name} ${value:.2f}/day" for name, value in fixed.items())
+        + f" (${cost['fixed_per_file_usd']:.4f}/file at this day's volume)"
+    )
+
+
 def main() -> None:
     home = LOCAL / "airflow"
     shutil.rmtree(home, ignore_errors=True)  # a fresh metadata database: no leftover runs or triggers
@@ -142,6 +163,7 @@ def main() -> None:
         f"expected quarantined {sample.expected_bad_lines}"
     )
     print(f"  latency arrival->DONE p50 {report['latency_seconds_p50']}s, p95 {report['latency_seconds_p95']}s")
+    print_cost(report)
     print(f"  Parquet: {settings.layout.dataset_uri}/ (copied {copied} files to {lake})")
     query = f"SELECT dt, count(*) AS rows FROM read_parquet('{lake}/*/*.parquet', hive_partitioning=true) GROUP BY dt"
     print(f'  query it: .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')

@@ -49,7 +49,7 @@ DEFAULT_PASSWORD = "admin"  # noqa: S105 - a local, loopback-only UI; --password
 PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 PG_ROOT = Path("/usr/lib/postgresql")
 # For `make ui`: a day shows several mapped conversions, and a small day is converted a minute after it lands.
-UI_SETTINGS = {"max_files_per_manifest": 10, "max_wait_seconds": 60}
+UI_SETTINGS = {"max_files_per_manifest": 10, "max_wait_seconds": 60, "sensor_timeout_seconds": 90}
 
 
 def _as_postgres(*command: str) -> list[str]:

@@ -76,7 +76,7 @@ class TableDefinition:
         cls, database: str, layout: LakeLayout, schema: DeclaredSchema, options: ConversionOptions
     ) -> TableDefinition:
         """The table of the files the job writes with ``schema`` and ``options``."""
-        fields = output_fields(schema, rescue=options.read_mode == ReadMode.RESCUE, lineage=options.lineage)
+        fields = output_fields(schema.fields, rescue=options.read_mode == ReadMode.RESCUE, lineage=options.lineage)
         return cls(
             database=database,
             table=layout.dataset,

@@ -47,7 +47,7 @@ class OptionError(ValueError):
 
 _DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_MINIMUM = {"target_file_mb": 0.01, "max_raw_chars": 1}
+_MINIMUM = {"target_file_mb": 0.01, "max_raw_chars": 1, "max_decompressed_mb": 1}
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ class ConversionOptions:
     lineage: bool = True
     # Raw text kept per quarantined line.
     max_raw_chars: int = 10_000
+    # Decoded (gunzipped) text per file; a file with more is quarantined as too large.
+    max_decompressed_mb: int = 10_240
 
     def __post_init__(self) -> None:
         for name, kind in _option_types().items():
@@ -95,7 +97,8 @@ class ConversionOptions:
     @classmethod
     def from_glue_args(cls, args: Mapping[str, str]) -> ConversionOptions:
         """Options from parsed job arguments (names without ``--``); absent or empty ones take their default."""
-        return cls(**{f.name: args[f.name] for f in fields(cls) if args.get(f.name, "") != ""})
+        given: dict[str, Any] = {f.name: args[f.name] for f in fields(cls) if args.get(f.name, "") != ""}
+        return cls(**given)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,13 +60,13 @@ class DeclaredSchema:
         return {"type": "struct", "fields": list(self.fields)}
 
 
-def output_fields(declared: DeclaredSchema, *, rescue: bool, lineage: bool) -> list[dict[str, Any]]:
+def output_fields(declared: Sequence[dict[str, Any]], *, rescue: bool, lineage: bool) -> list[dict[str, Any]]:
     """Every column the job writes, in order, as StructField JSON (the partition column ``dt`` is not one).
 
     The declared fields, all nullable (a line may lack any of them), then
     ``_rescued_data`` in rescue mode, then the lineage columns.
     """
-    fields = [{**f, "nullable": True} for f in declared.fields]
+    fields = [{**f, "nullable": True} for f in declared]
     if rescue:
         fields.append(_string_field(RESCUED_COLUMN, nullable=True))
     if lineage:

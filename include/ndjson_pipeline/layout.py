@@ -20,11 +20,13 @@ ignored by Spark, Athena and Hive readers of the dataset.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
 PIPELINE_PREFIX = "_pipeline"
 PARTITION_COLUMN = "dt"
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
 CODEC_SUFFIX = {"snappy": ".snappy", "zstd": ".zstd", "gzip": ".gz", "none": ""}
 
 
@@ -100,6 +102,13 @@ class LakeLayout:
 
     def report_uri(self, day: str) -> str:
         return self._pipeline_uri("reports", day, "report.json")
+
+    def usage_prefix(self, day: str) -> str:
+        return self._pipeline_uri("usage", day, "")
+
+    def usage_uri(self, day: str, name: str) -> str:
+        """A usage record; ``name`` (a task try, a manifest's job run) is made safe for an object name."""
+        return self._pipeline_uri("usage", day, f"{_UNSAFE_NAME.sub('_', name).strip('_')}.json")
 
     # ---------------------------------------------------------------- quarantine
 

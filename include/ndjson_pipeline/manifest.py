@@ -176,7 +176,7 @@ class JobResult:
     day: str
     files: tuple[FileResult, ...]
     output_files: tuple[OutputFile, ...] = ()
-    schema: dict | None = None
+    schema: dict[str, Any] | None = None
     schema_version: int | None = None
     timings: dict[str, float] | None = None
 

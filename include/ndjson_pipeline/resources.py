@@ -73,6 +73,16 @@ def landing_prefix() -> str:
     return str(_spec()["landing_prefix"])
 
 
+def landing_retention_days() -> int:
+    """Days a raw landing object is kept before S3's lifecycle expires it."""
+    return int(_spec()["landing_retention"]["days"])
+
+
+def landing_noncurrent_days() -> int:
+    """Days an expired (or overwritten) landing version is kept as a noncurrent version."""
+    return int(_spec()["landing_retention"]["noncurrent_days"])
+
+
 def queue_spec() -> dict[str, int | str]:
     return dict(_spec()["queue"])
 

@@ -18,12 +18,16 @@ from typing import Any
 from ndjson_pipeline.conversion import ConversionOptions, JobArguments, OptionError
 from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.manifest import ManifestRef
-from ndjson_pipeline.resources import ResourceNames, default_names, landing_prefix
+from ndjson_pipeline.resources import ResourceNames, default_names, landing_prefix, landing_retention_days
 
 SETTINGS_VARIABLE = "ndjson_pipeline_settings"
 SETTINGS_ENV = "NDJSON_PIPELINE_SETTINGS"
 DEFAULT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz")
 _MiB = 1024 * 1024
+# S3 expires objects asynchronously after their lifecycle date (rounded up to the next midnight UTC); a listing
+# can still show them for a while. The ledger keeps terminal records at least this much longer than the raw data.
+LIFECYCLE_LAG_DAYS = 7
+CAPACITY_SOURCES = ("reported", "computed")
 
 
 class SettingsError(ValueError):
@@ -49,13 +53,16 @@ class PipelineSettings:
     max_files_per_manifest: int = 99
     max_bytes_per_manifest: int = 1024 * _MiB
     max_manifests_per_run: int = 32
-    # Ledger.
-    lease_seconds: int = 3600
+    # Ledger. A claim's lease outlasts the conversion's wait (glue_max_wait_seconds) with 5 minutes for a retry to
+    # take over; terminal records outlast the landing data (resources.json landing_retention), so a version that
+    # can still be listed is still known.
+    lease_seconds: int = 3900
     max_attempts: int = 3
-    terminal_ttl_days: int = 30
+    terminal_ttl_days: int = 40
     # Waiting for work: how often the trigger polls, and how long one sensor waits before the next run takes over.
+    # The wait outlasts max_wait_seconds plus a poll, so a file the run registered becomes ready within the run.
     sensor_poll_seconds: int = 30
-    sensor_timeout_seconds: int = 240
+    sensor_timeout_seconds: int = 360
     # The conversion job. ``glue_runner`` "local" runs the same script on local Spark (see local_glue.py).
     glue_runner: str = "aws"
     glue_script_uri: str = ""
@@ -64,7 +71,11 @@ class PipelineSettings:
     # How the job converts: the job's own options type, so each option has one name and one default.
     conversion: ConversionOptions = field(default_factory=ConversionOptions)
     glue_poll_seconds: int = 30
+    # As long as the Glue job's own timeout (Terraform glue_timeout_minutes, 60).
     glue_max_wait_seconds: int = 3600
+    # Where the day report's DynamoDB capacity units come from: "reported" (DynamoDB's ConsumedCapacity, on AWS)
+    # or "computed" from item sizes with DynamoDB's rules (emulators report none or constants).
+    usage_capacity_source: str = "reported"
     # Alerts: FAILED files are logged at ERROR, counted in CloudWatch and, when set, published to this topic.
     alert_topic_arn: str = ""
     metrics_namespace: str = "NdjsonPipeline"
@@ -96,6 +107,55 @@ class PipelineSettings:
             raise SettingsError(f"setting 'conversion' must be a ConversionOptions, got {self.conversion!r}")
         if self.intake_wait_seconds > 20:
             raise SettingsError("setting 'intake_wait_seconds' must be at most 20 (SQS long-poll limit)")
+        if self.usage_capacity_source not in CAPACITY_SOURCES:
+            raise SettingsError(
+                f"setting 'usage_capacity_source' must be one of {CAPACITY_SOURCES}, got {self.usage_capacity_source!r}"
+            )
+        self._check_consistency()
+
+    def _check_consistency(self) -> None:
+        """Rules between settings: each names the settings involved and the value that would work."""
+        if self.sensor_timeout_seconds <= self.max_wait_seconds + self.sensor_poll_seconds:
+            raise SettingsError(
+                f"setting 'sensor_timeout_seconds' ({self.sensor_timeout_seconds}) must exceed 'max_wait_seconds' "
+                f"({self.max_wait_seconds}) + 'sensor_poll_seconds' ({self.sensor_poll_seconds}): otherwise the "
+                "sensor gives up before a file it waits on is old enough, and a lone file waits for a later run"
+            )
+        # The trigger's last poll comes up to one poll after the wait's end, and a local run is killed at the
+        # wait's end: a lease that outlasts both is never swept from under a conversion still being waited for.
+        if self.lease_seconds <= self.glue_max_wait_seconds + self.glue_poll_seconds:
+            raise SettingsError(
+                f"setting 'lease_seconds' ({self.lease_seconds}) must exceed 'glue_max_wait_seconds' "
+                f"({self.glue_max_wait_seconds}) + 'glue_poll_seconds' ({self.glue_poll_seconds}): a claim whose "
+                "lease ends while its conversion is still waited for is repaired by the sweeper under the running job"
+            )
+        if self.glue_max_wait_seconds < self.glue_poll_seconds:
+            raise SettingsError(
+                f"setting 'glue_max_wait_seconds' ({self.glue_max_wait_seconds}) must be at least "
+                f"'glue_poll_seconds' ({self.glue_poll_seconds}): the wait polls at least once"
+            )
+        if self.intake_wait_seconds > self.intake_time_budget_seconds:
+            raise SettingsError(
+                f"setting 'intake_wait_seconds' ({self.intake_wait_seconds}) must be at most "
+                f"'intake_time_budget_seconds' ({self.intake_time_budget_seconds})"
+            )
+        if self.max_file_bytes > self.max_bytes_per_manifest:
+            raise SettingsError(
+                f"setting 'max_file_bytes' ({self.max_file_bytes}) must be at most 'max_bytes_per_manifest' "
+                f"({self.max_bytes_per_manifest}): a file intake accepts must fit in one manifest"
+            )
+        retention = landing_retention_days()
+        if self.terminal_ttl_days < retention + LIFECYCLE_LAG_DAYS:
+            raise SettingsError(
+                f"setting 'terminal_ttl_days' ({self.terminal_ttl_days}) must be at least the landing retention "
+                f"({retention} days, resources.json landing_retention) + {LIFECYCLE_LAG_DAYS}: a file version still "
+                "listed after its ledger record expired would be registered and converted a second time"
+            )
+
+    @property
+    def landing_retention_days(self) -> int:
+        """Days raw landing objects are kept (resources.json, which the storage Terraform reads)."""
+        return landing_retention_days()
 
     @property
     def names(self) -> ResourceNames:

@@ -23,6 +23,7 @@ from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
 from ndjson_pipeline_airflow.settings_loader import load_settings
+from ndjson_pipeline_airflow.usage import task_usage
 
 # What the job, its arguments and its waiting come from: the pipeline settings, read at run time.
 _FROM_SETTINGS = ("job_name", "script_location", "script_args", "waiter_delay", "waiter_max_attempts")
@@ -79,6 +80,10 @@ class ManifestGlueJobOperator(GlueJobOperator):
         return ManifestGlueJobHook(job_name=settings.names.glue_job, **self._connection)
 
     def execute(self, context: Any) -> str | None:
+        with task_usage(self.manifest["day"]):
+            return self._convert(context)
+
+    def _convert(self, context: Any) -> str | None:
         settings = load_settings()
         ref = ManifestRef.from_dict(self.manifest)
         context["manifest_id"] = ref.manifest_id  # labels the mapped task in the UI

@@ -10,9 +10,11 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.ledger import WorkIndex
+from ndjson_pipeline.usage import Usage
 from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
 from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
+from ndjson_pipeline_airflow.usage import first_day, write_task_usage
 
 
 class PendingWorkSensor(BaseSensorOperator):
@@ -49,6 +51,8 @@ class PendingWorkSensor(BaseSensorOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[str]:
         if not isinstance(event, dict) or event.get("status") not in ("ready", "timeout"):
             raise AirflowException(f"unexpected event from PendingWorkTrigger: {event!r}")
+        # The trigger's polls, which no client of this process sent, under the newest ready day (else today).
+        write_task_usage(load_settings(), first_day(list(event["days"])), Usage.from_dict(event.get("usage")))
         if event["status"] == "timeout":
             raise AirflowSkipException("no open day's pending work became ready before the sensor's timeout")
         self.log.info("ready: %s", event["summary"])

@@ -18,14 +18,15 @@ from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.sdk import Asset, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.clock import utc_day, utcnow
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import glue_job_spec
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
-from ndjson_pipeline.steps.reconcile import reconcile_day
+from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
 from ndjson_pipeline_airflow.callbacks import alert_conversion_failed, stop_run_before_retry
+from ndjson_pipeline_airflow.hooks import TASK_RECORDER
 from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
@@ -33,6 +34,7 @@ from ndjson_pipeline_airflow.hooks.storage import StorageHook
 from ndjson_pipeline_airflow.monitoring import alert_failed_files, alert_unrepaired_manifest, publish_metrics
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 from ndjson_pipeline_airflow.settings_loader import load_settings
+from ndjson_pipeline_airflow.usage import first_day, record_conversion, records_usage
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +55,11 @@ def conversion_runs(settings: PipelineSettings) -> tuple[Callable[[str], bool], 
 
 
 @task
+@records_usage(lambda: utc_day(utcnow()))
 def intake() -> dict[str, Any]:
     """Drain S3 notifications into the ledger (which opens the days that received work); return the counts."""
     settings = load_settings()
-    sqs = SqsHook().conn
+    sqs = TASK_RECORDER.attach(SqsHook().conn)
     queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
     report = drain_queue(sqs, queue_url, LedgerHook().get_ledger(settings), settings)
     log.info("intake: %s", json.dumps(report.as_dict()))
@@ -64,6 +67,7 @@ def intake() -> dict[str, Any]:
 
 
 @task(trigger_rule="all_done")
+@records_usage(lambda days=None: first_day(days or []))
 def sweep_expired_claims(days: list[str] | None = None) -> dict[str, Any]:
     """Repair claims a finaliser never closed, publish alerts one never sent, close days without work.
 
@@ -110,6 +114,7 @@ def sweep_expired_claims(days: list[str] | None = None) -> dict[str, Any]:
 
 
 @task
+@records_usage(first_day)
 def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
     """Claim pending files of ``days`` into manifests; return manifest references for the mapped conversion."""
     context = get_current_context()
@@ -125,6 +130,7 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
 
 
 @task(trigger_rule="all_done", map_index_template="{{ manifest_id }}", outlets=[PARQUET_ASSET])
+@records_usage(lambda manifest: manifest["day"])
 def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     """Record the conversion's outcome in the ledger, or compensate when it failed for good.
 
@@ -152,6 +158,7 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
         if record is not None and record.status == "COMPENSATING":  # the compensation began and stopped half way
             alert_unrepaired_manifest(settings, ref.manifest_id, f"{exc.__class__.__name__}: {exc}")
         raise
+    record_conversion(settings, ref)
     failed = finalising.publish_alerts(ledger, ref.manifest_id, partial(alert_failed_files, settings))
     if failed:
         raise AirflowFailException(
@@ -218,10 +225,15 @@ def resolve_day() -> list[str]:
         day = anchor.date() - timedelta(days=1)
     if day > utcnow().date():
         raise AirflowFailException(f"param 'day' {day} is in the future")
+    try:
+        check_day_can_be_closed(day.isoformat(), load_settings())
+    except DayTooOldError as exc:
+        raise AirflowFailException(str(exc)) from exc
     return [day.isoformat()]
 
 
 @task
+@records_usage(first_day)
 def reconcile(days: list[str]) -> dict[str, Any]:
     """Register every object of the day's landing listing that the ledger lacks (lost notifications)."""
     settings = load_settings()
@@ -232,6 +244,7 @@ def reconcile(days: list[str]) -> dict[str, Any]:
 
 
 @task(trigger_rule="all_done")
+@records_usage(first_day)
 def report_day(days: list[str]) -> dict[str, Any]:
     """Check the day is complete (every file terminal, rows reconciled) and write the day report.
 

@@ -11,6 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.ledger import OpenDaysScan, PendingSummary, PendingSummaryScan, WorkIndex
+from ndjson_pipeline.usage import RequestRecorder
 from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 
@@ -96,7 +97,9 @@ class PendingWorkTrigger(BaseTrigger):
         hook = LedgerHook(aws_conn_id=self.aws_conn_id)
         index = WorkIndex.from_dict(self.work_index)
         deadline = datetime.fromisoformat(self.deadline)
+        recorder = RequestRecorder()  # its polls, reported in the event: the triggerer runs many triggers
         async with await hook.get_async_conn() as client:
+            recorder.attach(client)
             while True:
                 now = utcnow()
                 days = await self._open_days(client, index)
@@ -115,10 +118,18 @@ class PendingWorkTrigger(BaseTrigger):
                         ready[day] = {"reason": reason, "files": summary.files, "bytes": summary.bytes}
                 if ready:
                     self.log.info("pending work ready: %s", ready)
-                    yield TriggerEvent({"status": "ready", "days": sorted(ready, reverse=True), "summary": ready})
+                    yield TriggerEvent(
+                        {
+                            "status": "ready",
+                            "days": sorted(ready, reverse=True),
+                            "summary": ready,
+                            "usage": recorder.take().as_dict(),
+                        }
+                    )
                     return
                 if now >= deadline:
-                    yield TriggerEvent({"status": "timeout", "days": [], "summary": {}})
+                    usage = recorder.take().as_dict()
+                    yield TriggerEvent({"status": "timeout", "days": [], "summary": {}, "usage": usage})
                     return
                 pause = self.next_poll_in(summaries, now, deadline)
                 self.log.info("no open day of %s is ready yet; next poll in %.1fs", days, pause)

@@ -56,9 +56,9 @@ def test_glue_types_follow_the_declared_spark_types():
 
 
 def test_output_fields_depend_on_read_mode_and_lineage():
-    strict = [f["name"] for f in output_fields(EVENTS, rescue=False, lineage=False)]
+    strict = [f["name"] for f in output_fields(EVENTS.fields, rescue=False, lineage=False)]
     assert strict == [f["name"] for f in EVENTS.fields]
-    assert all(f["nullable"] for f in output_fields(EVENTS, rescue=True, lineage=False))
+    assert all(f["nullable"] for f in output_fields(EVENTS.fields, rescue=True, lineage=False))
 
 
 def test_added_fields_at_any_depth_are_compatible():

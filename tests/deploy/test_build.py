@@ -22,14 +22,14 @@ def test_build_lists_every_file_it_wrote(built):
 def test_build_has_one_artifact_of_each_mwaa_and_glue_kind(built):
     _, document = built
     kinds = [a["kind"] for a in document["artifacts"]]
-    for kind in ("plugins", "requirements", "glue_script", "glue_python"):
+    for kind in ("plugins", "requirements", "glue_script", "glue_python", "glue_job_python"):
         assert kinds.count(kind) == 1, kind
     assert "dag" in kinds
     assert "glue_schema" in kinds
     keys = {a["kind"]: a["key"] for a in document["artifacts"]}
     assert keys["plugins"] == "plugins/plugins.zip"
     assert keys["requirements"] == "requirements/requirements.txt"
-    for kind in ("glue_script", "glue_python"):
+    for kind in ("glue_script", "glue_python", "glue_job_python"):
         sha = next(a["sha256"] for a in document["artifacts"] if a["kind"] == kind)
         assert sha[:16] in keys[kind], f"{kind} key is not content-hashed"
 
@@ -57,6 +57,32 @@ def test_plugins_zip_holds_plugins_and_the_package(built):
     assert not any(n.endswith(".pyc") for n in names)
 
 
+def test_glue_zips_hold_the_contract_package_and_the_job_package(built):
+    out, document = built
+    zips = {
+        a["kind"]: zipfile.ZipFile(out / a["path"]).namelist() for a in document["artifacts"] if "python" in a["kind"]
+    }
+    assert "ndjson_pipeline/conversion.py" in zips["glue_python"]
+    assert all(name.startswith("ndjson_pipeline/") for name in zips["glue_python"])
+    job_modules = {
+        f"ndjson_job/{p.relative_to(SOURCE_ROOT / 'glue_scripts' / 'ndjson_job').as_posix()}"
+        for p in (SOURCE_ROOT / "glue_scripts" / "ndjson_job").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert set(zips["glue_job_python"]) == job_modules
+    assert "ndjson_job/job.py" in job_modules
+
+
+def test_build_without_the_job_package_fails_naming_it(tmp_path):
+    root = tmp_path / "src"
+    for folder in ("dags", "plugins", "include/ndjson_pipeline", "glue_scripts/schemas"):
+        (root / folder).mkdir(parents=True)
+    (root / "glue_scripts" / "ndjson_to_parquet.py").write_text("")
+    (root / "requirements.txt").write_text("--constraint c.txt\n")
+    with pytest.raises(BuildError, match=r"Glue job package not found: .*ndjson_job"):
+        build(tmp_path / "out", root=root)
+
+
 def test_requirements_keep_the_constraint_line(built):
     out, _ = built
     assert any(line.startswith("--constraint") for line in (out / "requirements.txt").read_text().splitlines())
@@ -75,9 +101,10 @@ def test_deterministic_zip_ignores_entry_order():
 
 def test_requirements_without_constraint_fail_the_build(tmp_path):
     root = tmp_path / "src"
-    for folder in ("dags", "plugins", "include/ndjson_pipeline", "glue_scripts/schemas"):
+    for folder in ("dags", "plugins", "include/ndjson_pipeline", "glue_scripts/schemas", "glue_scripts/ndjson_job"):
         (root / folder).mkdir(parents=True)
     (root / "glue_scripts" / "ndjson_to_parquet.py").write_text("")
+    (root / "glue_scripts" / "ndjson_job" / "__init__.py").write_text("")
     (root / "glue_scripts" / "schemas" / "events.json").write_text("{}")
     (root / "requirements.txt").write_text("apache-airflow-providers-amazon==9.34.0\n")
     with pytest.raises(BuildError, match="--constraint"):

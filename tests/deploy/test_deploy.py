@@ -68,7 +68,14 @@ def test_deploy_puts_every_key_and_prints_what_mwaa_and_airflow_need(built, aws_
     assert f"version {plugins['VersionId']}" in printed
     settings = json.loads(printed[printed.rindex("{") :])
     assert settings["glue_script_uri"].startswith(f"s3://{names.assets_bucket}/glue/scripts/")
-    assert settings["glue_extra_py_files_uri"].endswith("/ndjson_pipeline.zip")
+    # One --extra-py-files value for Glue: the contract package, then the job package, both uploaded.
+    py_file_keys = [
+        uri.removeprefix(f"s3://{names.assets_bucket}/") for uri in settings["glue_extra_py_files_uri"].split(",")
+    ]
+    assert [key.rsplit("/", 1)[1] for key in py_file_keys] == ["ndjson_pipeline.zip", "ndjson_job.zip"]
+    assert set(py_file_keys) <= _keys(s3, names.assets_bucket)
+    assert f'glue_extra_py_files_key             = "{py_file_keys[0]}"' in printed
+    assert f'glue_job_py_files_key               = "{py_file_keys[1]}"' in printed
     assert settings["schema_uri"].startswith(f"s3://{names.assets_bucket}/glue/schemas/")
     assert settings["name_prefix"] == names.name_prefix
 
@@ -91,9 +98,10 @@ def test_deploy_without_a_build_fails_clearly(tmp_path, aws_endpoint, capsys):
     assert "build.json" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", ["glue_script", "glue_python"])
+@pytest.mark.parametrize("kind", ["glue_script", "glue_python", "glue_job_python"])
 def test_settings_point_at_content_hashed_keys(built, kind):
     _, document = built
     settings = deploy.settings_for("bucket", document["artifacts"])
     key = next(a["key"] for a in document["artifacts"] if a["kind"] == kind)
-    assert f"s3://bucket/{key}" in settings.values()
+    uris = [uri for value in settings.values() for uri in value.split(",")]
+    assert f"s3://bucket/{key}" in uris

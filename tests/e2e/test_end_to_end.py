@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -120,13 +121,15 @@ def test_failure_past_max_attempts_ends_failed_with_alert(dags, aws_endpoint, mo
 
 
 def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, monkeypatch):
-    stack = make_stack(aws_endpoint, lease_seconds=1)
-    configure(stack, monkeypatch, lease_seconds=1)
+    # The killed task's claims carry the shortest lease the settings accept; the DAG runs with the defaults.
+    stack = make_stack(aws_endpoint, lease_seconds=3, glue_max_wait_seconds=1, glue_poll_seconds=1)
+    configure(stack, monkeypatch)
     sample = land(stack, files=3)
     # A batching task claimed the files, then its worker was killed: nobody will finalise or compensate.
     drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings)
     orphans = plan_manifests(stack.ledger, stack.storage, stack.settings, [sample.day], owner="killed/run")
     assert orphans
+    time.sleep(stack.settings.lease_seconds)
     ingest = run(dags, "ndjson_ingest")
     assert str(ingest.state) == "success", task_states(ingest)
     for ref in orphans:

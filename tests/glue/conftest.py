@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline.files import FileVersion
 from ndjson_pipeline.manifest import Manifest
+from tools.local_spark import local_session
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "glue_scripts" / "schemas" / "events.json"
 LANDING_BUCKET = "landing"
@@ -22,22 +21,10 @@ DAY = "2026-11-24"
 
 
 @pytest.fixture(scope="session")
-def spark():
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    # The job's tasks need this interpreter's packages (pyarrow), not whatever "python3" is on PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("glue-job-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.memory", "2g")
-        .getOrCreate()
+def spark(tmp_path_factory):
+    session = local_session(
+        "glue-job-tests", tmp_path_factory.mktemp("py-files"), driver_memory="2g", shuffle_partitions=2
     )
-    session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
     # py4j logs from finalizers at interpreter exit, after pytest closed the streams.

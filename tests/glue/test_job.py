@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from ndjson_job.job import convert_manifest
+from ndjson_job.schema import JobArgumentError
 from ndjson_pipeline.conversion import JobArguments, OptionError, parse_glue_argv
+from ndjson_pipeline.files import FileVersion
+from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.manifest import JobResult, Manifest, ManifestError
-from ndjson_to_parquet import JobArgumentError, Storage, convert_manifest, files_for_size
-from tests.glue.conftest import make_local_job
+from ndjson_pipeline.storage import Storage
+from tests.glue.conftest import SCHEMA_PATH, make_local_job
+from tests.glue.s3_faults import Fault, FaultyS3
+from tools.local_stack import client
 from tools.sample_data import ndjson_body
 
 # About 870 KB of events over 6 files with 1% bad lines (type conflicts are rescued, so loaded):
@@ -111,11 +118,6 @@ def test_arguments_round_trip_through_the_glue_command_line():
     argv = ["script.py", *[part for pair in arguments.to_glue_args().items() for part in pair]]
     assert JobArguments.from_argv(argv) == arguments
     assert arguments.options.read_mode == "strict"
-
-
-def test_file_count_follows_input_size():
-    assert files_for_size(10 * 1024 * 1024, 128) == 1
-    assert files_for_size(99 * int(3.5 * 1024 * 1024), 128) == 3
 
 
 @pytest.mark.spark
@@ -230,3 +232,37 @@ def test_a_manifest_listing_a_file_version_twice_is_refused(tmp_path):
     doc["manifest_id"] = Manifest.for_files(job.manifest.day, list(job.manifest.files) * 2).manifest_id
     with pytest.raises(ManifestError, match=r"lists landing/a\.ndjson#\w+ more than once"):
         Manifest.from_json(json.dumps(doc))
+
+
+@pytest.mark.spark
+def test_a_file_the_job_cannot_read_is_quarantined_and_the_rest_of_the_manifest_converts(tmp_path, spark, aws_endpoint):
+    """A 403 on one file (a KMS key the role cannot use) costs that file, not the run and its 98 neighbours."""
+    s3, bucket = client("s3", aws_endpoint), f"job-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    files = []
+    bodies = {"in/ok.ndjson": BODIES["in/part-0.ndjson"], "in/locked.ndjson": BODIES["in/part-1.ndjson"]}
+    for key, body in bodies.items():
+        etag = s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
+        files.append(FileVersion(bucket, key, etag, len(body)))
+    manifest = Manifest.for_files("2026-11-24", files)
+    s3.put_object(Bucket=bucket, Key="schema.json", Body=SCHEMA_PATH.read_bytes())
+    arguments = JobArguments(
+        manifest.manifest_id,
+        manifest.day,
+        LakeLayout(f"s3://{bucket}/lake", f"s3://{bucket}/quarantine", "events"),
+        f"s3://{bucket}/schema.json",
+    )
+    s3.put_object(Bucket=bucket, Key=arguments.manifest_uri.removeprefix(f"s3://{bucket}/"), Body=manifest.to_json())
+    with FaultyS3(aws_endpoint) as proxy:
+        proxy.faults.append(Fault("in/locked.ndjson", status=403, code="AccessDenied", message="Access Denied"))
+        result = convert_manifest(spark, arguments, Storage(endpoint_url=proxy.endpoint, max_attempts=2))
+    outcomes = {f.uri.rsplit("/", 1)[1]: f for f in result.files}
+    assert (outcomes["locked.ndjson"].outcome, outcomes["locked.ndjson"].reason) == (
+        "QUARANTINED",
+        "unreadable: AccessDenied: Access Denied",
+    )
+    assert outcomes["ok.ndjson"].outcome == "DONE"
+    assert result.rows_out == outcomes["ok.ndjson"].rows_out > 0
+    files_key = arguments.layout.quarantined_files_uri(manifest.day, manifest.manifest_id)
+    record = json.loads(s3.get_object(Bucket=bucket, Key=files_key.removeprefix(f"s3://{bucket}/"))["Body"].read())
+    assert (record["uri"], record["reason"]) == (f"s3://{bucket}/in/locked.ndjson", outcomes["locked.ndjson"].reason)

@@ -14,17 +14,13 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import types as T
 
+from ndjson_job.files import FileConverter
+from ndjson_job.lines import DUPLICATE_KEYS, LineRules, _blocks, bulk_parse, classify_line, conform
+from ndjson_job.reading import line_blocks
+from ndjson_job.schema import arrow_type
 from ndjson_pipeline.conversion import ConversionOptions
-from ndjson_to_parquet import (
-    RESCUED_COLUMN,
-    LineRules,
-    _blocks,
-    arrow_type,
-    bulk_parse,
-    classify_line,
-    conform,
-    convert_file,
-)
+from ndjson_pipeline.dataset_schema import RESCUED_COLUMN
+from ndjson_pipeline.files import FileVersion
 from tools.sample_data import make_event, ndjson_body
 
 SCHEMA = T.StructType.fromJson(
@@ -60,7 +56,13 @@ AWKWARD = {
     "vertical tab around": "\x0b" + _event(11) + "\x0c",
     "double out of range": '{"event_id": "big", "value": 1e400}',
     "duplicate key": '{"event_id": "a", "event_id": "b"}',
+    "nested duplicate key": '{"event_id": "d", "user": {"id": "a", "country": "DE", "id": "b"}}',
     "empty object": "{}",
+    # Arrow reads an integer literal too big for a double as infinity, 1e400 as an error: both must end alike.
+    "integer too big for a double": '{"event_id": "huge", "value": ' + "9" * 400 + "}",
+    "nested integer too big for a double": _event(13, items=[{"sku": "s", "qty": 1, "price": int("7" * 330)}]),
+    "NUL in a string": '{"event_id": "n\x00ul"}',
+    "control byte in a string": '{"event_id": "c\x01"}',
 }
 
 
@@ -85,16 +87,32 @@ def _sorted(rows: list[dict]) -> list[str]:
     return sorted(json.dumps(r, sort_keys=True) for r in rows)
 
 
+class _Converted:
+    """A whole body through the job's own blocks and converter: its rows, quarantined lines and counts."""
+
+    def __init__(self, body: bytes, rules: LineRules, block_bytes: int = 1 << 20) -> None:
+        converter = FileConverter(FileVersion("b", "k", "etag", len(body)), rules)
+        blocks = [converter.convert(block) for block in line_blocks([body], prefix_bytes=64, block_bytes=block_bytes)]
+        tables = [b.rows for b in blocks if b.rows is not None]
+        self.rows = (
+            pa.concat_tables(tables) if tables else rules.row_schema.append(pa.field("dt", pa.string())).empty_table()
+        )
+        self.bad_lines = [line for b in blocks for line in b.bad_lines]
+        self.result = converter.finish()
+        self.rows_in, self.rows_out, self.rows_rescued = converter.rows_in, converter.rows_out, converter.rows_rescued
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 4096], ids=["one block", "many blocks"])
 @pytest.mark.parametrize("read_mode", ["rescue", "strict"])
 @pytest.mark.parametrize("seed", range(4))
-def test_the_fast_path_decides_every_line_as_the_one_by_one_rules_do(read_mode, seed):
+def test_the_fast_path_decides_every_line_as_the_one_by_one_rules_do(read_mode, seed, block_bytes):
     rng = random.Random(seed)
     lines = [_event(n) for n in range(300)]
     for _, line in rng.sample(sorted(AWKWARD.items()), k=8 + seed):
         lines.insert(rng.randrange(len(lines) + 1), line)
     rules = LineRules(schema=ARROW_SCHEMA, day="2026-11-24", options=ConversionOptions(read_mode=read_mode))
 
-    result = convert_file("s3://b/k", ("\n".join(lines) + "\n").encode(), rules)
+    result = _Converted(("\n".join(lines) + "\n").encode(), rules, block_bytes)
 
     rows, reasons = _reference(lines, rules)
     assert _sorted(result.rows.drop_columns(["dt"]).to_pylist()) == _sorted(rows)
@@ -105,12 +123,15 @@ def test_the_fast_path_decides_every_line_as_the_one_by_one_rules_do(read_mode, 
 
 def test_every_awkward_line_gets_its_outcome():
     reasons = {name: classify_line(_stripped(line), RULES)[2] for name, line in AWKWARD.items()}
-    malformed = {"malformed", "two documents", "NaN", "Infinity", "Inf", "duplicate key"}
+    malformed = {"malformed", "two documents", "NaN", "Infinity", "Inf"}
     assert {reasons[name] for name in malformed} == {"malformed JSON"}
+    assert reasons["NUL in a string"] == "malformed JSON: control character U+0000"
+    assert reasons["control byte in a string"] == "malformed JSON: control character U+0001"
     assert reasons["null"] == "not a JSON object: scalar or null"
     assert reasons["array"] == "not a JSON object: array"
     kept = {name for name, reason in reasons.items() if reason is None}
-    assert kept == set(AWKWARD) - malformed - {"null", "array"}
+    quarantined = malformed | {"null", "array", "NUL in a string", "control byte in a string"}
+    assert kept == set(AWKWARD) - quarantined
 
     row, rescued, _ = classify_line(AWKWARD["unknown nested field"], RULES)
     assert row["user"] == {"id": "u", "country": "DE", "age": 3}
@@ -118,16 +139,40 @@ def test_every_awkward_line_gets_its_outcome():
     row, rescued, _ = classify_line(AWKWARD["long out of range"], RULES)
     assert row["count"] is None
     assert json.loads(rescued) == {"count": str(2**70)}
-    row, rescued, _ = classify_line(AWKWARD["double out of range"], RULES)
-    assert row["value"] is None
-    assert list(json.loads(rescued)) == ["value"]
+    for name in ("double out of range", "integer too big for a double"):
+        row, rescued, _ = classify_line(AWKWARD[name], RULES)
+        assert row["value"] is None, name
+        assert list(json.loads(rescued)) == ["value"], name
+
+
+def test_a_key_given_twice_keeps_its_last_value_and_is_rescued_or_quarantined():
+    row, rescued, reason = classify_line(AWKWARD["duplicate key"], RULES)
+    assert (row["event_id"], reason) == ("b", None)
+    assert json.loads(json.loads(rescued)[DUPLICATE_KEYS]) == {"event_id": ["a"]}
+    row, rescued, _ = classify_line(AWKWARD["nested duplicate key"], RULES)
+    assert row["user"] == {"id": "b", "country": "DE", "age": None}
+    assert json.loads(json.loads(rescued)[DUPLICATE_KEYS]) == {"id": ["a"]}
+    strict = LineRules(schema=ARROW_SCHEMA, day="2026-11-24", options=ConversionOptions(read_mode="strict"))
+    assert classify_line(AWKWARD["duplicate key"], strict) == (None, None, "duplicate key: event_id")
+
+
+def test_an_integer_too_big_for_a_double_is_never_stored_as_infinity():
+    strict = LineRules(schema=ARROW_SCHEMA, day="2026-11-24", options=ConversionOptions(read_mode="strict"))
+    lines = [AWKWARD["integer too big for a double"], AWKWARD["nested integer too big for a double"], _event(1)]
+    body = ("\n".join(lines) + "\n").encode()
+    rescued = _Converted(body, RULES)
+    values = rescued.rows.column("value").to_pylist()
+    prices = [item["price"] for items in rescued.rows.column("items").to_pylist() for item in items or []]
+    assert not [v for v in values + prices if v is not None and abs(v) == float("inf")]
+    assert rescued.rows_rescued == 2
+    assert [b["reason"] for b in _Converted(body, strict).bad_lines] == ["type mismatch: value", "type mismatch: items"]
 
 
 @pytest.mark.parametrize("read_mode", ["rescue", "strict"])
 def test_a_file_where_every_line_is_refused_is_decided_line_by_line(read_mode):
     lines = [_event(n, event_type=n) for n in range(500)]  # a number where a string is declared, on every line
     rules = LineRules(schema=ARROW_SCHEMA, day="2026-11-24", options=ConversionOptions(read_mode=read_mode))
-    result = convert_file("s3://b/k", "\n".join(lines).encode(), rules)
+    result = _Converted("\n".join(lines).encode(), rules)
     rows, reasons = _reference(lines, rules)
     assert _sorted(result.rows.drop_columns(["dt"]).to_pylist()) == _sorted(rows)
     assert {b["line_number"]: b["reason"] for b in result.bad_lines} == reasons
@@ -162,9 +207,3 @@ def test_blocks_cover_every_line_once_and_stay_under_their_size():
     covered = [i for start, end in reversed(blocks) for i in range(start, end)]
     assert covered == list(range(len(lines)))
     assert all(sum(len(lines[i]) + 1 for i in range(s, e)) <= 64 or e - s == 1 for s, e in blocks)
-
-
-def test_a_schema_type_the_job_cannot_read_is_named():
-    schema = T.StructType([T.StructField("when", T.StructType([T.StructField("at", T.TimestampType())]))])
-    with pytest.raises(TypeError, match=r"'when\.at' has type timestamp"):
-        arrow_type(schema)

@@ -1,7 +1,10 @@
 """The job script end to end: spark-submit, Glue-style arguments, S3 on the moto server.
 
-The job runs as the Glue job role's local identity over the pipeline's buckets,
-so every call of the driver and of the Spark tasks is held to the role's policy.
+The S3 run uses what a deploy uploads: the built script alone in its folder and the two
+built zips as ``--py-files`` (Glue's ``--extra-py-files``), with no PYTHONPATH, so it
+fails if the artifacts do not work together on their own. It runs as the Glue job role's
+local identity over the pipeline's buckets, so every call of the driver and of the Spark
+tasks is held to the role's policy.
 """
 
 from __future__ import annotations
@@ -19,11 +22,18 @@ from ndjson_pipeline.local_glue import LocalGlueRunError, run_glue_script_locall
 from ndjson_pipeline.manifest import JobResult, Manifest, ManifestRef
 from tests.glue.conftest import DAY
 from tools import iam_report
+from tools.build_artifacts import build
 from tools.sample_data import gzip_body, ndjson_body
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 
 SCRIPT = str(Path(__file__).resolve().parents[2] / "glue_scripts" / "ndjson_to_parquet.py")
+
+
+def _built_job(out: Path) -> tuple[str, list[str]]:
+    """The deployable Glue script and its --extra-py-files zips, in the order deploy prints them."""
+    paths = {a["kind"]: str(out / a["path"]) for a in build(out)["artifacts"]}
+    return paths["glue_script"], [paths["glue_python"], paths["glue_job_python"]]
 
 
 def test_job_script_converts_a_manifest_on_s3(tmp_path, stack, monkeypatch):
@@ -42,10 +52,14 @@ def test_job_script_converts_a_manifest_on_s3(tmp_path, stack, monkeypatch):
     settings = stack.settings.replace(conversion=ConversionOptions(compression="zstd"))
     arguments = settings.job_arguments(ManifestRef.of(manifest))
     stack.storage.write_bytes(arguments.manifest_uri, manifest.to_json().encode())
+    script, py_files = _built_job(tmp_path / "dist")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     for name, value in stack.identities.glue.env().items():  # driver and Spark tasks run as the Glue job role
         monkeypatch.setenv(name, value)
     root_calls = _count(stack.endpoint, "root")
-    run_glue_script_locally(SCRIPT, arguments, s3_endpoint=stack.endpoint, log_path=str(tmp_path / "spark.log"))
+    run_glue_script_locally(
+        script, arguments, s3_endpoint=stack.endpoint, py_files=py_files, log_path=str(tmp_path / "spark.log")
+    )
     glue = stack.identities.glue.user
     assert iam_report.denials(stack.endpoint, glue) == []
     assert _count(stack.endpoint, "root") == root_calls, "some of the job's calls were not made as the Glue role"

@@ -1,7 +1,8 @@
 """Line and file handling of the conversion job, run on local files through the job's own flow.
 
 One manifest holds every awkward case; it is converted once per read mode
-(module-scoped) and each test checks one case in the result and the output.
+(module-scoped) and each test checks one case in the result and the output,
+in both modes where the modes may differ.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import random
 import duckdb
 import pytest
 
-from ndjson_to_parquet import Storage, convert_manifest
+from ndjson_job.job import convert_manifest
+from ndjson_pipeline.storage import Storage
 from tests.glue.conftest import make_local_job
 from tools.sample_data import gzip_body, make_event, ndjson_body
 
@@ -55,6 +57,13 @@ CASES: dict[str, bytes] = {
     "binary.ndjson": bytes(random.Random(1).randbytes(4096).replace(b"\x00", b"\x01")),
     "image.ndjson": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(1, 200)),
     "crlf.ndjson": (_line(event_id="r-1") + "\r\n" + _line(event_id="r-2") + "\r\n").encode(),
+    # One stray control byte costs its line, not the file.
+    "nul.ndjson": "\n".join([_line(event_id="z-1"), '{"event_id": "z-2\x00"}', _line(event_id="z-3")]).encode(),
+    "control.ndjson": "\n".join([_line(event_id="k-1"), '{"event_id": "k-2\x1b[0m"}']).encode(),
+    "duplicate.ndjson": (_line(event_id="d-1")[:-1] + ', "event_id": "d-2"}\n').encode(),
+    "huge_number.ndjson": (_line(event_id="h-1", value=int("9" * 400)) + "\n").encode(),
+    "gzip_inside.ndjson": gzip_body(GOOD_BODY),
+    "csv.ndjson": b"event_id,event_time\ne-1,2026-11-24T00:00:00Z\ne-2,2026-11-24T00:00:01Z\n",
 }
 
 
@@ -100,6 +109,7 @@ def test_result_reconciles_and_is_written_last(rescue_run):
     job, result, _ = rescue_run
     written = json.loads(job.result_path.read_text())
     assert written["manifest_id"] == job.manifest.manifest_id
+    assert written["schema_version"] == 1  # the version events.json declares (none given: 1)
     assert (
         sum(f["rows_out"] for f in written["files"]) == result.rows_out == _column(job, "select count(*) from LAKE")[0]
     )
@@ -204,17 +214,66 @@ def test_gzip_file_is_read(rescue_run):
     )
 
 
+@pytest.mark.parametrize("mode", ["rescue", "strict"])
 @pytest.mark.parametrize(
     ("name", "reason"),
-    [("truncated.ndjson.gz", "undecodable gzip"), ("binary.ndjson", "binary"), ("image.ndjson", "binary")],
+    [
+        ("truncated.ndjson.gz", "undecodable gzip"),
+        ("binary.ndjson", "not NDJSON text: none of its first"),
+        ("csv.ndjson", "not NDJSON text: none of its first 3 non-blank line(s) is a JSON object"),
+        ("image.ndjson", "binary content (PNG signature)"),
+        ("gzip_inside.ndjson", "binary content (gzip signature)"),
+    ],
 )
-def test_undecodable_files_are_quarantined_as_files_and_nothing_of_them_loads(rescue_run, name, reason):
-    job, _, files = rescue_run
+def test_undecodable_files_are_quarantined_as_files_and_nothing_of_them_loads(request, mode, name, reason):
+    job, _, files = request.getfixturevalue(f"{mode}_run")
     f = files[name]
     assert (f.outcome, f.rows_out) == ("QUARANTINED", 0)
     assert reason in f.reason
     assert reason in _quarantined_files(job)[name]["reason"]
     assert _column(job, f"select count(*) from LAKE where _source_uri like '%{name}'") == [0]
+
+
+@pytest.mark.parametrize("mode", ["rescue", "strict"])
+@pytest.mark.parametrize(("name", "prefix", "code"), [("nul.ndjson", "z", "U+0000"), ("control.ndjson", "k", "U+001B")])
+def test_a_control_byte_in_one_line_quarantines_that_line_only(request, mode, name, prefix, code):
+    job, _, files = request.getfixturevalue(f"{mode}_run")
+    f = files[name]
+    assert (f.outcome, f.rows_quarantined, f.rows_out) == ("DONE", 1, f.rows_in - 1)
+    [bad] = [q for q in _quarantined_lines(job) if q["uri"].endswith(name)]
+    assert (bad["line_number"], bad["reason"]) == (2, f"malformed JSON: control character {code}")
+    loaded = _column(job, f"select event_id from LAKE where event_id like '{prefix}-%' order by 1")
+    assert loaded == [f"{prefix}-{n}" for n in range(1, f.rows_in + 1) if n != 2]
+
+
+def test_a_key_given_twice_keeps_its_last_value_in_rescue_mode(rescue_run):
+    job, _, files = rescue_run
+    assert (files["duplicate.ndjson"].rows_out, files["duplicate.ndjson"].rows_rescued) == (1, 1)
+    [rescued] = _column(job, "select _rescued_data from LAKE where event_id = 'd-2'")
+    assert json.loads(json.loads(rescued)["_duplicate_keys"]) == {"event_id": ["d-1"]}
+
+
+def test_a_key_given_twice_is_quarantined_in_strict_mode(strict_run):
+    job, _, files = strict_run
+    assert (files["duplicate.ndjson"].rows_out, files["duplicate.ndjson"].rows_quarantined) == (0, 1)
+    reasons = {q["uri"].rsplit("/", 1)[1]: q["reason"] for q in _quarantined_lines(job)}
+    assert reasons["duplicate.ndjson"] == "duplicate key: event_id"
+
+
+def test_an_integer_too_big_for_a_double_is_rescued_not_stored_as_infinity(rescue_run):
+    job, _, files = rescue_run
+    assert files["huge_number.ndjson"].rows_rescued == 1
+    [(value, rescued)] = _select(job, "select value, _rescued_data from LAKE where event_id = 'h-1'")
+    assert value is None
+    assert json.loads(rescued) == {"value": "9" * 400}
+    assert _column(job, "select count(*) from LAKE where isinf(value)") == [0]
+
+
+def test_an_integer_too_big_for_a_double_is_a_type_mismatch_in_strict_mode(strict_run):
+    job, _, files = strict_run
+    assert files["huge_number.ndjson"].rows_quarantined == 1
+    reasons = {q["uri"].rsplit("/", 1)[1]: q["reason"] for q in _quarantined_lines(job)}
+    assert reasons["huge_number.ndjson"] == "type mismatch: value"
 
 
 def test_crlf_line_endings_load(rescue_run):

@@ -29,7 +29,7 @@ def test_ttl_is_set_only_on_terminal_items(stack):
 
     assert stack.ledger.get_file(fresh[0]).expires_at is None
     done = stack.ledger.get_file(identities[0])
-    expected = (utcnow() + timedelta(days=30)).timestamp()
+    expected = (utcnow() + timedelta(days=stack.settings.terminal_ttl_days)).timestamp()
     assert abs(done.expires_at - expected) < 120
     assert stack.ledger.get_file(identities[1]).reason == "not decodable: truncated gzip"
     assert stack.ledger.get_manifest(manifest.manifest_id).expires_at is not None

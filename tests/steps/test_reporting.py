@@ -8,17 +8,21 @@ and end to end in tests/e2e.
 from __future__ import annotations
 
 import json
+from collections import Counter
+
+import pytest
 
 from ndjson_pipeline.steps.reconcile import reconcile_day
 from ndjson_pipeline.steps.reporting import day_report
-from tests.factories import DAY, finalise, plan, publish_result
+from ndjson_pipeline.usage import Usage, write_usage
+from tests.factories import DAY, TODAY, finalise, plan, publish_result
 
 
 def test_day_report_counts_and_completeness(small_batches):
     stack = small_batches
     for i in range(4):
         stack.s3.put_object(Bucket=stack.names.landing_bucket, Key=f"incoming/2026/11/24/f{i}.ndjson", Body=b"{}\n")
-    reconcile_day(stack.s3, stack.ledger, stack.settings, stack.names.landing_bucket, DAY)
+    reconcile_day(stack.s3, stack.ledger, stack.settings, stack.names.landing_bucket, DAY, today=TODAY)
     incomplete = day_report(stack.ledger, stack.storage, stack.settings, DAY)
     assert incomplete["complete"] is False
     assert incomplete["files_by_state"] == {"PENDING": 4}
@@ -33,3 +37,27 @@ def test_day_report_counts_and_completeness(small_batches):
     assert report["latency_seconds_p50"] >= 0
     stored = json.loads(stack.storage.read_bytes(stack.settings.layout.report_uri(DAY)))
     assert stored["files_by_state"] == {"DONE": 4}
+
+
+def test_day_report_prices_the_usage_recorded_for_the_day(small_batches):
+    stack = small_batches
+    layout = stack.settings.layout
+    for i in range(2):
+        stack.s3.put_object(Bucket=stack.names.landing_bucket, Key=f"incoming/2026/11/24/c{i}.ndjson", Body=b"{}\n")
+    reconcile_day(stack.s3, stack.ledger, stack.settings, stack.names.landing_bucket, DAY, today=TODAY)
+    work = Usage(requests=Counter({"sqs.ReceiveMessage": 4}), write_units=10.0, read_units=2.0)
+    write_usage(stack.storage, layout, DAY, "ingest.run-1.intake.-1.1", work)
+    write_usage(stack.storage, layout, DAY, "glue-m1", Usage(glue_runs=1, glue_dpu_seconds=120.0))
+    write_usage(stack.storage, layout, "2026-11-23", "other-day", Usage(glue_runs=5, glue_dpu_seconds=600.0))
+
+    report = day_report(stack.ledger, stack.storage, stack.settings, DAY)
+
+    usage = report["usage"]
+    assert usage["records"] == 2
+    assert usage["requests"] == {"s3.PutObject": 2, "sqs.ReceiveMessage": 4}  # each record counts its own write
+    assert (usage["glue_runs"], usage["glue_dpu_seconds"]) == (1, 120.0)
+    cost = report["cost"]
+    assert cost["files"] == 2
+    assert cost["variable_usd"]["glue"] == pytest.approx(120 / 3600 * 0.44, abs=1e-6)
+    assert cost["per_file_usd"] == pytest.approx(cost["variable_total_usd"] / 2, rel=1e-4)
+    assert cost["dynamodb_units_per_file"] == {"write": 5.0, "read": 1.0}

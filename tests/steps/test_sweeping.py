@@ -25,15 +25,18 @@ from tests.factories import (
 from tools import faults
 from tools.faults import FaultRule
 
+# The shortest lease the settings accept: it must outlast the conversion's wait plus one poll.
+SHORT_LEASE = {"lease_seconds": 3, "glue_max_wait_seconds": 1, "glue_poll_seconds": 1}
+
 
 def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
-    stack = make_stack(aws_endpoint, max_files_per_manifest=4, lease_seconds=1)
+    stack = make_stack(aws_endpoint, max_files_per_manifest=4, **SHORT_LEASE)
     identities = register_files(stack, 8)
     done_ref, lost_ref = plan(stack)
     publish_result(stack, done_ref)  # finished, but its finaliser never ran
     active = set()
 
-    time.sleep(1.5)
+    time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
     repaired = sweep_expired_claims(
         stack.ledger,
         stack.storage,
@@ -64,11 +67,11 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
 
 
 def test_sweeper_extends_the_lease_of_a_manifest_still_converting(aws_endpoint):
-    stack = make_stack(aws_endpoint, lease_seconds=1)
+    stack = make_stack(aws_endpoint, **SHORT_LEASE)
     register_files(stack, 3)
     (ref,) = plan(stack)
 
-    time.sleep(1.5)
+    time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
     stack_settings = stack.settings.replace(lease_seconds=600)
     repaired = sweep_expired_claims(
         stack.ledger,

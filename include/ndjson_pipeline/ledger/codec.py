@@ -26,8 +26,7 @@ def encode(value: Any) -> dict[str, Any]:
         value = value.value
     elif isinstance(value, set | frozenset):
         value = {v.value if isinstance(v, Enum) else v for v in value}
-    typed: dict[str, Any] = _SERIALIZER.serialize(value)
-    return typed
+    return dict(_SERIALIZER.serialize(value))
 
 
 def encode_item(values: Mapping[str, Any]) -> TypedItem:

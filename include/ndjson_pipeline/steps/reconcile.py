@@ -5,14 +5,40 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, date
 from typing import Any
 
+from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.landing import day_listing_pages, registration_for
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.steps import PipelineError
 
 log = logging.getLogger(__name__)
+
+
+class DayTooOldError(PipelineError):
+    """A day is too old to close again: its raw files are expiring and the ledger forgets converted versions."""
+
+
+def check_day_can_be_closed(day: str, settings: PipelineSettings, today: date | None = None) -> None:
+    """Refuse a day whose landing objects may have expired (and, later, whose ledger records may have).
+
+    Terminal records outlast the landing data (``terminal_ttl_days`` >= landing
+    retention + lag, checked in settings), so no listing shows a version the
+    ledger forgot. A day older than the landing retention is refused outright:
+    its listing is incomplete, so its report would be wrong, and past
+    ``terminal_ttl_days`` its converted versions would look new.
+    """
+    age = ((today or utcnow().date()) - date.fromisoformat(day)).days
+    retention = settings.landing_retention_days
+    if age >= retention:
+        raise DayTooOldError(
+            f"day {day} is {age} days old and cannot be closed again: its raw files expire after {retention} days "
+            f"(resources.json landing_retention) and the ledger forgets converted versions after "
+            f"terminal_ttl_days ({settings.terminal_ttl_days}); re-registering them would convert them a second "
+            f"time. Days younger than {retention} days can be closed; the Parquet of this day is final."
+        )
 
 
 @dataclass
@@ -28,13 +54,17 @@ class ReconcileReport:
         return {**{k: v for k, v in self.__dict__.items() if k != "states"}, "states": dict(self.states)}
 
 
-def reconcile_day(s3: Any, ledger: Ledger, settings: PipelineSettings, bucket: str, day: str) -> ReconcileReport:
+def reconcile_day(
+    s3: Any, ledger: Ledger, settings: PipelineSettings, bucket: str, day: str, *, today: date | None = None
+) -> ReconcileReport:
     """List one landing day and register every object version the ledger lacks.
 
     The safety net for lost notifications: works one listing page (1,000 keys)
     at a time, so memory does not grow with the day. ``states`` counts the
     ledger state of every object seen, which is what a completeness check needs.
+    A day too old to close again is refused (``check_day_can_be_closed``).
     """
+    check_day_can_be_closed(day, settings, today)
     report = ReconcileReport(day=day)
     for objects in day_listing_pages(s3, bucket, day, settings):
         regs = {

@@ -12,12 +12,19 @@ from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.landing import day_listing_pages
 from ndjson_pipeline.ledger import Ledger
+from ndjson_pipeline.resources import landing_noncurrent_days
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.storage import Storage
+from ndjson_pipeline.usage import read_day_usage
+from ndjson_pipeline.usage.costs import day_cost
 
 
 def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day: str) -> dict[str, Any]:
-    """Completeness and figures of one day, from the day's S3 listing and the ledger, one page at a time."""
+    """Completeness and figures of one day, from the day's S3 listing and the ledger, one page at a time.
+
+    The cost is priced from the day's usage records (every task try and job run
+    that worked for the day, up to this report) and the day's landing bytes.
+    """
     bucket = settings.names.landing_bucket
     states: Counter[str] = Counter()
     totals: Counter[str] = Counter()
@@ -48,11 +55,14 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
                 arrived = datetime.fromisoformat(record.event_time)
                 finished = datetime.fromisoformat(record.finished_at)
                 latencies.append(max(0.0, (finished - arrived).total_seconds()))
+    usage, usage_records = read_day_usage(storage, settings.layout, day)
+    files = sum(states.values())
+    landing_days = settings.landing_retention_days + landing_noncurrent_days()
     report = {
         "day": day,
         "generated_at": utcnow().isoformat(),
         "complete": not not_terminal and not unreconciled,
-        "files": sum(states.values()),
+        "files": files,
         "files_by_state": dict(sorted(states.items())),
         "bytes": totals["bytes"],
         "rows_in": totals["rows_in"],
@@ -64,6 +74,8 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
         "not_terminal": not_terminal[:20],
         "unreconciled": unreconciled[:20],
         "failed": failed[:20],
+        "usage": {**usage.as_dict(), "records": usage_records},
+        "cost": day_cost(usage, files=files, landing_bytes=totals["bytes"], landing_days=landing_days),
     }
     uri = settings.layout.report_uri(day)
     storage.write_bytes(uri, json.dumps(report, indent=2, sort_keys=True).encode())

@@ -58,6 +58,9 @@ module "storage" {
   kms_key_arn                       = module.data_key.arn
   pipeline_retention_days           = var.pipeline_retention_days
   noncurrent_version_retention_days = var.noncurrent_version_retention_days
+  # In resources.json, not variables: the settings check the ledger's TTL and the day report prices storage with them.
+  landing_retention_days                    = local.spec.landing_retention.days
+  landing_noncurrent_version_retention_days = local.spec.landing_retention.noncurrent_days
 }
 
 module "queue" {
@@ -78,15 +81,18 @@ module "ledger" {
 }
 
 module "glue" {
-  source                = "../../modules/glue"
-  job_name              = local.names.glue_job
-  spec                  = local.spec.glue_job
-  role_arn              = module.iam.glue_role_arn
-  kms_key_arn           = module.data_key.arn
-  script_s3_uri         = "s3://${local.names.assets}/${var.glue_script_key}"
-  extra_py_files_s3_uri = "s3://${local.names.assets}/${var.glue_extra_py_files_key}"
-  timeout_minutes       = var.glue_timeout_minutes
-  log_retention_days    = var.log_retention_days
+  source        = "../../modules/glue"
+  job_name      = local.names.glue_job
+  spec          = local.spec.glue_job
+  role_arn      = module.iam.glue_role_arn
+  kms_key_arn   = module.data_key.arn
+  script_s3_uri = "s3://${local.names.assets}/${var.glue_script_key}"
+  extra_py_files_s3_uris = [
+    "s3://${local.names.assets}/${var.glue_extra_py_files_key}",
+    "s3://${local.names.assets}/${var.glue_job_py_files_key}",
+  ]
+  timeout_minutes    = var.glue_timeout_minutes
+  log_retention_days = var.log_retention_days
 }
 
 module "catalog" {

@@ -19,9 +19,9 @@ variable "dataset" {
 }
 
 variable "pipeline_retention_days" {
-  description = "Days to keep quarantined files and manifests/results; keep >= the ledger's terminal_ttl_days."
+  description = "Days to keep quarantined files, manifests, results and usage records; keep >= the ledger's terminal_ttl_days (40)."
   type        = number
-  default     = 30
+  default     = 40
 }
 
 variable "noncurrent_version_retention_days" {
@@ -39,6 +39,12 @@ variable "glue_extra_py_files_key" {
   description = "Assets-bucket key of the ndjson_pipeline zip, printed by `python -m tools.deploy`."
   type        = string
   default     = "glue/python/placeholder/ndjson_pipeline.zip"
+}
+
+variable "glue_job_py_files_key" {
+  description = "Assets-bucket key of the job's own ndjson_job zip, printed by `python -m tools.deploy`."
+  type        = string
+  default     = "glue/python/placeholder/ndjson_job.zip"
 }
 
 variable "glue_timeout_minutes" {

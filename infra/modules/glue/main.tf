@@ -60,6 +60,6 @@ resource "aws_glue_job" "this" {
     "--continuous-log-logGroup"          = aws_cloudwatch_log_group.job.name
     "--enable-metrics"                   = "true"
     "--enable-observability-metrics"     = "true"
-    "--extra-py-files"                   = var.extra_py_files_s3_uri
+    "--extra-py-files"                   = join(",", var.extra_py_files_s3_uris) # Glue takes a comma-separated list
   }
 }

@@ -25,9 +25,9 @@ variable "script_s3_uri" {
   type        = string
 }
 
-variable "extra_py_files_s3_uri" {
-  description = "Default --extra-py-files (the ndjson_pipeline zip); runs may override it."
-  type        = string
+variable "extra_py_files_s3_uris" {
+  description = "Default --extra-py-files, in order: the ndjson_pipeline zip and the job's ndjson_job zip; runs may override it."
+  type        = list(string)
 }
 
 variable "timeout_minutes" {

@@ -72,12 +72,41 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     }
   }
 
+  # Raw landing data has served its purpose once converted: kept for replays, not forever. The
+  # expiration only leaves a delete marker (the bucket is versioned): the data itself goes with the
+  # noncurrent version, a week later on landing. The ledger's terminal records outlast this
+  # (settings.py checks terminal_ttl_days), so a version that is still listed is still known.
   rule {
     id     = "expire-noncurrent-versions"
     status = "Enabled"
     filter {}
     noncurrent_version_expiration {
-      noncurrent_days = var.noncurrent_version_retention_days
+      noncurrent_days = each.key == "landing" ? var.landing_noncurrent_version_retention_days : var.noncurrent_version_retention_days
+    }
+  }
+
+  dynamic "rule" {
+    for_each = each.key == "landing" ? [""] : []
+    content {
+      id     = "expire-landing-data"
+      status = "Enabled"
+      filter {}
+      expiration {
+        days = var.landing_retention_days
+      }
+    }
+  }
+
+  # Delete markers left once their noncurrent version is gone would otherwise slow every listing.
+  dynamic "rule" {
+    for_each = each.key == "landing" ? [""] : []
+    content {
+      id     = "remove-expired-delete-markers"
+      status = "Enabled"
+      filter {}
+      expiration {
+        expired_object_delete_marker = true
+      }
     }
   }
 
@@ -95,9 +124,10 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   }
 
   # Manifests and job results are only needed while the ledger still holds the
-  # files they describe (terminal ledger items expire by TTL too).
+  # files they describe (terminal ledger items expire by TTL too); usage records
+  # only until the day report has priced them.
   dynamic "rule" {
-    for_each = each.key == "lake" ? ["manifests", "results"] : []
+    for_each = each.key == "lake" ? ["manifests", "results", "usage"] : []
     content {
       id     = "expire-pipeline-${rule.value}"
       status = "Enabled"

@@ -14,11 +14,26 @@ variable "kms_key_arn" {
 }
 
 variable "pipeline_retention_days" {
-  description = "Days to keep quarantined files and the lake's _pipeline/manifests/ and _pipeline/results/."
+  description = "Days to keep quarantined files and the lake's _pipeline/manifests/, _pipeline/results/ and _pipeline/usage/."
   type        = number
 }
 
 variable "noncurrent_version_retention_days" {
   description = "Days to keep overwritten or deleted object versions."
+  type        = number
+}
+
+variable "landing_retention_days" {
+  description = "Days raw landing objects are kept (resources.json landing_retention.days, which the ledger's terminal_ttl_days must outlast)."
+  type        = number
+
+  validation {
+    condition     = var.landing_retention_days >= 1
+    error_message = "landing_retention_days must be at least 1."
+  }
+}
+
+variable "landing_noncurrent_version_retention_days" {
+  description = "Days to keep expired or overwritten landing versions (resources.json landing_retention.noncurrent_days)."
   type        = number
 }

@@ -6,9 +6,10 @@ from airflow.providers.amazon.aws.hooks.glue_catalog import GlueCatalogHook
 
 from ndjson_pipeline.catalog import DatasetCatalog
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline_airflow.hooks import RecordsRequests
 
 
-class CatalogHook(GlueCatalogHook):
+class CatalogHook(RecordsRequests, GlueCatalogHook):
     """The provider's ``GlueCatalogHook`` that also hands out the pipeline's ``DatasetCatalog``.
 
     Arguments are those of ``GlueCatalogHook`` (such as ``aws_conn_id``).

@@ -7,8 +7,10 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+from ndjson_pipeline_airflow.hooks import RecordsRequests
 
-class CloudWatchMetricsHook(AwsBaseHook):
+
+class CloudWatchMetricsHook(RecordsRequests, AwsBaseHook):
     """Publishes custom metrics; the provider has a hook for CloudWatch Logs only.
 
     Additional arguments (such as ``aws_conn_id``) are passed down to ``AwsBaseHook``.

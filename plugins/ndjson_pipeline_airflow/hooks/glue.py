@@ -8,12 +8,13 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 
 from ndjson_pipeline.conversion import JobArguments
+from ndjson_pipeline_airflow.hooks import RecordsRequests
 
 MANIFEST_ARGUMENT = "--manifest_id"
 ACTIVE_STATES = frozenset({"STARTING", "RUNNING", "WAITING", "STOPPING"})
 
 
-class ManifestGlueJobHook(GlueJobHook):
+class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
     """Finds, starts and stops the conversion job's runs of one manifest, keyed by its ``--manifest_id`` argument.
 
     Keyed by content, never by task, try or map index: whichever task instance

@@ -8,9 +8,10 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline_airflow.hooks import RecordsRequests
 
 
-class LedgerHook(AwsBaseHook):
+class LedgerHook(RecordsRequests, AwsBaseHook):
     """Gives the pipeline's ``Ledger`` a DynamoDB client; the triggerer uses its async client.
 
     The provider's ``DynamoDBHook`` writes unconditionally (``write_batch_data``);

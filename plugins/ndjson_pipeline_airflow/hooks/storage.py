@@ -5,9 +5,10 @@ from __future__ import annotations
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from ndjson_pipeline.storage import Storage
+from ndjson_pipeline_airflow.hooks import RecordsRequests
 
 
-class StorageHook(S3Hook):
+class StorageHook(RecordsRequests, S3Hook):
     """The provider's ``S3Hook`` that also hands out the pipeline's ``Storage`` (the one the Glue job uses too).
 
     Arguments are those of ``S3Hook`` (such as ``aws_conn_id``).

@@ -1,0 +1,244 @@
+"""Part 1 of the capacity benchmark: every step of the pipeline once over the moto server, its usage counted.
+
+Each step runs with its real code (the steps, the hooks, the trigger, the Glue job
+on local Spark) and every request is counted by the botocore hooks the day report
+uses (``hooks.TASK_RECORDER``); DynamoDB units are computed from item sizes
+(``usage/capacity.py``), since moto reports constants. Airflow's configuration
+and the ``aws_default`` connection must be in the environment before this module
+is used (the benchmark sets them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from urllib.parse import quote_plus
+
+from ndjson_pipeline.clock import iso, utcnow
+from ndjson_pipeline.files import FileId
+from ndjson_pipeline.ledger.codec import encode_item
+from ndjson_pipeline.ledger.schema import table_schema
+from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.usage import Usage
+from ndjson_pipeline.usage.capacity import item_size
+from tools.local_stack import GLUE_SCRIPT, bootstrap_resources, client
+from tools.sample_data import ndjson_body
+
+
+@dataclass
+class Measured:
+    """Usage per execution of each step (and per file of the steps that scale with files)."""
+
+    per_step: dict[str, Usage] = field(default_factory=dict)
+    pending_item_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- part 1: measured over moto
+
+
+def _event(bucket: str, key: str, etag: str, size: int, sequencer: int) -> str:
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventTime": iso(utcnow()),
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "bucket": {"name": bucket},
+            "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag, "sequencer": f"{sequencer:016X}"},
+        },
+    }
+    return json.dumps({"Records": [record]})
+
+
+def _no_run(_manifest_id: str) -> bool:
+    """No claim expires while the benchmark runs: no Glue run to look for or to stop."""
+    return False
+
+
+def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
+    """Run every step once over moto with counted clients; return what each execution used."""
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    from ndjson_pipeline.local_glue import run_glue_script_locally
+    from ndjson_pipeline.steps import planning, reporting, sweeping
+    from ndjson_pipeline.steps.converting import decide_conversion
+    from ndjson_pipeline.steps.finalising import finalise_manifest, read_result
+    from ndjson_pipeline.steps.intake import drain_queue
+    from ndjson_pipeline.steps.reconcile import reconcile_day
+    from ndjson_pipeline_airflow.hooks import TASK_RECORDER
+    from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.monitoring import publish_metrics
+    from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
+    from ndjson_pipeline_airflow.usage import record_conversion
+
+    measured = Measured()
+    names = settings.names
+    bootstrap_resources(endpoint, names)
+    day = utcnow().date().isoformat()
+    raw_s3 = client("s3", endpoint)
+    TASK_RECORDER.computed_capacity = True
+
+    def take(step: str, executions: int = 1) -> Usage:
+        usage = TASK_RECORDER.take()
+        scaled = Usage(
+            requests=Counter({k: v / executions for k, v in usage.requests.items()}),
+            read_units=usage.read_units / executions,
+            write_units=usage.write_units / executions,
+        )
+        measured.per_step[step] = scaled
+        print(
+            f"  {step:<22} x{executions:<4} {dict(usage.requests)} WRU {usage.write_units:g} RRU {usage.read_units:g}"
+        )
+        return scaled
+
+    # The day's files, and one notification each as S3 sends it (with a sequencer: the key's head is written too).
+    keys = [f"{settings.landing_prefix}{day.replace('-', '/')}/f{i:05d}.ndjson" for i in range(files)]
+    bodies = {key: ndjson_body(7, seed=i, prefix=f"f{i}")[0] for i, key in enumerate(keys)}
+    sqs = TASK_RECORDER.attach(SqsHook().conn)
+    queue_url = sqs.get_queue_url(QueueName=names.queue)["QueueUrl"]
+    raw_sqs = client("sqs", endpoint)
+    with ThreadPoolExecutor(4) as pool:
+        etags = dict(
+            zip(
+                keys,
+                pool.map(
+                    lambda k: raw_s3.put_object(Bucket=names.landing_bucket, Key=k, Body=bodies[k])["ETag"].strip('"'),
+                    keys,
+                ),
+                strict=True,
+            )
+        )
+    time.sleep(1.5)
+    raw_sqs.purge_queue(QueueUrl=queue_url)  # moto's own notifications carry no sequencer
+    time.sleep(1)
+    for start in range(0, files, 10):
+        raw_sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(n), "MessageBody": _event(names.landing_bucket, k, etags[k], len(bodies[k]), start + n + 1)}
+                for n, k in enumerate(keys[start : start + 10])
+            ],
+        )
+    TASK_RECORDER.take()
+    print(f"measured over moto at {endpoint}, {files} files of ~{len(bodies[keys[0]])} bytes, day {day}:")
+
+    ledger = LedgerHook().get_ledger(settings)
+    storage = StorageHook().get_storage()
+    sqs.get_queue_url(QueueName=names.queue)
+    take("intake.task")
+    report = drain_queue(sqs, queue_url, ledger, settings)
+    receives = math.ceil(files / 10)
+    measured.notes.append(f"intake drained {report.messages} messages in {receives} receives of 10 + 1 empty")
+    usage = TASK_RECORDER.take()
+    per_receive = Counter(
+        {op: usage.requests[op] / receives for op in ("dynamodb.TransactWriteItems", "sqs.DeleteMessageBatch")}
+    )
+    per_receive["sqs.ReceiveMessage"] = 1
+    measured.per_step["intake.receive"] = Usage(requests=per_receive)
+    measured.per_step["intake.empty_receive"] = Usage(requests=Counter({"sqs.ReceiveMessage": 1}))
+    measured.per_step["file.register"] = Usage(write_units=usage.write_units / files)
+    print(
+        f"  intake                 {dict(usage.requests)} WRU {usage.write_units:g} "
+        f"({usage.write_units / files:g}/file)"
+    )
+
+    days = ledger.open_days()  # what the ingest sweep reads
+    sweeping.sweep_expired_claims(
+        ledger, storage, settings, days, run_is_active=_no_run, stop_active_runs=_no_run, catalog=None
+    )
+    for d in days:
+        ledger.pending_summary(d, enough_files=1, enough_bytes=1)
+    publish_metrics(settings, {"OldestPendingAgeSeconds": 0.0})
+    take("sweep.task")
+
+    trigger = PendingWorkTrigger(
+        work_index=ledger.work_index.as_dict(),
+        enough_files=10**9,
+        enough_bytes=10**15,
+        max_wait_seconds=10**9,
+        deadline=iso(utcnow() - timedelta(seconds=1)),
+    )
+    event = asyncio.run(anext(aiter(trigger.run()))).payload
+    poll = Usage.from_dict(event["usage"])
+    measured.per_step["sensor.poll"] = Usage(requests=poll.requests)
+    pk = table_schema().file_key
+    item = client("dynamodb", endpoint).get_item(
+        TableName=names.ledger_table, Key=encode_item(pk(FileId(names.landing_bucket, keys[0], etags[keys[0]])))
+    )["Item"]
+    measured.pending_item_bytes = item_size(item)
+    print(f"  sensor.poll            {dict(poll.requests)} (a pending item is {measured.pending_item_bytes} bytes)")
+
+    refs = planning.plan_manifests(ledger, storage, settings, [day], owner="bench/plan")
+    # The task's re-adoption scan is one query per day; the rest is its claims (the last one finding nothing).
+    plan = take("plan")
+    manifests = len(refs)
+    measured.per_step["plan.task"] = Usage(requests=Counter({"dynamodb.Query": 1}))  # re-adoption scan per day
+    measured.per_step["claim"] = Usage(
+        requests=Counter({k: (v - (1 if k == "dynamodb.Query" else 0)) / manifests for k, v in plan.requests.items()}),
+        read_units=plan.read_units / manifests,
+        write_units=plan.write_units / manifests,
+    )
+
+    glue = ManifestGlueJobHook(job_name=names.glue_job)
+    for ref in refs:  # what ManifestGlueJobOperator.execute asks and does, on the AWS path
+        decide_conversion(
+            ref.manifest_id,
+            ledger.get_manifest(ref.manifest_id),
+            result_exists=read_result(storage, settings, ref) is not None,
+            active_run_id=glue.active_run_of(ref.manifest_id),
+        )
+        ledger.extend_lease(ref.manifest_id, settings.lease_seconds)
+        glue.start_run(settings.job_arguments(ref))
+    take("conversion.start", manifests)
+
+    log_dir = tempfile.mkdtemp(prefix="bench-capacity-")
+    started = time.monotonic()
+    for ref in refs:
+        run_glue_script_locally(
+            str(GLUE_SCRIPT),
+            settings.job_arguments(ref),
+            s3_endpoint=endpoint,
+            log_path=os.path.join(log_dir, f"{ref.manifest_id}.log"),
+        )
+    job_records = [uri for uri in storage.list(settings.layout.usage_prefix(day)) if "/job-" in uri]
+    job = Usage()
+    for uri in job_records:
+        job.add(
+            Usage.from_dict(
+                json.loads(raw_s3.get_object(Bucket=names.lake_bucket, Key=uri.split("/", 3)[3])["Body"].read())
+            )
+        )
+    TASK_RECORDER.take()
+    measured.per_step["glue.job"] = Usage(requests=Counter({k: v / manifests for k, v in job.requests.items()}))
+    print(
+        f"  glue.job               x{manifests:<4} {dict(job.requests)} "
+        f"(local Spark, {time.monotonic() - started:.0f}s)"
+    )
+
+    for ref in refs:
+        finalise_manifest(ledger, storage, settings, ref, stop_active_runs=_no_run)
+        record_conversion(settings, ref)
+    finalise = take("finalise.task", manifests)
+    per_file_updates = finalise.requests["dynamodb.UpdateItem"] - 1  # the manifest's close
+    measured.notes.append(f"a finaliser updates each file on its own: {per_file_updates:g} UpdateItem per manifest")
+
+    today = date.fromisoformat(day)
+    reconcile_day(storage.s3, ledger, settings, names.landing_bucket, day, today=today)
+    sweeping.sweep_expired_claims(ledger, storage, settings, [day], run_is_active=_no_run, stop_active_runs=_no_run)
+    planning.plan_manifests(ledger, storage, settings, [day], owner="bench/eod")
+    report = reporting.day_report(ledger, storage, settings, day)
+    eod = take("end_of_day", files)
+    measured.per_step["end_of_day"] = eod
+    measured.notes.append(f"the day report: complete={report['complete']}, {report['usage']['records']} usage records")
+    return measured

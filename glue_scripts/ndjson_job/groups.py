@@ -1,0 +1,139 @@
+"""Output groups: which files go together, and the Spark task that converts one group and stages its output."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import SparkSession
+
+from ndjson_job.files import FileConverter
+from ndjson_job.lines import LineRules
+from ndjson_job.output import GroupParts, StagedLines, StagedPart
+from ndjson_job.reading import MiB, Unconvertible, text_blocks
+from ndjson_pipeline.dataset_schema import LINEAGE_COLUMNS
+from ndjson_pipeline.files import FileState, FileVersion
+from ndjson_pipeline.manifest import FileResult
+from ndjson_pipeline.storage import Storage
+from ndjson_pipeline.usage import Usage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GroupWork:
+    """Everything one task needs: its files and where its output goes."""
+
+    index: int
+    files: tuple[FileVersion, ...]
+    rules: LineRules
+    storage: Storage
+    staging: str
+    manifest_id: str
+
+
+@dataclass(frozen=True)
+class GroupOutput:
+    """What a group task returns: each file's result, its staged Parquet files and quarantined lines."""
+
+    index: int
+    files: tuple[FileResult, ...]
+    parts: tuple[StagedPart, ...]
+    lines: StagedLines | None
+    usage: Usage | None = None  # the task's own requests, when the job records usage
+
+
+class _QuarantinedAfterWriting(Exception):
+    """A file turned out unconvertible after some of its rows were written: the group starts again without it."""
+
+    def __init__(self, result: FileResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+def files_for_size(total_bytes: int, target_file_mb: float) -> int:
+    """How many output files ``total_bytes`` of input gets; input bytes over-estimate Parquet size."""
+    return max(1, math.ceil(total_bytes / (target_file_mb * MiB)))
+
+
+def plan_groups(files: Iterable[FileVersion], target_file_mb: float) -> list[tuple[FileVersion, ...]]:
+    """Split files into output groups of about ``target_file_mb`` of input each, the same way every time.
+
+    Biggest files first, each to the lightest group: groups end up near equal, which
+    keeps the tasks (one per group) near equal too.
+    """
+    files = sorted(files, key=lambda f: (-f.size, f.uri))
+    if not files:
+        return []
+    count = min(len(files), files_for_size(sum(f.size for f in files), target_file_mb))
+    groups: list[list[FileVersion]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for f in files:
+        lightest = min(range(count), key=lambda g: (loads[g], g))
+        groups[lightest].append(f)
+        loads[lightest] += f.size
+    return [tuple(sorted(group, key=lambda f: f.uri)) for group in groups]
+
+
+def convert_group(work: GroupWork) -> GroupOutput:
+    """Convert one group's files, streamed, and stage its output; runs in a Spark task.
+
+    Output is built on the task's local disk (``GroupParts``) and stored under the
+    attempt's staging prefix at the end.
+    """
+    settled: dict[str, FileResult] = {}  # files quarantined whole after some of their rows were written
+    while True:
+        with tempfile.TemporaryDirectory(prefix=f"ndjson-group-{work.index:05d}-") as folder:
+            parts = GroupParts(Path(folder), work.rules.options.compression, work.manifest_id)
+            try:
+                results = tuple(settled.get(f.identity) or _convert_file(work, f, parts) for f in work.files)
+                staged, lines = parts.stage(work.storage, work.staging, work.index)
+            except _QuarantinedAfterWriting as restart:
+                log.warning("%s (%s): converting group %s again without it", restart.result.uri, restart, work.index)
+                settled[restart.result.identity] = restart.result
+                continue
+            finally:
+                parts.close()
+        usage = None if work.storage.recorder is None else work.storage.recorder.take()
+        return GroupOutput(index=work.index, files=results, parts=staged, lines=lines, usage=usage)
+
+
+def _convert_file(work: GroupWork, file: FileVersion, parts: GroupParts) -> FileResult:
+    parts.start_file()
+    converter = FileConverter(file, work.rules)
+    try:
+        for block in text_blocks(work.storage, file, work.rules.options):
+            converted = converter.convert(block)
+            parts.add(_with_lineage(converted.rows, file.uri, work), converted.bad_lines)
+        result = converter.finish()
+    except Unconvertible as exc:
+        result = FileResult(file.identity, file.uri, FileState.QUARANTINED, reason=exc.reason)
+    if result.outcome == FileState.QUARANTINED and not parts.drop_file():
+        raise _QuarantinedAfterWriting(result)
+    return result
+
+
+def _with_lineage(rows: pa.Table | None, uri: str, work: GroupWork) -> pa.Table | None:
+    if rows is None or not work.rules.options.lineage:
+        return rows
+    constant = functools.partial(pc.fill_null, pa.nulls(rows.num_rows, pa.string()))
+    rows = rows.append_column(pa.field(LINEAGE_COLUMNS[0], pa.string(), nullable=False), constant(uri))
+    return rows.append_column(LINEAGE_COLUMNS[1], constant(work.manifest_id))
+
+
+def run_groups(spark: SparkSession, works: list[GroupWork]) -> list[GroupOutput]:
+    """Run ``convert_group`` for each group, one Spark task per group.
+
+    The executors import this package from the job's ``--extra-py-files`` (locally:
+    ``--py-files`` or the session's ``addPyFile``), so the task is pickled by reference.
+    """
+    if not works:
+        return []
+    return spark.sparkContext.parallelize(works, len(works)).map(convert_group).collect()

@@ -1,0 +1,98 @@
+"""The declared schema: a Spark StructType read as Arrow types, and the schema of the output."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+from pyspark.sql import types as T
+
+from ndjson_pipeline.conversion import ConversionOptions, JobArguments, Partitioning, ReadMode
+from ndjson_pipeline.dataset_schema import LINEAGE_COLUMNS, RESCUED_COLUMN, DeclaredSchema, SchemaError, output_fields
+from ndjson_pipeline.layout import PARTITION_COLUMN
+
+RESERVED_COLUMNS = {RESCUED_COLUMN, *LINEAGE_COLUMNS, PARTITION_COLUMN}
+
+_ARROW_TYPES = {
+    T.StringType: pa.string(),
+    T.LongType: pa.int64(),
+    T.IntegerType: pa.int32(),
+    T.ShortType: pa.int16(),
+    T.ByteType: pa.int8(),
+    # No float: Arrow turns a value beyond float32's range into inf instead of refusing it.
+    T.DoubleType: pa.float64(),
+    T.BooleanType: pa.bool_(),
+}
+
+
+class JobArgumentError(ValueError):
+    """A job argument disagrees with the manifest or the schema it points at; the message names it."""
+
+
+def parse_schema(text: str, args: JobArguments) -> T.StructType:
+    """The declared schema: the JSON of ``StructType.jsonValue()``, checked against the options."""
+    try:
+        schema = T.StructType.fromJson(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise JobArgumentError(f"--schema_uri {args.schema_uri} is not a Spark StructType JSON: {exc!r}") from exc
+    clash = sorted(RESERVED_COLUMNS & set(schema.fieldNames()))
+    if clash:
+        raise JobArgumentError(f"--schema_uri {args.schema_uri} declares reserved column(s) {clash}")
+    try:
+        arrow_type(schema)
+    except TypeError as exc:
+        raise JobArgumentError(f"--schema_uri {args.schema_uri}: {exc}") from None
+    options = args.options
+    if options.partitioning == Partitioning.EVENT_TIME:
+        field_type = _field_type(schema, options.event_time_field)
+        if field_type is None:
+            raise JobArgumentError(f"--event_time_field {options.event_time_field!r} is not in the declared schema")
+        if not isinstance(field_type, T.StringType):
+            raise JobArgumentError(
+                f"--event_time_field {options.event_time_field!r} must be a string, not {field_type.simpleString()}"
+            )
+    return schema
+
+
+def arrow_type(spark_type: T.DataType, path: str = "") -> pa.DataType:
+    """The Arrow type a declared Spark type is read as; TypeError names a field whose type is not supported."""
+    if isinstance(spark_type, T.StructType):
+        return pa.struct(
+            [pa.field(f.name, arrow_type(f.dataType, f"{path}{f.name}."), nullable=True) for f in spark_type.fields]
+        )
+    if isinstance(spark_type, T.ArrayType):
+        return pa.list_(arrow_type(spark_type.elementType, path))
+    for kind, arrow in _ARROW_TYPES.items():
+        if isinstance(spark_type, kind):
+            return arrow
+    supported = "struct, array, " + ", ".join(kind().simpleString() for kind in _ARROW_TYPES)
+    raise TypeError(f"field {path.rstrip('.')!r} has type {spark_type.simpleString()}; supported: {supported}")
+
+
+def arrow_schema(schema: T.StructType) -> pa.Schema:
+    """The declared fields as Arrow reads them."""
+    return pa.schema(list(arrow_type(schema)))
+
+
+def output_schema(schema: T.StructType, options: ConversionOptions) -> T.StructType:
+    """What the Parquet files hold: the declared fields, then ``_rescued_data`` and the lineage columns."""
+    declared = schema.jsonValue()["fields"]
+    fields = output_fields(declared, rescue=options.read_mode == ReadMode.RESCUE, lineage=options.lineage)
+    return T.StructType.fromJson({"type": "struct", "fields": fields})
+
+
+def schema_version(text: str, args: JobArguments) -> int:
+    """The version the declared schema says it is (recorded in every result)."""
+    try:
+        return DeclaredSchema.from_json(text, args.schema_uri).version
+    except SchemaError as exc:
+        raise JobArgumentError(f"--schema_uri {exc}") from exc
+
+
+def _field_type(schema: T.StructType, dotted: str) -> T.DataType | None:
+    current: T.DataType = schema
+    for part in dotted.split("."):
+        if not isinstance(current, T.StructType) or part not in current.fieldNames():
+            return None
+        current = current[part].dataType
+    return current

@@ -1,0 +1,55 @@
+"""Settings rules: each inconsistent combination is refused with an error naming the settings at fault."""
+
+from __future__ import annotations
+
+import pytest
+
+from ndjson_pipeline.resources import landing_retention_days
+from ndjson_pipeline.settings import LIFECYCLE_LAG_DAYS, PipelineSettings, SettingsError
+
+
+def _make_settings(**overrides) -> PipelineSettings:
+    return PipelineSettings.from_mapping(overrides)
+
+
+def test_defaults_are_consistent():
+    settings = _make_settings()
+    assert settings.sensor_timeout_seconds > settings.max_wait_seconds + settings.sensor_poll_seconds
+    assert settings.lease_seconds > settings.glue_max_wait_seconds + settings.glue_poll_seconds
+    assert settings.terminal_ttl_days >= settings.landing_retention_days + LIFECYCLE_LAG_DAYS
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        # A sensor that gives up before its oldest file reaches max_wait_seconds never fires on age.
+        ({"sensor_timeout_seconds": 240}, ["'sensor_timeout_seconds' (240)", "'max_wait_seconds' (300)"]),
+        ({"sensor_timeout_seconds": 330}, ["'sensor_timeout_seconds' (330)", "'sensor_poll_seconds' (30)"]),
+        ({"max_wait_seconds": 600}, ["'sensor_timeout_seconds' (360)", "'max_wait_seconds' (600)"]),
+        # A lease that ends while the conversion is still waited for lets the sweeper repair a running claim.
+        ({"lease_seconds": 3600}, ["'lease_seconds' (3600)", "'glue_max_wait_seconds' (3600)"]),
+        ({"glue_max_wait_seconds": 3900}, ["'lease_seconds' (3900)", "'glue_max_wait_seconds' (3900)"]),
+        ({"glue_poll_seconds": 60, "glue_max_wait_seconds": 30}, ["'glue_max_wait_seconds' (30)"]),
+        ({"intake_wait_seconds": 20, "intake_time_budget_seconds": 10}, ["'intake_time_budget_seconds' (10)"]),
+        ({"max_file_bytes": 2 * 1024**3}, ["'max_file_bytes'", "'max_bytes_per_manifest'"]),
+        # Terminal records that expire while the raw file can still be listed let a re-close convert it again.
+        ({"terminal_ttl_days": 30}, ["'terminal_ttl_days' (30)", "landing_retention"]),
+        ({"usage_capacity_source": "guessed"}, ["'usage_capacity_source'"]),
+    ],
+)
+def test_inconsistent_settings_are_refused_naming_them(overrides, named):
+    with pytest.raises(SettingsError) as caught:
+        _make_settings(**overrides)
+    for text in named:
+        assert text in str(caught.value)
+
+
+def test_rules_follow_the_values_given():
+    settings = _make_settings(
+        max_wait_seconds=600, sensor_timeout_seconds=700, glue_max_wait_seconds=1800, lease_seconds=1900
+    )
+    assert (settings.sensor_timeout_seconds, settings.lease_seconds) == (700, 1900)
+    minimum = landing_retention_days() + LIFECYCLE_LAG_DAYS
+    assert _make_settings(terminal_ttl_days=minimum).terminal_ttl_days == minimum
+    with pytest.raises(SettingsError, match="terminal_ttl_days"):
+        _make_settings(terminal_ttl_days=minimum - 1)
