@@ -7,6 +7,7 @@ QUARANTINED or FAILED with an alert; the Parquet holds each valid row once.
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -26,6 +27,9 @@ from tools.faults import FaultRule
 from tools.local_stack import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
+
+# The orphaned claims carry the shortest lease the settings accept; the DAGs run with the defaults.
+SHORT_LEASE = {"lease_seconds": 3, "glue_max_wait_seconds": 1, "glue_poll_seconds": 1}
 
 
 def _days_ago(days: int) -> str:
@@ -57,8 +61,8 @@ def _alerts(stack, queue_url: str) -> list[dict]:
 
 def test_an_old_days_pending_files_and_expired_claims_are_converted(dags, aws_endpoint, monkeypatch):
     """Work of a day older than yesterday, registered by an earlier run, is watched and swept until done."""
-    stack = make_stack(aws_endpoint, lease_seconds=1)
-    configure(stack, monkeypatch, lease_seconds=1)
+    stack = make_stack(aws_endpoint, **SHORT_LEASE)
+    configure(stack, monkeypatch)
     old_day = _days_ago(5)
     sample = land(stack, files=4, day=old_day)
     drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings)  # an earlier run's intake
@@ -67,6 +71,7 @@ def test_an_old_days_pending_files_and_expired_claims_are_converted(dags, aws_en
         stack.ledger, stack.storage, stack.settings.replace(max_files_per_manifest=2), [old_day], owner="old/run"
     )
     assert orphans
+    time.sleep(SHORT_LEASE["lease_seconds"])
 
     ingest = run(dags, "ndjson_ingest")
 
@@ -77,9 +82,9 @@ def test_an_old_days_pending_files_and_expired_claims_are_converted(dags, aws_en
 
 
 def test_a_sweep_that_cannot_repair_a_manifest_does_not_stop_the_conversions(dags, aws_endpoint, monkeypatch):
-    stack = make_stack(aws_endpoint, lease_seconds=1)
+    stack = make_stack(aws_endpoint, **SHORT_LEASE)
     topic_arn, probe = _alert_probe(stack)
-    configure(stack, monkeypatch, lease_seconds=1, alert_topic_arn=topic_arn)
+    configure(stack, monkeypatch, alert_topic_arn=topic_arn)
     sample = land(stack, files=4)
     drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings)
     (stuck,) = plan_manifests(
@@ -97,6 +102,7 @@ def test_a_sweep_that_cannot_repair_a_manifest_does_not_stop_the_conversions(dag
     )
     stack.job_storage.write_bytes(partial, b"PAR1")
     denied = FaultRule("access_denied", service="s3", operation="DeleteObjects", resource=f"*{stuck.manifest_id}*")
+    time.sleep(SHORT_LEASE["lease_seconds"])
 
     with faults.injected(stack.endpoint, denied):
         ingest = run(dags, "ndjson_ingest")

@@ -98,13 +98,12 @@ def test_a_manifest_compensated_while_its_run_starts_gets_the_run_stopped(glue_c
 
     def start_after_a_compensation(hook, arguments, extra=None):
         # This try stalled past its lease; the other DAG's sweeper found the claim expired and gave it up.
-        sweep = stack.settings.replace(lease_seconds=1)
         stack.ledger.extend_lease(ref.manifest_id, 1)
         time.sleep(1.5)
         sweep_expired_claims(
             stack.ledger,
             stack.storage,
-            sweep,
+            stack.settings,
             [ref.day],
             run_is_active=lambda m: False,
             stop_active_runs=lambda m: None,

@@ -121,7 +121,7 @@ def _with_defaults(stack, started: datetime, **overrides) -> PendingWorkTrigger:
         "enough_files": defaults.min_batch_files,
         "enough_bytes": defaults.min_batch_bytes,
         "max_wait_seconds": defaults.max_wait_seconds,
-        "deadline": iso(started + timedelta(seconds=defaults.max_wait_seconds + 60)),
+        "deadline": iso(started + timedelta(seconds=defaults.sensor_timeout_seconds)),
         "poll_seconds": defaults.sensor_poll_seconds,
         "aws_conn_id": "aws_default",
         **overrides,

@@ -10,7 +10,7 @@ import pytest
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.steps import PipelineError
-from ndjson_pipeline.steps.finalising import finalise_manifest, read_manifest
+from ndjson_pipeline.steps.finalising import read_manifest
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
 from tests.factories import (
@@ -18,9 +18,9 @@ from tests.factories import (
     DAY_PATH,
     TODAY,
     file_states,
+    finalise,
     make_body,
     make_record,
-    no_glue_runs,
     plan,
     publish_result,
     send,
@@ -82,7 +82,7 @@ def test_reclosing_a_day_whose_records_expired_registers_nothing_again(small_bat
     reconcile_day(stack.s3, stack.ledger, stack.settings, bucket, DAY, today=TODAY)
     (ref,) = plan(stack)
     publish_result(stack, ref)
-    finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=no_glue_runs)
+    finalise(stack, ref)
     identities = [f.identity for f in read_manifest(stack.storage, stack.settings, ref).files]
     assert set(file_states(stack, identities).values()) == {FileState.DONE}
     _expire_terminal_records(stack, identities)

@@ -93,7 +93,7 @@ def _sweep(stack, **overrides):
 
 
 def test_one_manifest_the_sweeper_cannot_repair_does_not_stop_the_others(aws_endpoint):
-    stack = make_stack(aws_endpoint, max_files_per_manifest=2, lease_seconds=1)
+    stack = make_stack(aws_endpoint, max_files_per_manifest=2, **SHORT_LEASE)
     register_files(stack, 8)
     refs = plan(stack)
     undeletable, unstoppable, inconsistent, healthy = refs
@@ -114,7 +114,7 @@ def test_one_manifest_the_sweeper_cannot_repair_does_not_stop_the_others(aws_end
         if manifest_id == unstoppable.manifest_id:
             raise TimeoutError(f"Glue run of manifest {manifest_id} did not stop in 600s")
 
-    time.sleep(1.5)
+    time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
     refused = FaultRule(
         "access_denied", service="s3", operation="DeleteObjects", resource=f"*{undeletable.manifest_id}*"
     )
@@ -137,10 +137,10 @@ def test_one_manifest_the_sweeper_cannot_repair_does_not_stop_the_others(aws_end
 
 def test_the_sweeper_never_compensates_a_claim_a_conversion_just_took_back(aws_endpoint):
     """The other DAG's conversion extends the lease between the sweeper's look and its repair."""
-    stack = make_stack(aws_endpoint, lease_seconds=1)
+    stack = make_stack(aws_endpoint, **SHORT_LEASE)
     identities = register_files(stack, 3)
     (ref,) = plan(stack)
-    time.sleep(1.5)
+    time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
 
     def conversion_starts_meanwhile(manifest_id: str) -> bool:
         stack.ledger.extend_lease(manifest_id, 600)  # what the conversion task does before it starts its run

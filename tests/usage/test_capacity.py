@@ -7,6 +7,7 @@ import pickle
 import pytest
 
 from ndjson_pipeline.landing import registration_for
+from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.usage import RequestRecorder
 from ndjson_pipeline.usage.capacity import item_size, read_units, value_size, write_units
 from tests.conftest import make_stack
@@ -49,19 +50,25 @@ def _registrations(stack, count, size=3_500_000):
     ]
 
 
+def _metered_ledger(stack, recorder: RequestRecorder) -> Ledger:
+    """The stack's ledger over a client ``recorder`` counts (a client's events are its own)."""
+    return Ledger(recorder.attach(stack.dynamodb), stack.names.ledger_table)
+
+
 def test_computed_units_of_registering_and_claiming(aws_endpoint):
     stack = make_stack(aws_endpoint)
     recorder = RequestRecorder(computed_capacity=True)
-    recorder.attach(stack.dynamodb)
+    ledger = _metered_ledger(stack, recorder)
     recorder.attach(stack.dynamodb)  # attaching twice counts once
 
-    stack.ledger.register(_registrations(stack, 10))
+    ledger.register(_registrations(stack, 10))
     registered = recorder.take()
-    # One transaction; each new item (< 1 KB) costs 2 transactional units and 1 for entering the pending index.
+    # One transaction; each new item (< 1 KB) costs 2 transactional units and 1 for entering the pending index,
+    # and the update of the day's open-days item 2 more.
     assert registered.requests == {"dynamodb.TransactWriteItems": 1}
-    assert registered.write_units == 10 * (2 + 1)
+    assert registered.write_units == 10 * (2 + 1) + 2
 
-    manifest = stack.ledger.claim_batch(DAY, max_files=99, max_bytes=10**12, lease_seconds=600)
+    manifest = ledger.claim_batch(DAY, max_files=99, max_bytes=10**12, lease_seconds=600)
     claimed = recorder.take()
     assert len(manifest.files) == 10
     # Each file: 2 (transactional update) + 1 (leaves the index); the manifest: 2 + 1 (enters the open index).
@@ -75,19 +82,20 @@ def test_a_refused_write_is_billed_at_the_size_of_the_item_as_it_is(aws_endpoint
     stack = make_stack(aws_endpoint)
     stack.ledger.register(_registrations(stack, 1))
     recorder = RequestRecorder(computed_capacity=True)
-    recorder.attach(stack.dynamodb)
-    outcome = stack.ledger.register(_registrations(stack, 1))  # the same version again: the put is refused
+    outcome = _metered_ledger(stack, recorder).register(
+        _registrations(stack, 1)
+    )  # the same version again: the put is refused
     assert outcome.already_known
     usage = recorder.take()
-    # Cancelled, the transaction is still billed: 2 units for the item as it is, no index write.
-    assert usage.write_units == 2
+    # Cancelled, the transaction is still billed: 2 units for the item as it is and 2 for the day's
+    # open-days item, no index write.
+    assert usage.write_units == 2 + 2
 
 
 def test_reported_units_come_from_the_response(aws_endpoint):
     stack = make_stack(aws_endpoint)
     recorder = RequestRecorder()
-    recorder.attach(stack.dynamodb)
-    stack.ledger.get_manifest("none")
+    _metered_ledger(stack, recorder).get_manifest("none")
     usage = recorder.take()
     assert usage.requests == {"dynamodb.GetItem": 1}
     assert usage.read_units == 0.5  # moto reports a constant 0.5 per GetItem, once asked (the recorder asks)
