@@ -74,6 +74,11 @@ def queue_depth(stack, url: str | None = None) -> tuple[int, int]:
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
+# The shortest lease the settings accept (it must outlast the conversion's wait plus one poll): claims made
+# under it expire within seconds, while the DAGs that find them keep the default settings.
+SHORT_LEASE = {"lease_seconds": 3, "glue_max_wait_seconds": 1, "glue_poll_seconds": 1}
+
+
 # ------------------------------------------------------------------ ledger contents
 
 

@@ -27,6 +27,7 @@ from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
 from tests.e2e.conftest import configure, land, parquet_event_ids, parquet_snapshot, run, task_states
 from tests.e2e.expectations import assert_day_converted_exactly
+from tests.factories import SHORT_LEASE
 from tools.local_stack import airflow_environment, client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
@@ -122,7 +123,7 @@ def test_failure_past_max_attempts_ends_failed_with_alert(dags, aws_endpoint, mo
 
 def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, monkeypatch):
     # The killed task's claims carry the shortest lease the settings accept; the DAG runs with the defaults.
-    stack = make_stack(aws_endpoint, lease_seconds=3, glue_max_wait_seconds=1, glue_poll_seconds=1)
+    stack = make_stack(aws_endpoint, **SHORT_LEASE)
     configure(stack, monkeypatch)
     sample = land(stack, files=3)
     # A batching task claimed the files, then its worker was killed: nobody will finalise or compensate.

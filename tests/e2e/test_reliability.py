@@ -22,14 +22,12 @@ from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
 from tests.e2e.conftest import configure, land, parquet_event_ids, run, task_states
 from tests.e2e.expectations import assert_day_converted_exactly
+from tests.factories import SHORT_LEASE
 from tools import faults
 from tools.faults import FaultRule
 from tools.local_stack import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
-
-# The orphaned claims carry the shortest lease the settings accept; the DAGs run with the defaults.
-SHORT_LEASE = {"lease_seconds": 3, "glue_max_wait_seconds": 1, "glue_poll_seconds": 1}
 
 
 def _days_ago(days: int) -> str:

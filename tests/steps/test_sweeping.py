@@ -15,6 +15,7 @@ from ndjson_pipeline.steps.sweeping import sweep_expired_claims
 from tests.conftest import make_stack
 from tests.factories import (
     DAY,
+    SHORT_LEASE,
     file_states,
     no_glue_runs,
     plan,
@@ -24,9 +25,6 @@ from tests.factories import (
 )
 from tools import faults
 from tools.faults import FaultRule
-
-# The shortest lease the settings accept: it must outlast the conversion's wait plus one poll.
-SHORT_LEASE = {"lease_seconds": 3, "glue_max_wait_seconds": 1, "glue_poll_seconds": 1}
 
 
 def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
