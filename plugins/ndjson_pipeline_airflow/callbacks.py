@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ndjson_pipeline.ledger import Ledger
+from ndjson_pipeline.ledger import Ledger, ManifestRecord
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps.converting import holds_unfinished_claim
@@ -34,18 +34,29 @@ log = logging.getLogger(__name__)
 
 
 def stop_run_before_retry(context: Any) -> None:
-    """``on_retry_callback`` of the conversion: stop its Glue run, then remove its partial output."""
+    """``on_retry_callback`` of the conversion: stop its Glue run, then remove its partial output.
+
+    Airflow runs it after it reported the try's state, so the retry may already
+    be under way. A try extends the manifest's lease before it starts a run: a
+    lease that moved while this callback stopped the run means a newer try owns
+    whatever is there now, and it is left alone.
+    """
     settings, ref, aws_conn_id = _of(context)
     ledger = LedgerHook(aws_conn_id=aws_conn_id).get_ledger(settings)
     storage = StorageHook(aws_conn_id=aws_conn_id).get_storage()
-    if not _unfinished(ledger, storage, settings, ref):
+    seen = _unfinished_claim(ledger, storage, settings, ref)
+    if seen is None:
         return
     glue = None
     if settings.glue_runner != "local":
         glue = ManifestGlueJobHook(job_name=settings.names.glue_job, aws_conn_id=aws_conn_id)
         glue.stop_runs_of(ref.manifest_id)
     # Ask again once the run has stopped: it may have finished first, or a newer try may have started one.
-    if not _unfinished(ledger, storage, settings, ref) or (glue and glue.is_active(ref.manifest_id)):
+    now = _unfinished_claim(ledger, storage, settings, ref)
+    if now is None or (glue and glue.is_active(ref.manifest_id)):
+        return
+    if now.lease_expires_at != seen.lease_expires_at:
+        log.info("manifest %s: a newer try took the claim meanwhile; its output is left alone", ref.manifest_id)
         return
     removed = discard_output(storage, settings, ref)
     log.info("manifest %s: run stopped, %d partial output objects removed before the retry", ref.manifest_id, removed)
@@ -56,8 +67,8 @@ def alert_conversion_failed(context: Any) -> None:
     settings, ref, aws_conn_id = _of(context)
     ledger = LedgerHook(aws_conn_id=aws_conn_id).get_ledger(settings)
     storage = StorageHook(aws_conn_id=aws_conn_id).get_storage()
-    record = ledger.get_manifest(ref.manifest_id)
-    if not _unfinished(ledger, storage, settings, ref) or record is None or record.failure_alerted_at:
+    record = _unfinished_claim(ledger, storage, settings, ref)
+    if record is None or record.failure_alerted_at:
         return
     reason = str(context.get("exception") or "the conversion task failed")
     monitoring.alert_conversion_failed(settings, ref.manifest_id, sorted(record.files), reason, aws_conn_id)
@@ -69,12 +80,15 @@ def _of(context: Any) -> tuple[PipelineSettings, ManifestRef, str | None]:
     return load_settings(), ManifestRef.from_dict(task.manifest), task.aws_conn_id
 
 
-def _unfinished(ledger: Ledger, storage: Storage, settings: PipelineSettings, ref: ManifestRef) -> bool:
+def _unfinished_claim(
+    ledger: Ledger, storage: Storage, settings: PipelineSettings, ref: ManifestRef
+) -> ManifestRecord | None:
+    """The manifest's record while it holds an unfinished claim, else None (and the callback does nothing)."""
     record = ledger.get_manifest(ref.manifest_id)
     result_exists = read_result(storage, settings, ref) is not None
-    if holds_unfinished_claim(record, result_exists=result_exists):
-        return True
+    if record is not None and holds_unfinished_claim(record, result_exists=result_exists):
+        return record
     state = record.status if record else "unknown to the ledger"
     found = f"{state} with a result" if result_exists else state
     log.info("manifest %s is %s: the callback leaves it alone", ref.manifest_id, found)
-    return False
+    return None

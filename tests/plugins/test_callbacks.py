@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline_airflow.callbacks import alert_conversion_failed, stop_run_before_retry
+from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 from tests.factories import DAY, finalise, plan, publish_result, register_files, write_publish_log
 
@@ -65,6 +66,30 @@ def test_before_a_retry_the_run_is_stopped_and_its_partial_output_removed(glue_c
     assert _existing(stack, partial) == []
     assert stack.ledger.get_manifest(ref.manifest_id).state == "CLAIMED"  # the retry converts it again
     assert set(stack.ledger.get_states(identities).values()) == {"CLAIMED"}
+
+
+def test_the_retry_callback_leaves_the_output_of_a_retry_that_started_meanwhile(
+    glue_conversions, glue_stops, monkeypatch
+):
+    """Airflow runs the callback after reporting the try's state: the retry may start while it stops the run."""
+    stack = glue_conversions
+    register_files(stack, 3)
+    (ref,) = plan(stack)
+    run_id = _start_run(ref)
+    real_stop = ManifestGlueJobHook.stop_runs_of
+
+    def retry_starts_while_stopping(hook, manifest_id):
+        real_stop(hook, manifest_id)
+        stack.ledger.extend_lease(manifest_id, 3900)  # what the retry does before it starts its run
+        _partial_output(stack, ref)  # and the retry's run publishes
+
+    monkeypatch.setattr(ManifestGlueJobHook, "stop_runs_of", retry_starts_while_stopping)
+    kept = _partial_output(stack, ref)
+
+    stop_run_before_retry(_make_context(ref))
+
+    assert glue_stops == {run_id}
+    assert _existing(stack, kept) == kept
 
 
 def _claimed_with_result(stack, ref):
