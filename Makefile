@@ -13,7 +13,7 @@ GLUE_ENVS := glue50 glue51
 glue_stamp = .venv-$(1)/.installed-$(shell cat requirements-$(1).txt | sha256sum | cut -c1-16)
 GLUE_STAMPS := $(foreach env,$(GLUE_ENVS),$(call glue_stamp,$(env)))
 
-.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-glue-envs test-glue-envs build deploy bench-ledger bench-glue bench-glue-memory bench-capacity
+.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-glue-envs test-glue-envs build deploy bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak
 
 install: $(STAMP)
 
@@ -99,3 +99,7 @@ bench-glue-memory: install
 # Latency, backlog and the requests and DynamoDB units of a file, end to end (benchmarks/capacity_benchmark.py).
 bench-capacity: install
 	$(VENV)/bin/python -m benchmarks.capacity_benchmark $(BENCH_ARGS)
+
+# The randomized fault soak on the real Airflow processes; SEED=n ROUNDS=n to vary it (see benchmarks/soak.py).
+bench-soak: install
+	$(VENV)/bin/python -m benchmarks.soak $(if $(SEED),--seed $(SEED)) $(if $(ROUNDS),--rounds $(ROUNDS))

@@ -151,48 +151,87 @@ def _wait_for_api(url: str, running: dict[str, subprocess.Popen], timeout: float
     raise TimeoutError(f"the API server did not answer at {url} within {timeout:.0f}s")
 
 
-@contextlib.contextmanager
-def airflow_processes(env: dict[str, str], api_port: int, logs: Path, timeout: float = 180) -> Iterator[None]:
-    """Migrate the database, run the API server, scheduler, DAG processor and triggerer until exit.
+class AirflowProcesses:
+    """The stack's Airflow processes, each in a session of its own: one can be killed and started again.
 
-    Returns once the API server answers and the DAG processor has registered the DAGs;
-    each process logs to ``logs/<name>.log``.
+    Each process logs to ``logs/<name>.log`` (appended to across restarts).
     """
-    airflow(env, "db", "migrate")
-    logs.mkdir(parents=True, exist_ok=True)
-    args = {"api-server": ["api-server", "--host", "127.0.0.1", "--port", str(api_port)]}
-    running: dict[str, subprocess.Popen] = {}
-    outputs = []
-    try:
-        for name in PROCESSES:
-            out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-            outputs.append(out)
-            command = [sys.executable, "-m", "airflow", *args.get(name, [name])]
-            # A session of its own: Ctrl-C reaches only this process, which stops each one with its workers.
-            running[name] = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        _wait_for_api(f"http://127.0.0.1:{api_port}", running, timeout)
-        deadline = time.monotonic() + timeout
-        while not all(dag_id in airflow(env, "dags", "list", "-o", "plain").stdout for dag_id in DAG_IDS):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the DAG processor did not register {DAG_IDS}; see {logs}/dag-processor.log")
-            time.sleep(3)
-        yield
-    finally:
-        for proc in running.values():
+
+    def __init__(self, env: dict[str, str], api_port: int, logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.commands = {name: [sys.executable, "-m", "airflow", name] for name in PROCESSES}
+        self.commands["api-server"] += ["--host", "127.0.0.1", "--port", str(api_port)]
+        self.running: dict[str, subprocess.Popen] = {}
+        self._outputs: list[Any] = []
+        self._sessions: list[int] = []  # every session started, so nothing a killed process forked outlives the stack
+
+    def start(self, name: str) -> subprocess.Popen:
+        out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._outputs.append(out)
+        # A session of its own: Ctrl-C reaches only this process, which stops each one with its workers.
+        proc = subprocess.Popen(
+            self.commands[name], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.running[name] = proc
+        self._sessions.append(proc.pid)
+        return proc
+
+    def kill(self, name: str) -> int:
+        """SIGKILL one process, as when its host dies; what it forked is left running. Returns the pid killed."""
+        proc = self.running[name]
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        return proc.pid
+
+    def restart(self, name: str) -> subprocess.Popen:
+        """Start a process again after ``kill`` (or after it exited on its own)."""
+        if self.running[name].poll() is None:
+            raise RuntimeError(f"airflow {name} (pid {self.running[name].pid}) is still running")
+        return self.start(name)
+
+    def stop(self) -> None:
+        for proc in self.running.values():
             proc.terminate()
-        for proc in running.values():
+        for proc in self.running.values():
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            # Whatever the process forked and left behind (executor workers, log servers) goes with it.
+        # Whatever the processes forked and left behind (executor workers, log servers) goes with them.
+        for session in self._sessions:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        for out in outputs:
+                os.killpg(session, signal.SIGKILL)
+        for out in self._outputs:
             out.close()
+
+
+@contextlib.contextmanager
+def airflow_processes(
+    env: dict[str, str], api_port: int, logs: Path, timeout: float = 180
+) -> Iterator[AirflowProcesses]:
+    """Migrate the database, run the API server, scheduler, DAG processor and triggerer until exit.
+
+    Yields once the API server answers and the DAG processor has registered the DAGs;
+    each process logs to ``logs/<name>.log``.
+    """
+    airflow(env, "db", "migrate")
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = AirflowProcesses(env, api_port, logs)
+    try:
+        for name in PROCESSES:
+            processes.start(name)
+        _wait_for_api(f"http://127.0.0.1:{api_port}", processes.running, timeout)
+        deadline = time.monotonic() + timeout
+        while not all(dag_id in airflow(env, "dags", "list", "-o", "plain").stdout for dag_id in DAG_IDS):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the DAG processor did not register {DAG_IDS}; see {logs}/dag-processor.log")
+            time.sleep(3)
+        yield processes
+    finally:
+        processes.stop()
 
 
 def tail_logs(logs: Path, lines: int = 15) -> str:
@@ -240,12 +279,18 @@ class UiStack:
         upload(sample, self.s3(), sqs, queue_url, self.settings.names.landing_bucket)
         return sample
 
+    def _token(self) -> str:
+        credentials = {"username": self.username, "password": self.password}
+        return _json_request(f"{self.url}/auth/token", body=credentials)["access_token"]
+
     def api_get(self, path: str, **query: str) -> Any:
         """GET a path of Airflow's REST API (``/api/v2/...``) as the stack's user; returns the decoded JSON."""
-        credentials = {"username": self.username, "password": self.password}
-        token = _json_request(f"{self.url}/auth/token", body=credentials)["access_token"]
         url = f"{self.url}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        return _json_request(url, token=token)
+        return _json_request(url, token=self._token())
+
+    def api_post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST a JSON body to a path of Airflow's REST API as the stack's user; returns the decoded JSON."""
+        return _json_request(f"{self.url}{path}", body=body, token=self._token())
 
     def storage(self) -> Storage:
         return Storage(s3_client=self.s3())

@@ -7,7 +7,6 @@ import pickle
 import pytest
 
 from ndjson_pipeline.landing import registration_for
-from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.usage import RequestRecorder
 from ndjson_pipeline.usage.capacity import item_size, read_units, value_size, write_units
 from tests.conftest import make_stack
@@ -50,25 +49,25 @@ def _registrations(stack, count, size=3_500_000):
     ]
 
 
-def _metered_ledger(stack, recorder: RequestRecorder) -> Ledger:
-    """The stack's ledger over a client ``recorder`` counts (a client's events are its own)."""
-    return Ledger(recorder.attach(stack.dynamodb), stack.names.ledger_table)
+def _ledger_client(stack):
+    """The DynamoDB client the ledger sends its requests with (the MWAA identity's)."""
+    return stack.ledger._table.client
 
 
 def test_computed_units_of_registering_and_claiming(aws_endpoint):
     stack = make_stack(aws_endpoint)
     recorder = RequestRecorder(computed_capacity=True)
-    ledger = _metered_ledger(stack, recorder)
-    recorder.attach(stack.dynamodb)  # attaching twice counts once
+    recorder.attach(_ledger_client(stack))
+    recorder.attach(_ledger_client(stack))  # attaching twice counts once
 
-    ledger.register(_registrations(stack, 10))
+    stack.ledger.register(_registrations(stack, 10))
     registered = recorder.take()
     # One transaction; each new item (< 1 KB) costs 2 transactional units and 1 for entering the pending index,
     # and the update of the day's open-days item 2 more.
     assert registered.requests == {"dynamodb.TransactWriteItems": 1}
     assert registered.write_units == 10 * (2 + 1) + 2
 
-    manifest = ledger.claim_batch(DAY, max_files=99, max_bytes=10**12, lease_seconds=600)
+    manifest = stack.ledger.claim_batch(DAY, max_files=99, max_bytes=10**12, lease_seconds=600)
     claimed = recorder.take()
     assert len(manifest.files) == 10
     # Each file: 2 (transactional update) + 1 (leaves the index); the manifest: 2 + 1 (enters the open index).
@@ -82,9 +81,8 @@ def test_a_refused_write_is_billed_at_the_size_of_the_item_as_it_is(aws_endpoint
     stack = make_stack(aws_endpoint)
     stack.ledger.register(_registrations(stack, 1))
     recorder = RequestRecorder(computed_capacity=True)
-    outcome = _metered_ledger(stack, recorder).register(
-        _registrations(stack, 1)
-    )  # the same version again: the put is refused
+    recorder.attach(_ledger_client(stack))
+    outcome = stack.ledger.register(_registrations(stack, 1))  # the same version again: the put is refused
     assert outcome.already_known
     usage = recorder.take()
     # Cancelled, the transaction is still billed: 2 units for the item as it is and 2 for the day's
@@ -95,7 +93,8 @@ def test_a_refused_write_is_billed_at_the_size_of_the_item_as_it_is(aws_endpoint
 def test_reported_units_come_from_the_response(aws_endpoint):
     stack = make_stack(aws_endpoint)
     recorder = RequestRecorder()
-    _metered_ledger(stack, recorder).get_manifest("none")
+    recorder.attach(_ledger_client(stack))
+    stack.ledger.get_manifest("none")
     usage = recorder.take()
     assert usage.requests == {"dynamodb.GetItem": 1}
     assert usage.read_units == 0.5  # moto reports a constant 0.5 per GetItem, once asked (the recorder asks)
