@@ -86,7 +86,6 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
     names = settings.names
     bootstrap_resources(endpoint, names)
     day = utcnow().date().isoformat()
-    days = planning.days_to_watch(utcnow(), [day])
     raw_s3 = client("s3", endpoint)
     TASK_RECORDER.computed_capacity = True
 
@@ -154,14 +153,16 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
         f"({usage.write_units / files:g}/file)"
     )
 
-    sweeping.sweep_expired_claims(ledger, storage, settings, days, run_is_active=_no_run, stop_active_runs=_no_run)
+    days = ledger.open_days()  # what the ingest sweep reads
+    sweeping.sweep_expired_claims(
+        ledger, storage, settings, days, run_is_active=_no_run, stop_active_runs=_no_run, catalog=None
+    )
     for d in days:
         ledger.pending_summary(d, enough_files=1, enough_bytes=1)
     publish_metrics(settings, {"OldestPendingAgeSeconds": 0.0})
     take("sweep.task")
 
     trigger = PendingWorkTrigger(
-        days=days,
         work_index=ledger.work_index.as_dict(),
         enough_files=10**9,
         enough_bytes=10**15,

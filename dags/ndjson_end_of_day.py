@@ -51,7 +51,8 @@ def ndjson_end_of_day():
     days = resolve_day()
     reconciled = reconcile(days)
     swept = sweep_expired_claims(days)
-    manifests = plan_manifests(days)
+    # A sweep that could not repair one manifest must not keep the day's flush from running.
+    manifests = plan_manifests.override(trigger_rule="all_done")(days)
     reconciled >> swept >> manifests
     converted = convert_manifest.partial(max_conversions=conversion_slots("end_of_day")).expand(manifest=manifests)
     converted >> report_day(days)

@@ -1,6 +1,7 @@
-"""Ingest: S3 notifications -> ledger -> (enough work?) -> manifests -> one Glue run per manifest -> finalise.
+"""Ingest: S3 notifications -> ledger -> sweep -> (enough work?) -> manifests -> one Glue run per manifest -> finalise.
 
-Runs every few minutes; runs never overlap, and every step is safe to retry.
+Runs every few minutes; runs never overlap, and every step is safe to retry. The
+sweep and the sensor cover every day the ledger lists as open, however old.
 Settings are read at run time from the Airflow Variable ``ndjson_pipeline_settings``.
 """
 
@@ -39,11 +40,11 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
 )
 def ndjson_ingest():
-    days = intake()
-    swept = sweep_expired_claims(days)
-    ready_days = PendingWorkSensor(task_id="wait_for_pending_work", days=days)
+    # Every open day is swept and watched, whatever became of the task before: a failed intake or an
+    # unrepairable manifest never stops the conversion of work already in the ledger.
+    ready_days = PendingWorkSensor(task_id="wait_for_pending_work", trigger_rule="all_done")
+    intake() >> sweep_expired_claims() >> ready_days
     manifests = plan_manifests(ready_days.output)
-    swept >> ready_days
     convert_manifest.partial(max_conversions=conversion_slots("ingest")).expand(manifest=manifests)
 
 

@@ -74,6 +74,11 @@ def queue_depth(stack, url: str | None = None) -> tuple[int, int]:
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
+# The shortest lease the settings accept (it must outlast the conversion's wait plus one poll): claims made
+# under it expire within seconds, while the DAGs that find them keep the default settings.
+SHORT_LEASE = {"lease_seconds": 3, "glue_max_wait_seconds": 1, "glue_poll_seconds": 1}
+
+
 # ------------------------------------------------------------------ ledger contents
 
 
@@ -169,3 +174,31 @@ def write_publish_log(stack: Any, ref: ManifestRef, uris: list[str]) -> None:
 
 def no_glue_runs(_manifest_id: str) -> None:
     """Stands in for stopping a manifest's Glue runs where none can exist (the job's side is played by the test)."""
+
+
+class RecordingClient:
+    """A boto3 client that records the requests of the operations named, and passes every call on."""
+
+    def __init__(self, client: Any, *operations: str) -> None:
+        self._client = client
+        self.requests: dict[str, list[dict[str, Any]]] = {name: [] for name in operations}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if name not in self.requests:
+            return method
+
+        def recorded(**request: Any) -> Any:
+            self.requests[name].append(request)
+            return method(**request)
+
+        return recorded
+
+
+def mwaa_ledger(stack: Any, *recorded_operations: str) -> tuple[Any, RecordingClient]:
+    """A ledger on the stack's table as the MWAA role, whose client records the operations named."""
+    from ndjson_pipeline.ledger import Ledger
+    from tools.local_stack import client
+
+    recording = RecordingClient(client("dynamodb", stack.endpoint, stack.identities.mwaa), *recorded_operations)
+    return Ledger(recording, stack.names.ledger_table), recording

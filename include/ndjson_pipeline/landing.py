@@ -17,6 +17,7 @@ from ndjson_pipeline.ledger import Registration
 from ndjson_pipeline.settings import PipelineSettings
 
 _DAY_IN_KEY = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
+MAX_KEY_BYTES = 1024  # S3's limit on an object key (UTF-8)
 
 
 def day_of_key(key: str, settings: PipelineSettings) -> str | None:
@@ -40,6 +41,9 @@ def day_prefix(day: str, settings: PipelineSettings) -> str:
 
 def rejection_reason(key: str, size: int, settings: PipelineSettings) -> str | None:
     """Why a landing object cannot be converted, or None when it is acceptable."""
+    key_bytes = len(key.encode("utf-8", "surrogatepass"))
+    if key_bytes > MAX_KEY_BYTES:
+        return f"key of {key_bytes} bytes is longer than S3's {MAX_KEY_BYTES:,}-byte limit"
     if not key.lower().endswith(settings.allowed_suffixes):
         return f"unsupported file type: key must end with one of {', '.join(settings.allowed_suffixes)}"
     if size <= 0:

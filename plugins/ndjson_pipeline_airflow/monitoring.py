@@ -1,10 +1,19 @@
-"""What the pipeline tells people: its CloudWatch metrics and the alert for FAILED files."""
+"""What the pipeline tells people: its CloudWatch metrics and its alerts.
+
+An alert is logged at ERROR, counted in CloudWatch and, when ``alert_topic_arn``
+is set, published to SNS. Each carries an ``alert_id`` derived from what it is
+about (kind, manifest, files), in its body and as a message attribute: an alert
+published again after a crash (the ledger's marker was not cleared yet) has the
+same id, so a consumer that drops repeated ids sees it once.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from airflow.providers.amazon.aws.hooks.sns import SnsHook
 
@@ -24,6 +33,11 @@ def publish_metrics(
     )
 
 
+def alert_id(kind: str, manifest_id: str, identities: Sequence[str] = ()) -> str:
+    """The same id for the same alert, however often it is published."""
+    return hashlib.sha256("\n".join([kind, manifest_id, *sorted(identities)]).encode()).hexdigest()[:32]
+
+
 def alert_failed_files(
     settings: PipelineSettings, manifest_id: str, identities: list[str], aws_conn_id: str | None = AWS_CONN_ID
 ) -> None:
@@ -36,9 +50,57 @@ def alert_failed_files(
         identities[:10],
     )
     publish_metrics(settings, {"FailedFiles": len(identities)}, aws_conn_id)
-    if settings.alert_topic_arn:
-        SnsHook(aws_conn_id=aws_conn_id).publish_to_target(
-            target_arn=settings.alert_topic_arn,
-            subject=f"ndjson pipeline: {len(identities)} files FAILED"[:100],
-            message=json.dumps({"manifest_id": manifest_id, "failed": identities, "dataset": settings.dataset}),
-        )
+    _publish(
+        settings,
+        f"ndjson pipeline: {len(identities)} files FAILED",
+        {"kind": "failed_files", "manifest_id": manifest_id, "failed": identities},
+        alert_id("failed_files", manifest_id, identities),
+        aws_conn_id,
+    )
+
+
+def alert_unrepaired_manifest(
+    settings: PipelineSettings, manifest_id: str, reason: str, aws_conn_id: str | None = AWS_CONN_ID
+) -> None:
+    """A manifest whose compensation could not complete: its files stay claimed until a sweep repairs it."""
+    log.error("ALERT manifest %s could not be repaired; the next sweep retries: %s", manifest_id, reason)
+    publish_metrics(settings, {"UnrepairedManifests": 1}, aws_conn_id)
+    _publish(
+        settings,
+        "ndjson pipeline: a manifest could not be repaired",
+        {"kind": "unrepaired_manifest", "manifest_id": manifest_id, "reason": reason},
+        alert_id("unrepaired_manifest", manifest_id, [reason]),
+        aws_conn_id,
+    )
+
+
+def alert_conversion_failed(
+    settings: PipelineSettings,
+    manifest_id: str,
+    identities: list[str],
+    reason: str,
+    aws_conn_id: str | None = AWS_CONN_ID,
+) -> None:
+    """A conversion that failed for good (its task's last try); its files go back to PENDING or FAILED next."""
+    log.error("ALERT conversion of manifest %s failed for good (%s); files: %s", manifest_id, reason, identities[:10])
+    publish_metrics(settings, {"FailedConversions": 1}, aws_conn_id)
+    _publish(
+        settings,
+        "ndjson pipeline: a conversion failed",
+        {"kind": "conversion_failed", "manifest_id": manifest_id, "files": identities, "reason": reason},
+        alert_id("conversion_failed", manifest_id),
+        aws_conn_id,
+    )
+
+
+def _publish(
+    settings: PipelineSettings, subject: str, body: dict[str, Any], identifier: str, aws_conn_id: str | None
+) -> None:
+    if not settings.alert_topic_arn:
+        return
+    SnsHook(aws_conn_id=aws_conn_id).publish_to_target(
+        target_arn=settings.alert_topic_arn,
+        subject=subject[:100],
+        message=json.dumps({**body, "dataset": settings.dataset, "alert_id": identifier}),
+        message_attributes={"alert_id": identifier, "kind": str(body["kind"])},
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.providers.amazon.aws.links.glue import GlueJobRunDetailsLink
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
@@ -13,10 +13,11 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
+from ndjson_pipeline.ledger import IllegalTransitionError, ManifestState
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps.converting import ConversionKind, decide_conversion
-from ndjson_pipeline.steps.finalising import read_result
+from ndjson_pipeline.steps.finalising import discard_output, read_result
 from ndjson_pipeline.steps.redoing import manifest_to_convert, manifest_to_finalise
 from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
@@ -41,6 +42,13 @@ class ManifestGlueJobOperator(GlueJobOperator):
     a retry of this task waits for the run an earlier try started, whatever the
     provider tracks itself. With the ``glue_runner`` setting "local" the same
     script runs on local Spark with the same arguments.
+
+    A compensation (a finaliser or the other DAG's sweeper) may begin between
+    the decision and the run's start: the lease extension before the start and
+    the run's attachment to the manifest after it are both conditional on no
+    compensation having begun, and a run found too late is stopped and its
+    output removed at once. A run of a compensated manifest met later is
+    stopped the same way.
 
     The job name, its arguments and the waiter come from the pipeline settings at
     run time (``settings.names.glue_job``, ``settings.job_arguments``,
@@ -85,19 +93,26 @@ class ManifestGlueJobOperator(GlueJobOperator):
         # A cleared conversion of a compensated manifest converts its redo (its files claimed back).
         ref = manifest_to_convert(ledger, storage.get_storage(), settings, ref)
         glue = self._glue(settings)
+        record = ledger.get_manifest(ref.manifest_id)
+        # Local runs are synchronous: none outlives its task, so none is looked for.
+        active_run_id = None if settings.glue_runner == "local" else glue.active_run_of(ref.manifest_id)
         decision = decide_conversion(
             ref.manifest_id,
-            ledger.get_manifest(ref.manifest_id),
+            record,
             result_exists=read_result(storage.get_storage(), settings, ref) is not None,
-            # Local runs are synchronous: none outlives its task, so none is looked for.
-            active_run_id=None if settings.glue_runner == "local" else glue.active_run_of(ref.manifest_id),
+            active_run_id=active_run_id,
         )
         self.log.info("%s", decision.reason)
         if decision.kind is ConversionKind.SKIP:
+            if active_run_id and record is not None and record.state is not ManifestState.SUCCEEDED:
+                self._give_up_run(settings, ref, storage, f"run {active_run_id} converts a manifest given up")
             raise AirflowSkipException(decision.reason)
         if decision.kind is ConversionKind.ALREADY_DONE:
             return None
-        ledger.extend_lease(ref.manifest_id, settings.lease_seconds)
+        try:
+            ledger.extend_lease(ref.manifest_id, settings.lease_seconds)
+        except IllegalTransitionError as exc:
+            raise AirflowSkipException(f"manifest {ref.manifest_id}: {exc}; not converting") from exc
         arguments = settings.job_arguments(ref)
         if settings.glue_runner == "local":
             from ndjson_pipeline.local_glue import run_glue_script_locally  # only local runs need Spark tooling
@@ -109,9 +124,13 @@ class ManifestGlueJobOperator(GlueJobOperator):
                 s3_endpoint=storage.endpoint_url,
                 timeout_seconds=settings.glue_max_wait_seconds,
             )
+            if not ledger.attach_run(ref.manifest_id, "local"):
+                self._give_up_run(settings, ref, storage, "the local run ended after its manifest was compensated")
             return "local"
         extra = {"--extra-py-files": settings.glue_extra_py_files_uri} if settings.glue_extra_py_files_uri else {}
         run_id = decision.run_id or glue.start_run(arguments, extra)
+        if not ledger.attach_run(ref.manifest_id, run_id):
+            self._give_up_run(settings, ref, storage, f"run {run_id} started as its manifest was being compensated")
         GlueJobRunDetailsLink.persist(
             context=context,
             operator=self,
@@ -147,6 +166,15 @@ class ManifestGlueJobOperator(GlueJobOperator):
             raise AirflowException(f"Glue run of manifest {manifest_id} did not succeed: {validated}")
         run_id: str = validated["run_id"]
         return run_id
+
+    def _give_up_run(self, settings: PipelineSettings, ref: ManifestRef, storage: StorageHook, why: str) -> NoReturn:
+        """A run of a manifest no longer claimed: stop it, remove whatever it wrote, skip this task."""
+        if settings.glue_runner != "local":
+            self._glue(settings).stop_runs_of(ref.manifest_id)
+        removed = discard_output(storage.get_storage(), settings, ref)
+        raise AirflowSkipException(
+            f"manifest {ref.manifest_id} was compensated: {why}; run stopped, {removed} output objects removed"
+        )
 
     def on_kill(self) -> None:
         """Ask Glue to stop the manifest's run (the finaliser and the sweeper make sure it ends)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,26 +20,22 @@ from ndjson_pipeline_airflow.usage import first_day, write_task_usage
 class PendingWorkSensor(BaseSensorOperator):
     """Defers to :class:`PendingWorkTrigger` and returns the days that are ready to batch.
 
-    Thresholds come from the pipeline settings at run time. When nothing becomes
-    ready before ``sensor_timeout_seconds`` the task is skipped, and the next
-    scheduled run takes over.
+    The trigger watches every day the ledger lists as open, so nothing upstream
+    has to guess days. Thresholds come from the pipeline settings at run time.
+    When nothing becomes ready before ``sensor_timeout_seconds`` the task is
+    skipped, and the next scheduled run takes over.
 
-    :param days: days (YYYY-MM-DD) to watch (templated; usually the intake task's output).
     :param aws_conn_id: the Airflow AWS connection.
     """
 
-    template_fields: Sequence[str] = ("days",)
-
-    def __init__(self, *, days: Any, aws_conn_id: str | None = AWS_CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, *, aws_conn_id: str | None = AWS_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.days = days
         self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Any) -> None:
         settings = load_settings()
         self.defer(
             trigger=PendingWorkTrigger(
-                days=list(self.days),
                 work_index=WorkIndex.of(settings.names.ledger_table).as_dict(),
                 enough_files=settings.min_batch_files,
                 enough_bytes=settings.min_batch_bytes,
@@ -56,9 +51,9 @@ class PendingWorkSensor(BaseSensorOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[str]:
         if not isinstance(event, dict) or event.get("status") not in ("ready", "timeout"):
             raise AirflowException(f"unexpected event from PendingWorkTrigger: {event!r}")
-        # The trigger's polls, which no client of this process sent.
-        write_task_usage(load_settings(), first_day(list(self.days)), Usage.from_dict(event.get("usage")))
+        # The trigger's polls, which no client of this process sent, under the newest ready day (else today).
+        write_task_usage(load_settings(), first_day(list(event["days"])), Usage.from_dict(event.get("usage")))
         if event["status"] == "timeout":
-            raise AirflowSkipException(f"no pending work became ready in {list(self.days)}")
+            raise AirflowSkipException("no open day's pending work became ready before the sensor's timeout")
         self.log.info("ready: %s", event["summary"])
         return list(event["days"])

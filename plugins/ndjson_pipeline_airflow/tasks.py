@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
@@ -25,12 +26,13 @@ from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
 from ndjson_pipeline.steps.redoing import manifest_to_finalise
+from ndjson_pipeline_airflow.callbacks import alert_conversion_failed, stop_run_before_retry
 from ndjson_pipeline_airflow.hooks import TASK_RECORDER
 from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
-from ndjson_pipeline_airflow.monitoring import alert_failed_files, publish_metrics
+from ndjson_pipeline_airflow.monitoring import alert_failed_files, alert_unrepaired_manifest, publish_metrics
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.usage import first_day, record_conversion, records_usage
@@ -55,24 +57,31 @@ def conversion_runs(settings: PipelineSettings) -> tuple[Callable[[str], bool], 
 
 @task
 @records_usage(lambda: utc_day(utcnow()))
-def intake() -> list[str]:
-    """Drain S3 notifications into the ledger; return the days to watch for pending work."""
+def intake() -> dict[str, Any]:
+    """Drain S3 notifications into the ledger (which opens the days that received work); return the counts."""
     settings = load_settings()
     sqs = TASK_RECORDER.attach(SqsHook().conn)
     queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
     report = drain_queue(sqs, queue_url, LedgerHook().get_ledger(settings), settings)
     log.info("intake: %s", json.dumps(report.as_dict()))
-    return planning.days_to_watch(utcnow(), sorted(report.days))
+    return report.as_dict()
 
 
-@task
-@records_usage(first_day)
-def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
-    """Repair claims a finaliser never closed (callbacks and workers can die); publish pending-age metrics."""
+@task(trigger_rule="all_done")
+@records_usage(lambda days=None: first_day(days or []))
+def sweep_expired_claims(days: list[str] | None = None) -> dict[str, Any]:
+    """Repair claims a finaliser never closed, publish alerts one never sent, close days without work.
+
+    ``days``: the days to sweep; every open day of the ledger when not given.
+    Runs whatever became of the tasks before it. A manifest it cannot repair is
+    alerted and fails the task once every other one was handled; the next sweep
+    tries it again.
+    """
     settings = load_settings()
     ledger = LedgerHook().get_ledger(settings)
+    days = days if days is not None else ledger.open_days()
     run_is_active, stop_active_runs = conversion_runs(settings)
-    repaired = sweeping.sweep_expired_claims(
+    report = sweeping.sweep_expired_claims(
         ledger,
         StorageHook().get_storage(),
         settings,
@@ -81,18 +90,27 @@ def sweep_expired_claims(days: list[str]) -> dict[str, Any]:
         stop_active_runs=stop_active_runs,
         catalog=CatalogHook().get_catalog(settings),
     )
+    alerted = sweeping.publish_stranded_alerts(ledger, days, partial(alert_failed_files, settings))
     now = utcnow()
     oldest = max(
         (ledger.pending_summary(day, enough_files=1, enough_bytes=1).oldest_age_seconds(now) for day in days),
         default=0.0,
     )
-    failed = [identity for r in repaired for identity in r.files_failed]
-    publish_metrics(settings, {"OldestPendingAgeSeconds": oldest})
-    for r in repaired:
-        if r.files_failed:
-            alert_failed_files(settings, r.manifest_id, list(r.files_failed))
-    summary = {"repaired": [r.manifest_id for r in repaired], "failed": len(failed), "oldest_pending_s": oldest}
+    publish_metrics(settings, {"OldestPendingAgeSeconds": oldest, "OpenDays": len(days)})
+    for manifest_id, reason in report.unrepaired.items():
+        alert_unrepaired_manifest(settings, manifest_id, reason)
+    summary = {
+        "days": {day: str(state) for day, state in report.days.items()},
+        "repaired": [r.manifest_id for r in report.repaired],
+        "extended": report.extended,
+        "unrepaired": report.unrepaired,
+        "alerted": sorted(alerted),
+        "oldest_pending_s": oldest,
+    }
     log.info("sweep: %s", json.dumps(summary))
+    if report.unrepaired:
+        # Not retried: the next scheduled sweep is the retry, and the alert is out.
+        raise AirflowFailException(f"{len(report.unrepaired)} manifests could not be repaired: {report.unrepaired}")
     return summary
 
 
@@ -115,28 +133,39 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
 @task(trigger_rule="all_done", map_index_template="{{ manifest_id }}", outlets=[PARQUET_ASSET])
 @records_usage(lambda manifest: manifest["day"])
 def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Record the conversion's outcome in the ledger, or compensate when it failed for good."""
+    """Record the conversion's outcome in the ledger, or compensate when it failed for good.
+
+    FAILED files are alerted from the ledger's markers, so a retry alerts for
+    what an earlier try failed; a compensation that cannot complete is alerted
+    and left for the sweeper.
+    """
     context = get_current_context()
     ref = ManifestRef.from_dict(manifest)
     context["manifest_id"] = ref.manifest_id
     settings = load_settings()
-    _, stop_active_runs = conversion_runs(settings)
     ledger = LedgerHook().get_ledger(settings)
+    _, stop_active_runs = conversion_runs(settings)
     ref = manifest_to_finalise(ledger, ref)  # a cleared conversion converted the manifest's redo
-    outcome = finalising.finalise_manifest(
-        ledger,
-        StorageHook().get_storage(),
-        settings,
-        ref,
-        stop_active_runs=stop_active_runs,
-        catalog=CatalogHook().get_catalog(settings),
-    )
+    try:
+        outcome = finalising.finalise_manifest(
+            ledger,
+            StorageHook().get_storage(),
+            settings,
+            ref,
+            stop_active_runs=stop_active_runs,
+            catalog=CatalogHook().get_catalog(settings),
+        )
+    except Exception as exc:
+        record = ledger.get_manifest(ref.manifest_id)
+        if record is not None and record.status == "COMPENSATING":  # the compensation began and stopped half way
+            alert_unrepaired_manifest(settings, ref.manifest_id, f"{exc.__class__.__name__}: {exc}")
+        raise
     record_conversion(settings, ref)
-    if outcome.files_failed:
-        alert_failed_files(settings, ref.manifest_id, list(outcome.files_failed))
+    failed = finalising.publish_alerts(ledger, ref.manifest_id, partial(alert_failed_files, settings))
+    if failed:
         raise AirflowFailException(
-            f"manifest {ref.manifest_id}: {len(outcome.files_failed)} files FAILED after "
-            f"{settings.max_attempts} attempts (alert raised): {list(outcome.files_failed)[:5]}"
+            f"manifest {ref.manifest_id}: {len(failed)} files FAILED after "
+            f"{settings.max_attempts} attempts (alert raised): {failed[:5]}"
         )
     if outcome.status != "SUCCEEDED":
         # No new data: skipping keeps this from emitting an asset event.
@@ -164,13 +193,21 @@ def conversion_slots(dag_kind: str) -> int:
 
 @task_group
 def convert_manifest(manifest: dict[str, Any], max_conversions: int) -> None:
-    """One manifest: the conversion job, then finalise (which also runs, and compensates, if it failed)."""
+    """One manifest: the conversion job, then finalise (which also runs, and compensates, if it failed).
+
+    The saga: the conversion's callbacks are its fast path (before a retry, stop
+    the failed run and remove its partial output; on final failure, alert);
+    finalise and the sweeper are its guarantee, because callbacks can fire
+    twice, early or never (``callbacks``).
+    """
     convert = ManifestGlueJobOperator(
         task_id="convert",
         manifest=manifest,
         deferrable=True,
         map_index_template="{{ manifest_id }}",
         max_active_tis_per_dag=max_conversions,
+        on_retry_callback=stop_run_before_retry,
+        on_failure_callback=alert_conversion_failed,
     )
     convert >> finalise(manifest)
 

@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
+from asyncio import sleep
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.ledger import PendingSummary, PendingSummaryScan, WorkIndex
+from ndjson_pipeline.ledger import OpenDaysScan, PendingSummary, PendingSummaryScan, WorkIndex
 from ndjson_pipeline.usage import RequestRecorder
 from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 
 
 class PendingWorkTrigger(BaseTrigger):
-    """Polls the ledger's pending index asynchronously; fires once any watched day is ready.
+    """Polls the ledger's pending index asynchronously; fires once any open day is ready.
 
-    A day is ready when it has at least ``enough_files`` pending files or
-    ``enough_bytes`` pending bytes, or when its oldest pending file has waited
+    The days watched are every day the ledger's open-days registry lists, read
+    again on each poll: however old a day, its pending work is found, and a day
+    opened while the trigger waits is watched from the next poll. A day is ready
+    when it has at least ``enough_files`` pending files or ``enough_bytes``
+    pending bytes, or when its oldest pending file has waited
     ``max_wait_seconds``. Counting stops at the thresholds, so a poll reads a
-    bounded number of index pages however large the backlog. At ``deadline``
-    the trigger fires a ``timeout`` event instead.
+    bounded number of index pages however large the backlog. Between polls it
+    sleeps ``poll_seconds``, or less when a day's oldest file comes of age or the
+    deadline falls sooner, so it fires when a day becomes ready and gives up at
+    ``deadline`` (a ``timeout`` event), not a poll later.
 
-    :param days: days (YYYY-MM-DD) to watch.
-    :param work_index: the ledger's work index (``WorkIndex.as_dict()``): table, index, key names, shards.
+    :param work_index: where the ledger's work is found (``WorkIndex.as_dict()``): table, index, keys, shards.
     :param enough_files: pending files that make a day ready.
     :param enough_bytes: pending bytes that make a day ready.
     :param max_wait_seconds: age of the oldest pending file that makes a day ready.
@@ -38,7 +42,6 @@ class PendingWorkTrigger(BaseTrigger):
     def __init__(
         self,
         *,
-        days: list[str],
         work_index: dict[str, Any],
         enough_files: int,
         enough_bytes: int,
@@ -48,7 +51,6 @@ class PendingWorkTrigger(BaseTrigger):
         aws_conn_id: str | None = AWS_CONN_ID,
     ) -> None:
         super().__init__()
-        self.days = list(days)
         self.work_index = dict(work_index)
         self.enough_files = enough_files
         self.enough_bytes = enough_bytes
@@ -61,7 +63,6 @@ class PendingWorkTrigger(BaseTrigger):
         return (
             f"{self.__class__.__module__}.{self.__class__.__qualname__}",
             {
-                "days": self.days,
                 "work_index": self.work_index,
                 "enough_files": self.enough_files,
                 "enough_bytes": self.enough_bytes,
@@ -82,6 +83,16 @@ class PendingWorkTrigger(BaseTrigger):
             return "wait"
         return None
 
+    def next_poll_in(self, summaries: list[PendingSummary], now: datetime, deadline: datetime) -> float:
+        """Seconds until the next poll: a poll interval, or sooner if a day comes of age or the deadline falls."""
+        due = [deadline, now + timedelta(seconds=self.poll_seconds)]
+        due += [
+            datetime.fromisoformat(s.oldest_registered_at) + timedelta(seconds=self.max_wait_seconds)
+            for s in summaries
+            if s.files and s.oldest_registered_at
+        ]
+        return max(0.0, (min(due) - now).total_seconds())
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = LedgerHook(aws_conn_id=self.aws_conn_id)
         index = WorkIndex.from_dict(self.work_index)
@@ -91,14 +102,17 @@ class PendingWorkTrigger(BaseTrigger):
             recorder.attach(client)
             while True:
                 now = utcnow()
+                days = await self._open_days(client, index)
                 ready: dict[str, dict[str, Any]] = {}
-                for day in self.days:
+                summaries = []
+                for day in days:
                     scan = PendingSummaryScan(
                         index, day, enough_files=self.enough_files, enough_bytes=self.enough_bytes
                     )
                     while (request := scan.next_request()) is not None:
                         scan.add_page(await client.query(**request))
                     summary = scan.result()
+                    summaries.append(summary)
                     reason = self.is_ready(summary, now)
                     if reason:
                         ready[day] = {"reason": reason, "files": summary.files, "bytes": summary.bytes}
@@ -117,5 +131,13 @@ class PendingWorkTrigger(BaseTrigger):
                     usage = recorder.take().as_dict()
                     yield TriggerEvent({"status": "timeout", "days": [], "summary": {}, "usage": usage})
                     return
-                self.log.info("no day of %s is ready yet; next poll in %ss", self.days, self.poll_seconds)
-                await asyncio.sleep(self.poll_seconds)
+                pause = self.next_poll_in(summaries, now, deadline)
+                self.log.info("no open day of %s is ready yet; next poll in %.1fs", days, pause)
+                await sleep(pause)
+
+    @staticmethod
+    async def _open_days(client: Any, index: WorkIndex) -> list[str]:
+        scan = OpenDaysScan(index)
+        while (request := scan.next_request()) is not None:
+            scan.add_page(await client.query(**request))
+        return scan.days()

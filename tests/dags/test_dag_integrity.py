@@ -135,3 +135,19 @@ def test_maintenance_is_manual_with_validated_params_and_a_dry_run_by_default(da
         with pytest.raises(ParamValidationError):
             params.get_param(name).resolve(bad)
     assert dag.get_task("maintain").multiple_outputs is False
+
+
+def test_a_failed_intake_or_sweep_never_stops_the_conversions(dagbag):
+    ingest = dagbag.dags["ndjson_ingest"]
+    for task_id in ("sweep_expired_claims", "wait_for_pending_work"):
+        assert ingest.get_task(task_id).trigger_rule == "all_done", task_id
+    assert dagbag.dags["ndjson_end_of_day"].get_task("plan_manifests").trigger_rule == "all_done"
+
+
+def test_the_conversion_carries_the_sagas_callbacks(dagbag):
+    from ndjson_pipeline_airflow.callbacks import alert_conversion_failed, stop_run_before_retry
+
+    for dag_id in CONVERTING_DAG_IDS:
+        convert = dagbag.dags[dag_id].get_task("convert_manifest.convert")
+        assert list(convert.on_retry_callback) == [stop_run_before_retry]
+        assert list(convert.on_failure_callback) == [alert_conversion_failed]

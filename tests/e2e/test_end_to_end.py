@@ -20,12 +20,14 @@ import pytest
 
 from ndjson_pipeline import local_glue
 from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.layout import PublishLog
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.planning import plan_manifests
 from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
 from tests.e2e.conftest import configure, land, parquet_event_ids, parquet_snapshot, run, task_states
 from tests.e2e.expectations import assert_day_converted_exactly
+from tests.factories import SHORT_LEASE
 from tools.local_stack import airflow_environment, client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
@@ -63,18 +65,28 @@ def test_glue_failure_then_success_on_retry(dags, pipeline_stack, monkeypatch):
     stack = pipeline_stack
     sample = land(stack, files=4)
     real_run = local_glue.run_glue_script_locally
-    calls = []
+    calls, left_for_the_retry = [], []
 
-    def dies_first_time(*args, **kwargs):
-        calls.append(args)
+    def dies_first_time(script, arguments, **kwargs):
+        layout, day, manifest_id = arguments.layout, arguments.day, arguments.manifest_id
+        partial = [f"{layout.staging_uri(manifest_id)}/attempt-1/data/part-00000.parquet"]
+        partial.append(layout.part_uri(day, manifest_id, 0, "snappy"))
+        calls.append(partial)
         if len(calls) == 1:
-            raise local_glue.LocalGlueRunError("injected: executor lost")
-        return real_run(*args, **kwargs)
+            # The run staged a file and published half, then died: its publish log names what it published.
+            PublishLog(frozenset(partial[1:])).write(stack.job_storage, layout.publish_log_uri(day, manifest_id))
+            for uri in partial:
+                stack.job_storage.write_bytes(uri, b"PAR1")
+            raise local_glue.LocalGlueRunError(script, 1, "injected: executor lost")
+        left_for_the_retry.extend(u for u in calls[0] if stack.storage.read_bytes_if_exists(u) is not None)
+        return real_run(script, arguments, **kwargs)
 
     monkeypatch.setattr(local_glue, "run_glue_script_locally", dies_first_time)
     ingest = run(dags, "ndjson_ingest")
     assert str(ingest.state) == "success", task_states(ingest)
     assert len(calls) == 2
+    # The retry callback stopped the failed run and removed its partial output before the retry ran.
+    assert left_for_the_retry == []
     run(dags, "ndjson_end_of_day", day=sample.day)
     assert_day_converted_exactly(stack, sample)
 
@@ -111,7 +123,7 @@ def test_failure_past_max_attempts_ends_failed_with_alert(dags, aws_endpoint, mo
 
 def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, monkeypatch):
     # The killed task's claims carry the shortest lease the settings accept; the DAG runs with the defaults.
-    stack = make_stack(aws_endpoint, lease_seconds=3, glue_max_wait_seconds=1, glue_poll_seconds=1)
+    stack = make_stack(aws_endpoint, **SHORT_LEASE)
     configure(stack, monkeypatch)
     sample = land(stack, files=3)
     # A batching task claimed the files, then its worker was killed: nobody will finalise or compensate.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from ndjson_pipeline.files import FileVersion
 from ndjson_pipeline.landing import registration_for
-from tests.factories import DAY, DAY_PATH, register_files
+from ndjson_pipeline.ledger import Registration
+from ndjson_pipeline.ledger.transactions import TRANSACTION_LIMIT
+from tests.factories import DAY, DAY_PATH, mwaa_ledger, register_files
 
 
 def test_one_transaction_batch_with_a_known_item_still_registers_the_others(stack):
@@ -18,3 +21,27 @@ def test_one_transaction_batch_with_a_known_item_still_registers_the_others(stac
     assert sorted(outcome.already_known) == sorted(first)
     assert len(outcome.registered) == 147
     assert stack.ledger.pending_summary(DAY, enough_files=10**6, enough_bytes=10**12).files == 150
+
+
+def test_registrations_of_several_days_fit_their_transactions_and_open_every_day(stack):
+    """Each transaction holds its items, their key heads and one touch per day opened, within 100 actions."""
+    bucket = stack.names.landing_bucket
+    ledger, recording = mwaa_ledger(stack, "transact_write_items")
+    days = [DAY, "2026-11-23", "2026-10-02"]
+    regs = [
+        Registration(
+            FileVersion(bucket, f"incoming/{days[i % 3].replace('-', '/')}/s{i:04d}.ndjson", f"e{i}", 10),
+            days[i % 3],
+            f"{DAY}T01:00:00+00:00",
+            sequencer=f"{i:04X}",
+        )
+        for i in range(150)
+    ]
+
+    outcome = ledger.register(regs)
+
+    sent = [len(request["TransactItems"]) for request in recording.requests["transact_write_items"]]
+    assert len(outcome.registered) == 150
+    assert all(n <= TRANSACTION_LIMIT for n in sent)
+    assert sum(sent) == 150 * 2 + 3 * len(sent)  # every transaction here holds files of all three days
+    assert ledger.open_days() == sorted(days, reverse=True)

@@ -1,4 +1,4 @@
-"""Transaction mechanics: chunks within the 100-action limit, cancellation reasons taken apart, request tokens."""
+"""Transaction mechanics: cancellation reasons taken apart, request tokens."""
 
 from __future__ import annotations
 
@@ -6,27 +6,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ndjson_pipeline.ledger import LedgerError
-from ndjson_pipeline.ledger.transactions import (
-    TRANSACTION_LIMIT,
-    cancellation_reasons,
-    chunks_by_cost,
-    request_token,
-)
+from ndjson_pipeline.ledger.transactions import cancellation_reasons, request_token
 
 
 def _make_cancellation(*reasons: dict) -> ClientError:
     response = {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": list(reasons)}
     return ClientError(response, "TransactWriteItems")
-
-
-def test_chunks_never_exceed_the_action_limit():
-    costs = [2, 1] * 70  # 210 actions
-
-    chunks = list(chunks_by_cost(costs, lambda c: c))
-
-    assert [sum(c) for c in chunks] == [99, 99, 12]
-    assert all(sum(c) <= TRANSACTION_LIMIT for c in chunks)
-    assert [c for chunk in chunks for c in chunk] == costs
 
 
 def test_cancellation_reasons_name_each_action():

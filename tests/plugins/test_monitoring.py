@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline_airflow.monitoring import alert_failed_files
+from ndjson_pipeline_airflow.monitoring import alert_failed_files, alert_id
 from tools.local_stack import aws_connection_env, client
 
 
@@ -54,9 +54,21 @@ def test_failed_files_are_counted_and_published_to_the_alert_topic(airflow_aws):
     alert_failed_files(settings, "20261124-aaaa", ["b/k1#e1", "b/k2#e2"])
 
     assert _failed_files_published(stack, settings) - before == 2
-    (message,) = client("sqs", stack.endpoint).receive_message(QueueUrl=queue_url, WaitTimeSeconds=2)["Messages"]
+    (message,) = client("sqs", stack.endpoint).receive_message(
+        QueueUrl=queue_url, WaitTimeSeconds=2, MessageAttributeNames=["All"]
+    )["Messages"]
+    identifier = alert_id("failed_files", "20261124-aaaa", ["b/k2#e2", "b/k1#e1"])
     assert json.loads(message["Body"]) == {
+        "kind": "failed_files",
         "manifest_id": "20261124-aaaa",
         "failed": ["b/k1#e1", "b/k2#e2"],
         "dataset": settings.dataset,
+        "alert_id": identifier,
     }
+    assert message["MessageAttributes"]["alert_id"]["StringValue"] == identifier
+
+
+def test_an_alert_published_again_carries_the_same_id():
+    assert alert_id("failed_files", "m1", ["a", "b"]) == alert_id("failed_files", "m1", ["b", "a"])
+    assert alert_id("failed_files", "m1", ["a"]) != alert_id("failed_files", "m1", ["a", "b"])
+    assert alert_id("failed_files", "m1") != alert_id("conversion_failed", "m1")

@@ -6,17 +6,16 @@ progression) so a retry meets the run an earlier try started.
 
 from __future__ import annotations
 
-import json
+import time
 
 import pytest
-import requests
 from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferred
 
+from ndjson_pipeline.steps.sweeping import sweep_expired_claims
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 from tests.factories import plan, publish_result, register_files
-from tools.local_stack import aws_connection_env
 
 
 class _TaskInstance:
@@ -35,20 +34,6 @@ def _make_context() -> dict:
 
 def _make_operator(ref, **overrides) -> ManifestGlueJobOperator:
     return ManifestGlueJobOperator(**{"task_id": "convert", "manifest": ref.as_dict(), "deferrable": True, **overrides})
-
-
-@pytest.fixture
-def glue_conversions(stack, monkeypatch):
-    """Conversions on (moto's) Glue, whose runs stay RUNNING until the test ends."""
-    for name, value in aws_connection_env(stack.endpoint, stack.identities.mwaa).items():
-        monkeypatch.setenv(name, value)
-    settings = {"name_prefix": stack.settings.name_prefix, "glue_poll_seconds": 5, "glue_max_wait_seconds": 600}
-    monkeypatch.setenv("AIRFLOW_VAR_NDJSON_PIPELINE_SETTINGS", json.dumps(settings))
-    state_manager = f"{stack.endpoint}/moto-api/state-manager"
-    transition = {"model_name": "glue::job_run", "transition": {"progression": "manual", "times": 1000}}
-    requests.post(f"{state_manager}/set-transition", json=transition, timeout=10).raise_for_status()
-    yield stack
-    requests.post(f"{state_manager}/unset-transition", json={"model_name": "glue::job_run"}, timeout=10)
 
 
 def _runs(stack, manifest_id: str) -> list[str]:
@@ -127,3 +112,36 @@ def test_the_trigger_event_is_validated():
 def test_the_job_and_its_arguments_come_from_the_settings_only():
     with pytest.raises(ValueError, match="job_name"):
         ManifestGlueJobOperator(task_id="convert", manifest={}, job_name="other-job")
+
+
+def test_a_manifest_compensated_while_its_run_starts_gets_the_run_stopped(glue_conversions, glue_stops, monkeypatch):
+    """The sweep of the other DAG compensates the manifest between this task's decision and its run's start."""
+    stack = glue_conversions
+    identities = register_files(stack, 3)
+    (ref,) = plan(stack)
+    real_start = ManifestGlueJobHook.start_run
+
+    def start_after_a_compensation(hook, arguments, extra=None):
+        # This try stalled past its lease; the other DAG's sweeper found the claim expired and gave it up.
+        stack.ledger.extend_lease(ref.manifest_id, 1)
+        time.sleep(1.5)
+        sweep_expired_claims(
+            stack.ledger,
+            stack.storage,
+            stack.settings,
+            [ref.day],
+            run_is_active=lambda m: False,
+            stop_active_runs=lambda m: None,
+            catalog=None,
+        )
+        return real_start(hook, arguments, extra)
+
+    monkeypatch.setattr(ManifestGlueJobHook, "start_run", start_after_a_compensation)
+
+    with pytest.raises(AirflowSkipException, match="compensated"):
+        _make_operator(ref).execute(_make_context())
+
+    assert glue_stops == set(_runs(stack, ref.manifest_id))  # the one run it started, stopped
+    assert len(glue_stops) == 1
+    assert stack.ledger.get_manifest(ref.manifest_id).state == "COMPENSATED"
+    assert set(stack.ledger.get_states(identities).values()) == {"PENDING"}

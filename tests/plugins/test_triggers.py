@@ -1,23 +1,31 @@
-"""PendingWorkTrigger: serialisation round trip, and its decision against a real (moto) ledger."""
+"""PendingWorkTrigger: serialisation round trip, its decision against a real (moto) ledger, and its timing.
+
+The trigger watches every day the ledger lists as open, however old; the timing
+tests run it on a fake clock, so they keep the real defaults (30 s polls, 300 s
+of waiting) without waiting for them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.ledger import WorkIndex
+from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline_airflow import triggers
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 from tests.factories import DAY, register_files
 from tools.local_stack import aws_connection_env
 
+OLD_DAY = "2026-10-02"
+
 
 def _make_trigger(**overrides) -> PendingWorkTrigger:
     kwargs = {
-        "days": [DAY],
         "work_index": WorkIndex.of("t-ledger").as_dict(),
         "enough_files": 5,
         "enough_bytes": 10**9,
@@ -30,7 +38,7 @@ def _make_trigger(**overrides) -> PendingWorkTrigger:
 
 
 def test_serialisation_round_trip():
-    trigger = _make_trigger(days=["2026-11-24", "2026-11-23"], enough_files=7)
+    trigger = _make_trigger(enough_files=7)
     classpath, kwargs = trigger.serialize()
     module, name = classpath.rsplit(".", 1)
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
@@ -74,3 +82,71 @@ def test_fires_on_waiting_time_and_times_out_when_idle(airflow_aws):
     waited = _first_event(_make_trigger(work_index=_work_index(airflow_aws), max_wait_seconds=0))
     assert waited["status"] == "ready"
     assert waited["summary"][DAY] == {"reason": "wait", "files": 2, "bytes": waited["summary"][DAY]["bytes"]}
+
+
+def test_watches_every_open_day_however_old(airflow_aws):
+    register_files(airflow_aws, 6, prefix="old", day_path=f"incoming/{OLD_DAY.replace('-', '/')}/")
+    register_files(airflow_aws, 6)
+    payload = _first_event(_make_trigger(work_index=_work_index(airflow_aws)))
+    assert payload["status"] == "ready"
+    assert payload["days"] == [DAY, OLD_DAY]
+
+
+class _FakeClock:
+    """The trigger's clock and its sleep: sleeping moves the clock instead of waiting."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def utcnow(self) -> datetime:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch) -> _FakeClock:
+    clock = _FakeClock(utcnow())
+    monkeypatch.setattr(triggers, "utcnow", clock.utcnow)
+    monkeypatch.setattr(triggers, "sleep", clock.sleep)
+    return clock
+
+
+def _with_defaults(stack, started: datetime, **overrides) -> PendingWorkTrigger:
+    """The trigger as the sensor builds it from the default settings, started at ``started``."""
+    defaults = PipelineSettings()
+    kwargs = {
+        "work_index": _work_index(stack),
+        "enough_files": defaults.min_batch_files,
+        "enough_bytes": defaults.min_batch_bytes,
+        "max_wait_seconds": defaults.max_wait_seconds,
+        "deadline": iso(started + timedelta(seconds=defaults.sensor_timeout_seconds)),
+        "poll_seconds": defaults.sensor_poll_seconds,
+        "aws_conn_id": "aws_default",
+        **overrides,
+    }
+    return PendingWorkTrigger(**kwargs)
+
+
+def test_a_lone_file_of_an_old_day_fires_once_it_has_waited_not_a_poll_later(airflow_aws, fake_clock):
+    before = utcnow()
+    register_files(airflow_aws, 1, day_path=f"incoming/{OLD_DAY.replace('-', '/')}/")
+    fake_clock.now += timedelta(seconds=7)  # the sensor started a little after the file was registered
+
+    payload = _first_event(_with_defaults(airflow_aws, fake_clock.now))
+
+    assert payload["status"] == "ready"
+    assert payload["summary"][OLD_DAY]["reason"] == "wait"
+    waited = (fake_clock.now - before).total_seconds()
+    assert PipelineSettings().max_wait_seconds <= waited < PipelineSettings().max_wait_seconds + 2
+
+
+def test_times_out_at_its_deadline_not_a_poll_later(airflow_aws, fake_clock):
+    started = fake_clock.now
+    deadline = started + timedelta(seconds=100)
+
+    payload = _first_event(_with_defaults(airflow_aws, started, deadline=iso(deadline)))
+
+    assert payload["status"] == "timeout"
+    assert deadline <= fake_clock.now < deadline + timedelta(seconds=1)

@@ -8,10 +8,8 @@ and end-of-day runs must converge to the invariants in tests/soak/invariants.py.
 The benchmark (``make bench-soak``, benchmarks/soak.py) runs the same soak
 larger, on the real scheduler, triggerer and workers.
 
-``SOAK_SEED=n`` runs another seed; a failure prints the seed and its schedule.
-The test is an expected failure (``KnownDefects``) only when every violated
-invariant has the signature of a defect listed in ``invariants.DEFECTS``; any
-other violation fails it.
+``SOAK_SEED=n`` runs another seed; a failure prints the seed and its schedule,
+and names the defect of ``invariants.DEFECTS`` a violation has the signature of.
 """
 
 from __future__ import annotations
@@ -43,20 +41,10 @@ MAKE_TEST = SoakConfig(
 )
 
 
-class KnownDefects(AssertionError):
-    """Every violated invariant has the signature of a defect listed in tests/soak/invariants.py."""
-
-
-@pytest.mark.xfail(
-    raises=KnownDefects,
-    strict=False,
-    reason="known pipeline defects being fixed: days older than yesterday are never watched again; "
-    "compensated manifests' _staging/ objects are never deleted",
-)
 def test_every_file_version_ends_terminal_exactly_once_under_faults_and_kills(tmp_path):
     report = run_soak(MAKE_TEST, tmp_path, progress=print)
     print(report.text())
-    if report.unexplained:
-        pytest.fail(report.text(schedule=True), pytrace=False)
     if report.violations:
-        raise KnownDefects(f"known defects {report.known_defects}\n{report.text(schedule=True)}")
+        # Every violation fails, one with a known defect's signature too: those are fixed, so it is a regression.
+        known = f"signatures of known defects {report.known_defects}\n" if report.known_defects else ""
+        pytest.fail(known + report.text(schedule=True), pytrace=False)

@@ -13,16 +13,20 @@ from ndjson_pipeline.catalog import DatasetCatalog, TableDefinition, ensure_tabl
 from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.ledger import ManifestState
+from ndjson_pipeline.steps.sweeping import sweep_expired_claims
 from tests.factories import (
     DAY,
     EVENTS_SCHEMA,
     file_states,
     finalise,
+    no_glue_runs,
     plan,
     publish_result,
     register_files,
     write_publish_log,
 )
+from tools import faults
+from tools.faults import FaultRule
 from tools.local_stack import client
 
 
@@ -55,7 +59,8 @@ def test_failed_conversion_is_compensated_once_then_fails_with_alert(small_batch
     first = finalise(stack, ref, stop_active_runs=stopped.append)
     twice = finalise(stack, ref, stop_active_runs=stopped.append)
     assert first.status == twice.status == ManifestState.COMPENSATED
-    assert stopped == [ref.manifest_id]  # the second call found the manifest already compensated
+    # The second call found it compensated: it only makes sure no late run still publishes.
+    assert stopped == [ref.manifest_id, ref.manifest_id]
     assert "Contents" not in stack.s3.list_objects_v2(Bucket=lake, Prefix=f"{stack.settings.dataset}/")
     assert "Contents" not in stack.s3.list_objects_v2(Bucket=quarantine, Prefix=f"{stack.settings.dataset}/")
     assert set(file_states(stack, identities).values()) == {FileState.PENDING}
@@ -96,3 +101,90 @@ def test_a_finalised_manifest_makes_its_partition_visible_once(small_batches):
     assert partition["Values"] == [DAY]
     assert partition["StorageDescriptor"]["Location"] == f"{stack.settings.layout.partition_uri(DAY)}/"
     assert partition["StorageDescriptor"]["Columns"] == definition.columns
+
+
+def test_finalising_a_compensated_manifest_removes_what_a_late_run_published(small_batches):
+    """A run that was still starting when its manifest was compensated publishes afterwards."""
+    stack = small_batches
+    register_files(stack, 4)
+    (ref,) = plan(stack)
+    assert finalise(stack, ref).status == ManifestState.COMPENSATED
+    late = publish_result(stack, ref)  # output, publish log and result, all after the compensation
+
+    assert finalise(stack, ref).status == ManifestState.COMPENSATED
+
+    for uri in [*late, stack.settings.layout.result_uri(DAY, ref.manifest_id)]:
+        assert stack.storage.read_bytes_if_exists(uri) is None, uri
+
+
+def test_compensation_removes_the_failed_runs_staging_objects(small_batches):
+    stack = small_batches
+    register_files(stack, 4)
+    (ref,) = plan(stack)
+    # The run died while converting: it had staged its groups and published nothing.
+    staging = stack.settings.layout.staging_uri(ref.manifest_id)
+    staged = [
+        f"{staging}/attempt-1/data/dt={DAY}/part-00000.parquet",
+        f"{staging}/attempt-1/quarantine/lines-00000.json",
+    ]
+    for uri in staged:
+        stack.job_storage.write_bytes(uri, b"x")
+
+    assert finalise(stack, ref).status == ManifestState.COMPENSATED
+
+    assert stack.storage.list(staging + "/") == {}
+
+
+def test_a_failed_delete_keeps_the_claims_for_the_sweepers_next_pass(small_batches):
+    stack = small_batches
+    identities = register_files(stack, 4)
+    (ref,) = plan(stack)
+    partial = stack.settings.layout.part_uri(DAY, ref.manifest_id, 0, "snappy")
+    write_publish_log(stack, ref, [partial])
+    stack.job_storage.write_bytes(partial, b"PAR1")
+    refused = FaultRule("access_denied", service="s3", operation="DeleteObjects", identity="*-mwaa-execution")
+
+    with faults.injected(stack.endpoint, refused), pytest.raises(Exception, match=r"(?i)access ?denied"):
+        finalise(stack, ref)
+
+    assert set(file_states(stack, identities).values()) == {FileState.CLAIMED}
+    assert stack.storage.read_bytes_if_exists(partial) == b"PAR1"
+    assert ref.manifest_id in stack.ledger.expired_manifests(DAY)  # the next sweep retries it, not in an hour
+    swept = sweep_expired_claims(
+        stack.ledger,
+        stack.storage,
+        stack.settings,
+        [DAY],
+        run_is_active=lambda m: False,
+        stop_active_runs=no_glue_runs,
+        catalog=None,
+    )
+    assert [r.manifest_id for r in swept.repaired] == [ref.manifest_id]
+    assert set(file_states(stack, identities).values()) == {FileState.PENDING}
+    assert stack.storage.read_bytes_if_exists(partial) is None
+
+
+def test_failed_files_stay_marked_for_their_alert_until_it_is_published(small_batches):
+    """A retried finalise that compensated on its first try still knows which files went FAILED."""
+    from ndjson_pipeline.steps.finalising import publish_alerts
+
+    stack = small_batches  # max_attempts=2
+    identities = register_files(stack, 4)
+    finalise(stack, plan(stack)[0])
+    (ref,) = plan(stack)
+    assert sorted(finalise(stack, ref).files_failed) == sorted(identities)  # then the task died before alerting
+    published = []
+
+    def publish(manifest_id: str, failed: list[str]) -> None:
+        if not published:
+            published.append("refused")
+            raise ConnectionError("SNS unreachable")
+        published.append((manifest_id, sorted(failed)))
+
+    with pytest.raises(ConnectionError):
+        publish_alerts(stack.ledger, ref.manifest_id, publish)
+    assert finalise(stack, ref).status == ManifestState.COMPENSATED  # the retry
+    publish_alerts(stack.ledger, ref.manifest_id, publish)
+    publish_alerts(stack.ledger, ref.manifest_id, publish)
+
+    assert published == ["refused", (ref.manifest_id, sorted(identities))]

@@ -249,3 +249,55 @@ def test_parse_notification_reads_sequencer_version_and_strips_quotes():
 
     (created,) = parsed.created
     assert (created.etag, created.sequencer, created.version_id) == ("abc", "01", "v1")
+
+
+def _long_key(total_bytes: int) -> str:
+    """A landing key of exactly ``total_bytes`` UTF-8 bytes (S3 allows up to 1,024)."""
+    stem = f"{DAY_PATH}long-"
+    suffix = ".ndjson"
+    return stem + "k" * (total_bytes - len(stem) - len(suffix)) + suffix
+
+
+def test_a_key_of_a_thousand_bytes_is_accepted_with_its_batch_mates(stack):
+    _purge_test_events(stack)
+    bucket = stack.names.landing_bucket
+    long_key = _long_key(1000)
+    keys = [long_key, *(f"{DAY_PATH}mate-{i}.ndjson" for i in range(9))]
+    send(stack, *(make_body(make_record(bucket, k)) for k in keys))  # one receive batch of ten
+
+    report = _drain(stack)
+
+    assert (report.registered, report.deleted) == (10, 10)
+    assert queue_depth(stack) == (0, 0)
+    assert stack.ledger.get_file(_identity(stack, long_key)).state == FileState.PENDING
+    manifest = stack.ledger.claim_batch(DAY, max_files=10, max_bytes=10**9, lease_seconds=600)
+    assert long_key in {f.key for f in manifest.files}
+
+
+def test_a_key_longer_than_s3_allows_is_quarantined_with_its_reason(stack):
+    _purge_test_events(stack)
+    too_long = _long_key(1100)
+    send(stack, make_body(make_record(stack.names.landing_bucket, too_long)))
+
+    report = _drain(stack)
+
+    assert (report.quarantined, report.deleted) == (1, 1)
+    item = stack.ledger.get_file(_identity(stack, too_long))
+    assert item.state == FileState.QUARANTINED
+    assert "1,024" in item.reason
+
+
+def test_a_message_the_ledger_refuses_stays_for_the_dlq_and_its_batch_mates_are_stored(stack, caplog):
+    _purge_test_events(stack)
+    bucket = stack.names.landing_bucket
+    # No S3 key can hold a lone surrogate; a body claiming one cannot be stored (nor encoded for DynamoDB).
+    poison = make_body(make_record(bucket, f"{DAY_PATH}ok.ndjson")).replace("ok.ndjson", "bad\\ud800.ndjson")
+    good = [make_body(make_record(bucket, f"{DAY_PATH}good-{i}.ndjson")) for i in range(9)]
+    send(stack, poison, *good)
+
+    report = _drain(stack)
+
+    assert (report.registered, report.deleted) == (9, 9)
+    assert report.unstored == 1
+    assert queue_depth(stack) == (0, 1)  # in flight: SQS moves it to the DLQ after maxReceiveCount
+    assert "left for the DLQ" in caplog.text

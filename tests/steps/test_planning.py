@@ -7,17 +7,16 @@ and end to end in tests/e2e.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
-from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.steps import PipelineError
 from ndjson_pipeline.steps.finalising import read_manifest
-from ndjson_pipeline.steps.planning import days_to_watch, write_manifest
+from ndjson_pipeline.steps.planning import plan_manifests, write_manifest
 from ndjson_pipeline.storage import Storage
-from tests.factories import file_states, plan, register_files
+from tests.factories import DAY, file_states, plan, register_files
+
+OTHER_DAY = "2026-11-23"
 
 
 def test_plan_is_bounded_and_leaves_the_rest_pending(small_batches):
@@ -61,7 +60,14 @@ def test_manifest_write_is_create_only(small_batches):
         write_manifest(stack.storage, stack.settings, manifest)
 
 
-def test_days_to_watch_includes_late_days():
-    now = utcnow().replace(year=2026, month=11, day=24, hour=0, minute=5)
-    assert days_to_watch(now, ["2026-11-20"]) == ["2026-11-24", "2026-11-23", "2026-11-20"]
-    assert days_to_watch(now + timedelta(hours=1), []) == ["2026-11-24", "2026-11-23"]
+def test_a_retried_plan_readopts_its_manifests_of_every_day(small_batches):
+    """The retry's sensor found only today ready; yesterday's manifests of the first try are adopted too."""
+    stack = small_batches
+    register_files(stack, 3)
+    register_files(stack, 3, prefix="late", day_path=f"incoming/{OTHER_DAY.replace('-', '/')}/")
+    first = plan_manifests(stack.ledger, stack.storage, stack.settings, [DAY, OTHER_DAY], owner="ingest/run-1")
+    assert {r.day for r in first} == {DAY, OTHER_DAY}
+
+    retried = plan_manifests(stack.ledger, stack.storage, stack.settings, [DAY], owner="ingest/run-1")
+
+    assert sorted(r.manifest_id for r in retried) == sorted(r.manifest_id for r in first)

@@ -10,13 +10,21 @@ from __future__ import annotations
 import time
 
 from ndjson_pipeline.files import FileState
-from ndjson_pipeline.ledger import ManifestState
+from ndjson_pipeline.ledger import ManifestState, table_schema
 from ndjson_pipeline.steps.sweeping import sweep_expired_claims
 from tests.conftest import make_stack
-from tests.factories import DAY, file_states, no_glue_runs, plan, publish_result, register_files
-
-# The shortest lease the settings accept: it must outlast the conversion's wait plus one poll.
-SHORT_LEASE = {"lease_seconds": 3, "glue_max_wait_seconds": 1, "glue_poll_seconds": 1}
+from tests.factories import (
+    DAY,
+    SHORT_LEASE,
+    file_states,
+    no_glue_runs,
+    plan,
+    publish_result,
+    register_files,
+    write_publish_log,
+)
+from tools import faults
+from tools.faults import FaultRule
 
 
 def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
@@ -36,7 +44,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
         stop_active_runs=no_glue_runs,
         catalog=None,
     )
-    assert {r.manifest_id: r.status for r in repaired} == {
+    assert {r.manifest_id: r.status for r in repaired.repaired} == {
         done_ref.manifest_id: ManifestState.SUCCEEDED,
         lost_ref.manifest_id: ManifestState.COMPENSATED,
     }
@@ -51,7 +59,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
             run_is_active=lambda m: False,
             stop_active_runs=no_glue_runs,
             catalog=None,
-        )
+        ).repaired
         == []
     )
 
@@ -72,6 +80,91 @@ def test_sweeper_extends_the_lease_of_a_manifest_still_converting(aws_endpoint):
         stop_active_runs=no_glue_runs,
         catalog=None,
     )
-    assert repaired == []
+    assert (repaired.repaired, repaired.extended) == ([], [ref.manifest_id])
     assert stack.ledger.get_manifest(ref.manifest_id).state is ManifestState.CLAIMED
     assert stack.ledger.expired_manifests(DAY) == []
+
+
+def _sweep(stack, **overrides):
+    kwargs = {"run_is_active": lambda m: False, "stop_active_runs": no_glue_runs, "catalog": None, **overrides}
+    return sweep_expired_claims(stack.ledger, stack.storage, stack.settings, [DAY], **kwargs)
+
+
+def test_one_manifest_the_sweeper_cannot_repair_does_not_stop_the_others(aws_endpoint):
+    stack = make_stack(aws_endpoint, max_files_per_manifest=2, **SHORT_LEASE)
+    register_files(stack, 8)
+    refs = plan(stack)
+    undeletable, unstoppable, inconsistent, healthy = refs
+    # A run of the first published an object that S3 now refuses to delete.
+    partial = stack.settings.layout.part_uri(DAY, undeletable.manifest_id, 0, "snappy")
+    write_publish_log(stack, undeletable, [partial])
+    stack.job_storage.write_bytes(partial, b"PAR1")
+    # The third's record names a file version the ledger has no record of.
+    schema = table_schema()
+    stack.dynamodb.update_item(
+        TableName=stack.names.ledger_table,
+        Key={name: {"S": value} for name, value in schema.manifest_key(inconsistent.manifest_id).items()},
+        UpdateExpression="ADD files :ghost",
+        ExpressionAttributeValues={":ghost": {"SS": [f"{stack.names.landing_bucket}/ghost.ndjson#e0"]}},
+    )
+
+    def stop_active_runs(manifest_id: str) -> None:
+        if manifest_id == unstoppable.manifest_id:
+            raise TimeoutError(f"Glue run of manifest {manifest_id} did not stop in 600s")
+
+    time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
+    refused = FaultRule(
+        "access_denied", service="s3", operation="DeleteObjects", resource=f"*{undeletable.manifest_id}*"
+    )
+    with faults.injected(stack.endpoint, refused):
+        report = _sweep(stack, stop_active_runs=stop_active_runs)
+
+    assert stack.ledger.get_manifest(healthy.manifest_id).state is ManifestState.COMPENSATED
+    for ref in (undeletable, unstoppable):
+        record = stack.ledger.get_manifest(ref.manifest_id)
+        assert record.state is ManifestState.CLAIMED
+        assert set(file_states(stack, sorted(record.files)).values()) == {FileState.CLAIMED}
+    assert [r.manifest_id for r in report.repaired] == [healthy.manifest_id]
+    assert sorted(report.unrepaired) == sorted(r.manifest_id for r in (undeletable, unstoppable, inconsistent))
+    assert "did not stop" in report.unrepaired[unstoppable.manifest_id]
+    # Once S3 deletes again and the run stops, the next pass repairs both.
+    again = _sweep(stack)
+    assert sorted(r.manifest_id for r in again.repaired) == sorted([undeletable.manifest_id, unstoppable.manifest_id])
+    assert list(again.unrepaired) == [inconsistent.manifest_id]
+
+
+def test_the_sweeper_never_compensates_a_claim_a_conversion_just_took_back(aws_endpoint):
+    """The other DAG's conversion extends the lease between the sweeper's look and its repair."""
+    stack = make_stack(aws_endpoint, **SHORT_LEASE)
+    identities = register_files(stack, 3)
+    (ref,) = plan(stack)
+    time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
+
+    def conversion_starts_meanwhile(manifest_id: str) -> bool:
+        stack.ledger.extend_lease(manifest_id, 600)  # what the conversion task does before it starts its run
+        return False  # and its run has not started yet
+
+    report = _sweep(stack, run_is_active=conversion_starts_meanwhile)
+
+    assert stack.ledger.get_manifest(ref.manifest_id).state is ManifestState.CLAIMED
+    assert set(file_states(stack, identities).values()) == {FileState.CLAIMED}
+    assert report.repaired == []
+
+
+def test_files_a_dead_finaliser_failed_are_alerted_by_the_sweeper_once(aws_endpoint):
+    from ndjson_pipeline.steps.sweeping import publish_stranded_alerts
+
+    stack = make_stack(aws_endpoint, max_attempts=1)
+    identities = register_files(stack, 3)
+    (ref,) = plan(stack)
+    stack.ledger.compensate_manifest(ref.manifest_id, max_attempts=1, reason="conversion failed")
+    # The finaliser died here, before it published the alert.
+    published = []
+
+    def publish(manifest_id: str, failed: list[str]) -> None:
+        published.append((manifest_id, sorted(failed)))
+
+    publish_stranded_alerts(stack.ledger, [DAY], publish)
+    publish_stranded_alerts(stack.ledger, [DAY], publish)
+
+    assert published == [(ref.manifest_id, sorted(identities))]

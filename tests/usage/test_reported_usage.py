@@ -9,7 +9,7 @@ from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.ledger import WorkIndex
 from ndjson_pipeline.usage import Usage, read_day_usage, write_usage
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
-from tests.factories import DAY
+from tests.factories import DAY, register_files
 from tools.local_stack import aws_connection_env
 
 
@@ -17,8 +17,9 @@ def test_the_pending_work_trigger_reports_every_poll_in_its_event(stack, monkeyp
     for name, value in aws_connection_env(stack.endpoint).items():
         monkeypatch.setenv(name, value)
     days = [DAY, "2026-11-23"]
+    register_files(stack, 1)
+    register_files(stack, 1, prefix="g", day_path="incoming/2026/11/23/")
     trigger = PendingWorkTrigger(
-        days=days,
         work_index=WorkIndex.of(stack.names.ledger_table).as_dict(),
         enough_files=5,
         enough_bytes=10**9,
@@ -38,7 +39,8 @@ def test_the_pending_work_trigger_reports_every_poll_in_its_event(stack, monkeyp
     polls = 1
     shards = stack.ledger.work_index.shards
     usage = Usage.from_dict(payload["usage"])
-    assert usage.requests == {"dynamodb.Query": polls * len(days) * shards}
+    # Each poll reads the open-days registry (one page here), then every open day's shards.
+    assert usage.requests == {"dynamodb.Query": polls * (1 + len(days) * shards)}
     assert usage.read_units > 0  # DynamoDB's (here moto's) report, asked for on every query
 
 

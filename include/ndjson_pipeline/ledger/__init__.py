@@ -13,28 +13,33 @@ finding work reads only work and no day has a single hot key. Modules:
 - ``records``: ``FileRecord``/``ManifestRecord`` and the state names;
 - ``transactions``: the 100-action limit, cancellation reasons, backoff, request tokens;
 - ``registration``, ``claims``, ``transitions``: the state machine's writes;
-- ``work``: ``WorkIndex`` and the pending-work scan (no client needed);
+- ``days``: the open-days registry (which days have open work) and closing idle days;
+- ``work``: ``WorkIndex``, the pending-work and open-days scans (no client needed);
 - ``ledger``: ``Ledger``, the entry point.
 """
 
 from __future__ import annotations
 
 from ndjson_pipeline.ledger.claims import MAX_FILES_PER_CLAIM
+from ndjson_pipeline.ledger.days import QUIET_SECONDS, DayState
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.ledger import Ledger
 from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, ManifestState
 from ndjson_pipeline.ledger.registration import RegisterOutcome, Registration, pad_sequencer
 from ndjson_pipeline.ledger.schema import TableSchema, table_schema
-from ndjson_pipeline.ledger.work import PendingSummary, PendingSummaryScan, WorkIndex
+from ndjson_pipeline.ledger.work import OpenDaysScan, PendingSummary, PendingSummaryScan, WorkIndex
 
 __all__ = [
     "MAX_FILES_PER_CLAIM",
+    "QUIET_SECONDS",
+    "DayState",
     "FileRecord",
     "IllegalTransitionError",
     "Ledger",
     "LedgerError",
     "ManifestRecord",
     "ManifestState",
+    "OpenDaysScan",
     "PendingSummary",
     "PendingSummaryScan",
     "RegisterOutcome",

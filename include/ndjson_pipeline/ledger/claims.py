@@ -84,18 +84,44 @@ def claim_batch(
     raise LedgerError(f"claiming pending files of {day} kept conflicting after {CONFLICT_RETRIES} attempts")
 
 
+# A claim a conversion may still work on: claimed, and no compensation has begun (``transitions.fence_manifest``).
+_OPEN_CLAIM = "#state = :claimed AND attribute_not_exists(compensating_at)"
+
+
 def extend_lease(table: LedgerTable, manifest_id: str, lease_seconds: int) -> None:
-    """Push an open manifest's lease forward while its job is known to be running."""
+    """Push an open manifest's lease forward while its job is known to be running (refused once fenced)."""
     record = table.require_manifest(manifest_id)
     lease = iso(utcnow() + timedelta(seconds=lease_seconds))
     refused = table.conditional_update(
         table.schema.manifest_key(manifest_id),
         "SET lease_expires_at = :lease, #wsk = :wsk",
-        "#state = :claimed",
+        _OPEN_CLAIM,
         {":lease": lease, ":wsk": work_sort_key(lease, manifest_id), ":claimed": ManifestState.CLAIMED},
     )
     if refused is not None:
-        raise IllegalTransitionError(f"manifest {manifest_id}", refused.get("state", record.state), "lease extension")
+        current = "COMPENSATING" if refused.get("compensating_at") else refused.get("state", record.state)
+        raise IllegalTransitionError(f"manifest {manifest_id}", current, "lease extension")
+
+
+def attach_run(table: LedgerTable, manifest_id: str, run_id: str) -> bool:
+    """Record the run converting an open manifest; False when the manifest was fenced or closed meanwhile."""
+    refused = table.conditional_update(
+        table.schema.manifest_key(manifest_id),
+        "SET run_id = :run",
+        _OPEN_CLAIM,
+        {":run": run_id, ":claimed": ManifestState.CLAIMED},
+    )
+    return refused is None
+
+
+def mark_failure_alerted(table: LedgerTable, manifest_id: str) -> None:
+    """Note that the conversion's final failure was alerted, so a callback firing again stays quiet."""
+    table.conditional_update(
+        table.schema.manifest_key(manifest_id),
+        "SET failure_alerted_at = :now",
+        "attribute_exists(#pk)",
+        {":now": iso(utcnow())},
+    )
 
 
 def _take_candidates(table: LedgerTable, day: str, max_files: int, max_bytes: int, shard: int) -> list[dict[str, Any]]:

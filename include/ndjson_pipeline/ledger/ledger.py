@@ -8,11 +8,12 @@ from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileId, FileState, FileVersion
-from ndjson_pipeline.ledger import claims, maintenance, redo, registration, transitions
+from ndjson_pipeline.ledger import claims, days, maintenance, redo, registration, transitions
+from ndjson_pipeline.ledger.days import DayState
 from ndjson_pipeline.ledger.errors import LedgerError
 from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, file_version_of
 from ndjson_pipeline.ledger.registration import RegisterOutcome, Registration
-from ndjson_pipeline.ledger.schema import open_manifests_partition, table_schema, up_to
+from ndjson_pipeline.ledger.schema import alerts_partition, open_manifests_partition, table_schema, up_to
 from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.ledger.work import PendingSummary, PendingSummaryScan, WorkIndex
 from ndjson_pipeline.manifest import FileResult, Manifest
@@ -69,6 +70,16 @@ class Ledger:
         """An operator's decision to convert again a file a conversion quarantined whole (see ``maintenance``)."""
         maintenance.replay_quarantined(self._table, identity)
 
+    # ------------------------------------------------------------------ open days
+
+    def open_days(self) -> list[str]:
+        """Every day with open work (pending files, open manifests, alerts to publish), newest first."""
+        return days.open_days(self._table)
+
+    def close_day_if_idle(self, day: str, *, now: datetime | None = None) -> DayState:
+        """One pass of closing a day without work (two quiet passes close it; see ``ledger.days``)."""
+        return days.close_if_idle(self._table, day, now or utcnow())
+
     # ------------------------------------------------------------------ pending work
 
     def iter_pending(self, day: str, *, page_size: int = 100, start_shard: int = 0) -> Iterator[FileVersion]:
@@ -114,7 +125,12 @@ class Ledger:
         return self._table.manifest(manifest_id)
 
     def open_manifests(self, day: str) -> list[str]:
-        return [str(item["manifest_id"]) for item in self._table.query(open_manifests_partition(day), 100)]
+        return [record.manifest_id for record in self.open_manifest_records(day)]
+
+    def open_manifest_records(self, day: str) -> list[ManifestRecord]:
+        """The open manifests of a day as the index shows them (eventually consistent: read one to be sure)."""
+        ttl = self._table.schema.ttl_attribute
+        return [ManifestRecord.from_item(item, ttl) for item in self._table.query(open_manifests_partition(day), 100)]
 
     def expired_manifests(self, day: str, now: datetime | None = None) -> list[str]:
         """Open manifests of a day whose lease has run out: their claims need compensation."""
@@ -122,8 +138,19 @@ class Ledger:
         return [str(item["manifest_id"]) for item in self._table.query(open_manifests_partition(day), 100, upper)]
 
     def extend_lease(self, manifest_id: str, lease_seconds: int) -> None:
-        """Push an open manifest's lease forward while its job is known to be running."""
+        """Push an open manifest's lease forward while its job is known to be running (refused once fenced)."""
         claims.extend_lease(self._table, manifest_id, lease_seconds)
+
+    def attach_run(self, manifest_id: str, run_id: str) -> bool:
+        """Record the run converting an open manifest; False when a compensation began or it closed meanwhile."""
+        return claims.attach_run(self._table, manifest_id, run_id)
+
+    def mark_failure_alerted(self, manifest_id: str) -> None:
+        claims.mark_failure_alerted(self._table, manifest_id)
+
+    def fence_manifest(self, manifest_id: str, *, lease_expired_at: datetime | None = None) -> bool:
+        """The first step of a compensation: no run may start or be adopted any more; False if refused."""
+        return transitions.fence_manifest(self._table, manifest_id, lease_expired_at=lease_expired_at)
 
     def manifest_of(self, record: ManifestRecord) -> Manifest:
         """Rebuild the manifest a ledger record describes (for a retry that lost its S3 write)."""
@@ -151,3 +178,22 @@ class Ledger:
     def successor_of(self, manifest_id: str) -> str | None:
         """The manifest that redoes a compensated one, once a redo linked it."""
         return redo.successor_of(self._table, manifest_id)
+
+    # ------------------------------------------------------------------ alerts
+
+    def pending_alerts_of(self, manifest_id: str) -> list[str]:
+        """The file versions this manifest's compensation FAILED whose alert is not published yet."""
+        record = self._table.require_manifest(manifest_id)
+        return sorted(i for i, f in self.get_files(sorted(record.files)).items() if f.alert_pending == manifest_id)
+
+    def pending_alerts(self, day: str) -> dict[str, list[str]]:
+        """A day's FAILED versions whose alert is not published yet, by the manifest that failed them."""
+        by_manifest: dict[str, list[str]] = {}
+        for item in self._table.query(alerts_partition(day), 100):
+            by_manifest.setdefault(str(item["alert_pending"]), []).append(file_version_of(item).identity)
+        return {m: sorted(identities) for m, identities in by_manifest.items()}
+
+    def clear_alerts(self, manifest_id: str, identities: Sequence[str]) -> None:
+        """The alert for these FAILED versions was published."""
+        for identity in identities:
+            transitions.clear_alert(self._table, identity, manifest_id)

@@ -9,38 +9,23 @@ so converting the file again cannot double any row.
 
 from __future__ import annotations
 
-from ndjson_pipeline.clock import iso, utcnow
-from ndjson_pipeline.files import FileId, FileState
-from ndjson_pipeline.ledger.errors import LedgerError
-from ndjson_pipeline.ledger.table import LedgerTable, illegal
+from ndjson_pipeline.files import FileState
+from ndjson_pipeline.ledger import transitions
+from ndjson_pipeline.ledger.table import LedgerTable
 
 SUPERSEDED = "superseded"
 
 
 def replay_quarantined(table: LedgerTable, identity: str) -> None:
     """QUARANTINED (by a conversion, not superseded) -> PENDING, with a fresh attempt count and no row counts."""
-    record = table.file(FileId.parse(identity))
-    if record is None:
-        raise LedgerError(f"file {identity} has no ledger record")
-    now = iso(utcnow())
-    slot = table.schema.pending_slot(record.day, identity, now)
-    refused = table.conditional_update(
-        table.schema.file_key(record.file_id),
-        "SET #state = :pending, attempts = :zero, updated_at = :now, #wpk = :wpk, #wsk = :wsk "
-        "REMOVE #ttl, reason, manifest_id, finished_at, rows_in, rows_out, rows_quarantined, rows_rescued",
+    transitions.reopen(
+        table,
+        identity,
         "#state = :quarantined AND attribute_exists(manifest_id) AND NOT begins_with(reason, :superseded)",
-        {
-            ":pending": FileState.PENDING,
-            ":quarantined": FileState.QUARANTINED,
-            ":superseded": SUPERSEDED,
-            ":zero": 0,
-            ":now": now,
-            ":wpk": slot[table.schema.index_partition_key],
-            ":wsk": slot[table.schema.index_sort_key],
-        },
+        {":quarantined": FileState.QUARANTINED, ":superseded": SUPERSEDED},
+        remove="reason, manifest_id, finished_at, rows_in, rows_out, rows_quarantined, rows_rescued",
+        what=f"file {identity} (only a file a conversion quarantined, not superseded)",
     )
-    if refused is not None:
-        raise illegal(f"file {identity} (only a file a conversion quarantined, not superseded)", refused, "PENDING")
 
 
 def replayable(state: FileState, manifest_id: str | None, reason: str | None) -> bool:

@@ -3,10 +3,11 @@
 States::
 
     file      PENDING -> CLAIMED (manifest id, lease) -> DONE | QUARANTINED (reason)
-              CLAIMED -> PENDING (attempts + 1) | FAILED (attempts reached the maximum)
+              CLAIMED -> PENDING (attempts + 1) | FAILED (attempts reached the maximum; alert pending)
               PENDING -> QUARANTINED (superseded by a newer version of the key)
               FAILED  -> PENDING (an operator requeues it)
     manifest  CLAIMED -> SUCCEEDED | COMPENSATED
+              CLAIMED, compensating (fenced: no run may start or be adopted) -> COMPENSATED | SUCCEEDED
 
 A record's field names are its item's attribute names.
 """
@@ -65,6 +66,8 @@ class FileRecord:
     rows_quarantined: int = 0
     # Epoch seconds at which DynamoDB's TTL removes the item; set on terminal states only.
     expires_at: int | None = None
+    # On a FAILED version whose alert is not published yet: the manifest whose compensation failed it.
+    alert_pending: str | None = None
 
     @property
     def file_id(self) -> FileId:
@@ -99,6 +102,7 @@ class FileRecord:
             rows_rescued=_count(item, "rows_rescued"),
             rows_quarantined=_count(item, "rows_quarantined"),
             expires_at=_expiry(item, ttl_attribute),
+            alert_pending=_text(item, "alert_pending"),
         )
 
 
@@ -130,10 +134,20 @@ class ManifestRecord:
     closed_at: str | None = None
     reason: str | None = None
     expires_at: int | None = None
+    # Set by the first step of a compensation (the fence): from then on no run may start or be adopted.
+    compensating_at: str | None = None
+    run_id: str | None = None  # the conversion run a task started or adopted last
+    failure_alerted_at: str | None = None  # when the conversion's final failure was alerted
 
     @property
     def is_open(self) -> bool:
-        return self.state is ManifestState.CLAIMED
+        """Claimed and not being compensated: a conversion may (still) work on it."""
+        return self.state is ManifestState.CLAIMED and self.compensating_at is None
+
+    @property
+    def status(self) -> str:
+        """The state, or COMPENSATING while a compensation is under way."""
+        return "COMPENSATING" if self.state is ManifestState.CLAIMED and self.compensating_at else str(self.state)
 
     def ref(self) -> ManifestRef:
         return ManifestRef(self.manifest_id, self.day, self.file_count, self.total_bytes)
@@ -154,4 +168,7 @@ class ManifestRecord:
             closed_at=_text(item, "closed_at"),
             reason=_text(item, "reason"),
             expires_at=_expiry(item, ttl_attribute),
+            compensating_at=_text(item, "compensating_at"),
+            run_id=_text(item, "run_id"),
+            failure_alerted_at=_text(item, "failure_alerted_at"),
         )

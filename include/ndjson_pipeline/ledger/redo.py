@@ -19,6 +19,7 @@ from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileId, FileState
+from ndjson_pipeline.ledger import days
 from ndjson_pipeline.ledger.claims import _manifest_put
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
@@ -103,6 +104,9 @@ def _claim(
     table: LedgerTable, record: ManifestRecord, successor: Manifest, files: list[FileRecord], lease_seconds: int
 ) -> bool:
     now = utcnow()
+    # FAILED files may be all a day had left, and the day may have closed: it opens again before its new manifest
+    # exists, so the sweeper watches the day whatever happens to this redo (a touch alone costs nothing).
+    days.touch(table, record.day, table.schema.shard_of(successor.manifest_id), now)
     lease_expires = now + timedelta(seconds=lease_seconds)
     actions: list[dict[str, Any]] = [
         {"Update": _claim_back(table, f, successor.manifest_id, iso(lease_expires), iso(now))} for f in files
@@ -117,7 +121,7 @@ def _claim(
 def _claim_back(table: LedgerTable, f: FileRecord, manifest_id: str, lease: str, now: str) -> dict[str, Any]:
     update = (
         "SET #state = :claimed, manifest_id = :m, lease_expires_at = :lease, updated_at = :now, attempts = :attempts "
-        "ADD claims :one REMOVE #wpk, #wsk, #ttl, reason"
+        "ADD claims :one REMOVE #wpk, #wsk, #ttl, reason, alert_pending"
     )
     condition = "#state = :from AND attribute_not_exists(manifest_id)"
     return {

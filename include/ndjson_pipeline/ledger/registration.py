@@ -3,22 +3,24 @@
 Each version is a create-only put; a version already present is left untouched.
 A version that arrives with an S3 sequencer also moves its key's head item
 forward, conditionally: a version whose sequencer is older than the head's is
-recorded QUARANTINED as superseded instead of PENDING.
+recorded QUARANTINED as superseded instead of PENDING. The transaction that
+records PENDING versions also opens their days in the registry (``days``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileState, FileVersion
+from ndjson_pipeline.ledger import days
 from ndjson_pipeline.ledger.codec import TypedItem, encode_item
 from ndjson_pipeline.ledger.errors import LedgerError
 from ndjson_pipeline.ledger.table import LedgerTable
-from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, backoff, chunks_by_cost, transact_write
+from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, TRANSACTION_LIMIT, backoff, transact_write
 
 SEQUENCER_WIDTH = 32
 
@@ -45,6 +47,10 @@ class RegisterOutcome:
         """Identities whose record is now durable, whatever the outcome."""
         return {*self.registered, *self.already_known, *self.superseded, *self.quarantined}
 
+    def add(self, other: RegisterOutcome) -> None:
+        for name in ("registered", "already_known", "superseded", "quarantined"):
+            getattr(self, name).extend(getattr(other, name))
+
 
 def pad_sequencer(sequencer: str) -> str:
     """S3 sequencers compare as hex strings of equal length (left-padded with zeros)."""
@@ -64,8 +70,7 @@ def register(table: LedgerTable, registrations: Iterable[Registration]) -> Regis
         return outcome
     todo = list(by_identity.values())
     superseded = _supersede_within_batch(todo)
-    # Lazily costed: a chunk's transaction can find heads stale, which drops later head updates.
-    for chunk in chunks_by_cost(todo, lambda r: 2 if _updates_head(r, superseded) else 1):
+    for chunk in _chunks(todo, superseded):
         _register_chunk(table, chunk, superseded, outcome)
     return outcome
 
@@ -115,7 +120,37 @@ def _supersede_within_batch(regs: list[Registration]) -> dict[str, str]:
 
 
 def _updates_head(reg: Registration, superseded: dict[str, str]) -> bool:
-    return reg.sequencer is not None and not reg.rejection and reg.file.identity not in superseded
+    return reg.sequencer is not None and _opens_work(reg, superseded)
+
+
+def _opens_work(reg: Registration, superseded: dict[str, str]) -> bool:
+    """Whether the registration records a PENDING version (one its day must be open for)."""
+    return not reg.rejection and reg.file.identity not in superseded
+
+
+def _chunks(regs: list[Registration], superseded: dict[str, str]) -> Iterator[list[Registration]]:
+    """Consecutive registrations whose actions (item, head update, one touch per day) fit one transaction.
+
+    Costed lazily: a chunk's transaction can find heads stale, which only drops later actions.
+    """
+    chunk: list[Registration] = []
+    opened: set[str] = set()
+    used = 0
+    for reg in regs:
+        if chunk and used + _cost(reg, superseded, opened) > TRANSACTION_LIMIT:
+            yield chunk
+            chunk, opened, used = [], set(), 0
+        used += _cost(reg, superseded, opened)
+        chunk.append(reg)
+        if _opens_work(reg, superseded):
+            opened.add(reg.day)
+    if chunk:
+        yield chunk
+
+
+def _cost(reg: Registration, superseded: dict[str, str], opened: set[str]) -> int:
+    touches_day = _opens_work(reg, superseded) and reg.day not in opened
+    return 1 + _updates_head(reg, superseded) + touches_day
 
 
 def _register_chunk(
@@ -133,6 +168,9 @@ def _register_chunk(
             if _updates_head(reg, superseded):
                 actions.append({"Update": _head_update(table, reg, now)})
                 owners.append((identity, "head"))
+        for day, first in _days_opened(todo, superseded).items():
+            actions.append({"Update": days.touch_action(table, day, table.schema.shard_of(first), now)})
+            owners.append((first, "day"))
         cancellations = transact_write(table.client, actions)
         if not cancellations:
             for reg in todo:
@@ -164,6 +202,15 @@ def _register_chunk(
         f"registering {len(todo)} file versions kept conflicting after {CONFLICT_RETRIES} attempts "
         f"(first: {todo[0].file.uri})"
     )
+
+
+def _days_opened(regs: list[Registration], superseded: dict[str, str]) -> dict[str, str]:
+    """The days the registrations open, each with the first identity opening it (which picks the registry item)."""
+    opened: dict[str, str] = {}
+    for reg in regs:
+        if _opens_work(reg, superseded):
+            opened.setdefault(reg.day, reg.file.identity)
+    return opened
 
 
 def _put(table: LedgerTable, reg: Registration, superseded: str | None, now: datetime) -> dict[str, Any]:

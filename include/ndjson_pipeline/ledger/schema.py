@@ -7,15 +7,22 @@ bootstrap read too. Item layout::
     file version   <pk> = F#<bucket>/<key>   <sk> = V#<etag>
     key head       <pk> = F#<bucket>/<key>   <sk> = HEAD       (newest sequencer seen for the key)
     manifest       <pk> = M#<manifest_id>    <sk> = MANIFEST
+    open day       <pk> = OPEN_DAYS          <sk> = <day>#<shard>   (a day with open work; ``days``)
 
 Only work carries the index keys (a sparse index)::
 
-    pending file   <index pk> = <day>#P#<shard>   <index sk> = <registered at>#<identity>
+    pending file   <index pk> = <day>#P#<shard>   <index sk> = <registered at>#<digest of identity>
     open manifest  <index pk> = <day>#M           <index sk> = <lease expires at>#<manifest_id>
+    alert pending  <index pk> = <day>#A           <index sk> = <failed at>#<digest of identity>
 
 Pending files spread over ``pending_shards`` partitions per day, so no day has
 one hot key; index sort keys start with an instant, so a shard reads oldest
-first and a query bounded by an instant finds expired leases.
+first and a query bounded by an instant finds expired leases. A file's index
+sort key holds a fixed-size digest of its identity, never the identity: S3 keys
+reach 1,024 bytes, DynamoDB sort keys may not exceed that. The open days share
+one table partition (read with a consistent Query; days with work are few),
+each day split over ``pending_shards`` items so concurrent writers of one day
+rarely touch the same item.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from ndjson_pipeline.resources import ledger_spec
 
 MANIFEST_SORT_KEY = "MANIFEST"
 HEAD_SORT_KEY = "HEAD"
+OPEN_DAYS_PARTITION = "OPEN_DAYS"
 _PLACEHOLDER = re.compile(r"#\w+")
 # Attribute names that are DynamoDB reserved words, by the placeholder expressions use for them.
 _RESERVED = {"#state": "state", "#size": "size", "#bucket": "bucket", "#key": "key"}
@@ -81,6 +89,9 @@ class TableSchema:
     def manifest_key(self, manifest_id: str) -> dict[str, str]:
         return {self.partition_key: f"M#{manifest_id}", self.sort_key: MANIFEST_SORT_KEY}
 
+    def open_day_key(self, day: str, shard: int) -> dict[str, str]:
+        return {self.partition_key: OPEN_DAYS_PARTITION, self.sort_key: f"{day}#{shard:02d}"}
+
     # ------------------------------------------------------------------ index keys
 
     def shard_of(self, identity: str) -> int:
@@ -90,7 +101,14 @@ class TableSchema:
         """The index keys that make a file version findable as pending work."""
         return {
             self.index_partition_key: pending_partition(day, self.shard_of(identity)),
-            self.index_sort_key: work_sort_key(registered_at, identity),
+            self.index_sort_key: work_sort_key(registered_at, identity_digest(identity)),
+        }
+
+    def alert_slot(self, day: str, identity: str, failed_at: str) -> dict[str, str]:
+        """The index keys of a FAILED file version whose alert is still to be published."""
+        return {
+            self.index_partition_key: alerts_partition(day),
+            self.index_sort_key: work_sort_key(failed_at, identity_digest(identity)),
         }
 
     def open_manifest_slot(self, day: str, manifest_id: str, lease_expires_at: str) -> dict[str, str]:
@@ -136,6 +154,20 @@ def pending_partition(day: str, shard: int) -> str:
 
 def open_manifests_partition(day: str) -> str:
     return f"{day}#M"
+
+
+def alerts_partition(day: str) -> str:
+    return f"{day}#A"
+
+
+def day_of_open_day(sort_key: str) -> str:
+    """The day an open-day item's sort key (``<day>#<shard>``) names."""
+    return sort_key.split("#", 1)[0]
+
+
+def identity_digest(identity: str) -> str:
+    """32 hex characters standing for a file identity in index sort keys, whatever the key's length."""
+    return hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
 
 
 def work_sort_key(instant: str, name: str) -> str:

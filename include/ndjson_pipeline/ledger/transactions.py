@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -73,21 +72,6 @@ def cancellation_reasons(exc: ClientError) -> list[Cancellation]:
         Cancellation(None if r.get("Code") in (None, "None") else r["Code"], decode_item(r.get("Item", {})))
         for r in reasons
     ]
-
-
-def chunks_by_cost(items: Sequence[T], cost: Callable[[T], int], limit: int = TRANSACTION_LIMIT) -> Iterator[list[T]]:
-    """Consecutive chunks of ``items`` whose actions (``cost`` per item) fit one transaction."""
-    chunk: list[T] = []
-    used = 0
-    for item in items:
-        need = cost(item)
-        if chunk and used + need > limit:
-            yield chunk
-            chunk, used = [], 0
-        chunk.append(item)
-        used += need
-    if chunk:
-        yield chunk
 
 
 def request_token(*parts: str) -> str:

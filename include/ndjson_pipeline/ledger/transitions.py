@@ -4,6 +4,14 @@ Every transition is a conditional update on the state it starts from. A
 transition that finds its outcome already recorded (a retried finaliser, a
 second compensation) is a no-op; any other refusal raises
 ``IllegalTransitionError`` naming the state found. Terminal items get the TTL.
+
+A compensation starts with the fence (``fence_manifest``): from then on no
+conversion may start or adopt a run of the manifest (``claims.extend_lease`` and
+``claims.attach_run`` refuse), and its lease reads as expired, so a compensation
+that fails half way is taken up by the sweeper's next pass. A file that becomes
+FAILED carries ``alert_pending`` (and an index slot) until its alert is
+published (``clear_alert``), so alerting is derived from the ledger, not from
+whoever compensated.
 """
 
 from __future__ import annotations
@@ -15,9 +23,13 @@ from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import JOB_OUTCOMES, FileId, FileState
+from ndjson_pipeline.ledger import days
+from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import ManifestState
+from ndjson_pipeline.ledger.schema import work_sort_key
 from ndjson_pipeline.ledger.table import LedgerTable, illegal
+from ndjson_pipeline.ledger.transactions import transact_write
 from ndjson_pipeline.manifest import FileResult
 
 log = logging.getLogger(__name__)
@@ -45,11 +57,40 @@ def complete_manifest(table: LedgerTable, manifest_id: str, outcomes: Sequence[F
     _close_manifest(table, manifest_id, ManifestState.SUCCEEDED, now)
 
 
+def fence_manifest(table: LedgerTable, manifest_id: str, *, lease_expired_at: datetime | None = None) -> bool:
+    """Begin compensating a claimed manifest: no run may start or be adopted from now on; False if refused.
+
+    With ``lease_expired_at`` (the sweeper) the fence holds only if the lease
+    had run out by then, so a conversion that just extended it keeps its claim.
+    An already fenced manifest stays fenced (a compensation taken up again).
+    """
+    now = iso(utcnow())
+    condition = "#state = :claimed"
+    values: dict[str, Any] = {
+        ":claimed": ManifestState.CLAIMED,
+        ":now": now,
+        ":wsk": work_sort_key(now, manifest_id),
+    }
+    if lease_expired_at is not None:
+        condition += " AND (attribute_exists(compensating_at) OR lease_expires_at <= :expired)"
+        values[":expired"] = iso(lease_expired_at)
+    refused = table.conditional_update(
+        table.schema.manifest_key(manifest_id),
+        "SET compensating_at = if_not_exists(compensating_at, :now), lease_expires_at = :now, #wsk = :wsk",
+        condition,
+        values,
+    )
+    if refused == {}:
+        raise LedgerError(f"manifest {manifest_id} has no ledger record")
+    return refused is None
+
+
 def compensate_manifest(table: LedgerTable, manifest_id: str, *, max_attempts: int, reason: str) -> list[str]:
     """Return a failed manifest's files to PENDING, or FAILED once attempts run out; close it COMPENSATED.
 
-    A SUCCEEDED manifest is never reset. Returns the identities that became
-    FAILED (they need an alert).
+    A SUCCEEDED manifest is never reset. The day is touched first, so it stays
+    open for the released files. Returns the identities that became FAILED
+    (each marked for its alert).
     """
     record = table.require_manifest(manifest_id)
     if record.state is ManifestState.COMPENSATED:
@@ -57,6 +98,7 @@ def compensate_manifest(table: LedgerTable, manifest_id: str, *, max_attempts: i
     if record.state is not ManifestState.CLAIMED:
         raise IllegalTransitionError(f"manifest {manifest_id}", record.state, ManifestState.COMPENSATED)
     now = utcnow()
+    days.touch(table, record.day, table.schema.shard_of(manifest_id), now)
     failed = [
         identity
         for identity in sorted(record.files)
@@ -71,25 +113,49 @@ def compensate_manifest(table: LedgerTable, manifest_id: str, *, max_attempts: i
 
 
 def requeue_failed(table: LedgerTable, identity: str) -> None:
-    """An operator's decision to try a FAILED file again, with a fresh attempt count."""
+    """An operator's decision to try a FAILED file again, with a fresh attempt count; its day opens again."""
+    reopen(table, identity, "#state = :failed", {":failed": FileState.FAILED}, remove="reason, alert_pending")
+
+
+def reopen(
+    table: LedgerTable, identity: str, condition: str, values: dict[str, Any], *, remove: str, what: str = ""
+) -> None:
+    """A terminal file back to PENDING with a fresh attempt count, if ``condition`` holds, and its day opened again.
+
+    One transaction with the day's touch: the file is never pending on a day the sweeper and the sensor do not watch.
+    """
     record = table.file(FileId.parse(identity))
     if record is None:
         raise LedgerError(f"file {identity} has no ledger record")
-    now = iso(utcnow())
-    _transition(
-        table,
-        identity,
-        "SET #state = :to, attempts = :zero, updated_at = :now, #wpk = :wpk, #wsk = :wsk REMOVE #ttl, reason",
-        "#state = :failed",
-        {
-            ":to": FileState.PENDING,
-            ":failed": FileState.FAILED,
-            ":zero": 0,
-            ":now": now,
-            **_pending(table, record.day, identity, now),
-        },
-        wanted=FileState.PENDING,
-        already_done=lambda _found: False,
+    moment = utcnow()
+    now = iso(moment)
+    update = f"SET #state = :to, attempts = :zero, updated_at = :now, #wpk = :wpk, #wsk = :wsk REMOVE #ttl, {remove}"
+    values = {":to": FileState.PENDING, ":zero": 0, ":now": now, **values, **_pending(table, record.day, identity, now)}
+    reopening = {
+        "TableName": table.name,
+        "Key": encode_item(table.schema.file_key(record.file_id)),
+        "UpdateExpression": update,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": table.schema.placeholders(update, condition),
+        "ExpressionAttributeValues": encode_item(values),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+    touch = days.touch_action(table, record.day, table.schema.shard_of(identity), moment)
+    cancellations = transact_write(table.client, [{"Update": reopening}, {"Update": touch}])
+    if cancellations:
+        found = cancellations[0].item
+        if cancellations[0].condition_failed:
+            raise illegal(what or f"file {identity}", found, FileState.PENDING)
+        raise LedgerError(f"returning {identity} to PENDING conflicted with another write; try again")
+
+
+def clear_alert(table: LedgerTable, identity: str, manifest_id: str) -> None:
+    """A FAILED version's alert was published: it leaves the alert index (a no-op when already cleared)."""
+    table.conditional_update(
+        table.schema.file_key(FileId.parse(identity)),
+        "REMOVE alert_pending, #wpk, #wsk",
+        "alert_pending = :m",
+        {":m": manifest_id},
     )
 
 
@@ -146,8 +212,17 @@ def _release_file(
     }
     update = "SET #state = :to, attempts = :attempts, reason = :reason, updated_at = :now"
     if failed:
-        values.update({":to": FileState.FAILED, ":ttl": table.expires_at(now)})
-        update += ", #ttl = :ttl"
+        slot = table.schema.alert_slot(day, identity, stamp)
+        values.update(
+            {
+                ":to": FileState.FAILED,
+                ":ttl": table.expires_at(now),
+                ":alert": manifest_id,
+                ":wpk": slot[table.schema.index_partition_key],
+                ":wsk": slot[table.schema.index_sort_key],
+            }
+        )
+        update += ", #ttl = :ttl, alert_pending = :alert, #wpk = :wpk, #wsk = :wsk"
     else:
         values.update({":to": FileState.PENDING, **_pending(table, day, identity, stamp)})
         update += ", #wpk = :wpk, #wsk = :wsk"

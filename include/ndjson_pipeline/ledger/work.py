@@ -1,7 +1,8 @@
 """Finding work through the sparse index: what a scan needs is a ``WorkIndex`` value, no client, no Ledger.
 
-``PendingSummaryScan`` is split into ``next_request``/``add_page`` so the same
-logic drives the sync ledger and the triggerer's async client.
+``PendingSummaryScan`` and ``OpenDaysScan`` are split into ``next_request``/
+``add_page`` so the same logic drives the sync ledger and the triggerer's async
+client.
 """
 
 from __future__ import annotations
@@ -12,12 +13,19 @@ from datetime import datetime
 from typing import Any
 
 from ndjson_pipeline.ledger.codec import decode_item, encode
-from ndjson_pipeline.ledger.schema import TableSchema, instant_of, pending_partition, table_schema
+from ndjson_pipeline.ledger.schema import (
+    OPEN_DAYS_PARTITION,
+    TableSchema,
+    day_of_open_day,
+    instant_of,
+    pending_partition,
+    table_schema,
+)
 
 
 @dataclass(frozen=True)
 class WorkIndex:
-    """The ledger table's index of open work: its table, name, key attributes and pending shards.
+    """Where the ledger's open work is found: the sparse index (name, keys, pending shards) and the open-days registry.
 
     JSON-serialisable (``as_dict``), so a trigger can carry it.
     """
@@ -27,11 +35,21 @@ class WorkIndex:
     partition_key: str
     sort_key: str
     shards: int
+    table_partition_key: str
+    table_sort_key: str
 
     @classmethod
     def of(cls, table: str, schema: TableSchema | None = None) -> WorkIndex:
         schema = schema or table_schema()
-        return cls(table, schema.index_name, schema.index_partition_key, schema.index_sort_key, schema.pending_shards)
+        return cls(
+            table,
+            schema.index_name,
+            schema.index_partition_key,
+            schema.index_sort_key,
+            schema.pending_shards,
+            schema.partition_key,
+            schema.sort_key,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,6 +57,27 @@ class WorkIndex:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> WorkIndex:
         return cls(**raw)
+
+    def open_days_query(self, day: str | None = None) -> dict[str, Any]:
+        """A consistent Query of the open-days registry: every open day's items, or only ``day``'s."""
+        names = {"#pk": self.table_partition_key}
+        values = {":p": encode(OPEN_DAYS_PARTITION)}
+        condition = "#pk = :p"
+        if day is not None:
+            names["#sk"] = self.table_sort_key
+            values[":day"] = encode(f"{day}#")
+            condition += " AND begins_with(#sk, :day)"
+        return {
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ConsistentRead": True,
+        }
+
+    def open_day_of(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A decoded registry item with the day it stands for, as ``day``."""
+        return {**item, "day": day_of_open_day(str(item[self.table_sort_key]))}
 
     def query(
         self,
@@ -145,3 +184,30 @@ class PendingSummaryScan:
             oldest_registered_at=self.oldest,
             exhaustive=self._shard >= self.index.shards,
         )
+
+
+class OpenDaysScan:
+    """Reads the open-days registry (every day with open work, or only ``day``'s items), page by page.
+
+    :param index: the ledger's work index.
+    :param day: only this day's registry items (YYYY-MM-DD), or every open day's.
+    """
+
+    def __init__(self, index: WorkIndex, day: str | None = None) -> None:
+        self.index = index
+        self.items: list[dict[str, Any]] = []
+        self._request: dict[str, Any] | None = index.open_days_query(day)
+
+    def next_request(self) -> dict[str, Any] | None:
+        return self._request
+
+    def add_page(self, page: dict[str, Any]) -> None:
+        self.items += [self.index.open_day_of(decode_item(raw)) for raw in page.get("Items", [])]
+        if self._request is not None and page.get("LastEvaluatedKey"):
+            self._request = {**self._request, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+        else:
+            self._request = None
+
+    def days(self) -> list[str]:
+        """The open days read, newest first."""
+        return sorted({str(item["day"]) for item in self.items}, reverse=True)

@@ -44,7 +44,7 @@ def decide_conversion(
     if record is None:
         return ConversionDecision(ConversionKind.SKIP, f"manifest {manifest_id} is missing: nothing to convert")
     if not record.is_open:
-        return ConversionDecision(ConversionKind.SKIP, f"manifest {manifest_id} is {record.state}: nothing to convert")
+        return ConversionDecision(ConversionKind.SKIP, f"manifest {manifest_id} is {record.status}: nothing to convert")
     if result_exists:
         return ConversionDecision(
             ConversionKind.ALREADY_DONE, f"manifest {manifest_id} already has its result; not converting again"
@@ -56,3 +56,12 @@ def decide_conversion(
             active_run_id,
         )
     return ConversionDecision(ConversionKind.CONVERT, f"manifest {manifest_id}: starting a conversion run")
+
+
+def holds_unfinished_claim(record: ManifestRecord | None, *, result_exists: bool) -> bool:
+    """Whether a conversion's callback may act on the manifest: claimed, not being compensated, no result yet.
+
+    Callbacks fire twice, early or never; whatever they find otherwise is the
+    finaliser's or the sweeper's to handle, so they do nothing.
+    """
+    return record is not None and record.is_open and not result_exists

@@ -59,24 +59,44 @@ def finalise_manifest(
     The job writes its result last, so a result means complete output: its files
     are recorded, then the partitions it wrote are added to the ``catalog`` (a
     retry after a catalog error adds them again; the ledger part is already
-    done and does not repeat). Without
-    one the conversion failed for good: any run still going is stopped, the
-    manifest's published output is removed, and its files go back to PENDING
-    (or FAILED after ``max_attempts``). Both paths are conditional on the
-    manifest's recorded state and safe to repeat.
+    done and does not repeat). Without one the conversion failed for good and
+    the manifest is compensated (``compensate``). A manifest found compensated
+    already may still have a run that started late: it is stopped and whatever
+    it published is removed. Every path is conditional on the manifest's
+    recorded state and safe to repeat.
     """
     record = ledger.get_manifest(ref.manifest_id)
     if record is None:
         raise PipelineError(f"manifest {ref.manifest_id} has no ledger record")
     if record.state is ManifestState.COMPENSATED:
-        log.info("manifest %s was already compensated", ref.manifest_id)
+        stop_active_runs(ref.manifest_id)
+        removed = discard_output(storage, settings, ref)
+        log.info("manifest %s was already compensated; removed %d objects of a late run", ref.manifest_id, removed)
         return Finalised(ref.manifest_id, ManifestState.COMPENSATED)
     result = read_result(storage, settings, ref)
-    if result is None:
-        if record.state is ManifestState.SUCCEEDED:
-            uri = settings.layout.result_uri(ref.day, ref.manifest_id)
-            raise PipelineError(f"manifest {ref.manifest_id} is SUCCEEDED but its result {uri} is gone")
-        return compensate(ledger, storage, settings, ref, reason="conversion failed", stop_active_runs=stop_active_runs)
+    if result is not None:
+        return record_result(ledger, storage, settings, ref, result, catalog=catalog)
+    if record.state is ManifestState.SUCCEEDED:
+        uri = settings.layout.result_uri(ref.day, ref.manifest_id)
+        raise PipelineError(f"manifest {ref.manifest_id} is SUCCEEDED but its result {uri} is gone")
+    if not ledger.fence_manifest(ref.manifest_id):
+        # Closed by someone else between the two reads: finalise what they recorded.
+        return finalise_manifest(ledger, storage, settings, ref, stop_active_runs=stop_active_runs, catalog=catalog)
+    return compensate_fenced(
+        ledger, storage, settings, ref, reason="conversion failed", stop_active_runs=stop_active_runs, catalog=catalog
+    )
+
+
+def record_result(
+    ledger: Ledger,
+    storage: Storage,
+    settings: PipelineSettings,
+    ref: ManifestRef,
+    result: JobResult,
+    *,
+    catalog: DatasetCatalog | None,
+) -> Finalised:
+    """Record a complete conversion: its files DONE/QUARANTINED, then its partitions in the catalog."""
     manifest = read_manifest(storage, settings, ref)
     result.check_reconciled(manifest)
     ledger.complete_manifest(ref.manifest_id, result.files)
@@ -107,7 +127,7 @@ def finalise_manifest(
     )
 
 
-def compensate(
+def compensate_fenced(
     ledger: Ledger,
     storage: Storage,
     settings: PipelineSettings,
@@ -115,8 +135,22 @@ def compensate(
     *,
     reason: str,
     stop_active_runs: Callable[[str], None],
+    catalog: DatasetCatalog | None,
 ) -> Finalised:
+    """Give up a fenced manifest (``Ledger.fence_manifest``): stop its runs, remove their output, release its files.
+
+    The fence already keeps any new run from starting or being adopted, so once
+    the runs are stopped nothing publishes for this manifest any more. If a run
+    finished before it could be stopped, its result is recorded instead. A
+    delete that fails raises before any file is released: the files stay
+    CLAIMED, and the fenced manifest reads as expired, so the sweeper's next pass
+    takes the compensation up again.
+    """
     stop_active_runs(ref.manifest_id)
+    result = read_result(storage, settings, ref)
+    if result is not None:
+        log.info("manifest %s: its run finished before it could be stopped; recording its result", ref.manifest_id)
+        return record_result(ledger, storage, settings, ref, result, catalog=catalog)
     removed = discard_output(storage, settings, ref)
     failed = ledger.compensate_manifest(ref.manifest_id, max_attempts=settings.max_attempts, reason=reason)
     log.warning(
@@ -130,16 +164,36 @@ def compensate(
 
 
 def discard_output(storage: Storage, settings: PipelineSettings, ref: ManifestRef) -> int:
-    """Delete whatever a failed run of this manifest published, so its files can be converted again.
+    """Delete whatever runs of this manifest wrote, so its files can be converted again; the objects deleted.
 
-    The job lists every object it is about to publish (the publish log) before
-    it publishes any, so partial output is found under any partition. A delete
-    that fails for any object raises, and the files are not released.
+    The result goes first (nobody may trust output being removed), then every
+    object the publish log lists (the job lists what it is about to publish
+    before it publishes any, so partial output is found under any partition),
+    then the staging prefix, then the log. A delete that fails for any object
+    raises ``StorageError`` (or the service's error) and the caller releases nothing.
     """
-    log_uri = settings.layout.publish_log_uri(ref.day, ref.manifest_id)
+    layout = settings.layout
+    log_uri = layout.publish_log_uri(ref.day, ref.manifest_id)
     published = PublishLog.read(storage, log_uri)
-    if published is None:
-        return 0  # nothing was ever published
-    storage.delete(sorted(published.uris))
+    staged = sorted(storage.list(layout.staging_uri(ref.manifest_id) + "/"))
+    storage.delete([layout.result_uri(ref.day, ref.manifest_id)])
+    uris = sorted(published.uris) if published else []
+    storage.delete([*uris, *staged])
     storage.delete([log_uri])
-    return len(published.uris)
+    return len(uris) + len(staged)
+
+
+def publish_alerts(ledger: Ledger, manifest_id: str, publish: Callable[[str, list[str]], None]) -> list[str]:
+    """Publish the alert for the files this manifest's compensation FAILED, if it is still pending; clear it.
+
+    Derived from the ledger (``alert_pending`` on each FAILED version), so a
+    retried finaliser alerts for what its first try failed. A crash between
+    publishing and clearing publishes again on the next call, with the same
+    alert id (``publish`` derives it from the manifest and the files): at least
+    once, and exactly once for a consumer that drops repeated ids.
+    """
+    pending = ledger.pending_alerts_of(manifest_id)
+    if pending:
+        publish(manifest_id, pending)
+        ledger.clear_alerts(manifest_id, pending)
+    return pending

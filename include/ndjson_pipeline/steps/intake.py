@@ -2,6 +2,8 @@
 
 A message is deleted only after every file version it names is durably in the
 ledger, so a crash at any point leads to redelivery, and redelivery is a no-op.
+A message the ledger refuses is left in flight (SQS moves it to the DLQ after
+its maxReceiveCount) without holding back the rest of its batch.
 Logs carry counts, keys and reasons, never message bodies or file contents.
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ndjson_pipeline.landing import registration_for
-from ndjson_pipeline.ledger import Ledger, Registration
+from ndjson_pipeline.ledger import Ledger, RegisterOutcome, Registration
 from ndjson_pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class IntakeReport:
     test_events: int = 0
     ignored_events: int = 0
     malformed: int = 0
+    unstored: int = 0  # well-formed messages the ledger refused: left for the DLQ
     deleted: int = 0
     stopped_because: str = ""
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
@@ -117,10 +120,11 @@ def drain_queue(
 ) -> IntakeReport:
     """Receive notifications until the queue is empty, ``max_messages`` were read or the budget ran out.
 
-    Each received batch is registered with one ledger transaction, then only the
-    messages whose every file version is stored are deleted. Malformed bodies are
-    counted and left in flight, so SQS moves them to the DLQ after its
-    maxReceiveCount; they never fail the batch.
+    Each received batch is registered with as few ledger transactions as fit,
+    then only the messages whose every file version is stored are deleted.
+    Malformed bodies, and messages the ledger refuses (the batch is then
+    registered message by message), are counted and left in flight, so SQS moves
+    them to the DLQ after its maxReceiveCount; they never fail the batch.
     """
     max_messages = max_messages or settings.intake_max_messages
     budget = time_budget_seconds or settings.intake_time_budget_seconds
@@ -148,13 +152,14 @@ def drain_queue(
         _store_and_delete(sqs, queue_url, ledger, settings, messages, report)
     log.info(
         "intake: %d messages, %d registered, %d already known, %d superseded, %d quarantined, "
-        "%d malformed (left for the DLQ), %d deleted; stopped: %s",
+        "%d malformed and %d refused by the ledger (left for the DLQ), %d deleted; stopped: %s",
         report.messages,
         report.registered,
         report.already_known,
         report.superseded,
         report.quarantined,
         report.malformed,
+        report.unstored,
         report.deleted,
         report.stopped_because,
     )
@@ -200,7 +205,7 @@ def _store_and_delete(
         ]
         registrations.extend(regs)
         deletable.append((message, [r.file.identity for r in regs]))
-    outcome = ledger.register(registrations)
+    outcome = _register(ledger, registrations, deletable, report)
     newly_pending = set(outcome.registered)
     report.days.update(r.day for r in registrations if r.file.identity in newly_pending)
     report.registered += len(outcome.registered)
@@ -214,6 +219,34 @@ def _store_and_delete(
     stored = outcome.stored()
     ready = [m for m, identities in deletable if all(i in stored for i in identities)]
     report.deleted += _delete_messages(sqs, queue_url, ready)
+
+
+def _register(
+    ledger: Ledger,
+    registrations: list[Registration],
+    messages: list[tuple[dict[str, Any], list[str]]],
+    report: IntakeReport,
+) -> RegisterOutcome:
+    """Register a batch at once; if the ledger refuses it, message by message, leaving refused ones unstored."""
+    try:
+        return ledger.register(registrations)
+    except Exception as exc:
+        log.warning("registering %d messages at once failed (%s); registering them one by one", len(messages), exc)
+    by_identity = {r.file.identity: r for r in registrations}
+    outcome = RegisterOutcome()
+    for message, identities in messages:
+        try:
+            outcome.add(ledger.register([by_identity[i] for i in identities]))
+        except Exception as exc:
+            report.unstored += 1
+            log.error(
+                "message %s (receive count %s) could not be stored (%s: %s); left for the DLQ",
+                message["MessageId"],
+                message.get("Attributes", {}).get("ApproximateReceiveCount", "?"),
+                exc.__class__.__name__,
+                exc,
+            )
+    return outcome
 
 
 def _delete_messages(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> int:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
 
-from ndjson_pipeline.clock import utc_day
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.manifest import Manifest, ManifestRef
 from ndjson_pipeline.settings import PipelineSettings
@@ -13,12 +11,6 @@ from ndjson_pipeline.steps import PipelineError
 from ndjson_pipeline.storage import Storage
 
 log = logging.getLogger(__name__)
-
-
-def days_to_watch(now: datetime, registered_days: list[str]) -> list[str]:
-    """Today and yesterday (late files), plus any day that just received files, newest first."""
-    days = {utc_day(now), utc_day(now - timedelta(days=1)), *registered_days}
-    return sorted(days, reverse=True)
 
 
 def plan_manifests(
@@ -32,20 +24,14 @@ def plan_manifests(
 ) -> list[ManifestRef]:
     """Claim the pending files of ``days`` into manifests and write each manifest to S3.
 
-    A retry of the same task (same ``owner``) first re-adopts the manifests it
-    claimed before it died, so a retry never creates a second manifest for the
-    same files. At most ``max_manifests`` are planned; the rest of the pending
-    files stay unclaimed for the next run.
+    A retry of the same task (same ``owner``) first re-adopts every manifest it
+    claimed before it died, on any day (not only the ``days`` ready now), so a
+    retry never creates a second manifest for the same files and never leaves
+    one to wait out its lease. Then, up to ``max_manifests`` in all, it claims
+    more; the rest of the pending files stay unclaimed for the next run.
     """
     limit = max_manifests or settings.max_manifests_per_run
-    planned: list[Manifest] = []
-    for day in days:
-        for manifest_id in ledger.open_manifests(day):
-            record = ledger.get_manifest(manifest_id)
-            if record and record.owner == owner and record.is_open:
-                planned.append(ledger.manifest_of(record))
-    if planned:
-        log.info("re-adopting %d manifests claimed by %s in an earlier try", len(planned), owner)
+    planned = readopt_manifests(ledger, owner)
     for day in days:
         while len(planned) < limit:
             manifest = ledger.claim_batch(
@@ -58,7 +44,7 @@ def plan_manifests(
             if manifest is None:
                 break
             planned.append(manifest)
-    refs = [write_manifest(storage, settings, manifest) for manifest in planned[:limit]]
+    refs = [write_manifest(storage, settings, manifest) for manifest in planned]
     log.info(
         "planned %d manifests (%d files, %d bytes) for days %s",
         len(refs),
@@ -67,6 +53,21 @@ def plan_manifests(
         days,
     )
     return refs
+
+
+def readopt_manifests(ledger: Ledger, owner: str) -> list[Manifest]:
+    """The open manifests ``owner`` claimed in an earlier try, on every open day, oldest day first."""
+    adopted = []
+    for day in reversed(ledger.open_days()):
+        for seen in ledger.open_manifest_records(day):
+            if seen.owner != owner:
+                continue
+            record = ledger.get_manifest(seen.manifest_id)  # the index is eventually consistent
+            if record is not None and record.is_open:
+                adopted.append(ledger.manifest_of(record))
+    if adopted:
+        log.info("re-adopting %d manifests claimed by %s in an earlier try", len(adopted), owner)
+    return adopted
 
 
 def write_manifest(storage: Storage, settings: PipelineSettings, manifest: Manifest) -> ManifestRef:

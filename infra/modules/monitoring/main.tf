@@ -136,6 +136,23 @@ resource "aws_cloudwatch_metric_alarm" "failed_files" {
   ok_actions          = local.actions
 }
 
+# Published by every sweep that could not repair a manifest (its files stay CLAIMED until one can).
+resource "aws_cloudwatch_metric_alarm" "unrepaired_manifests" {
+  alarm_name          = "${var.name_prefix}-unrepaired-manifests"
+  alarm_description   = "A compensation could not complete (refused delete, run that will not stop, inconsistent record); every sweep retries it."
+  namespace           = var.metric_namespace
+  metric_name         = "UnrepairedManifests"
+  dimensions          = { Dataset = var.dataset }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
 # Every non-successful terminal state of a run of the one job (STOPPED is left out:
 # the DAG stops runs on purpose when a task is killed).
 resource "aws_cloudwatch_event_rule" "glue_failed" {
