@@ -41,7 +41,10 @@ class SampleDay:
         self.bad_lines[key] = bad
 
 
-def _ndjson(rng: random.Random, prefix: str, lines: int, bad_fraction: float, day: str) -> tuple[bytes, set[str], int]:
+def ndjson_body(
+    rng: random.Random, prefix: str, lines: int, bad_fraction: float, day: str
+) -> tuple[bytes, set[str], int]:
+    """``lines`` NDJSON lines of ``day``'s events, some bad: the body, the event ids it must yield, its bad lines."""
     out, rows, bad = [], set(), 0
     for n in range(lines):
         event_id = f"{prefix}-{n}"
@@ -63,14 +66,14 @@ def sample_day(day: str, settings: PipelineSettings, *, files: int = 200, seed: 
     prefix = day_prefix(day, settings)
     sample = SampleDay(day)
     for i in range(files):
-        body, rows, bad = _ndjson(rng, f"f{i:04d}", rng.randint(20, 80), 0.03, day)
+        body, rows, bad = ndjson_body(rng, f"f{i:04d}", rng.randint(20, 80), 0.03, day)
         sample.add(f"{prefix}batch-{i:04d}.ndjson", body, rows, bad)
     sample.add(f"{prefix}empty.ndjson", b"", set(), 0)
-    body, rows, bad = _ndjson(rng, "gz", 40, 0.0, day)
+    body, rows, bad = ndjson_body(rng, "gz", 40, 0.0, day)
     sample.add(f"{prefix}compressed.ndjson.gz", gzip_body(body), rows, bad)
     sample.uploads.append((f"{prefix}notes.txt", b"not data\n"))  # rejected at intake: suffix
     for version in (1, 2):
-        body, rows, bad = _ndjson(rng, f"over-v{version}", 10, 0.0, day)
+        body, rows, bad = ndjson_body(rng, f"over-v{version}", 10, 0.0, day)
         sample.add(f"{prefix}overwritten key.ndjson", body, rows, bad)
     return sample
 

@@ -18,8 +18,8 @@ from ndjson_pipeline.landing import day_of_key, day_prefix
 from ndjson_pipeline.settings import PipelineSettings
 from tests.factories import make_body, make_record
 from tests.soak.scenario import Wave
-from tools.sample_data import bad_line, gzip_body, make_event
-from tools.sample_day import RESCUED_KINDS
+from tools.sample_data import gzip_body
+from tools.sample_day import ndjson_body
 
 LONG_KEY_BYTES = 1000  # S3 allows 1,024
 
@@ -119,24 +119,11 @@ class LandingBook:
             self.duplicates_sent += 1
 
     def _put(self, rng: random.Random, key: str, tag: str, kind: str) -> None:
-        day = day_of_key(key, self.settings)
-        lines, rows, bad = [], set(), 0
-        for n in range(rng.randint(20, 60)):
-            event_id = f"{tag}-{n}"
-            if rng.random() < 0.04:
-                text, bad_kind = bad_line(rng, event_id)
-                if bad_kind in RESCUED_KINDS:
-                    rows.add(event_id)
-                else:
-                    bad += 1
-            else:
-                text = json.dumps(make_event(rng, event_id, day), separators=(",", ":"))
-                rows.add(event_id)
-            lines.append(text)
-        body = ("\n".join(lines) + "\n").encode()
+        lines = rng.randint(20, 60)
+        body, rows, bad = ndjson_body(rng, tag, lines, 0.04, day_of_key(key, self.settings))
         if key.endswith(".gz"):
             body = gzip_body(body)
-        self._book(key, body, kind, frozenset(rows), len(lines), bad)
+        self._book(key, body, kind, frozenset(rows), lines, bad)
 
     def _put_raw(self, key: str, body: bytes, kind: str) -> None:
         self._book(key, body, kind, frozenset(), 0, 0)

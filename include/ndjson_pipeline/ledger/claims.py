@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
-from ndjson_pipeline.files import FileState, FileVersion
+from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import ManifestState, file_version_of
@@ -61,9 +61,9 @@ def claim_batch(
         now = utcnow()
         lease_expires = now + timedelta(seconds=lease_seconds)
         actions = [
-            {"Update": _claim_update(table, f, manifest.manifest_id, lease_expires, now)} for f in manifest.files
+            {"Update": claim_update(table, f.file_id, manifest.manifest_id, lease_expires, now)} for f in manifest.files
         ]
-        actions.append({"Put": _manifest_put(table, manifest, lease_expires, now, owner)})
+        actions.append({"Put": manifest_put(table, manifest, lease_expires, now, owner)})
         cancellations = transact_write(table.client, actions, token=request_token(manifest.manifest_id, iso(now)))
         if cancellations:
             lost = {f.identity for f, c in zip(manifest.files, cancellations, strict=False) if c.condition_failed}
@@ -137,34 +137,48 @@ def _take_candidates(table: LedgerTable, day: str, max_files: int, max_bytes: in
     return taken
 
 
-def _claim_update(
-    table: LedgerTable, f: FileVersion, manifest_id: str, lease_expires: datetime, now: datetime
+def claim_update(
+    table: LedgerTable,
+    file_id: FileId,
+    manifest_id: str,
+    lease_expires: datetime,
+    now: datetime,
+    *,
+    state: FileState = FileState.PENDING,
+    attempts: int | None = None,
 ) -> dict[str, Any]:
-    update = (
-        "SET #state = :claimed, manifest_id = :m, lease_expires_at = :lease, updated_at = :now "
-        "ADD claims :one REMOVE #wpk, #wsk"
+    """The transaction action that claims one file in ``state``, held by no manifest, for ``manifest_id``.
+
+    A claim from PENDING keeps the attempt count; a redo's claim of a FAILED file
+    gives ``attempts`` (a fresh count) and drops what FAILED left on the item.
+    """
+    update = "SET #state = :claimed, manifest_id = :m, lease_expires_at = :lease, updated_at = :now"
+    values: dict[str, Any] = {
+        ":claimed": FileState.CLAIMED,
+        ":from": state,
+        ":m": manifest_id,
+        ":lease": iso(lease_expires),
+        ":now": iso(now),
+        ":one": 1,
+    }
+    if attempts is not None:
+        update += ", attempts = :attempts"
+        values[":attempts"] = attempts
+    update += " ADD claims :one REMOVE #wpk, #wsk" + (
+        "" if state is FileState.PENDING else ", #ttl, reason, alert_pending"
     )
-    condition = "#state = :pending"
+    condition = "#state = :from AND attribute_not_exists(manifest_id)"
     return {
         "TableName": table.name,
-        "Key": encode_item(table.schema.file_key(f.file_id)),
+        "Key": encode_item(table.schema.file_key(file_id)),
         "UpdateExpression": update,
         "ConditionExpression": condition,
         "ExpressionAttributeNames": table.schema.placeholders(update, condition),
-        "ExpressionAttributeValues": encode_item(
-            {
-                ":claimed": FileState.CLAIMED,
-                ":pending": FileState.PENDING,
-                ":m": manifest_id,
-                ":lease": iso(lease_expires),
-                ":now": iso(now),
-                ":one": 1,
-            }
-        ),
+        "ExpressionAttributeValues": encode_item(values),
     }
 
 
-def _manifest_put(
+def manifest_put(
     table: LedgerTable, manifest: Manifest, lease_expires: datetime, now: datetime, owner: str
 ) -> dict[str, Any]:
     schema, lease = table.schema, iso(lease_expires)

@@ -19,8 +19,7 @@ from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileId, FileState
-from ndjson_pipeline.ledger import days
-from ndjson_pipeline.ledger.claims import _manifest_put
+from ndjson_pipeline.ledger import claims, days
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, ManifestState
@@ -109,39 +108,24 @@ def _claim(
     days.touch(table, record.day, table.schema.shard_of(successor.manifest_id), now)
     lease_expires = now + timedelta(seconds=lease_seconds)
     actions: list[dict[str, Any]] = [
-        {"Update": _claim_back(table, f, successor.manifest_id, iso(lease_expires), iso(now))} for f in files
+        {
+            "Update": claims.claim_update(
+                table,
+                f.file_id,
+                successor.manifest_id,
+                lease_expires,
+                now,
+                state=f.state,
+                attempts=0 if f.state is FileState.FAILED else None,
+            )
+        }
+        for f in files
     ]
-    put = _manifest_put(table, successor, lease_expires, now, record.owner)
+    put = claims.manifest_put(table, successor, lease_expires, now, record.owner)
     put["Item"].update(encode_item({REDO_OF: record.manifest_id}))
     actions.append({"Put": put})
     cancellations = transact_write(table.client, actions, token=request_token(successor.manifest_id, iso(now)))
     return not cancellations
-
-
-def _claim_back(table: LedgerTable, f: FileRecord, manifest_id: str, lease: str, now: str) -> dict[str, Any]:
-    update = (
-        "SET #state = :claimed, manifest_id = :m, lease_expires_at = :lease, updated_at = :now, attempts = :attempts "
-        "ADD claims :one REMOVE #wpk, #wsk, #ttl, reason, alert_pending"
-    )
-    condition = "#state = :from AND attribute_not_exists(manifest_id)"
-    return {
-        "TableName": table.name,
-        "Key": encode_item(table.schema.file_key(f.file_id)),
-        "UpdateExpression": update,
-        "ConditionExpression": condition,
-        "ExpressionAttributeNames": table.schema.placeholders(update, condition),
-        "ExpressionAttributeValues": encode_item(
-            {
-                ":claimed": FileState.CLAIMED,
-                ":from": f.state,
-                ":m": manifest_id,
-                ":lease": lease,
-                ":now": now,
-                ":attempts": 0 if f.state is FileState.FAILED else f.attempts,
-                ":one": 1,
-            }
-        ),
-    }
 
 
 def _link(table: LedgerTable, manifest_id: str, successor: str) -> None:
