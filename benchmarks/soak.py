@@ -43,8 +43,9 @@ BENCHMARK = SoakConfig(
     overlap_rate=0.4,
     recovery_runs=10,
     # Two manifests per run, so a day three days back with 50 files is more than one run converts; a sensor
-    # that waits for 60 files or 15 s defers long enough for a triggerer kill to find it deferred.
-    pipeline={"max_manifests_per_run": 2, "min_batch_files": 60, "max_wait_seconds": 15},
+    # that waits for 60 files or 15 s defers long enough for a triggerer kill to find it deferred (and outlives
+    # that wait, as the settings require).
+    pipeline={"max_manifests_per_run": 2, "min_batch_files": 60, "max_wait_seconds": 15, "sensor_timeout_seconds": 20},
 )
 
 
