@@ -85,7 +85,7 @@ def measure_requests(endpoint: str, files: int) -> dict:
     counter = RequestCounter(counted_sqs, counted_dynamodb)
     ledger = Ledger(counted_dynamodb, names.ledger_table)
     reports = []  # one drain per intake run; a run stops at its time budget, the next one goes on
-    while not reports or reports[-1].stopped_because != "queue empty":
+    while not reports or reports[-1].stopped_because not in ("queue empty", "queue drained"):
         reports.append(report := drain_queue(counted_sqs, queue_url, ledger, settings))
         progress(f"drain {len(reports)}: {report.registered} registered, stopped: {report.stopped_because}", started)
     register_requests, register_ops = counter.take()

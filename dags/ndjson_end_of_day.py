@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
+from ndjson_pipeline.resources import conversion_slots
 from ndjson_pipeline_airflow.tasks import (
-    conversion_slots,
     convert_manifest,
     plan_manifests,
     reconcile,

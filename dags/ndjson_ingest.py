@@ -1,8 +1,14 @@
-"""Ingest: S3 notifications -> ledger -> sweep -> (enough work?) -> manifests -> one Glue run per manifest -> finalise.
+"""Ingest: sweep -> (enough work in the ledger?) -> manifests -> one Glue run per manifest -> finalise.
 
-Runs every few minutes; runs never overlap, and every step is safe to retry. The
-sweep and the sensor cover every day the ledger lists as open, however old.
-Settings are read at run time from the Airflow Variable ``ndjson_pipeline_settings``.
+Runs every minute, and up to ``MAX_ACTIVE_RUNS`` runs overlap: while one run's
+conversions are still running, the next run's sensor is already waiting for the
+next batch, so a long conversion never holds up the files behind it. That is
+safe because each file is claimed by exactly one manifest (a conditional
+write), and every step is safe to retry. Together the runs never start more
+conversions than ``conversion_slots("ingest")``. The files come from the
+ledger, where the ``ndjson_intake`` DAG puts them. The sweep and the sensor
+cover every day the ledger lists as open, however old. Settings are read at run
+time from the Airflow Variable ``ndjson_pipeline_settings``.
 """
 
 from __future__ import annotations
@@ -12,14 +18,16 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
+from ndjson_pipeline.resources import conversion_slots
 from ndjson_pipeline_airflow.sensors import PendingWorkSensor
 from ndjson_pipeline_airflow.tasks import (
-    conversion_slots,
     convert_manifest,
-    intake,
     plan_manifests,
     sweep_expired_claims,
 )
+
+# Runs whose conversions overlap; more only add waiting sensors, the conversion slots bound the Glue runs.
+MAX_ACTIVE_RUNS = 4
 
 DEFAULT_ARGS = {
     "owner": "data-platform",
@@ -31,19 +39,19 @@ DEFAULT_ARGS = {
 
 @dag(
     dag_id="ndjson_ingest",
-    schedule=os.environ.get("NDJSON_PIPELINE_INGEST_SCHEDULE", "*/5 * * * *"),
+    schedule=os.environ.get("NDJSON_PIPELINE_INGEST_SCHEDULE", "* * * * *"),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=MAX_ACTIVE_RUNS,
     dagrun_timeout=timedelta(hours=2),
     default_args=DEFAULT_ARGS,
     tags=["ndjson-pipeline", "ingest"],
     doc_md=__doc__,
 )
 def ndjson_ingest():
-    # Every open day is swept and watched, whatever became of the task before: a failed intake or an
-    # unrepairable manifest never stops the conversion of work already in the ledger.
+    # Every open day is swept and watched, whatever became of the sweep: an unrepairable manifest never
+    # stops the conversion of work already in the ledger.
     ready_days = PendingWorkSensor(task_id="wait_for_pending_work", trigger_rule="all_done")
-    intake() >> sweep_expired_claims() >> ready_days
+    sweep_expired_claims() >> ready_days
     manifests = plan_manifests(ready_days.output)
     convert_manifest.partial(max_conversions=conversion_slots("ingest")).expand(manifest=manifests)
 

@@ -2,7 +2,7 @@
 
 Starts a moto server and creates the pipeline's resources in it, gives Airflow
 its own home and SQLite database under ``.local/``, uploads a generated sample
-day, runs the ingest DAG and then the end-of-day DAG (``airflow dags test``,
+day, runs the intake, ingest and end-of-day DAGs in turn (``airflow dags test``,
 conversions on local Spark with the real Glue script), prints progress while
 they run, and ends with a summary and the place the Parquet was copied to.
 The DAG tasks run as the MWAA execution role's local identity and the Glue job
@@ -145,6 +145,7 @@ def main() -> None:
         def progress() -> str:
             return ", ".join(f"{state} {n}" for state, n in sorted(file_states(s3, ledger, settings, day).items()))
 
+        run_dag(env, "ndjson_intake", home, progress)
         run_dag(env, "ndjson_ingest", home, progress)
         run_dag(env, "ndjson_end_of_day", home, progress, {"day": day})
 

@@ -43,7 +43,7 @@ from tools.local_stack import (
 )
 from tools.sample_day import SampleDay, sample_day, upload
 
-DAG_IDS = ("ndjson_ingest", "ndjson_end_of_day", "ndjson_maintenance")
+DAG_IDS = ("ndjson_intake", "ndjson_ingest", "ndjson_end_of_day", "ndjson_maintenance")
 USERNAME = "admin"
 DEFAULT_PASSWORD = "admin"  # noqa: S105 - a local, loopback-only UI; --password sets another
 PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -373,7 +373,7 @@ def main() -> None:
 Airflow UI    {ui.url}/   (log in as {ui.username} / {ui.password})
 local AWS     {ui.endpoint} (moto), resources named {ui.settings.names.name_prefix}-*
 sample day    {day}: {len(sample.uploads)} objects in s3://{ui.settings.names.landing_bucket}/
-              ndjson_ingest runs every 5 minutes; or trigger ndjson_end_of_day with day={day}
+              ndjson_intake and ndjson_ingest run every minute; or trigger ndjson_end_of_day with day={day}
 lake          s3://{ui.settings.names.lake_bucket}/{ui.settings.dataset}/ ; day reports under _pipeline/reports/
 logs          {ui.logs.relative_to(REPO_ROOT)}/ (processes), {(home / "logs").relative_to(REPO_ROOT)}/ (tasks)
 

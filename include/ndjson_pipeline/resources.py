@@ -93,3 +93,14 @@ def ledger_spec() -> dict[str, Any]:
 
 def glue_job_spec() -> dict[str, Any]:
     return dict(_spec()["glue_job"])
+
+
+def conversion_slots(dag_kind: str) -> int:
+    """Concurrent conversions per DAG (over all its runs): together exactly the Glue job's MaxConcurrentRuns.
+
+    The end-of-day DAG gets a fixed share, the ingest DAG the rest, so the two
+    never start more runs than Glue accepts (Terraform also enables job-run queuing).
+    """
+    total = int(glue_job_spec()["max_concurrent_runs"])
+    end_of_day = max(1, total // 4)
+    return end_of_day if dag_kind == "end_of_day" else total - end_of_day

@@ -20,7 +20,6 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ndjson_pipeline.clock import utc_day, utcnow
 from ndjson_pipeline.manifest import ManifestRef
-from ndjson_pipeline.resources import glue_job_spec
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
@@ -178,17 +177,6 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
         "rows_out": outcome.rows_out,
     }
     return outcome.as_dict()
-
-
-def conversion_slots(dag_kind: str) -> int:
-    """Concurrent conversions per DAG: together exactly the Glue job's MaxConcurrentRuns.
-
-    The end-of-day DAG gets a fixed share, the ingest DAG the rest, so the two
-    never start more runs than Glue accepts (Terraform also enables job-run queuing).
-    """
-    total = int(glue_job_spec()["max_concurrent_runs"])
-    end_of_day = max(1, total // 4)
-    return end_of_day if dag_kind == "end_of_day" else total - end_of_day
 
 
 @task_group

@@ -15,7 +15,7 @@ from tools.local_stack import REPO_ROOT
 
 DAG_FILES = sorted((REPO_ROOT / "dags").glob("*.py"))
 CONVERTING_DAG_IDS = {"ndjson_ingest", "ndjson_end_of_day"}
-DAG_IDS = {*CONVERTING_DAG_IDS, "ndjson_maintenance"}
+DAG_IDS = {*CONVERTING_DAG_IDS, "ndjson_intake", "ndjson_maintenance"}
 
 
 @pytest.fixture(scope="module")
@@ -137,11 +137,40 @@ def test_maintenance_is_manual_with_validated_params_and_a_dry_run_by_default(da
     assert dag.get_task("maintain").multiple_outputs is False
 
 
-def test_a_failed_intake_or_sweep_never_stops_the_conversions(dagbag):
+def test_a_failed_sweep_never_stops_the_conversions(dagbag):
     ingest = dagbag.dags["ndjson_ingest"]
-    for task_id in ("sweep_expired_claims", "wait_for_pending_work"):
-        assert ingest.get_task(task_id).trigger_rule == "all_done", task_id
+    assert ingest.get_task("wait_for_pending_work").trigger_rule == "all_done"
     assert dagbag.dags["ndjson_end_of_day"].get_task("plan_manifests").trigger_rule == "all_done"
+
+
+def test_intake_never_waits_for_a_conversion(dagbag):
+    """Intake is a DAG of its own: the ingest DAG's conversions, however long, never hold up the queue."""
+    intake, ingest = dagbag.dags["ndjson_intake"], dagbag.dags["ndjson_ingest"]
+    assert [t.task_id for t in intake.tasks] == ["intake"]
+    assert "intake" not in ingest.task_ids
+    assert intake.max_active_runs == 1
+
+
+def test_the_capacity_model_is_the_dags_shape(dagbag):
+    """The figures of benchmarks/capacity_benchmark.py are those of these DAGs, not of a design on paper."""
+    from datetime import datetime
+
+    from croniter import croniter
+
+    from benchmarks.capacity_model import Design
+
+    design, ingest, intake = Design(), dagbag.dags["ndjson_ingest"], dagbag.dags["ndjson_intake"]
+
+    def every_seconds(dag) -> float:
+        times = croniter(dag.timetable.expression, datetime(2026, 12, 1))
+        first = times.get_next(datetime)
+        return (times.get_next(datetime) - first).total_seconds()
+
+    assert design.separate_intake
+    assert design.intake_interval_seconds == every_seconds(intake)
+    assert design.schedule_seconds == every_seconds(ingest)
+    assert design.max_active_runs == ingest.max_active_runs
+    assert design.conversion_slots == ingest.get_task("convert_manifest.convert").max_active_tis_per_dag
 
 
 def test_the_conversion_carries_the_sagas_callbacks(dagbag):

@@ -92,6 +92,13 @@ def run(dags, dag_id: str, **conf: Any):
     return dags[dag_id].test(run_conf=conf or None)
 
 
+def ingest(dags):
+    """What the two schedules do for a file: an intake run registers it, then an ingest run converts it (returned)."""
+    intake = run(dags, "ndjson_intake")
+    assert str(intake.state) == "success", task_states(intake)
+    return run(dags, "ndjson_ingest")
+
+
 def task_states(dag_run) -> dict[str, list[str]]:
     states: dict[str, list[str]] = {}
     for ti in dag_run.get_task_instances():

@@ -26,7 +26,7 @@ from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.dataset_schema import DeclaredSchema
 from ndjson_pipeline.landing import day_prefix
 from ndjson_pipeline.manifest import JobResult
-from tests.e2e.conftest import configure, land, run, task_states
+from tests.e2e.conftest import configure, ingest, land, run, task_states
 from tests.factories import EVENTS_SCHEMA
 from tools.local_stack import client
 from tools.sample_data import make_event
@@ -121,7 +121,7 @@ def test_the_catalog_follows_the_lake_across_an_added_field(dags, pipeline_stack
     stack = pipeline_stack
     glue = client("glue", stack.endpoint)
     first = land(stack, files=4)
-    assert str(run(dags, "ndjson_ingest").state) == "success"
+    assert str(ingest(dags).state) == "success"
     assert str(run(dags, "ndjson_end_of_day", day=first.day).state) == "success"
     _check_table_against_the_lake(stack, glue, [first.day], newest_day=first.day)
 
@@ -138,8 +138,8 @@ def test_the_catalog_follows_the_lake_across_an_added_field(dags, pipeline_stack
 
     second_day = (utcnow() - timedelta(days=1)).date().isoformat()  # yesterday: still watched by ingest
     evolved_rows = _land_evolved_day(stack, second_day, files=3)
-    ingest = run(dags, "ndjson_ingest")
-    assert str(ingest.state) == "success", task_states(ingest)
+    ingested = ingest(dags)
+    assert str(ingested.state) == "success", task_states(ingested)
     assert str(run(dags, "ndjson_end_of_day", day=second_day).state) == "success"
     _check_table_against_the_lake(stack, glue, [first.day, second_day], newest_day=second_day)
     assert sum(r.rows_out for r in _results(stack, second_day)) == evolved_rows

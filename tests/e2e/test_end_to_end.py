@@ -25,7 +25,7 @@ from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.planning import plan_manifests
 from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
-from tests.e2e.conftest import configure, land, parquet_event_ids, parquet_snapshot, run, task_states
+from tests.e2e.conftest import configure, ingest, land, parquet_event_ids, parquet_snapshot, run, task_states
 from tests.e2e.expectations import assert_day_converted_exactly
 from tests.factories import SHORT_LEASE
 from tools.local_stack import airflow_environment, client
@@ -36,8 +36,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_stack):
     stack = pipeline_stack
     sample = land(stack, files=12)
-    ingest = run(dags, "ndjson_ingest")
-    assert str(ingest.state) == "success", task_states(ingest)
+    ingested = ingest(dags)
+    assert str(ingested.state) == "success", task_states(ingested)
     eod = run(dags, "ndjson_end_of_day", day=sample.day)
     assert str(eod.state) == "success", task_states(eod)
     report = assert_day_converted_exactly(stack, sample)
@@ -54,7 +54,7 @@ def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_sta
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        runs = (ingest.run_id, eod.run_id)
+        runs = (ingested.run_id, eod.run_id)
         extras = [e.extra for e in session.query(AssetEvent).filter(AssetEvent.source_run_id.in_(runs))]
     assert extras
     assert {e["uri"] for e in extras} == {stack.settings.layout.dataset_uri + "/"}
@@ -82,8 +82,8 @@ def test_glue_failure_then_success_on_retry(dags, pipeline_stack, monkeypatch):
         return real_run(script, arguments, **kwargs)
 
     monkeypatch.setattr(local_glue, "run_glue_script_locally", dies_first_time)
-    ingest = run(dags, "ndjson_ingest")
-    assert str(ingest.state) == "success", task_states(ingest)
+    ingested = ingest(dags)
+    assert str(ingested.state) == "success", task_states(ingested)
     assert len(calls) == 2
     # The retry callback stopped the failed run and removed its partial output before the retry ran.
     assert left_for_the_retry == []
@@ -100,9 +100,9 @@ def test_failure_past_max_attempts_ends_failed_with_alert(dags, aws_endpoint, mo
         raise local_glue.LocalGlueRunError("injected: job crashes")
 
     monkeypatch.setattr(local_glue, "run_glue_script_locally", always_dies)
-    ingest = run(dags, "ndjson_ingest")
-    assert str(ingest.state) == "failed"
-    assert task_states(ingest)["convert_manifest.finalise"] == ["failed"]
+    ingested = ingest(dags)
+    assert str(ingested.state) == "failed"
+    assert task_states(ingested)["convert_manifest.finalise"] == ["failed"]
     # The alert: FailedFiles counted in CloudWatch (the alarm's metric) for the failed files.
     cloudwatch = client("cloudwatch", stack.endpoint)
     stats = cloudwatch.get_metric_statistics(
@@ -131,8 +131,8 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, mo
     orphans = plan_manifests(stack.ledger, stack.storage, stack.settings, [sample.day], owner="killed/run")
     assert orphans
     time.sleep(stack.settings.lease_seconds)
-    ingest = run(dags, "ndjson_ingest")
-    assert str(ingest.state) == "success", task_states(ingest)
+    ingested = ingest(dags)
+    assert str(ingested.state) == "success", task_states(ingested)
     for ref in orphans:
         assert stack.ledger.get_manifest(ref.manifest_id).state == "COMPENSATED"
     run(dags, "ndjson_end_of_day", day=sample.day)
@@ -142,7 +142,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, mo
 def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_stack):
     stack = pipeline_stack
     sample = land(stack, files=5)
-    run(dags, "ndjson_ingest")
+    ingest(dags)
     first = run(dags, "ndjson_end_of_day", day=sample.day)
     assert str(first.state) == "success", task_states(first)
     before = parquet_snapshot(stack)
@@ -190,7 +190,7 @@ def test_end_of_day_overlapping_an_ingest_run(dags, pipeline_stack, tmp_path):
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        ingest = run(dags, "ndjson_ingest")
+        ingested = ingest(dags)
         assert eod.wait(timeout=600) == 0, (tmp_path / "eod.log").read_text()[-3000:]
-    assert str(ingest.state) == "success", task_states(ingest)
+    assert str(ingested.state) == "success", task_states(ingested)
     assert_day_converted_exactly(stack, sample)

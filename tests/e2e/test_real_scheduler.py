@@ -29,8 +29,10 @@ def test_pipeline_under_real_scheduler_and_triggerer(pipeline_stack, tmp_path):
     with postgres_database() as database:
         env = {**os.environ, **scheduler_environment(tmp_path / "home", database, api_port)}
         with airflow_processes(env, api_port, logs):
-            for dag_id in ("ndjson_ingest", "ndjson_end_of_day"):
+            for dag_id in ("ndjson_intake", "ndjson_ingest", "ndjson_end_of_day"):
                 airflow(env, "dags", "unpause", dag_id)
+            airflow(env, "dags", "trigger", "ndjson_intake", "--run-id", "e2e-intake")
+            assert wait_for_run(env, "ndjson_intake", "e2e-intake", 600) == "success", tail_logs(logs)
             airflow(env, "dags", "trigger", "ndjson_ingest", "--run-id", "e2e-ingest")
             assert wait_for_run(env, "ndjson_ingest", "e2e-ingest", 600) == "success", tail_logs(logs)
             conf = json.dumps({"day": sample.day})

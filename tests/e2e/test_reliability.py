@@ -20,7 +20,7 @@ from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.planning import plan_manifests
 from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
-from tests.e2e.conftest import configure, land, parquet_event_ids, run, task_states
+from tests.e2e.conftest import configure, ingest, land, parquet_event_ids, run, task_states
 from tests.e2e.expectations import assert_day_converted_exactly
 from tests.factories import SHORT_LEASE
 from tools import faults
@@ -71,9 +71,9 @@ def test_an_old_days_pending_files_and_expired_claims_are_converted(dags, aws_en
     assert orphans
     time.sleep(SHORT_LEASE["lease_seconds"])
 
-    ingest = run(dags, "ndjson_ingest")
+    ingested = ingest(dags)
 
-    assert str(ingest.state) == "success", task_states(ingest)
+    assert str(ingested.state) == "success", task_states(ingested)
     for ref in orphans:
         assert stack.ledger.get_manifest(ref.manifest_id).state == "COMPENSATED"
     assert_day_converted_exactly(stack, sample)
@@ -103,9 +103,9 @@ def test_a_sweep_that_cannot_repair_a_manifest_does_not_stop_the_conversions(dag
     time.sleep(SHORT_LEASE["lease_seconds"])
 
     with faults.injected(stack.endpoint, denied):
-        ingest = run(dags, "ndjson_ingest")
+        ingested = ingest(dags)
 
-    states = task_states(ingest)
+    states = task_states(ingested)
     assert states["sweep_expired_claims"] == ["failed"], states
     assert states["wait_for_pending_work"] == ["success"], states
     assert "success" in states["convert_manifest.finalise"], states
@@ -113,7 +113,7 @@ def test_a_sweep_that_cannot_repair_a_manifest_does_not_stop_the_conversions(dag
     alerts = _alerts(stack, probe)
     assert [a["manifest_id"] for a in alerts] == [stuck.manifest_id], alerts
     # Once S3 deletes again, the next run's sweep repairs it and the day completes.
-    run(dags, "ndjson_ingest")
+    ingest(dags)
     assert stack.ledger.get_manifest(stuck.manifest_id).state == "COMPENSATED"
     assert "Contents" not in stack.s3.list_objects_v2(Bucket=stack.names.lake_bucket, Prefix=partial.split("/", 3)[3])
     run(dags, "ndjson_end_of_day", day=sample.day)
@@ -134,9 +134,9 @@ def test_a_retried_finalise_still_alerts_once_for_files_its_first_try_failed(dag
     # SNS refuses the first two publishes: the conversion's own failure alert and the first finalise's.
     refused = FaultRule("access_denied", service="sns", operation="Publish", max_count=2)
     with faults.injected(stack.endpoint, refused):
-        ingest = run(dags, "ndjson_ingest")
+        ingested = ingest(dags)
 
-    assert task_states(ingest)["convert_manifest.finalise"] == ["failed"]
+    assert task_states(ingested)["convert_manifest.finalise"] == ["failed"]
     report = day_report(stack.ledger, stack.storage, stack.settings, sample.day)
     assert report["not_terminal"] == []
     assert report["files_by_state"]["FAILED"] > 0
@@ -145,7 +145,7 @@ def test_a_retried_finalise_still_alerts_once_for_files_its_first_try_failed(dag
     # Every FAILED version, the overwritten key's first one too (no longer in the listing the report reads).
     assert set(report["failed"]) <= set(alerts[0]["failed"])
     assert set(stack.ledger.get_states(alerts[0]["failed"]).values()) == {FileState.FAILED}
-    run(dags, "ndjson_ingest")  # a later run's sweep finds nothing left to alert about
+    ingest(dags)  # a later run's sweep finds nothing left to alert about
     assert [a for a in _alerts(stack, probe) if "failed" in a] == []
     assert parquet_event_ids(stack) == []
 
@@ -171,16 +171,16 @@ def test_a_failed_delete_keeps_the_claims_alerts_and_the_next_sweep_repairs(dags
     monkeypatch.setattr(local_glue, "run_glue_script_locally", publishes_half_then_dies)
     denied = FaultRule("access_denied", service="s3", operation="DeleteObjects", identity="*-mwaa-execution")
     with faults.injected(stack.endpoint, denied):
-        ingest = run(dags, "ndjson_ingest")
+        ingested = ingest(dags)
 
-    assert task_states(ingest)["convert_manifest.finalise"] == ["failed"]
+    assert task_states(ingested)["convert_manifest.finalise"] == ["failed"]
     (manifest_id,) = {a["manifest_id"] for a in _alerts(stack, probe)}
     record = stack.ledger.get_manifest(manifest_id)
     assert record.state == "CLAIMED"
     assert set(stack.ledger.get_states(sorted(record.files)).values()) == {FileState.CLAIMED}
     # The sweeper retries on its next pass, not after the claim's hour-long lease.
     assert manifest_id in stack.ledger.expired_manifests(record.day)
-    again = run(dags, "ndjson_ingest")
+    again = ingest(dags)
     assert str(again.state) == "success", task_states(again)
     assert stack.ledger.get_manifest(manifest_id).state == "COMPENSATED"
     run(dags, "ndjson_end_of_day", day=sample.day)

@@ -30,7 +30,7 @@ TRIGGERS = {
 # scheduler or triggerer (started again after a pause), a task's process tree (task runner and its Spark job), or
 # a worker (the task's supervisor too: the scheduler finds it by its missing heartbeat).
 KILL_TARGETS = {
-    "dagtest": (("ingest", "intake"), ("ingest", "claim"), ("ingest", "conversion"), ("ingest", "publish")),
+    "dagtest": (("intake", "intake"), ("ingest", "claim"), ("ingest", "conversion"), ("ingest", "publish")),
     "processes": (
         ("scheduler", "time"),
         ("scheduler", "conversion"),

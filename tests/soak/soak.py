@@ -6,7 +6,7 @@
 (tests/soak/process_driver.py). After the last round every fault but the
 deterministic ones is lifted and the pipeline has to converge on its own:
 
-1. ingest runs alone (each after the leases of killed claims ran out, so the
+1. intake, then ingest, run alone (each ingest after the leases of killed claims ran out, so the
    sweeper can repair them) until every landed version is terminal and the
    queue is drained, at most ``config.recovery_runs`` times; what ingest leaves
    undone is a finding of its own;
@@ -33,7 +33,7 @@ from tests.soak.faultplan import BURSTS, FaultLedger
 from tests.soak.invariants import DEFECTS, Check, check_all, unfinished
 from tests.soak.landing import LandingBook
 from tests.soak.observe import observe
-from tests.soak.scenario import Schedule, SoakConfig, make_schedule
+from tests.soak.scenario import Kill, Schedule, SoakConfig, make_schedule
 from tests.soak.stack import SoakStack, soak_stack
 
 END_OF_DAY_PASSES = 3
@@ -92,7 +92,7 @@ def run_soak(config: SoakConfig, workdir: Path, progress: Callable[[str], None] 
             for plan in schedule.rounds:
                 book.land(plan.index, plan.wave)
                 faults.set_round(plan.index, plan.bursts, book.unreadable_keys(), publish_latency=plan.publish_latency)
-                jobs = [Job("ndjson_ingest", None, plan.kill if plan.kill and plan.kill.target != "eod" else None)]
+                jobs = _intake_and_ingest(plan.kill if plan.kill and plan.kill.target != "eod" else None)
                 if plan.end_of_day:
                     day = book.days()[plan.index % len(book.days())]
                     jobs.append(Job("ndjson_end_of_day", {"day": day}))
@@ -128,6 +128,15 @@ def run_soak(config: SoakConfig, workdir: Path, progress: Callable[[str], None] 
             "recovery_end_of_day": round(recovery_eod),
         }
     return report
+
+
+def _intake_and_ingest(kill: Kill | None) -> list[Job]:
+    """An intake run and an ingest run at once, as their schedules make them overlap; a kill at intake is intake's."""
+    at_intake = kill is not None and kill.at == "intake"
+    return [
+        Job("ndjson_intake", None, kill if at_intake else None),
+        Job("ndjson_ingest", None, None if at_intake else kill),
+    ]
 
 
 def _not_terminal(stack: SoakStack, book: LandingBook) -> dict[str, str]:
@@ -172,6 +181,7 @@ def _ingest_alone(driver, stack: SoakStack, book: LandingBook, config: SoakConfi
     extra = 0
     while (_not_terminal(stack, book) or _queue_left(stack)) and extra < config.recovery_runs:
         _wait_for_leases(stack, book.days())
+        runs += driver.run([Job("ndjson_intake")], book.days())
         runs += driver.run([Job("ndjson_ingest")], book.days())
         extra += 1
     summary = f"{extra} ingest runs after the last round ({_queue_left(stack)} messages left in the queue)"
@@ -186,6 +196,7 @@ def _end_of_day(driver, stack: SoakStack, book: LandingBook, runs: list) -> None
         _wait_for_leases(stack, days)
         runs += driver.run([Job("ndjson_end_of_day", {"day": day}) for day in days], book.days())
         if _queue_left(stack):
+            runs += driver.run([Job("ndjson_intake")], days)
             runs += driver.run([Job("ndjson_ingest")], days)
         left = set(_not_terminal(stack, book).values())
         if not left and not _queue_left(stack):

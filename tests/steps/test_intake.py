@@ -230,6 +230,24 @@ def test_intake_stops_at_its_message_limit_and_leaves_the_rest_queued(stack):
     assert queue_depth(stack)[0] == 13
 
 
+def test_intake_stops_at_the_first_receive_that_drains_the_queue(stack):
+    """A receive bringing fewer messages than asked ends the run: no long poll per straggler, the next run has them."""
+    _purge_test_events(stack)
+    bucket = stack.names.landing_bucket
+    send(stack, *(make_body(make_record(bucket, f"{DAY_PATH}d{i}.ndjson")) for i in range(25)))
+    receives = []
+    stack.sqs.meta.events.register(
+        "provide-client-params.sqs.ReceiveMessage", lambda params, **_: receives.append(dict(params))
+    )
+
+    report = _drain(stack)
+
+    assert report.stopped_because == "queue drained"
+    assert (report.messages, report.registered, report.deleted) == (25, 25, 25)
+    assert [r["MaxNumberOfMessages"] for r in receives] == [10, 10, 10]  # 10 + 10 + 5, and no empty wait after
+    assert queue_depth(stack) == (0, 0)
+
+
 def test_intake_stops_when_its_time_budget_is_spent(stack):
     _purge_test_events(stack)
     bucket = stack.names.landing_bucket

@@ -118,7 +118,12 @@ def drain_queue(
     time_budget_seconds: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> IntakeReport:
-    """Receive notifications until the queue is empty, ``max_messages`` were read or the budget ran out.
+    """Receive notifications until the queue is drained, ``max_messages`` were read or the budget ran out.
+
+    Drained means a receive brought fewer messages than it asked for: what
+    arrives after it waits for the next run (a minute later) instead of being
+    picked up a message or two per receive, which would cost a receive, a ledger
+    transaction and a delete for every one or two files.
 
     Each received batch is registered with as few ledger transactions as fit,
     then only the messages whose every file version is stored are deleted.
@@ -138,9 +143,10 @@ def drain_queue(
         if remaining <= 0:
             report.stopped_because = "time budget"
             break
+        asked = min(SQS_MAX_BATCH, max_messages - report.messages)
         response = sqs.receive_message(
             QueueUrl=queue_url,
-            MaxNumberOfMessages=min(SQS_MAX_BATCH, max_messages - report.messages),
+            MaxNumberOfMessages=asked,
             WaitTimeSeconds=max(0, min(settings.intake_wait_seconds, int(remaining))),
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
@@ -150,6 +156,9 @@ def drain_queue(
             break
         report.messages += len(messages)
         _store_and_delete(sqs, queue_url, ledger, settings, messages, report)
+        if len(messages) < asked:
+            report.stopped_because = "queue drained"
+            break
     log.info(
         "intake: %d messages, %d registered, %d already known, %d superseded, %d quarantined, "
         "%d malformed and %d refused by the ledger (left for the DLQ), %d deleted; stopped: %s",
