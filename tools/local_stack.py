@@ -258,7 +258,7 @@ def _create_ledger_table(dynamodb, table: str) -> None:
                         {"AttributeName": index["partition_key"], "KeyType": "HASH"},
                         {"AttributeName": index["sort_key"], "KeyType": "RANGE"},
                     ],
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": index["projected_attributes"]},
                 }
             ],
         )

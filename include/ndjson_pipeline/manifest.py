@@ -1,7 +1,10 @@
 """The batch manifest: the one contract between the batching task and the Glue job.
 
-A manifest lists exact file versions. Its id is derived from its content, so
-writing the same batch twice yields the same id and the same bytes.
+A manifest lists exact file versions. Its id is derived from the files its claim
+set out to take (``manifest_id_for``), so writing the same batch twice yields the
+same id and the same bytes; the ledger's manifest record, not the id, says which
+files it holds (a claim over several transactions can lose a file to a
+concurrent claimer after the id was chosen).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from typing import Any
 from ndjson_pipeline.files import JOB_OUTCOMES, FileState, FileVersion
 
 MANIFEST_FORMAT = 1
+# The ledger's manifest record lists its files (``ledger.claims``): this many, and their identities in 300 KB.
+MAX_FILES_PER_MANIFEST = 1000
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MANIFEST_ID = re.compile(r"^\d{8}-[0-9a-f]{20}$")
 
 
 class ManifestError(ValueError):
@@ -92,12 +98,14 @@ class Manifest:
         generation = doc.get("generation", 0)
         if not isinstance(generation, int) or generation < 0:
             raise ManifestError(f"manifest generation {generation!r} is not a non-negative integer")
-        manifest = cls.for_files(day, files, generation)
-        if doc.get("manifest_id") != manifest.manifest_id:
-            raise ManifestError(
-                f"manifest_id {doc.get('manifest_id')!r} does not match its content ({manifest.manifest_id})"
-            )
-        return manifest
+        manifest_id = doc.get("manifest_id")
+        if (
+            not isinstance(manifest_id, str)
+            or not _MANIFEST_ID.match(manifest_id)
+            or manifest_id[:8] != day.replace("-", "")
+        ):
+            raise ManifestError(f"manifest_id {manifest_id!r} is not a manifest id of {day} (YYYYMMDD-<20 hex digits>)")
+        return cls(manifest_id, day, tuple(sorted(files, key=lambda f: f.identity)), generation)
 
 
 @dataclass(frozen=True)

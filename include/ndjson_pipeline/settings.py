@@ -17,7 +17,7 @@ from typing import Any
 
 from ndjson_pipeline.conversion import ConversionOptions, JobArguments, OptionError
 from ndjson_pipeline.layout import LakeLayout
-from ndjson_pipeline.manifest import ManifestRef
+from ndjson_pipeline.manifest import MAX_FILES_PER_MANIFEST, ManifestRef
 from ndjson_pipeline.resources import ResourceNames, default_names, landing_prefix, landing_retention_days
 
 SETTINGS_VARIABLE = "ndjson_pipeline_settings"
@@ -44,25 +44,27 @@ class PipelineSettings:
     max_file_bytes: int = 1024 * _MiB
     # Intake bounds per call.
     intake_max_messages: int = 5000
-    intake_time_budget_seconds: int = 240
+    # Under the intake DAG's one-minute schedule: a run ends before the next one is due.
+    intake_time_budget_seconds: int = 45
     intake_wait_seconds: int = 20
-    # Batching thresholds: a day is ready at N files or B bytes, or when its oldest file waited W.
-    min_batch_files: int = 200
-    min_batch_bytes: int = 512 * _MiB
-    max_wait_seconds: int = 300
-    max_files_per_manifest: int = 99
-    max_bytes_per_manifest: int = 1024 * _MiB
+    # Batching thresholds: a day is ready at N files or B bytes, or when its oldest file waited W. A Glue run is
+    # billed at least a minute: at 500K files a day a run fills up on bytes in under a minute; at 100K W decides.
+    min_batch_files: int = 300
+    min_batch_bytes: int = 1024 * _MiB
+    max_wait_seconds: int = 120
+    max_files_per_manifest: int = 600
+    max_bytes_per_manifest: int = 2048 * _MiB
     max_manifests_per_run: int = 32
     # Ledger. A claim's lease outlasts the conversion's wait (glue_max_wait_seconds) with 5 minutes for a retry to
     # take over; terminal records outlast the landing data (resources.json landing_retention), so a version that
     # can still be listed is still known.
     lease_seconds: int = 3900
     max_attempts: int = 3
-    terminal_ttl_days: int = 40
+    terminal_ttl_days: int = 14
     # Waiting for work: how often the trigger polls, and how long one sensor waits before the next run takes over.
     # The wait outlasts max_wait_seconds plus a poll, so a file the run registered becomes ready within the run.
-    sensor_poll_seconds: int = 30
-    sensor_timeout_seconds: int = 360
+    sensor_poll_seconds: int = 20
+    sensor_timeout_seconds: int = 240
     # The conversion job. ``glue_runner`` "local" runs the same script on local Spark (see local_glue.py).
     glue_runner: str = "aws"
     glue_script_uri: str = ""
@@ -97,8 +99,11 @@ class PipelineSettings:
             raise SettingsError(
                 f"setting 'allowed_suffixes' must be suffixes starting with '.': {self.allowed_suffixes!r}"
             )
-        if self.max_files_per_manifest > 99:
-            raise SettingsError("setting 'max_files_per_manifest' must be at most 99 (one ledger transaction)")
+        if self.max_files_per_manifest > MAX_FILES_PER_MANIFEST:
+            raise SettingsError(
+                f"setting 'max_files_per_manifest' must be at most {MAX_FILES_PER_MANIFEST} (the manifest's ledger "
+                f"record lists its files), got {self.max_files_per_manifest}"
+            )
         if self.max_manifests_per_run > 256:
             raise SettingsError("setting 'max_manifests_per_run' must be at most 256 (mapped tasks per run)")
         if self.glue_runner not in ("aws", "local"):

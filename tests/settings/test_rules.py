@@ -23,17 +23,18 @@ def test_defaults_are_consistent():
     ("overrides", "named"),
     [
         # A sensor that gives up before its oldest file reaches max_wait_seconds never fires on age.
-        ({"sensor_timeout_seconds": 240}, ["'sensor_timeout_seconds' (240)", "'max_wait_seconds' (300)"]),
-        ({"sensor_timeout_seconds": 330}, ["'sensor_timeout_seconds' (330)", "'sensor_poll_seconds' (30)"]),
-        ({"max_wait_seconds": 600}, ["'sensor_timeout_seconds' (360)", "'max_wait_seconds' (600)"]),
+        ({"sensor_timeout_seconds": 100}, ["'sensor_timeout_seconds' (100)", "'max_wait_seconds' (120)"]),
+        ({"sensor_timeout_seconds": 130}, ["'sensor_timeout_seconds' (130)", "'sensor_poll_seconds' (20)"]),
+        ({"max_wait_seconds": 600}, ["'sensor_timeout_seconds' (240)", "'max_wait_seconds' (600)"]),
+        ({"max_files_per_manifest": 1001}, ["'max_files_per_manifest'", "1000"]),
         # A lease that ends while the conversion is still waited for lets the sweeper repair a running claim.
         ({"lease_seconds": 3600}, ["'lease_seconds' (3600)", "'glue_max_wait_seconds' (3600)"]),
         ({"glue_max_wait_seconds": 3900}, ["'lease_seconds' (3900)", "'glue_max_wait_seconds' (3900)"]),
         ({"glue_poll_seconds": 60, "glue_max_wait_seconds": 30}, ["'glue_max_wait_seconds' (30)"]),
         ({"intake_wait_seconds": 20, "intake_time_budget_seconds": 10}, ["'intake_time_budget_seconds' (10)"]),
-        ({"max_file_bytes": 2 * 1024**3}, ["'max_file_bytes'", "'max_bytes_per_manifest'"]),
+        ({"max_file_bytes": 3 * 1024**3}, ["'max_file_bytes'", "'max_bytes_per_manifest'"]),
         # Terminal records that expire while the raw file can still be listed let a re-close convert it again.
-        ({"terminal_ttl_days": 30}, ["'terminal_ttl_days' (30)", "landing_retention"]),
+        ({"terminal_ttl_days": 10}, ["'terminal_ttl_days' (10)", "landing_retention"]),
         ({"usage_capacity_source": "guessed"}, ["'usage_capacity_source'"]),
     ],
 )

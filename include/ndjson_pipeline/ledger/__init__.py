@@ -20,7 +20,6 @@ finding work reads only work and no day has a single hot key. Modules:
 
 from __future__ import annotations
 
-from ndjson_pipeline.ledger.claims import MAX_FILES_PER_CLAIM
 from ndjson_pipeline.ledger.days import QUIET_SECONDS, DayState
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.ledger import Ledger
@@ -30,7 +29,6 @@ from ndjson_pipeline.ledger.schema import TableSchema, table_schema
 from ndjson_pipeline.ledger.work import OpenDaysScan, PendingSummary, PendingSummaryScan, WorkIndex
 
 __all__ = [
-    "MAX_FILES_PER_CLAIM",
     "QUIET_SECONDS",
     "DayState",
     "FileRecord",

@@ -1,19 +1,28 @@
-"""Claiming pending files into a manifest, atomically, and the claim's lease.
+"""Claiming pending files into a manifest, atomically per file, and the claim's lease.
 
-A claim is one transaction: a conditional PENDING -> CLAIMED update per file and
-a create-only manifest record. Concurrent claimers never receive the same file;
-a lost race only shrinks the batch.
+A manifest of up to ``MAX_FILES_PER_MANIFEST`` files is claimed in as many
+transactions as DynamoDB's 100-action limit needs. The first creates the
+manifest record with its first 99 files; each later one claims 99 more and adds
+them to the record. In every transaction each file's claim is a conditional
+PENDING -> CLAIMED update and the record lists exactly the files claimed for it,
+so a claimer that dies between two transactions leaves a consistent, smaller
+manifest that a retry of the same task re-adopts (``planning.readopt_manifests``).
+Concurrent claimers never receive the same file; a lost race only shrinks the
+batch. The id is derived from the files the claim set out to take (and how
+often they were claimed before): a lost race in a later transaction leaves the
+id as it was, since the record, not the id, says which files the manifest holds.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
-from ndjson_pipeline.files import FileId, FileState
+from ndjson_pipeline.files import FileId, FileState, FileVersion
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import ManifestState, file_version_of
@@ -26,12 +35,14 @@ from ndjson_pipeline.ledger.transactions import (
     request_token,
     transact_write,
 )
-from ndjson_pipeline.manifest import Manifest
+from ndjson_pipeline.manifest import MAX_FILES_PER_MANIFEST, Manifest, manifest_id_for
 
 log = logging.getLogger(__name__)
 
-# A claim writes its files and the manifest record in one transaction.
-MAX_FILES_PER_CLAIM = TRANSACTION_LIMIT - 1
+# Each claim transaction holds the manifest record's action and up to this many files.
+FILES_PER_TRANSACTION = TRANSACTION_LIMIT - 1
+# The record lists its files' identities; a DynamoDB item holds at most 400 KB.
+MAX_MANIFEST_IDENTITY_BYTES = 300_000
 
 
 def claim_batch(
@@ -46,33 +57,66 @@ def claim_batch(
 ) -> Manifest | None:
     """Claim up to ``max_files``/``max_bytes`` pending files of a day for one manifest, or None if none is pending.
 
-    The manifest id derives from the claimed files (and how often they were
-    claimed before), so a retried transaction keeps its id. ``owner`` (the
-    claiming task) lets a retry of that task find the manifests it claimed.
+    ``owner`` (the claiming task) lets a retry of that task find the manifests it claimed.
     """
-    max_files = min(max_files, MAX_FILES_PER_CLAIM)
     shard = random.randrange(table.schema.pending_shards) if start_shard is None else start_shard  # noqa: S311
-    candidates = _take_candidates(table, day, max_files, max_bytes, shard)
+    items = _take_candidates(table, day, min(max_files, MAX_FILES_PER_MANIFEST), max_bytes, shard)
+    candidates = [Claimable(file_version_of(item), claims=int(item.get("claims", 0))) for item in items]
+    return claim_manifest(table, day, candidates, lease_seconds=lease_seconds, owner=owner)
+
+
+@dataclass(frozen=True)
+class Claimable:
+    """A file a claim may take: PENDING, or FAILED and claimed back by a redo (with a fresh attempt count)."""
+
+    file: FileVersion
+    state: FileState = FileState.PENDING
+    claims: int = 0  # how often it was claimed before; a manifest's generation sums them
+
+    def update(self, table: LedgerTable, manifest_id: str, lease_expires: datetime, now: datetime) -> dict[str, Any]:
+        attempts = 0 if self.state is FileState.FAILED else None
+        return claim_update(
+            table, self.file.file_id, manifest_id, lease_expires, now, state=self.state, attempts=attempts
+        )
+
+
+def claim_manifest(
+    table: LedgerTable,
+    day: str,
+    candidates: list[Claimable],
+    *,
+    lease_seconds: int,
+    owner: str,
+    record: dict[str, Any] | None = None,
+) -> Manifest | None:
+    """Claim ``candidates`` into a new manifest of ``day``, 99 per transaction; None when none of them could be had.
+
+    ``record``: more attributes of the manifest record (a redo's link to the manifest it redoes).
+    """
+    candidates = sorted(candidates, key=lambda c: c.file.identity)
     for attempt in range(CONFLICT_RETRIES):
         if not candidates:
             return None
-        generation = sum(int(item.get("claims", 0)) for item in candidates)
-        manifest = Manifest.for_files(day, [file_version_of(item) for item in candidates], generation)
+        generation = sum(c.claims for c in candidates)
+        manifest_id = manifest_id_for(day, [c.file for c in candidates], generation)
         now = utcnow()
         lease_expires = now + timedelta(seconds=lease_seconds)
-        actions = [
-            {"Update": claim_update(table, f.file_id, manifest.manifest_id, lease_expires, now)} for f in manifest.files
-        ]
-        actions.append({"Put": manifest_put(table, manifest, lease_expires, now, owner)})
-        cancellations = transact_write(table.client, actions, token=request_token(manifest.manifest_id, iso(now)))
+        first = candidates[:FILES_PER_TRANSACTION]
+        put = manifest_put(table, manifest_id, day, generation, [c.file for c in first], lease_expires, now, owner)
+        put["Item"].update(encode_item(record or {}))
+        actions = [{"Update": c.update(table, manifest_id, lease_expires, now)} for c in first] + [{"Put": put}]
+        cancellations = transact_write(table.client, actions, token=request_token(manifest_id, iso(now)))
         if cancellations:
-            lost = {f.identity for f, c in zip(manifest.files, cancellations, strict=False) if c.condition_failed}
+            lost = {c.file.identity for c, x in zip(first, cancellations, strict=False) if x.condition_failed}
             if not lost and cancellations[-1].condition_failed:
-                raise LedgerError(f"manifest record {manifest.manifest_id} already exists for a new claim")
+                raise LedgerError(f"manifest record {manifest_id} already exists for a new claim")
             if not lost:
                 backoff(attempt)
-            candidates = [item for item in candidates if file_version_of(item).identity not in lost]
+            candidates = [c for c in candidates if c.file.identity not in lost]
             continue
+        claimed = [c.file for c in first]
+        claimed += _claim_more(table, manifest_id, candidates[FILES_PER_TRANSACTION:], lease_expires, now)
+        manifest = Manifest(manifest_id, day, tuple(sorted(claimed, key=lambda f: f.identity)), generation)
         log.info(
             "claimed %d files (%d bytes) of %s into manifest %s",
             len(manifest.files),
@@ -82,6 +126,63 @@ def claim_batch(
         )
         return manifest
     raise LedgerError(f"claiming pending files of {day} kept conflicting after {CONFLICT_RETRIES} attempts")
+
+
+def _claim_more(
+    table: LedgerTable, manifest_id: str, rest: list[Claimable], lease_expires: datetime, now: datetime
+) -> list[FileVersion]:
+    """Claim ``rest`` into an existing manifest, 99 per transaction; the files claimed.
+
+    Stops early, keeping what it has, if the manifest was fenced meanwhile.
+    """
+    claimed: list[FileVersion] = []
+    for start in range(0, len(rest), FILES_PER_TRANSACTION):
+        todo = rest[start : start + FILES_PER_TRANSACTION]
+        for attempt in range(CONFLICT_RETRIES):
+            if not todo:
+                break
+            files = [c.file for c in todo]
+            actions = [{"Update": c.update(table, manifest_id, lease_expires, now)} for c in todo]
+            actions.append({"Update": _manifest_add(table, manifest_id, files)})
+            token = request_token(manifest_id, iso(now), *(f.identity for f in files))
+            cancellations = transact_write(table.client, actions, token=token)
+            if not cancellations:
+                claimed += files
+                break
+            if cancellations[-1].condition_failed:
+                log.warning(
+                    "manifest %s was fenced while it was being claimed: it keeps %d files", manifest_id, len(claimed)
+                )
+                return claimed
+            lost = {c.file.identity for c, x in zip(todo, cancellations, strict=False) if x.condition_failed}
+            if not lost:
+                backoff(attempt)
+            todo = [c for c in todo if c.file.identity not in lost]
+        else:
+            raise LedgerError(
+                f"claiming more files into {manifest_id} kept conflicting after {CONFLICT_RETRIES} attempts"
+            )
+    return claimed
+
+
+def _manifest_add(table: LedgerTable, manifest_id: str, files: list[FileVersion]) -> dict[str, Any]:
+    """The action adding claimed files to an open manifest's record (refused once the manifest is fenced)."""
+    update = "ADD files :ids, file_count :n, total_bytes :b"
+    return {
+        "TableName": table.name,
+        "Key": encode_item(table.schema.manifest_key(manifest_id)),
+        "UpdateExpression": update,
+        "ConditionExpression": _OPEN_CLAIM,
+        "ExpressionAttributeNames": table.schema.placeholders(update, _OPEN_CLAIM),
+        "ExpressionAttributeValues": encode_item(
+            {
+                ":ids": {f.identity for f in files},
+                ":n": len(files),
+                ":b": sum(f.size for f in files),
+                ":claimed": ManifestState.CLAIMED,
+            }
+        ),
+    }
 
 
 # A claim a conversion may still work on: claimed, and no compensation has begun (``transitions.fence_manifest``).
@@ -126,12 +227,17 @@ def mark_failure_alerted(table: LedgerTable, manifest_id: str) -> None:
 
 def _take_candidates(table: LedgerTable, day: str, max_files: int, max_bytes: int, shard: int) -> list[dict[str, Any]]:
     taken: list[dict[str, Any]] = []
-    total = 0
+    total = identity_bytes = 0
     for item in table.pending_items(day, max_files, shard):
-        if taken and total + int(item["size"]) > max_bytes:
+        identity = file_version_of(item).identity
+        if taken and (
+            total + int(item["size"]) > max_bytes
+            or identity_bytes + len(identity.encode()) > MAX_MANIFEST_IDENTITY_BYTES
+        ):
             break
         taken.append(item)
         total += int(item["size"])
+        identity_bytes += len(identity.encode())
         if len(taken) >= max_files:
             break
     return taken
@@ -179,23 +285,31 @@ def claim_update(
 
 
 def manifest_put(
-    table: LedgerTable, manifest: Manifest, lease_expires: datetime, now: datetime, owner: str
+    table: LedgerTable,
+    manifest_id: str,
+    day: str,
+    generation: int,
+    files: list[FileVersion],
+    lease_expires: datetime,
+    now: datetime,
+    owner: str,
 ) -> dict[str, Any]:
+    """The create-only put of a manifest record holding its first claimed ``files``."""
     schema, lease = table.schema, iso(lease_expires)
     condition = "attribute_not_exists(#pk)"
     item = {
-        **schema.manifest_key(manifest.manifest_id),
-        "manifest_id": manifest.manifest_id,
-        "day": manifest.day,
+        **schema.manifest_key(manifest_id),
+        "manifest_id": manifest_id,
+        "day": day,
         "state": ManifestState.CLAIMED,
-        "files": {f.identity for f in manifest.files},
-        "file_count": len(manifest.files),
-        "total_bytes": manifest.total_bytes,
-        "generation": manifest.generation,
+        "files": {f.identity for f in files},
+        "file_count": len(files),
+        "total_bytes": sum(f.size for f in files),
+        "generation": generation,
         "owner": owner or "-",
         "created_at": iso(now),
         "lease_expires_at": lease,
-        **schema.open_manifest_slot(manifest.day, manifest.manifest_id, lease),
+        **schema.open_manifest_slot(day, manifest_id, lease),
     }
     return {
         "TableName": table.name,

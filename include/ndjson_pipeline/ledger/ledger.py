@@ -125,12 +125,12 @@ class Ledger:
         return self._table.manifest(manifest_id)
 
     def open_manifests(self, day: str) -> list[str]:
-        return [record.manifest_id for record in self.open_manifest_records(day)]
+        return list(self.open_manifest_owners(day))
 
-    def open_manifest_records(self, day: str) -> list[ManifestRecord]:
-        """The open manifests of a day as the index shows them (eventually consistent: read one to be sure)."""
-        ttl = self._table.schema.ttl_attribute
-        return [ManifestRecord.from_item(item, ttl) for item in self._table.query(open_manifests_partition(day), 100)]
+    def open_manifest_owners(self, day: str) -> dict[str, str]:
+        """manifest id -> owner of the open manifests of a day, as the index shows them (eventually consistent:
+        read one to be sure). The index holds no file lists (resources.json ``projected_attributes``)."""
+        return {str(i["manifest_id"]): str(i["owner"]) for i in self._table.query(open_manifests_partition(day), 100)}
 
     def expired_manifests(self, day: str, now: datetime | None = None) -> list[str]:
         """Open manifests of a day whose lease has run out: their claims need compensation."""
@@ -158,10 +158,8 @@ class Ledger:
         missing = record.files - set(files)
         if missing:
             raise LedgerError(f"manifest {record.manifest_id}: files {sorted(missing)[:3]} have no ledger record")
-        manifest = Manifest.for_files(record.day, [f.file for f in files.values()], record.generation)
-        if manifest.manifest_id != record.manifest_id:
-            raise LedgerError(f"manifest {record.manifest_id} does not match its files ({manifest.manifest_id})")
-        return manifest
+        ordered = tuple(sorted((f.file for f in files.values()), key=lambda f: f.identity))
+        return Manifest(record.manifest_id, record.day, ordered, record.generation)
 
     def complete_manifest(self, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
         """Move a manifest's files to DONE/QUARANTINED and close the manifest, idempotently."""

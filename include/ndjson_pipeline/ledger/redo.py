@@ -1,31 +1,28 @@
 """Redoing a compensated manifest: its files that nobody else holds, claimed back into one successor manifest.
 
 What an operator's clear of a failed conversion asks for. The successor is an
-ordinary manifest (content-derived id, a new claim generation, the same owner)
-whose record names the manifest it redoes (``redo_of``); the compensated
-manifest's record links to it (``redone_as``). The claim is one transaction of
-conditional writes, as in ``claims``: a file another manifest took meanwhile
-fails its condition and is left to that manifest, so no file version is ever
-claimed by two manifests. The link is written after the claim; a redo that
-died in between is found again from the files' own manifest ids, so a manifest
-never gets two successors one after the other.
+ordinary manifest (a new claim generation, the same owner) whose record names
+the manifest it redoes (``redo_of``); the compensated manifest's record links to
+it (``redone_as``). It is claimed as any manifest is (``claims.claim_manifest``):
+conditional writes, 99 files per transaction, and a file another manifest took
+meanwhile fails its condition and is left to that manifest, so no file version
+is ever claimed by two manifests. The link is written after the claim; a redo
+that died in between is found again from the files' own manifest ids, so a
+manifest never gets two successors one after the other. (A redo that died
+between two of its transactions is adopted with the files it holds; the files
+it had not reached stay PENDING for the next plan, or FAILED for a requeue.)
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import Any
 
-from ndjson_pipeline.clock import iso, utcnow
+from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.ledger import claims, days
-from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, ManifestState
 from ndjson_pipeline.ledger.table import LedgerTable
-from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, backoff, request_token, transact_write
-from ndjson_pipeline.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -47,32 +44,36 @@ def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int
     FAILED files claimed back start a fresh attempt count (the clear is an
     operator's decision to try them again, as a requeue is).
     """
-    for attempt in range(CONFLICT_RETRIES):
-        record = _compensated(table, manifest_id)
-        if (linked := successor_of(table, manifest_id)) is not None:
-            return linked
-        files = _files(table, record)
-        adopted = _successor_holding(table, manifest_id, files)
-        if adopted is not None:
-            _link(table, manifest_id, adopted)
-            return adopted
-        candidates = [f for f in files if f.state in RECLAIMABLE and f.manifest_id is None]
-        if not candidates:
-            log.info("manifest %s: no file is left to redo (all finished or held by other manifests)", manifest_id)
-            return None
-        successor = Manifest.for_files(record.day, [f.file for f in candidates], sum(f.claims for f in candidates))
-        if _claim(table, record, successor, candidates, lease_seconds):
-            _link(table, manifest_id, successor.manifest_id)
-            log.info(
-                "manifest %s redone as %s: %d of its %d files claimed back",
-                manifest_id,
-                successor.manifest_id,
-                len(candidates),
-                len(record.files),
-            )
-            return successor.manifest_id
-        backoff(attempt)  # lost a race for some file: read again, claim what is still free
-    raise LedgerError(f"redoing manifest {manifest_id} kept conflicting after {CONFLICT_RETRIES} attempts")
+    record = _compensated(table, manifest_id)
+    if (linked := successor_of(table, manifest_id)) is not None:
+        return linked
+    files = _files(table, record)
+    adopted = _successor_holding(table, manifest_id, files)
+    if adopted is not None:
+        _link(table, manifest_id, adopted)
+        return adopted
+    candidates = [
+        claims.Claimable(f.file, f.state, f.claims) for f in files if f.state in RECLAIMABLE and f.manifest_id is None
+    ]
+    # FAILED files may be all a day had left, and the day may have closed: it opens again before its new manifest
+    # exists, so the sweeper watches the day whatever happens to this redo (a touch alone costs nothing).
+    if candidates:
+        days.touch(table, record.day, table.schema.shard_of(manifest_id), utcnow())
+    successor = claims.claim_manifest(
+        table, record.day, candidates, lease_seconds=lease_seconds, owner=record.owner, record={REDO_OF: manifest_id}
+    )
+    if successor is None:
+        log.info("manifest %s: no file is left to redo (all finished or held by other manifests)", manifest_id)
+        return None
+    _link(table, manifest_id, successor.manifest_id)
+    log.info(
+        "manifest %s redone as %s: %d of its %d files claimed back",
+        manifest_id,
+        successor.manifest_id,
+        len(successor.files),
+        len(record.files),
+    )
+    return successor.manifest_id
 
 
 def _compensated(table: LedgerTable, manifest_id: str) -> ManifestRecord:
@@ -97,35 +98,6 @@ def _successor_holding(table: LedgerTable, manifest_id: str, files: list[FileRec
         if item is not None and item.get(REDO_OF) == manifest_id:
             return holder
     return None
-
-
-def _claim(
-    table: LedgerTable, record: ManifestRecord, successor: Manifest, files: list[FileRecord], lease_seconds: int
-) -> bool:
-    now = utcnow()
-    # FAILED files may be all a day had left, and the day may have closed: it opens again before its new manifest
-    # exists, so the sweeper watches the day whatever happens to this redo (a touch alone costs nothing).
-    days.touch(table, record.day, table.schema.shard_of(successor.manifest_id), now)
-    lease_expires = now + timedelta(seconds=lease_seconds)
-    actions: list[dict[str, Any]] = [
-        {
-            "Update": claims.claim_update(
-                table,
-                f.file_id,
-                successor.manifest_id,
-                lease_expires,
-                now,
-                state=f.state,
-                attempts=0 if f.state is FileState.FAILED else None,
-            )
-        }
-        for f in files
-    ]
-    put = claims.manifest_put(table, successor, lease_expires, now, record.owner)
-    put["Item"].update(encode_item({REDO_OF: record.manifest_id}))
-    actions.append({"Put": put})
-    cancellations = transact_write(table.client, actions, token=request_token(successor.manifest_id, iso(now)))
-    return not cancellations
 
 
 def _link(table: LedgerTable, manifest_id: str, successor: str) -> None:

@@ -29,7 +29,7 @@ from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import ManifestState
 from ndjson_pipeline.ledger.schema import work_sort_key
 from ndjson_pipeline.ledger.table import LedgerTable, illegal
-from ndjson_pipeline.ledger.transactions import transact_write
+from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, TRANSACTION_LIMIT, backoff, transact_write
 from ndjson_pipeline.manifest import FileResult
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,9 @@ def complete_manifest(table: LedgerTable, manifest_id: str, outcomes: Sequence[F
             f"(missing {sorted(expected - given)[:3]}, unexpected {sorted(given - expected)[:3]})"
         )
     now = utcnow()
-    for outcome in outcomes:
-        _finish_file(table, manifest_id, outcome, now)
+    ordered = sorted(outcomes, key=lambda o: o.identity)
+    for start in range(0, len(ordered), TRANSACTION_LIMIT):
+        _finish_files(table, manifest_id, ordered[start : start + TRANSACTION_LIMIT], now)
     _close_manifest(table, manifest_id, ManifestState.SUCCEEDED, now)
 
 
@@ -159,7 +160,38 @@ def clear_alert(table: LedgerTable, identity: str, manifest_id: str) -> None:
     )
 
 
-def _finish_file(table: LedgerTable, manifest_id: str, outcome: FileResult, now: datetime) -> None:
+def _finish_files(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult], now: datetime) -> None:
+    """Record up to 100 files' outcomes in one transaction: one request instead of one per file.
+
+    Each file's update keeps its own condition (still claimed by this manifest);
+    a file found already finished the same way (a retried finaliser) is dropped
+    and the rest written again, any other state found is refused.
+    """
+    todo = list(outcomes)
+    for attempt in range(CONFLICT_RETRIES):
+        cancellations = transact_write(
+            table.client, [{"Update": _finish_action(table, manifest_id, o, now)} for o in todo]
+        )
+        if not cancellations:
+            return
+        finished = set()
+        for outcome, cancellation in zip(todo, cancellations, strict=True):
+            if cancellation.condition_failed:
+                found = cancellation.item
+                if not (found.get("state") == outcome.outcome and found.get("manifest_id") == manifest_id):
+                    raise illegal(f"file {outcome.identity}", found, outcome.outcome)
+                finished.add(outcome.identity)
+        todo = [o for o in todo if o.identity not in finished]
+        if not todo:
+            return
+        if not finished:
+            backoff(attempt)  # a conflict or throttling, not a file already finished
+    raise LedgerError(
+        f"manifest {manifest_id}: recording {len(todo)} outcomes kept conflicting after {CONFLICT_RETRIES} attempts"
+    )
+
+
+def _finish_action(table: LedgerTable, manifest_id: str, outcome: FileResult, now: datetime) -> dict[str, Any]:
     if outcome.outcome not in JOB_OUTCOMES:
         raise IllegalTransitionError(f"file {outcome.identity}", FileState.CLAIMED, outcome.outcome)
     update = (
@@ -180,15 +212,16 @@ def _finish_file(table: LedgerTable, manifest_id: str, outcome: FileResult, now:
     if outcome.reason:
         update += ", reason = :reason"
         values[":reason"] = outcome.reason
-    _transition(
-        table,
-        outcome.identity,
-        update + " REMOVE lease_expires_at",
-        _CLAIMED_BY_MANIFEST,
-        values,
-        wanted=outcome.outcome,
-        already_done=lambda found: found.get("state") == outcome.outcome and found.get("manifest_id") == manifest_id,
-    )
+    update += " REMOVE lease_expires_at"
+    return {
+        "TableName": table.name,
+        "Key": encode_item(table.schema.file_key(FileId.parse(outcome.identity))),
+        "UpdateExpression": update,
+        "ConditionExpression": _CLAIMED_BY_MANIFEST,
+        "ExpressionAttributeNames": table.schema.placeholders(update, _CLAIMED_BY_MANIFEST),
+        "ExpressionAttributeValues": encode_item(values),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
 
 
 def _release_file(

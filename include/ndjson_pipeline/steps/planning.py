@@ -59,10 +59,10 @@ def readopt_manifests(ledger: Ledger, owner: str) -> list[Manifest]:
     """The open manifests ``owner`` claimed in an earlier try, on every open day, oldest day first."""
     adopted = []
     for day in reversed(ledger.open_days()):
-        for seen in ledger.open_manifest_records(day):
-            if seen.owner != owner:
+        for manifest_id, claimer in ledger.open_manifest_owners(day).items():
+            if claimer != owner:
                 continue
-            record = ledger.get_manifest(seen.manifest_id)  # the index is eventually consistent
+            record = ledger.get_manifest(manifest_id)  # the index is eventually consistent
             if record is not None and record.is_open:
                 adopted.append(ledger.manifest_of(record))
     if adopted:

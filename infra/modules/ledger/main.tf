@@ -26,10 +26,11 @@ resource "aws_dynamodb_table" "ledger" {
   }
 
   global_secondary_index {
-    name            = var.spec.work_index.name
-    hash_key        = var.spec.work_index.partition_key
-    range_key       = var.spec.work_index.sort_key
-    projection_type = "ALL"
+    name               = var.spec.work_index.name
+    hash_key           = var.spec.work_index.partition_key
+    range_key          = var.spec.work_index.sort_key
+    projection_type    = "INCLUDE"
+    non_key_attributes = var.spec.work_index.projected_attributes
   }
 
   ttl {

@@ -9,9 +9,10 @@ variable "spec" {
     sort_key      = string
     ttl_attribute = string
     work_index = object({
-      name          = string
-      partition_key = string
-      sort_key      = string
+      name                 = string
+      partition_key        = string
+      sort_key             = string
+      projected_attributes = list(string)
     })
   })
 }
