@@ -8,15 +8,17 @@ Two parts:
    ``--files`` small files, and every request is counted by the same botocore hooks
    the day report uses. DynamoDB's units are computed from item sizes with its
    rules (moto reports constants): ``ndjson_pipeline/usage/capacity.py``. The Glue
-   job converts manifests of 99 files of ~3.5 KB with ``target_file_mb`` scaled down
-   1000x, so a manifest has the 3 output groups a 347 MB manifest has.
+   job converts manifests of 300 files of ~3.5 KB with ``target_file_mb`` scaled down
+   1000x, so a manifest has the 9 output groups a 1 GB manifest has.
 2. **Modelled** (``capacity_model.py``): the DAG's timeline with its real settings
    and the printed assumptions, which says how often each step runs per file at a
    given load; times the measured requests per step, that is the per-file figure.
 
 ``--design`` takes a JSON object of ``Design`` fields (and ``--settings`` one of
-pipeline settings) to show another design, e.g. ``--design '{"separate_intake":
-true, "intake_interval_seconds": 60}'``. Run: ``make bench-capacity``.
+pipeline settings) to show another design, e.g. the former one: ``--design
+'{"separate_intake": false, "schedule_seconds": 300, "max_active_runs": 1,
+"conversion_slots": 12}' --settings '{"intake_time_budget_seconds": 240}'``.
+Run: ``make bench-capacity``.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ SCENARIOS = (
     Scenario("500K files/day", 500_000, hours=6),
     Scenario("50K burst in 1 h (on 100K/day)", 100_000, hours=4, burst_files=50_000, burst_start_h=1),
 )
-PER_MANIFEST = 99
+PER_MANIFEST = 300  # files per measured manifest: what a run holds at 100K-500K files/day
 SEEDS = (1, 2, 3, 4, 5)
 LATENCY_TARGET_S = 15 * 60
+SCAN_LIMIT = 2_500_000  # files/day: the ceiling scan's last load
 
 
 # ---------------------------------------------------------------------- part 2: modelled, and combined with part 1
@@ -83,6 +86,9 @@ def per_file_by_step(measured: Measured, counts: Counter, poll_pending: list[int
         "end of day": ("end_of_day", files),
     }
     steps = {name: _times(measured.per_step[step], times) for name, (step, times) in executions.items()}
+    for name, (step, _) in executions.items():  # and what scales with the files converted
+        if step in measured.per_file:
+            steps[name].add(_times(measured.per_file[step], files))
     steps["intake (receives)"].write_units += measured.per_step["file.register"].write_units * files
     steps["Glue polls"] = Usage(requests=Counter({"glue.GetJobRun": counts["glue.poll"]}))
     tasks = counts["task.intake"] + counts["task.sweep"] + counts["task.sensor"] + counts["task.plan"]
@@ -132,22 +138,29 @@ def _kinds(usage: Usage, minus: dict[str, float] | None = None) -> dict[str, flo
     return dict(kinds)
 
 
+def _at(measured: Measured, step: str, files: int) -> Usage:
+    """A split step's usage for one manifest of ``files`` files."""
+    usage = _times(measured.per_step[step], 1)
+    usage.add(_times(measured.per_file[step], files))
+    return usage
+
+
 def step_requests(measured: Measured) -> StepRequests:
     """The measured requests of each step, by kind, for the model's timeline."""
     step = measured.per_step
-    updates = step["finalise.task"].requests["dynamodb.UpdateItem"] - 1  # one per file, and the manifest's close
+    finalise = step["finalise.task"]
     return StepRequests(
         intake_batch=_kinds(step["intake.receive"]),
         sweep=_kinds(step["sweep.task"]),
-        claim=_kinds(step["claim"]),
-        conversion_start=_kinds(step["conversion.start"]),
-        finalise_fixed=_kinds(step["finalise.task"], {"dynamodb.UpdateItem": updates}),
-        finalise_per_file={"dynamodb": 1},
+        claim=_kinds(_at(measured, "claim", PER_MANIFEST)),
+        conversion_start=_kinds(_at(measured, "conversion.start", PER_MANIFEST)),
+        finalise_fixed=_kinds(finalise),
+        finalise_per_file=_kinds(measured.per_file["finalise.task"]),
     )
 
 
 def ceilings(settings: PipelineSettings, design: Design, assumptions: Assumptions, requests: StepRequests) -> dict:
-    """The lowest steady loads (files/day, 4-hour runs, every 25K up from 100K, 3 seeds each) at which the p95
+    """The lowest steady loads (files/day, 4-hour runs, every 50K up from 100K, 3 seeds each) at which the p95
     latency leaves the 15-minute target, or the backlog keeps growing (by a run's claims or more in the second
     half); the ceilings are the loads just below. A scan, not a bisection: past its ceiling the current design is
     not monotonic (intake that hits its message limit ends early, which shortens runs)."""
@@ -171,13 +184,17 @@ def ceilings(settings: PipelineSettings, design: Design, assumptions: Assumption
         return {name: count >= 2 for name, count in verdicts.items()}
 
     found: dict[str, float] = {}
-    step, per_day = 25_000, 100_000
-    while len(found) < 2 and per_day <= 5_000_000:
+    step, per_day = 50_000, 100_000
+    while len(found) < 2 and per_day <= SCAN_LIMIT:
         for name, ok in holds(per_day).items():
             if not ok and name not in found:
                 found[name] = per_day - step
         per_day += step
     return found
+
+
+def _ceiling(found: dict[str, float], name: str) -> str:
+    return f"{found[name]:,.0f}" if name in found else f"beyond the scan's {SCAN_LIMIT:,}"
 
 
 def median_summary(outcomes: list[Outcome]) -> dict:
@@ -188,7 +205,13 @@ def median_summary(outcomes: list[Outcome]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=2 * PER_MANIFEST, help="files of the measured day (over moto)")
+    parser.add_argument(
+        "--files",
+        type=int,
+        default=PER_MANIFEST + PER_MANIFEST // 3,
+        help="files of the measured day (over moto): a full manifest and a smaller one, to tell apart what a step "
+        "costs per manifest and per file",
+    )
     parser.add_argument("--design", default="{}", help="JSON: Design fields to change (capacity_model.Design)")
     parser.add_argument("--settings", default="{}", help="JSON: pipeline settings to change")
     parser.add_argument("--skip-measure", action="store_true", help="model only, with StepRequests' defaults")
@@ -207,6 +230,7 @@ def main() -> None:
                 name_prefix="bench-capacity",
                 intake_wait_seconds=1,
                 usage_capacity_source="computed",
+                max_files_per_manifest=PER_MANIFEST,
                 conversion=replace(settings.conversion, target_file_mb=settings.conversion.target_file_mb / 1000),
             )
             measured = measure(endpoint, args.files, bench)
@@ -255,8 +279,8 @@ def main() -> None:
     print(f"(medians over {len(SEEDS)} seeds of arrivals and Glue start times)")
     found = ceilings(settings, design, assumptions, requests)
     print(
-        f"ceiling: p95 within {LATENCY_TARGET_S // 60} minutes up to {found['latency']:,.0f} files/day; "
-        f"the backlog stops growing up to {found['throughput']:,.0f} files/day"
+        f"ceiling: p95 within {LATENCY_TARGET_S // 60} minutes up to {_ceiling(found, 'latency')} files/day; "
+        f"the backlog stops growing up to {_ceiling(found, 'throughput')} files/day"
     )
     if measured:
         for scenario in SCENARIOS[:2]:

@@ -38,8 +38,28 @@ class Measured:
     """Usage per execution of each step (and per file of the steps that scale with files)."""
 
     per_step: dict[str, Usage] = field(default_factory=dict)
+    # Steps that scale with a manifest's files: usage per file, on top of ``per_step`` (then per manifest).
+    per_file: dict[str, Usage] = field(default_factory=dict)
     pending_item_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+
+    def split(self, step: str, sizes: list[tuple[int, Usage]]) -> None:
+        """A step measured on manifests of two sizes, as a line: a part per manifest and a part per file."""
+        ordered = sorted(sizes, key=lambda size: size[0])
+        (small, at_small), (large, at_large) = ordered[0], ordered[-1]
+        if small == large:
+            raise ValueError(f"{step} was measured on one manifest size only ({small} files)")
+
+        def line(pick) -> tuple[float, float]:
+            slope = max(0.0, (pick(at_large) - pick(at_small)) / (large - small))
+            return max(0.0, pick(at_small) - slope * small), slope
+
+        per_manifest, per_file = Usage(), Usage()
+        for op in {*at_small.requests, *at_large.requests}:
+            per_manifest.requests[op], per_file.requests[op] = line(lambda u, op=op: u.requests[op])
+        per_manifest.write_units, per_file.write_units = line(lambda u: u.write_units)
+        per_manifest.read_units, per_file.read_units = line(lambda u: u.read_units)
+        self.per_step[step], self.per_file[step] = per_manifest, per_file
 
 
 # ---------------------------------------------------------------------- part 1: measured over moto
@@ -179,18 +199,21 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
     measured.pending_item_bytes = item_size(item)
     print(f"  sensor.poll            {dict(poll.requests)} (a pending item is {measured.pending_item_bytes} bytes)")
 
-    refs = planning.plan_manifests(ledger, storage, settings, [day], owner="bench/plan")
-    # The task's re-adoption scan is one query per day; the rest is its claims (the last one finding nothing).
-    plan = take("plan")
-    manifests = len(refs)
-    measured.per_step["plan.task"] = Usage(requests=Counter({"dynamodb.Query": 1}))  # re-adoption scan per day
-    measured.per_step["claim"] = Usage(
-        requests=Counter({k: (v - (1 if k == "dynamodb.Query" else 0)) / manifests for k, v in plan.requests.items()}),
-        read_units=plan.read_units / manifests,
-        write_units=plan.write_units / manifests,
-    )
+    # One manifest at a time, each claimed by its own plan call, so each step is measured on two manifest sizes.
+    refs = []
+    claims: list[tuple[int, Usage]] = []
+    while planned := planning.plan_manifests(
+        ledger, storage, settings, [day], owner=f"bench/plan-{len(refs)}", max_manifests=1
+    ):
+        refs += planned
+        claims.append((planned[0].files, take(f"claim of {planned[0].files}")))
+        claims[-1][1].requests["dynamodb.Query"] -= 1  # the task's re-adoption scan, one query per day: plan.task
+    take("plan (nothing left)")
+    measured.per_step["plan.task"] = Usage(requests=Counter({"dynamodb.Query": 1}))
+    measured.split("claim", claims)
 
     glue = ManifestGlueJobHook(job_name=names.glue_job)
+    starts = []
     for ref in refs:  # what ManifestGlueJobOperator.execute asks and does, on the AWS path
         decide_conversion(
             ref.manifest_id,
@@ -200,10 +223,12 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
         )
         ledger.extend_lease(ref.manifest_id, settings.lease_seconds)
         glue.start_run(settings.job_arguments(ref))
-    take("conversion.start", manifests)
+        starts.append((ref.files, take(f"conversion.start of {ref.files}")))
+    measured.split("conversion.start", starts)
 
     log_dir = tempfile.mkdtemp(prefix="bench-capacity-")
     started = time.monotonic()
+    jobs = []
     for ref in refs:
         run_glue_script_locally(
             str(GLUE_SCRIPT),
@@ -211,31 +236,31 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
             s3_endpoint=endpoint,
             log_path=os.path.join(log_dir, f"{ref.manifest_id}.log"),
         )
-    job_records = [uri for uri in storage.list(settings.layout.usage_prefix(day)) if "/job-" in uri]
-    job = Usage()
-    for uri in job_records:
-        job.add(
-            Usage.from_dict(
-                json.loads(raw_s3.get_object(Bucket=names.lake_bucket, Key=uri.split("/", 3)[3])["Body"].read())
-            )
-        )
+        job = Usage()
+        for uri in storage.list(settings.layout.usage_prefix(day)):
+            if "/job-" in uri and ref.manifest_id in uri:
+                key = uri.split("/", 3)[3]
+                job.add(
+                    Usage.from_dict(json.loads(raw_s3.get_object(Bucket=names.lake_bucket, Key=key)["Body"].read()))
+                )
+        jobs.append((ref.files, Usage(requests=job.requests)))
+        print(f"  glue.job of {ref.files:<9} {dict(job.requests)}")
     TASK_RECORDER.take()
-    measured.per_step["glue.job"] = Usage(requests=Counter({k: v / manifests for k, v in job.requests.items()}))
-    print(
-        f"  glue.job               x{manifests:<4} {dict(job.requests)} "
-        f"(local Spark, {time.monotonic() - started:.0f}s)"
-    )
+    print(f"  (the Glue job on local Spark: {time.monotonic() - started:.0f}s)")
+    measured.split("glue.job", jobs)
 
+    finalised = []
     for ref in refs:
-        finalise_manifest(ledger, storage, settings, ref, stop_active_runs=_no_run)
+        finalise_manifest(ledger, storage, settings, ref, stop_active_runs=_no_run, catalog=None)
         record_conversion(settings, ref)
-    finalise = take("finalise.task", manifests)
-    per_file_updates = finalise.requests["dynamodb.UpdateItem"] - 1  # the manifest's close
-    measured.notes.append(f"a finaliser updates each file on its own: {per_file_updates:g} UpdateItem per manifest")
+        finalised.append((ref.files, take(f"finalise of {ref.files}")))
+    measured.split("finalise.task", finalised)
 
     today = date.fromisoformat(day)
     reconcile_day(storage.s3, ledger, settings, names.landing_bucket, day, today=today)
-    sweeping.sweep_expired_claims(ledger, storage, settings, [day], run_is_active=_no_run, stop_active_runs=_no_run)
+    sweeping.sweep_expired_claims(
+        ledger, storage, settings, [day], run_is_active=_no_run, stop_active_runs=_no_run, catalog=None
+    )
     planning.plan_manifests(ledger, storage, settings, [day], owner="bench/eod")
     report = reporting.day_report(ledger, storage, settings, day)
     eod = take("end_of_day", files)

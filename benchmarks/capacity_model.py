@@ -1,17 +1,18 @@
 """A discrete-event model of the ingest DAG's timeline: how long files wait, and how much backlog builds up.
 
-The model replays what the ingest DAG does with its real settings (``PipelineSettings``)
-and DAG shape (``Design``): every ``schedule_seconds`` a run (never more than
-``max_active_runs``) drains SQS into the ledger (``intake``: long polls that return
-at the first message, up to 10 messages, until a receive waits
-``intake_wait_seconds`` for nothing, the time budget ends or the message limit is
-hit), defers a sensor that polls the pending files until ``min_batch_files``,
+The model replays what the intake and ingest DAGs do with their real settings
+(``PipelineSettings``) and DAG shape (``Design``): every ``intake_interval_seconds``
+an intake run (never two at once) drains SQS into the ledger (long polls that
+return at the first message, up to 10 messages, until a receive brings fewer than
+10 or waits ``intake_wait_seconds`` for nothing, the time budget ends or the
+message limit is hit); every ``schedule_seconds`` an ingest run (never more than
+``max_active_runs`` at once) sweeps, defers a sensor that polls the pending files until ``min_batch_files``,
 ``min_batch_bytes`` or ``max_wait_seconds`` (oldest registration) is reached or
 ``sensor_timeout_seconds`` ends, claims at most ``max_manifests_per_run``
 manifests, then converts them with at most ``conversion_slots`` conversions at a
-time (a deferred conversion keeps its slot), each followed by its finaliser. With
-``separate_intake`` intake runs in a DAG of its own every ``intake_interval_seconds``
-instead, the way the next design does it.
+time over all runs (a deferred conversion keeps its slot), each followed by its
+finaliser. ``separate_intake=False`` models the former design, where each ingest
+run drained the queue itself before its sensor.
 
 Latencies of single steps are ``Assumptions`` (every one printed by the benchmark);
 the requests each step sends are measured by the benchmark over the moto server
@@ -30,6 +31,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ndjson_pipeline.resources import conversion_slots
 from ndjson_pipeline.settings import PipelineSettings
 
 MB = 1_000_000
@@ -78,7 +80,7 @@ class StepRequests:
     claim: dict[str, float] = field(default_factory=lambda: {"dynamodb": 8, "dynamodb_transaction": 1, "s3": 1})
     conversion_start: dict[str, float] = field(default_factory=lambda: {"dynamodb": 2, "s3": 1, "glue": 3})
     finalise_fixed: dict[str, float] = field(default_factory=lambda: {"dynamodb": 2, "s3": 4, "glue": 1})
-    finalise_per_file: dict[str, float] = field(default_factory=lambda: {"dynamodb": 1})
+    finalise_per_file: dict[str, float] = field(default_factory=lambda: {"dynamodb_transaction": 0.01})
 
     def seconds(self, step: str, assumptions: Assumptions, files: int = 0) -> float:
         kinds = dict(getattr(self, step))
@@ -90,13 +92,13 @@ class StepRequests:
 
 @dataclass(frozen=True)
 class Design:
-    """The DAG shape (what dags/ and the task wiring decide, not the settings)."""
+    """The DAG shape (what dags/ and the task wiring decide, not the settings); the defaults are the DAGs'."""
 
-    name: str = "current: one ingest DAG"
-    schedule_seconds: int = 300
-    max_active_runs: int = 1
-    conversion_slots: int = 12  # tasks.conversion_slots("ingest"): 16 runs Glue accepts, 4 kept for end of day
-    separate_intake: bool = False
+    name: str = "intake DAG every minute, overlapping ingest runs every minute"
+    schedule_seconds: int = 60  # dags/ndjson_ingest.py
+    max_active_runs: int = 4  # dags/ndjson_ingest.py MAX_ACTIVE_RUNS
+    conversion_slots: int = field(default_factory=lambda: conversion_slots("ingest"))
+    separate_intake: bool = True  # dags/ndjson_intake.py
     intake_interval_seconds: int = 60
 
 
@@ -271,6 +273,8 @@ class PipelineModel:
             yield batch_s
             self.pending.extend((self.sim.now, arrived) for arrived in batch)
             received += len(batch)
+            if len(batch) < 10:
+                return  # drained: the rest waits for the next intake run
 
     def _ready(self) -> bool:
         files = len(self.pending)
