@@ -8,8 +8,18 @@ from benchmarks.capacity_model import Design, Scenario, simulate
 from ndjson_pipeline.settings import PipelineSettings
 
 LATENCY_TARGET_S = 15 * 60
-# One ingest DAG every 5 minutes that drained the queue itself, runs never overlapping.
+# One ingest DAG every 5 minutes that drained the queue itself, runs never overlapping, and its settings.
 FORMER_DESIGN = Design("former", schedule_seconds=300, max_active_runs=1, conversion_slots=12, separate_intake=False)
+FORMER_SETTINGS = PipelineSettings(
+    intake_time_budget_seconds=240,
+    min_batch_files=200,
+    min_batch_bytes=512 * 1024**2,
+    max_wait_seconds=300,
+    max_files_per_manifest=99,
+    max_bytes_per_manifest=1024**3,
+    sensor_poll_seconds=30,
+    sensor_timeout_seconds=360,
+)
 
 
 def _lone_file(offset_s: float) -> Scenario:
@@ -33,7 +43,7 @@ def test_a_sensor_that_gives_up_before_max_wait_leaves_a_lone_file_to_a_later_ru
     converted it. Now the run that registers a file converts it. (In this design that is not faster in the worst
     case: intake does not run while the sensor waits, so a longer sensor delays the next registration.)
     """
-    settings = PipelineSettings(intake_time_budget_seconds=240)
+    settings = FORMER_SETTINGS
     too_short = object.__new__(PipelineSettings)
     for f in dataclasses.fields(PipelineSettings):
         object.__setattr__(too_short, f.name, getattr(settings, f.name))
@@ -55,6 +65,6 @@ def test_the_model_conserves_files_and_fills_manifests_under_load():
 def test_overlapping_runs_keep_a_burst_within_the_latency_target_where_the_former_shape_fell_behind():
     burst = Scenario("50K in an hour", 100_000, hours=3, burst_files=50_000, burst_start_h=0.5)
     now = simulate(PipelineSettings(), Design(), burst)
-    before = simulate(PipelineSettings(intake_time_budget_seconds=240), FORMER_DESIGN, burst)
+    before = simulate(FORMER_SETTINGS, FORMER_DESIGN, burst)
     assert len(now.latencies) == now.arrived
     assert max(now.latencies) < LATENCY_TARGET_S < max(before.latencies)

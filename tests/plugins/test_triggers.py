@@ -1,7 +1,7 @@
 """PendingWorkTrigger: serialisation round trip, its decision against a real (moto) ledger, and its timing.
 
 The trigger watches every day the ledger lists as open, however old; the timing
-tests run it on a fake clock, so they keep the real defaults (30 s polls, 300 s
+tests run it on a fake clock, so they keep the real defaults (20 s polls, 120 s
 of waiting) without waiting for them.
 """
 
