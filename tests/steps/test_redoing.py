@@ -148,3 +148,31 @@ def test_a_whole_run_clear_re_adopts_the_redo(small_batches):
     _fail(stack, ref)
     current, _ = _clear_convert(stack, ref)
     assert plan(stack, owner="ndjson_end_of_day/run-1") == [current]
+
+
+def test_two_redos_of_one_manifest_at_once_make_one_successor(small_batches):
+    """Two clears racing: one claims the files, the other finds its successor and links the same one."""
+    import threading
+
+    stack = small_batches
+    identities = register_files(stack, 4)
+    (ref,) = plan(stack, owner="ndjson_ingest/run-1")
+    _fail(stack, ref)
+    found, errors = [], []
+
+    def redo():
+        try:
+            found.append(stack.ledger.redo_compensated(ref.manifest_id, lease_seconds=stack.settings.lease_seconds))
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=redo) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+    assert errors == []
+    assert len(set(found)) == 1
+    assert found[0] is not None
+    assert {stack.ledger.get_file(i).manifest_id for i in identities} == {found[0]}

@@ -63,6 +63,10 @@ def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int
         table, record.day, candidates, lease_seconds=lease_seconds, owner=record.owner, record={REDO_OF: manifest_id}
     )
     if successor is None:
+        # Every file was taken meanwhile: by another redo of this manifest (adopt it), or by other manifests.
+        if (adopted := _successor_holding(table, manifest_id, _files(table, record))) is not None:
+            _link(table, manifest_id, adopted)
+            return adopted
         log.info("manifest %s: no file is left to redo (all finished or held by other manifests)", manifest_id)
         return None
     _link(table, manifest_id, successor.manifest_id)
