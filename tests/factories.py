@@ -5,6 +5,7 @@ Tests build their inputs here instead of importing helpers from each other.
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import date
 from pathlib import Path
@@ -14,15 +15,27 @@ from urllib.parse import quote_plus
 from ndjson_pipeline.dataset_schema import DeclaredSchema, output_fields
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.landing import registration_for
-from ndjson_pipeline.layout import PublishLog
-from ndjson_pipeline.manifest import FileResult, JobResult, ManifestRef, OutputFile
-from ndjson_pipeline.steps.finalising import Finalised, finalise_manifest, read_manifest
+from ndjson_pipeline.layout import LakeLayout, PublishLog
+from ndjson_pipeline.manifest import FileResult, JobResult, Manifest, ManifestRef, OutputFile
+from ndjson_pipeline.steps.finalising import Finalised, finalise_manifest
 from ndjson_pipeline.steps.planning import plan_manifests
 
 DAY = "2026-11-24"
 DAY_PATH = "incoming/2026/11/24/"
 EVENTS_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "glue_scripts" / "schemas" / "events.json"
 EVENTS_SCHEMA = DeclaredSchema.from_json(EVENTS_SCHEMA_PATH.read_text(), str(EVENTS_SCHEMA_PATH))
+
+
+def _evolved(schema: DeclaredSchema) -> DeclaredSchema:
+    """Version 2: ``source`` at the top level and ``user.tier`` inside a struct, both optional."""
+    fields = copy.deepcopy(list(schema.fields))
+    user = next(f for f in fields if f["name"] == "user")
+    user["type"]["fields"].append({"name": "tier", "type": "string", "nullable": True, "metadata": {}})
+    fields.append({"name": "source", "type": "string", "nullable": True, "metadata": {}})
+    return DeclaredSchema(version=2, fields=tuple(fields))
+
+
+EVOLVED_SCHEMA = _evolved(EVENTS_SCHEMA)
 # The day a test closes DAY on (the end-of-day DAG's usual run), so a fixed DAY never grows too old to close.
 TODAY = date(2026, 11, 25)
 
@@ -131,13 +144,19 @@ def finalise(stack: Any, ref: ManifestRef, *, stop_active_runs: Any = None, cata
 
 
 def publish_result(
-    stack: Any, ref: ManifestRef, *, rows_per_file: int = 3, quarantined_per_file: int = 1, outputs: int = 1
+    stack: Any,
+    ref: ManifestRef,
+    *,
+    rows_per_file: int = 3,
+    quarantined_per_file: int = 1,
+    outputs: int = 1,
+    layout: LakeLayout | None = None,
 ) -> list[str]:
-    """What a successful run leaves behind: output objects, their publish log, then the result."""
-    manifest = read_manifest(stack.storage, stack.settings, ref)
-    layout = stack.settings.layout
+    """What a successful run leaves behind in ``layout`` (the lake's by default): output, publish log, then result."""
+    layout = layout or stack.settings.layout
+    manifest = Manifest.from_json(stack.storage.read_bytes(layout.manifest_uri(ref.day, ref.manifest_id)))
     uris = [layout.part_uri(ref.day, ref.manifest_id, n, "snappy") for n in range(outputs)]
-    write_publish_log(stack, ref, uris)
+    write_publish_log(stack, ref, uris, layout)
     for uri in uris:
         stack.job_storage.write_bytes(uri, b"PAR1")
     files = tuple(
@@ -166,10 +185,9 @@ def publish_result(
     return uris
 
 
-def write_publish_log(stack: Any, ref: ManifestRef, uris: list[str]) -> None:
-    PublishLog(frozenset(uris)).write(
-        stack.job_storage, stack.settings.layout.publish_log_uri(ref.day, ref.manifest_id)
-    )
+def write_publish_log(stack: Any, ref: ManifestRef, uris: list[str], layout: LakeLayout | None = None) -> None:
+    layout = layout or stack.settings.layout
+    PublishLog(frozenset(uris)).write(stack.job_storage, layout.publish_log_uri(ref.day, ref.manifest_id))
 
 
 def no_glue_runs(_manifest_id: str) -> None:

@@ -43,7 +43,7 @@ from tools.local_stack import (
 )
 from tools.sample_day import SampleDay, sample_day, upload
 
-DAG_IDS = ("ndjson_intake", "ndjson_ingest", "ndjson_end_of_day", "ndjson_maintenance")
+DAG_IDS = ("ndjson_intake", "ndjson_ingest", "ndjson_end_of_day", "ndjson_maintenance", "ndjson_reprocess")
 USERNAME = "admin"
 DEFAULT_PASSWORD = "admin"  # noqa: S105 - a local, loopback-only UI; --password sets another
 PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")

@@ -193,14 +193,40 @@ class DatasetCatalog:
 
     def add_partitions_of(self, result: JobResult) -> list[str]:
         """Make the partitions a finished manifest wrote to visible, described with the schema it wrote."""
+        dts = {dt for f in result.output_files if (dt := LakeLayout.dt_of(f.path))}
+        return register_partitions(self.glue, self._definition_of(result), dts)
+
+    def point_partitions(self, result: JobResult, locations: dict[str, str], *, existing_only: bool) -> None:
+        """Point each ``dt`` partition at ``locations[dt]``, described with ``result``'s schema: one update each.
+
+        A reader's query plans from one partition's location, so it sees all of
+        the old files or all of the new. A partition not in the catalog is left
+        out when ``existing_only`` (nothing to switch away from), else created.
+        """
+        definition = self._definition_of(result)
+        for dt, location in sorted(locations.items()):
+            partition = {"Values": [dt], "StorageDescriptor": definition.storage_descriptor(location)}
+            try:
+                self.glue.update_partition(
+                    DatabaseName=self.database,
+                    TableName=definition.table,
+                    PartitionValueList=[dt],
+                    PartitionInput=partition,
+                )
+            except self.glue.exceptions.EntityNotFoundException:
+                if not existing_only:
+                    with contextlib.suppress(self.glue.exceptions.AlreadyExistsException):
+                        self.glue.create_partition(
+                            DatabaseName=self.database, TableName=definition.table, PartitionInput=partition
+                        )
+
+    def _definition_of(self, result: JobResult) -> TableDefinition:
         if result.schema is None:
             raise CatalogError(f"result of manifest {result.manifest_id} records no schema")
-        definition = TableDefinition(
+        return TableDefinition(
             database=self.database,
             table=self.layout.dataset,
             location=self.layout.dataset_uri + "/",
             fields=tuple(result.schema["fields"]),
             schema_version=result.schema_version or 0,
         )
-        dts = {dt for f in result.output_files if (dt := LakeLayout.dt_of(f.path))}
-        return register_partitions(self.glue, definition, dts)

@@ -11,6 +11,7 @@
     <lake_root>/_pipeline/maintenance/dt=<day>/<action>-<run>.json                  an operator action's record
     <quarantine_root>/<dataset>/dt=<day>/manifest=<manifest_id>/lines-NNNNN.json    quarantined lines
     <quarantine_root>/<dataset>/dt=<day>/manifest=<manifest_id>/files.json          files quarantined whole
+    <lake_root>/<dataset>/_rebuilds/<rebuild_id>/...    a reprocess's layout (``rebuild``), gone after its swap
 
 Roots are ``s3://<bucket>`` on AWS, or local directories in tests. Names derive
 from the manifest id, never from an attempt, so every attempt of a manifest
@@ -28,6 +29,7 @@ from typing import Protocol
 PIPELINE_PREFIX = "_pipeline"
 PARTITION_COLUMN = "dt"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 CODEC_SUFFIX = {"snappy": ".snappy", "zstd": ".zstd", "gzip": ".gz", "none": ""}
 
 
@@ -87,6 +89,25 @@ class LakeLayout:
     def staging_uri(self, manifest_id: str) -> str:
         return f"{self.dataset_uri}/_staging/{manifest_id}"
 
+    def rebuild(self, rebuild_id: str) -> LakeLayout:
+        """The layout a reprocess converts into: this one's names under ``<dataset>/_rebuilds/<rebuild_id>``.
+
+        Inside the dataset prefix (readers skip ``_`` prefixes; the roles that
+        write the dataset may write there), in both buckets, so a rebuilt
+        object's name relative to its root is the name it replaces.
+        """
+        if not _SAFE_ID.fullmatch(rebuild_id):
+            raise LayoutError("rebuild_id", f"must be letters, digits, '-' or '_', not {rebuild_id!r}")
+        suffix = f"{self.dataset}/_rebuilds/{rebuild_id}"
+        return LakeLayout(f"{self.lake_root}/{suffix}", f"{self.quarantine_root}/{suffix}", self.dataset)
+
+    def moved_to(self, uri: str, other: LakeLayout) -> str:
+        """``uri`` of this layout (dataset, pipeline object or quarantine) under the same name in ``other``."""
+        for mine, theirs in ((self.quarantine_root, other.quarantine_root), (self.lake_root, other.lake_root)):
+            if uri.startswith(mine + "/"):
+                return theirs + uri[len(mine) :]
+        raise LayoutError("uri", f"{uri} is not under {self.lake_root} or {self.quarantine_root}")
+
     # ---------------------------------------------------------------- pipeline objects
 
     def _pipeline_uri(self, kind: str, day: str, name: str) -> str:
@@ -100,6 +121,10 @@ class LakeLayout:
 
     def publish_log_uri(self, day: str, manifest_id: str) -> str:
         return self._pipeline_uri("published", day, f"{manifest_id}.json")
+
+    def replaced_result_uri(self, day: str, manifest_id: str) -> str:
+        """In a reprocess's layout: the lake's result of a manifest it replaces, as it was before the swap."""
+        return self._pipeline_uri("replaced", day, f"{manifest_id}.json")
 
     def report_uri(self, day: str) -> str:
         return self._pipeline_uri("reports", day, "report.json")

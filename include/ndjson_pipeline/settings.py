@@ -178,12 +178,15 @@ class PipelineSettings:
     def dataset_schema_uri(self) -> str:
         return self.schema_uri or f"s3://{self.names.assets_bucket}/glue/schemas/{self.dataset}.json"
 
-    def job_arguments(self, ref: ManifestRef) -> JobArguments:
-        """The conversion run's arguments for one manifest, the same for Glue and for the local runner."""
+    def job_arguments(self, ref: ManifestRef, layout: LakeLayout | None = None) -> JobArguments:
+        """The conversion run's arguments for one manifest, the same for Glue and for the local runner.
+
+        ``layout``: where the run reads its manifest and writes (a reprocess's rebuild layout); the lake's by default.
+        """
         return JobArguments(
             manifest_id=ref.manifest_id,
             day=ref.day,
-            layout=self.layout,
+            layout=layout or self.layout,
             schema_uri=self.dataset_schema_uri,
             options=self.conversion,
         )

@@ -49,7 +49,9 @@ def stop_run_before_retry(context: Any) -> None:
         return
     glue = None
     if settings.glue_runner != "local":
-        glue = ManifestGlueJobHook(job_name=settings.names.glue_job, aws_conn_id=aws_conn_id)
+        glue = ManifestGlueJobHook(
+            job_name=settings.names.glue_job, lake_root=settings.layout.lake_root, aws_conn_id=aws_conn_id
+        )
         glue.stop_runs_of(ref.manifest_id)
     # Ask again once the run has stopped: it may have finished first, or a newer try may have started one.
     now = _unfinished_claim(ledger, storage, settings, ref)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from airflow.providers.amazon.aws.links.glue import GlueJobRunDetailsLink
@@ -13,12 +13,15 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
+from ndjson_pipeline.conversion import JobArguments
+from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.ledger import IllegalTransitionError, ManifestState
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps.converting import ConversionKind, decide_conversion
 from ndjson_pipeline.steps.finalising import discard_output, read_result
 from ndjson_pipeline.steps.redoing import manifest_to_convert, manifest_to_finalise
+from ndjson_pipeline.steps.reprocessing import RebuildRef
 from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
@@ -78,7 +81,9 @@ class ManifestGlueJobOperator(GlueJobOperator):
         }
 
     def _glue(self, settings: PipelineSettings) -> ManifestGlueJobHook:
-        return ManifestGlueJobHook(job_name=settings.names.glue_job, **self._connection)
+        return ManifestGlueJobHook(
+            job_name=settings.names.glue_job, lake_root=settings.layout.lake_root, **self._connection
+        )
 
     def execute(self, context: Any) -> str | None:
         with task_usage(self.manifest["day"]):
@@ -113,24 +118,41 @@ class ManifestGlueJobOperator(GlueJobOperator):
             ledger.extend_lease(ref.manifest_id, settings.lease_seconds)
         except IllegalTransitionError as exc:
             raise AirflowSkipException(f"manifest {ref.manifest_id}: {exc}; not converting") from exc
-        arguments = settings.job_arguments(ref)
+
+        def adopt(run_id: str) -> None:
+            if not ledger.attach_run(ref.manifest_id, run_id):
+                self._give_up_run(settings, ref, storage, f"run {run_id} ran while its manifest was being compensated")
+
+        return self._run_and_wait(context, settings, glue, settings.job_arguments(ref), decision.run_id, adopt)
+
+    def _run_and_wait(
+        self,
+        context: Any,
+        settings: PipelineSettings,
+        glue: ManifestGlueJobHook,
+        arguments: JobArguments,
+        run_id: str | None,
+        adopt: Callable[[str], None],
+    ) -> str | None:
+        """Wait for ``run_id``, or start one run of ``arguments`` (``adopt`` is told its id), deferring to the trigger.
+
+        A local run (``glue_runner`` "local") runs the script here, synchronously.
+        """
         if settings.glue_runner == "local":
             from ndjson_pipeline.local_glue import run_glue_script_locally  # only local runs need Spark tooling
 
-            self.log.info("converting manifest %s on local Spark: %s", ref.manifest_id, settings.script_uri)
+            self.log.info("converting manifest %s on local Spark: %s", arguments.manifest_id, settings.script_uri)
             run_glue_script_locally(
                 settings.script_uri,
                 arguments,
-                s3_endpoint=storage.endpoint_url,
+                s3_endpoint=StorageHook(**self._connection).endpoint_url,
                 timeout_seconds=settings.glue_max_wait_seconds,
             )
-            if not ledger.attach_run(ref.manifest_id, "local"):
-                self._give_up_run(settings, ref, storage, "the local run ended after its manifest was compensated")
+            adopt("local")
             return "local"
         extra = {"--extra-py-files": settings.glue_extra_py_files_uri} if settings.glue_extra_py_files_uri else {}
-        run_id = decision.run_id or glue.start_run(arguments, extra)
-        if not ledger.attach_run(ref.manifest_id, run_id):
-            self._give_up_run(settings, ref, storage, f"run {run_id} started as its manifest was being compensated")
+        run_id = run_id or glue.start_run(arguments, extra)
+        adopt(run_id)
         GlueJobRunDetailsLink.persist(
             context=context,
             operator=self,
@@ -184,3 +206,43 @@ class ManifestGlueJobOperator(GlueJobOperator):
             ledger = LedgerHook(**self._connection).get_ledger(settings)
             ref = manifest_to_finalise(ledger, ManifestRef.from_dict(self.manifest))
             self._glue(settings).request_stop(ref.manifest_id)
+
+
+class RebuildGlueJobOperator(ManifestGlueJobOperator):
+    """Converts one manifest again for a reprocess, into the reprocess's rebuild layout, with one run at a time.
+
+    The manifest is SUCCEEDED and stays so: no claim, lease or redo is involved.
+    Its result in the rebuild layout means done; a run of the same rebuild still
+    active (keyed by manifest id and the rebuild's ``--lake_root``) is waited
+    for; otherwise one run starts. A retry after a failed run starts another:
+    the job replaces whatever an earlier run of the manifest published there.
+
+    :param manifest: a rebuild reference (``RebuildRef.as_dict()``) from the reprocess's planning task.
+    """
+
+    def _rebuild(self, settings: PipelineSettings) -> tuple[RebuildRef, LakeLayout]:
+        ref = RebuildRef.from_dict(self.manifest)
+        return ref, settings.layout.rebuild(ref.rebuild_id)
+
+    def _glue(self, settings: PipelineSettings) -> ManifestGlueJobHook:
+        _, layout = self._rebuild(settings)
+        return ManifestGlueJobHook(job_name=settings.names.glue_job, lake_root=layout.lake_root, **self._connection)
+
+    def _convert(self, context: Any) -> str | None:
+        settings = load_settings()
+        ref, layout = self._rebuild(settings)
+        manifest_id = ref.manifest.manifest_id
+        context["manifest_id"] = manifest_id
+        if read_result(StorageHook(**self._connection).get_storage(), settings, ref.manifest, layout) is not None:
+            self.log.info("manifest %s is rebuilt already under %s", manifest_id, layout.lake_root)
+            return None
+        glue = self._glue(settings)
+        active_run_id = None if settings.glue_runner == "local" else glue.active_run_of(manifest_id)
+        self.log.info("rebuilding manifest %s under %s", manifest_id, layout.lake_root)
+        arguments = settings.job_arguments(ref.manifest, layout)
+        return self._run_and_wait(context, settings, glue, arguments, active_run_id, lambda _run_id: None)
+
+    def on_kill(self) -> None:
+        settings = load_settings()
+        if settings.glue_runner != "local":
+            self._glue(settings).request_stop(self.manifest["manifest_id"])

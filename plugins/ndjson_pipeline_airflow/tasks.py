@@ -50,7 +50,7 @@ def conversion_runs(settings: PipelineSettings) -> tuple[Callable[[str], bool], 
     """
     if settings.glue_runner == "local":
         return (lambda _manifest_id: False), (lambda _manifest_id: None)
-    hook = ManifestGlueJobHook(job_name=settings.names.glue_job)
+    hook = ManifestGlueJobHook(job_name=settings.names.glue_job, lake_root=settings.layout.lake_root)
     return hook.is_active, hook.stop_runs_of
 
 

@@ -78,8 +78,10 @@ def records_usage(day_of: Callable[..., str]) -> Callable[[Callable[..., Any]], 
     return decorate
 
 
-def record_conversion(settings: PipelineSettings, ref: ManifestRef) -> None:
+def record_conversion(settings: PipelineSettings, ref: ManifestRef, rebuild_id: str | None = None) -> None:
     """What Glue billed for the manifest's runs and the Parquet they published, in one record per manifest.
+
+    ``rebuild_id``: the runs of a reprocess that converted the manifest again (recorded apart, under the day).
 
     On AWS from the runs themselves (GetJobRuns: execution time, workers,
     DPUSeconds); a local run is priced from the job's own timing as the Glue job
@@ -87,16 +89,20 @@ def record_conversion(settings: PipelineSettings, ref: ManifestRef) -> None:
     same content.
     """
     storage = StorageHook().get_storage()
-    result = read_result(storage, settings, ref)
+    layout = settings.layout.rebuild(rebuild_id) if rebuild_id else settings.layout
+    result = read_result(storage, settings, ref, layout)
     if settings.glue_runner == "local":
         timed = result is not None and result.timings is not None
         usage = local_run_usage(result.timings.get("total_s", 0), glue_job_spec()) if timed else Usage()
     else:
-        runs = ManifestGlueJobHook(job_name=settings.names.glue_job).runs_of(ref.manifest_id)
+        runs = ManifestGlueJobHook(job_name=settings.names.glue_job, lake_root=layout.lake_root).runs_of(
+            ref.manifest_id
+        )
         usage = runs_usage(runs, settings.glue_poll_seconds)
     usage.output_bytes = sum(o.bytes for o in result.output_files) if result else 0
     try:
         # Its PutObject is the finaliser's, counted in the finaliser's record.
-        write_usage(storage, settings.layout, ref.day, f"glue-{ref.manifest_id}", usage, counts_own_write=False)
+        name = f"glue-{ref.manifest_id}" + (f"-rebuild-{rebuild_id}" if rebuild_id else "")
+        write_usage(storage, settings.layout, ref.day, name, usage, counts_own_write=False)
     except Exception:
         log.exception("could not record the Glue usage of manifest %s: %s", ref.manifest_id, usage.as_dict())

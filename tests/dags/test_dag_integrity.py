@@ -15,7 +15,7 @@ from tools.local_stack import REPO_ROOT
 
 DAG_FILES = sorted((REPO_ROOT / "dags").glob("*.py"))
 CONVERTING_DAG_IDS = {"ndjson_ingest", "ndjson_end_of_day"}
-DAG_IDS = {*CONVERTING_DAG_IDS, "ndjson_intake", "ndjson_maintenance"}
+DAG_IDS = {*CONVERTING_DAG_IDS, "ndjson_intake", "ndjson_maintenance", "ndjson_reprocess"}
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,28 @@ def test_maintenance_is_manual_with_validated_params_and_a_dry_run_by_default(da
         with pytest.raises(ParamValidationError):
             params.get_param(name).resolve(bad)
     assert dag.get_task("maintain").multiple_outputs is False
+
+
+def test_reprocess_is_manual_validated_dry_run_by_default_and_maps_rebuilds_by_manifest(dagbag):
+    from airflow.sdk.definitions.timetables.simple import NullTimetable
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from ndjson_pipeline_airflow.operators import RebuildGlueJobOperator
+
+    dag = dagbag.dags["ndjson_reprocess"]
+    assert isinstance(dag.timetable, NullTimetable)
+    assert dag.max_active_runs == 1
+    params = dag.params
+    assert params.get_param("dry_run").resolve(params["dry_run"]) is True
+    assert params.get_param("last_day").resolve(None) is None
+    for name, bad in (("day", "24/11/2026"), ("last_day", "2026-11"), ("dry_run", "no")):
+        with pytest.raises(ParamValidationError):
+            params.get_param(name).resolve(bad)
+    rebuild = dag.get_task("rebuild")
+    assert rebuild.operator_class is RebuildGlueJobOperator
+    assert (rebuild.partial_kwargs["deferrable"], rebuild.map_index_template) == (True, "{{ manifest_id }}")
+    # A day swaps once each of its rebuilds ended, whatever became of another day's.
+    assert dag.get_task("swap_days").trigger_rule == "all_done"
 
 
 def test_a_failed_sweep_never_stops_the_conversions(dagbag):

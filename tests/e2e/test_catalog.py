@@ -8,7 +8,6 @@ the rows the job results report.
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import tempfile
@@ -23,11 +22,10 @@ import pytest
 from ndjson_pipeline.catalog import TableDefinition, ensure_table
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.conversion import ConversionOptions
-from ndjson_pipeline.dataset_schema import DeclaredSchema
 from ndjson_pipeline.landing import day_prefix
 from ndjson_pipeline.manifest import JobResult
 from tests.e2e.conftest import configure, ingest, land, run, task_states
-from tests.factories import EVENTS_SCHEMA
+from tests.factories import EVOLVED_SCHEMA
 from tools.local_stack import client
 from tools.sample_data import make_event
 
@@ -54,15 +52,6 @@ def hive_type(arrow: pa.DataType) -> str:
     if pa.types.is_list(arrow):
         return f"array<{hive_type(arrow.value_type)}>"
     return _HIVE[arrow]
-
-
-def _evolved(schema: DeclaredSchema) -> DeclaredSchema:
-    """Version 2: ``source`` at the top level and ``user.tier`` inside a struct, both optional."""
-    fields = copy.deepcopy(list(schema.fields))
-    user = next(f for f in fields if f["name"] == "user")
-    user["type"]["fields"].append({"name": "tier", "type": "string", "nullable": True, "metadata": {}})
-    fields.append({"name": "source", "type": "string", "nullable": True, "metadata": {}})
-    return DeclaredSchema(version=2, fields=tuple(fields))
 
 
 def _results(stack, day: str) -> list[JobResult]:
@@ -126,7 +115,7 @@ def test_the_catalog_follows_the_lake_across_an_added_field(dags, pipeline_stack
     _check_table_against_the_lake(stack, glue, [first.day], newest_day=first.day)
 
     # The deployment of version 2: its schema object, then the table (Terraform's job on AWS), then the setting.
-    evolved = _evolved(EVENTS_SCHEMA)
+    evolved = EVOLVED_SCHEMA
     schema_key = "glue/schemas/v2/events.json"
     document = {**evolved.struct_json(), "version": evolved.version}
     stack.s3.put_object(Bucket=stack.names.assets_bucket, Key=schema_key, Body=json.dumps(document).encode())

@@ -8,7 +8,7 @@ import pytest
 
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileState
-from ndjson_pipeline.ledger import IllegalTransitionError
+from ndjson_pipeline.ledger import IllegalTransitionError, LedgerError
 from tests.factories import claim, file_result, register_files
 
 
@@ -94,7 +94,7 @@ def test_a_finaliser_records_outcomes_a_hundred_files_per_request_and_a_retry_fi
     manifest = claim(stack)
     outcomes = [file_result(i, FileState.DONE, rows_in=2, rows_out=2) for i in identities]
     # The first finaliser recorded 40 outcomes, then died before the rest and the manifest's close.
-    transitions._finish_files(stack.ledger._table, manifest.manifest_id, outcomes[:40], utcnow())
+    transitions._finish_files(stack.ledger._table, manifest.manifest_id, outcomes[:40], utcnow(), FileState.CLAIMED)
     calls = []
     stack.ledger._table.client.meta.events.register(
         "before-call.dynamodb", lambda model, **_: calls.append(model.name), unique_id="count-finalise"
@@ -110,3 +110,37 @@ def test_a_finaliser_records_outcomes_a_hundred_files_per_request_and_a_retry_fi
     assert {stack.ledger.get_file(i).state for i in identities} == {FileState.DONE}
     assert {stack.ledger.get_file(i).rows_out for i in identities} == {2}
     assert stack.ledger.get_manifest(manifest.manifest_id).state == "SUCCEEDED"
+
+
+def test_a_reprocess_restates_only_done_files_of_a_succeeded_manifest_and_repeats_safely(stack):
+    identities = register_files(stack, 3)
+    manifest = claim(stack)
+    with pytest.raises(IllegalTransitionError, match="CLAIMED"):
+        stack.ledger.restate_files(manifest.manifest_id, [file_result(identities[0], FileState.DONE)])
+    stack.ledger.complete_manifest(
+        manifest.manifest_id,
+        [
+            file_result(identities[0], FileState.DONE, rows_in=4, rows_out=2, rows_quarantined=2),
+            file_result(identities[1], FileState.DONE, rows_in=4, rows_out=4),
+            file_result(identities[2], FileState.QUARANTINED, reason="not decodable: truncated gzip"),
+        ],
+    )
+    restated = [
+        file_result(identities[0], FileState.DONE, rows_in=4, rows_out=4),
+        file_result(identities[1], FileState.QUARANTINED, reason="too large: 12 GB decoded"),
+    ]
+    stack.ledger.restate_files(manifest.manifest_id, restated)
+    stack.ledger.restate_files(manifest.manifest_id, restated)  # a retried swap
+
+    records = stack.ledger.get_files(identities)
+    assert (records[identities[0]].state, records[identities[0]].rows_out) == (FileState.DONE, 4)
+    assert (records[identities[1]].state, records[identities[1]].reason) == (
+        FileState.QUARANTINED,
+        "too large: 12 GB decoded",
+    )
+    # A file the manifest quarantined whole is not a reprocess's to restate (replay returns it to PENDING).
+    with pytest.raises(IllegalTransitionError, match=identities[2]):
+        stack.ledger.restate_files(manifest.manifest_id, [file_result(identities[2], FileState.DONE)])
+    other = register_files(stack, 1, prefix="other")
+    with pytest.raises(LedgerError, match="does not hold"):
+        stack.ledger.restate_files(manifest.manifest_id, [file_result(other[0], FileState.DONE)])

@@ -22,9 +22,11 @@ def _make_hook(stack, **overrides) -> ManifestGlueJobHook:
     return ManifestGlueJobHook(**{"job_name": stack.names.glue_job, **overrides})
 
 
-def _start(stack, manifest_id: str) -> str:
+def _start(stack, manifest_id: str, lake_root: str | None = None) -> str:
+    """A run of the manifest as the pipeline starts one: writing to the lake, unless ``lake_root`` says otherwise."""
     glue = client("glue", stack.endpoint)
-    return glue.start_job_run(JobName=stack.names.glue_job, Arguments={"--manifest_id": manifest_id})["JobRunId"]
+    arguments = {"--manifest_id": manifest_id, "--lake_root": lake_root or stack.settings.layout.lake_root}
+    return glue.start_job_run(JobName=stack.names.glue_job, Arguments=arguments)["JobRunId"]
 
 
 def test_runs_are_found_by_manifest_id_only(glue_stack):
@@ -33,6 +35,21 @@ def test_runs_are_found_by_manifest_id_only(glue_stack):
     runs = _make_hook(glue_stack).runs_of("20261124-aaaa")
     assert [r["Id"] for r in runs] == [mine]
     assert _make_hook(glue_stack).runs_of("20261124-cccc") == []
+
+
+def test_a_reprocess_and_the_pipeline_never_see_each_others_runs_of_a_manifest(glue_stack):
+    """A reprocess converts a manifest again under the same id, into its own layout (``--lake_root``)."""
+    lake = glue_stack.settings.layout
+    rebuild = lake.rebuild("r1")
+    pipeline_run = _start(glue_stack, "20261124-aaaa", lake.lake_root)
+    rebuild_run = _start(glue_stack, "20261124-aaaa", rebuild.lake_root)
+    assert [r["Id"] for r in _make_hook(glue_stack, lake_root=lake.lake_root).runs_of("20261124-aaaa")] == [
+        pipeline_run
+    ]
+    assert [r["Id"] for r in _make_hook(glue_stack, lake_root=rebuild.lake_root).runs_of("20261124-aaaa")] == [
+        rebuild_run
+    ]
+    assert _make_hook(glue_stack, lake_root=lake.rebuild("r2").lake_root).runs_of("20261124-aaaa") == []
 
 
 def test_local_conversions_are_never_found_running(slow_glue_runs):

@@ -165,6 +165,10 @@ class Ledger:
         """Move a manifest's files to DONE/QUARANTINED and close the manifest, idempotently."""
         transitions.complete_manifest(self._table, manifest_id, outcomes)
 
+    def restate_files(self, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
+        """Replace the outcomes of files a SUCCEEDED manifest made DONE with a reprocess's (see ``transitions``)."""
+        transitions.restate_files(self._table, manifest_id, outcomes)
+
     def compensate_manifest(self, manifest_id: str, *, max_attempts: int, reason: str) -> list[str]:
         """Return a failed manifest's files to PENDING (FAILED after ``max_attempts``); the FAILED identities."""
         return transitions.compensate_manifest(self._table, manifest_id, max_attempts=max_attempts, reason=reason)

@@ -34,7 +34,7 @@ from ndjson_pipeline.manifest import FileResult
 
 log = logging.getLogger(__name__)
 
-_CLAIMED_BY_MANIFEST = "#state = :claimed AND manifest_id = :m"
+_BY_MANIFEST = "#state = :from AND manifest_id = :m"
 
 
 def complete_manifest(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
@@ -54,8 +54,26 @@ def complete_manifest(table: LedgerTable, manifest_id: str, outcomes: Sequence[F
     now = utcnow()
     ordered = sorted(outcomes, key=lambda o: o.identity)
     for start in range(0, len(ordered), TRANSACTION_LIMIT):
-        _finish_files(table, manifest_id, ordered[start : start + TRANSACTION_LIMIT], now)
+        _finish_files(table, manifest_id, ordered[start : start + TRANSACTION_LIMIT], now, FileState.CLAIMED)
     _close_manifest(table, manifest_id, ManifestState.SUCCEEDED, now)
+
+
+def restate_files(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
+    """A reprocess's new outcomes of files this (SUCCEEDED) manifest made DONE: state and row counts replaced.
+
+    Only DONE files of the manifest move (nothing else moves a DONE file), so an
+    outcome already restated (a retried swap) is recognised and dropped.
+    """
+    record = table.require_manifest(manifest_id)
+    if record.state is not ManifestState.SUCCEEDED:
+        raise IllegalTransitionError(f"manifest {manifest_id}", record.state, ManifestState.SUCCEEDED)
+    unknown = sorted({o.identity for o in outcomes} - set(record.files))
+    if unknown:
+        raise LedgerError(f"manifest {manifest_id} does not hold {unknown[:3]}")
+    now = utcnow()
+    ordered = sorted(outcomes, key=lambda o: o.identity)
+    for start in range(0, len(ordered), TRANSACTION_LIMIT):
+        _finish_files(table, manifest_id, ordered[start : start + TRANSACTION_LIMIT], now, FileState.DONE)
 
 
 def fence_manifest(table: LedgerTable, manifest_id: str, *, lease_expired_at: datetime | None = None) -> bool:
@@ -160,17 +178,19 @@ def clear_alert(table: LedgerTable, identity: str, manifest_id: str) -> None:
     )
 
 
-def _finish_files(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult], now: datetime) -> None:
+def _finish_files(
+    table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult], now: datetime, from_state: FileState
+) -> None:
     """Record up to 100 files' outcomes in one transaction: one request instead of one per file.
 
-    Each file's update keeps its own condition (still claimed by this manifest);
-    a file found already finished the same way (a retried finaliser) is dropped
+    Each file's update keeps its own condition (still ``from_state`` by this
+    manifest); a file found already finished the same way (a retry) is dropped
     and the rest written again, any other state found is refused.
     """
     todo = list(outcomes)
     for attempt in range(CONFLICT_RETRIES):
         cancellations = transact_write(
-            table.client, [{"Update": _finish_action(table, manifest_id, o, now)} for o in todo]
+            table.client, [{"Update": _finish_action(table, manifest_id, o, now, from_state)} for o in todo]
         )
         if not cancellations:
             return
@@ -191,16 +211,18 @@ def _finish_files(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileR
     )
 
 
-def _finish_action(table: LedgerTable, manifest_id: str, outcome: FileResult, now: datetime) -> dict[str, Any]:
+def _finish_action(
+    table: LedgerTable, manifest_id: str, outcome: FileResult, now: datetime, from_state: FileState
+) -> dict[str, Any]:
     if outcome.outcome not in JOB_OUTCOMES:
-        raise IllegalTransitionError(f"file {outcome.identity}", FileState.CLAIMED, outcome.outcome)
+        raise IllegalTransitionError(f"file {outcome.identity}", from_state, outcome.outcome)
     update = (
         "SET #state = :to, updated_at = :now, finished_at = :now, #ttl = :ttl, "
         "rows_in = :rin, rows_out = :rout, rows_quarantined = :rq, rows_rescued = :rr"
     )
     values: dict[str, Any] = {
         ":to": outcome.outcome,
-        ":claimed": FileState.CLAIMED,
+        ":from": from_state,
         ":m": manifest_id,
         ":now": iso(now),
         ":ttl": table.expires_at(now),
@@ -217,8 +239,8 @@ def _finish_action(table: LedgerTable, manifest_id: str, outcome: FileResult, no
         "TableName": table.name,
         "Key": encode_item(table.schema.file_key(FileId.parse(outcome.identity))),
         "UpdateExpression": update,
-        "ConditionExpression": _CLAIMED_BY_MANIFEST,
-        "ExpressionAttributeNames": table.schema.placeholders(update, _CLAIMED_BY_MANIFEST),
+        "ConditionExpression": _BY_MANIFEST,
+        "ExpressionAttributeNames": table.schema.placeholders(update, _BY_MANIFEST),
         "ExpressionAttributeValues": encode_item(values),
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
@@ -237,7 +259,7 @@ def _release_file(
     failed = attempts >= max_attempts
     stamp = iso(now)
     values: dict[str, Any] = {
-        ":claimed": FileState.CLAIMED,
+        ":from": FileState.CLAIMED,
         ":m": manifest_id,
         ":now": stamp,
         ":attempts": attempts,
@@ -263,7 +285,7 @@ def _release_file(
         table,
         identity,
         update + " REMOVE lease_expires_at, manifest_id",
-        _CLAIMED_BY_MANIFEST,
+        _BY_MANIFEST,
         values,
         wanted=values[":to"],
         already_done=lambda found: found.get("manifest_id") != manifest_id,

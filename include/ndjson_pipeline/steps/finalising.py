@@ -10,7 +10,7 @@ from typing import Any
 
 from ndjson_pipeline.catalog import DatasetCatalog
 from ndjson_pipeline.files import FileState
-from ndjson_pipeline.layout import PublishLog
+from ndjson_pipeline.layout import LakeLayout, PublishLog
 from ndjson_pipeline.ledger import Ledger, ManifestState
 from ndjson_pipeline.manifest import JobResult, Manifest, ManifestRef
 from ndjson_pipeline.settings import PipelineSettings
@@ -20,8 +20,11 @@ from ndjson_pipeline.storage import Storage
 log = logging.getLogger(__name__)
 
 
-def read_result(storage: Storage, settings: PipelineSettings, ref: ManifestRef) -> JobResult | None:
-    body = storage.read_bytes_if_exists(settings.layout.result_uri(ref.day, ref.manifest_id))
+def read_result(
+    storage: Storage, settings: PipelineSettings, ref: ManifestRef, layout: LakeLayout | None = None
+) -> JobResult | None:
+    """The manifest's job result in the lake (or in ``layout``, a reprocess's), None while it has none."""
+    body = storage.read_bytes_if_exists((layout or settings.layout).result_uri(ref.day, ref.manifest_id))
     return None if body is None else JobResult.from_json(body)
 
 

@@ -77,7 +77,7 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
         "failed": failed[:20],
         "usage": {**usage.as_dict(), "records": usage_records},
         "cost": day_cost(usage, files=files, landing_bytes=totals["bytes"], landing_days=landing_days),
-        # Operator actions on the day's files (maintenance DAG), oldest first.
+        # Operator actions on the day's files (maintenance and reprocess DAGs), oldest first.
         "maintenance": [_summary(r) for r in read_records(storage, settings, day)],
     }
     uri = settings.layout.report_uri(day)
@@ -95,12 +95,11 @@ def _percentile(values: list[float], pct: int) -> float | None:
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
-    """An action record as the report shows it: counts, and the first identities only."""
-    changed, unchanged = record["changed"], record["unchanged"]
-    return {
-        **record,
-        "changed": changed[:20],
-        "changed_count": len(changed),
-        "unchanged": dict(list(unchanged.items())[:20]),
-        "unchanged_count": len(unchanged),
-    }
+    """An action record as the report shows it: each list or mapping cut to its first 20, with its count."""
+    summary = dict(record)
+    for name, value in record.items():
+        if isinstance(value, list):
+            summary[name], summary[f"{name}_count"] = value[:20], len(value)
+        elif isinstance(value, dict):
+            summary[name], summary[f"{name}_count"] = dict(list(value.items())[:20]), len(value)
+    return summary

@@ -11,6 +11,7 @@ from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline_airflow.hooks import RecordsRequests
 
 MANIFEST_ARGUMENT = "--manifest_id"
+LAKE_ROOT_ARGUMENT = "--lake_root"
 ACTIVE_STATES = frozenset({"STARTING", "RUNNING", "WAITING", "STOPPING"})
 
 
@@ -21,13 +22,16 @@ class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
     started a run, a retry or a clear of any of them finds it.
 
     :param job_name: the conversion job (``settings.names.glue_job``); it must exist (Terraform creates it).
+    :param lake_root: only runs writing to this ``--lake_root``: the lake's, or a reprocess's rebuild layout
+        (a reprocess converts a manifest again under the same id); any when None.
     :param max_run_pages: pages of ``GetJobRuns`` (200 runs each, newest first) searched for a manifest's runs.
 
     Additional arguments (such as ``aws_conn_id``) are passed down to ``GlueJobHook``.
     """
 
-    def __init__(self, *, job_name: str, max_run_pages: int = 5, **kwargs: Any) -> None:
+    def __init__(self, *, job_name: str, lake_root: str | None = None, max_run_pages: int = 5, **kwargs: Any) -> None:
         super().__init__(job_name=job_name, **kwargs)
+        self.lake_root = lake_root
         self.max_run_pages = max_run_pages
 
     @property
@@ -37,7 +41,7 @@ class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
         return str(self.job_name)
 
     def runs_of(self, manifest_id: str) -> list[dict[str, Any]]:
-        """Recent runs that carry ``--manifest_id <manifest_id>``, newest first.
+        """Recent runs that carry ``--manifest_id <manifest_id>`` (and the hook's ``--lake_root``), newest first.
 
         .. seealso::
             - :external+boto3:py:meth:`Glue.Client.get_job_runs`
@@ -49,13 +53,15 @@ class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
             if token:
                 request["NextToken"] = token
             page = self.conn.get_job_runs(**request)
-            runs += [
-                r for r in page.get("JobRuns", []) if (r.get("Arguments") or {}).get(MANIFEST_ARGUMENT) == manifest_id
-            ]
+            runs += [r for r in page.get("JobRuns", []) if self._converts(r.get("Arguments") or {}, manifest_id)]
             token = page.get("NextToken")
             if not token:
                 break
         return runs
+
+    def _converts(self, arguments: dict[str, str], manifest_id: str) -> bool:
+        root = arguments.get(LAKE_ROOT_ARGUMENT)
+        return arguments.get(MANIFEST_ARGUMENT) == manifest_id and self.lake_root in (None, root)
 
     def active_run_of(self, manifest_id: str) -> str | None:
         """The id of a run of the manifest that has not ended, or None."""

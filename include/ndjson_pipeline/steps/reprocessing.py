@@ -1,0 +1,386 @@
+"""Reprocessing: rebuild a day's Parquet from its raw files after a fix, then swap it in whole for readers.
+
+A reprocess of a day converts again the files each SUCCEEDED manifest of the day
+made DONE, under the same manifest ids, into its own layout
+(``LakeLayout.rebuild``), so nothing a reader sees changes while it converts.
+Files quarantined whole are left out (``replay_quarantined`` returns those to
+the pipeline), and no other action moves a DONE file, so no one else converts
+these files meanwhile. Lines quarantined inside converted files are read again
+from the raw files: a fixed schema or read mode turns them into rows.
+
+The swap of a day, once every rebuilt manifest has its result:
+
+1. every result must reconcile, and no file the day converted may be lost (a
+   raw version gone from the landing bucket would come back "superseded":
+   refused, and nothing is changed);
+2. the files other manifests published meanwhile into the day's partitions
+   (late files) are copied into the rebuilt partitions, and each catalog
+   partition is pointed at its rebuilt copy: readers move from the old day to
+   the new one in one catalog update;
+3. in the lake, each rebuilt manifest's Parquet, quarantined lines, publish log
+   and result are replaced by the rebuilt ones (their names derive from the
+   manifest id, so nothing of another manifest is touched);
+4. the files' outcomes and row counts are restated in the ledger;
+5. the partitions point back at the lake, the record is written, the
+   reprocess's layout is removed.
+
+A manifest of the day that finishes during 2-5 is visible from 5 on: delayed,
+never mixed in. Every step is safe to repeat, so a failed swap is retried from
+the start; once the record exists a retry only removes what is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from ndjson_pipeline.catalog import DatasetCatalog
+from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.files import FileId, FileState
+from ndjson_pipeline.landing import day_listing_pages
+from ndjson_pipeline.layout import LakeLayout, PublishLog
+from ndjson_pipeline.ledger import Ledger, ManifestState
+from ndjson_pipeline.manifest import JobResult, Manifest, ManifestRef, OutputFile, ReconciliationError
+from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.steps import PipelineError
+from ndjson_pipeline.steps.reconcile import check_day_can_be_closed
+from ndjson_pipeline.storage import Storage
+
+log = logging.getLogger(__name__)
+
+ACTION = "reprocess_day"
+_LOST_INPUT = "superseded"  # the job's reason for a raw version it cannot read any more
+
+
+def rebuild_id_for(requested_by: str, day: str) -> str:
+    """The id of one day's rebuild, from the run that asked: every try and clear of that run uses the same layout.
+
+    One layout per day: a day's swap removes its own, and under event-time
+    partitioning two days of a range may write into the same partition.
+    """
+    return hashlib.sha256(f"{requested_by}/{day}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RebuildRef:
+    """What the planning task passes to a rebuild conversion: one manifest of the day, in one reprocess."""
+
+    manifest: ManifestRef
+    rebuild_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The manifest reference's fields and ``rebuild_id``, flat: the task reads ``day`` and ``manifest_id``."""
+        return {**self.manifest.as_dict(), "rebuild_id": self.rebuild_id}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RebuildRef:
+        fields = dict(raw)
+        rebuild_id = str(fields.pop("rebuild_id"))
+        return cls(ManifestRef.from_dict(fields), rebuild_id)
+
+
+@dataclass(frozen=True)
+class ReprocessPlan:
+    """A day's manifests to rebuild (in a dry run: what a real run would rebuild)."""
+
+    day: str
+    rebuild_id: str
+    manifests: list[RebuildRef]
+    files: int
+    rows_out: int  # the day's rows the lake holds now, to be replaced
+    rows_quarantined: int  # the lines quarantined now, read again
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "day": self.day,
+            "rebuild_id": self.rebuild_id,
+            "manifests": len(self.manifests),
+            "files": self.files,
+            "rows_out": self.rows_out,
+            "rows_quarantined": self.rows_quarantined,
+        }
+
+
+@dataclass(frozen=True)
+class ReprocessRecord:
+    """What one reprocess did to a day, written under the day and listed by the day report."""
+
+    action: str
+    day: str
+    rebuild_id: str
+    requested_by: str
+    requested_at: str
+    triggered_by: str | None
+    manifests: int
+    files: int
+    rows_out_before: int
+    rows_out_after: int
+    rows_quarantined_before: int
+    rows_quarantined_after: int
+    outcomes_changed: dict[str, str] = field(default_factory=dict)  # identity -> "DONE -> QUARANTINED"
+    late_files_kept: int = 0  # objects of manifests finished during the reprocess, carried into the new day
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_reprocess(
+    ledger: Ledger,
+    storage: Storage,
+    settings: PipelineSettings,
+    day: str,
+    *,
+    requested_by: str,
+    dry_run: bool,
+    today: date | None = None,
+) -> ReprocessPlan:
+    """The day's SUCCEEDED manifests and their DONE files; unless ``dry_run``, their rebuild manifests written.
+
+    Refuses a day whose raw files may have expired, and a day with a manifest
+    whose files are DONE but which is not closed yet (a finaliser stopped half
+    way: the sweeper closes it; reprocess after that).
+    """
+    check_day_can_be_closed(day, settings, today)
+    rebuild_id = rebuild_id_for(requested_by, day)
+    rebuild = settings.layout.rebuild(rebuild_id)
+    manifest_ids: set[str] = set()
+    rows: Counter[str] = Counter()
+    bucket = settings.names.landing_bucket
+    for objects in day_listing_pages(storage.s3, bucket, day, settings):
+        identities = [str(FileId.from_listing(bucket, obj)) for obj in objects]
+        for file in ledger.get_files(identities).values():
+            if file.state is FileState.DONE and file.manifest_id:
+                manifest_ids.add(file.manifest_id)
+    refs: list[RebuildRef] = []
+    for manifest_id in sorted(manifest_ids):
+        record = ledger.get_manifest(manifest_id)
+        if record is None or record.state is not ManifestState.SUCCEEDED:
+            state = record.state if record else "missing"
+            raise PipelineError(
+                f"manifest {manifest_id} of day {day} is {state}, not SUCCEEDED; reprocess it once closed"
+            )
+        # Every DONE file of the manifest, from its record: a raw file missing from the listing must not be dropped.
+        done = [
+            f
+            for f in ledger.get_files(sorted(record.files)).values()
+            if f.state is FileState.DONE and f.manifest_id == manifest_id
+        ]
+        for f in done:
+            rows["files"] += 1
+            rows["out"] += f.rows_out
+            rows["quarantined"] += f.rows_quarantined
+        manifest = Manifest(
+            manifest_id, day, tuple(sorted((f.file for f in done), key=lambda f: f.identity)), record.generation
+        )
+        if not dry_run:
+            storage.write_bytes(rebuild.manifest_uri(day, manifest_id), manifest.to_json().encode())
+        refs.append(RebuildRef(ManifestRef.of(manifest), rebuild_id))
+    plan = ReprocessPlan(day, rebuild_id, refs, rows["files"], rows["out"], rows["quarantined"])
+    log.info("%sreprocess of %s: %s", "dry run: " if dry_run else "", day, json.dumps(plan.summary()))
+    return plan
+
+
+def swap_day(
+    ledger: Ledger,
+    storage: Storage,
+    settings: PipelineSettings,
+    catalog: DatasetCatalog | None,
+    day: str,
+    *,
+    requested_by: str,
+    triggered_by: str | None = None,
+) -> ReprocessRecord:
+    """Put the day's rebuilt manifests in place of the old ones (steps 1-5 of the module doc); return the record."""
+    lake = settings.layout
+    rebuild_id = rebuild_id_for(requested_by, day)
+    rebuild = lake.rebuild(rebuild_id)
+    record_uri = lake.maintenance_uri(day, f"{ACTION}-{requested_by}")
+    done = storage.read_bytes_if_exists(record_uri)
+    if done is not None:
+        _remove_rebuild(storage, rebuild)
+        return ReprocessRecord(**json.loads(done))
+    rebuilt = _rebuilt_results(storage, rebuild, day)
+    old = {m: _replaced_result(storage, lake, rebuild, day, m) for m in rebuilt}
+    changed = _check_nothing_lost(day, rebuilt, old)
+    _keep_replaced(storage, rebuild, day, old)
+    names = tuple(f"part-{manifest_id}-" for manifest_id in rebuilt)
+    dts = {dt for result in [*rebuilt.values(), *old.values()] for dt in _dts(result)}
+    late = _carry_late_files(storage, lake, rebuild, dts, names)
+    newest = max(rebuilt.values(), key=lambda r: r.schema_version or 0)
+    if catalog is not None:
+        catalog.point_partitions(newest, {dt: rebuild.partition_uri(dt) + "/" for dt in dts}, existing_only=True)
+    for manifest_id, result in rebuilt.items():
+        _replace_manifest_output(storage, lake, rebuild, day, manifest_id, result, dts)
+        ledger.restate_files(manifest_id, result.files)
+    if catalog is not None:
+        catalog.point_partitions(newest, {dt: lake.partition_uri(dt) + "/" for dt in dts}, existing_only=False)
+    for uri in storage.list(rebuild.usage_prefix(day)):
+        storage.copy(uri, rebuild.moved_to(uri, lake))  # the reprocess's own cost counts for the day
+    record = ReprocessRecord(
+        action=ACTION,
+        day=day,
+        rebuild_id=rebuild_id,
+        requested_by=requested_by,
+        requested_at=utcnow().isoformat(),
+        triggered_by=triggered_by,
+        manifests=len(rebuilt),
+        files=sum(len(r.files) for r in rebuilt.values()),
+        rows_out_before=sum(_done_rows(old[m], rebuilt[m], "rows_out") for m in rebuilt),
+        rows_out_after=sum(r.rows_out for r in rebuilt.values()),
+        rows_quarantined_before=sum(_done_rows(old[m], rebuilt[m], "rows_quarantined") for m in rebuilt),
+        rows_quarantined_after=sum(r.rows_quarantined for r in rebuilt.values()),
+        outcomes_changed=changed,
+        late_files_kept=late,
+    )
+    storage.write_bytes(record_uri, json.dumps(record.as_dict(), indent=2, sort_keys=True).encode())
+    _remove_rebuild(storage, rebuild)
+    log.info("reprocess of %s swapped in: %s", day, json.dumps(record.as_dict()))
+    return record
+
+
+def _rebuilt_results(storage: Storage, rebuild: LakeLayout, day: str) -> dict[str, JobResult]:
+    """Each rebuilt manifest's result; every manifest the plan wrote must have one."""
+    manifests = sorted(storage.list(rebuild.manifest_uri(day, "").removesuffix(".json")))
+    if not manifests:
+        raise PipelineError(f"day {day}: the reprocess planned no manifest under {rebuild.lake_root}")
+    results: dict[str, JobResult] = {}
+    missing = []
+    for uri in manifests:
+        manifest = Manifest.from_json(storage.read_bytes(uri))
+        body = storage.read_bytes_if_exists(rebuild.result_uri(day, manifest.manifest_id))
+        if body is None:
+            missing.append(manifest.manifest_id)
+            continue
+        result = JobResult.from_json(body)
+        try:
+            result.check_reconciled(manifest)
+        except ReconciliationError as exc:
+            raise PipelineError(
+                f"day {day}: a rebuilt manifest does not reconcile, nothing was swapped: {exc}"
+            ) from exc
+        results[manifest.manifest_id] = result
+    if missing:
+        raise PipelineError(
+            f"day {day}: {len(missing)} rebuilt manifests have no result (their conversion failed: clear it), "
+            f"e.g. {missing[:3]}; nothing was swapped"
+        )
+    return results
+
+
+def _replaced_result(storage: Storage, lake: LakeLayout, rebuild: LakeLayout, day: str, manifest_id: str) -> JobResult:
+    """The lake's result the rebuild replaces, as it was before the swap (``_keep_replaced`` keeps it aside)."""
+    kept = storage.read_bytes_if_exists(rebuild.replaced_result_uri(day, manifest_id))
+    body = kept if kept is not None else storage.read_bytes_if_exists(lake.result_uri(day, manifest_id))
+    if body is None:
+        raise PipelineError(
+            f"manifest {manifest_id} is SUCCEEDED but its result {lake.result_uri(day, manifest_id)} is gone"
+        )
+    return JobResult.from_json(body)
+
+
+def _keep_replaced(storage: Storage, rebuild: LakeLayout, day: str, old: dict[str, JobResult]) -> None:
+    """Keep the replaced results aside before any is overwritten, so a retried swap reports the same figures."""
+    for manifest_id, result in old.items():
+        uri = rebuild.replaced_result_uri(day, manifest_id)
+        if storage.read_bytes_if_exists(uri) is None:
+            storage.write_bytes(uri, result.to_json().encode())
+
+
+def _check_nothing_lost(day: str, rebuilt: dict[str, JobResult], old: dict[str, JobResult]) -> dict[str, str]:
+    """Refuse a rebuild that lost a raw file; the files whose outcome changes, ``identity -> "OLD -> NEW"``."""
+    lost = [
+        f"{f.uri} ({f.reason})"
+        for result in rebuilt.values()
+        for f in result.files
+        if f.outcome is FileState.QUARANTINED and (f.reason or "").startswith(_LOST_INPUT)
+    ]
+    if lost:
+        raise PipelineError(
+            f"day {day}: {len(lost)} raw files the day converted cannot be read any more, so the rebuilt day would "
+            f"lose their rows; nothing was swapped: {lost[:3]}"
+        )
+    changed = {}
+    for manifest_id, result in rebuilt.items():
+        before = {f.identity: f.outcome for f in old[manifest_id].files}
+        for f in result.files:
+            if before.get(f.identity) is not f.outcome:
+                changed[f.identity] = f"{before.get(f.identity)} -> {f.outcome}"
+    return changed
+
+
+def _dts(result: JobResult) -> set[str]:
+    return {dt for f in result.output_files if (dt := LakeLayout.dt_of(f.path))}
+
+
+def _done_rows(old: JobResult, rebuilt: JobResult, name: str) -> int:
+    """A count over the old result's files that the reprocess rebuilt (files quarantined whole are not)."""
+    identities = {f.identity for f in rebuilt.files}
+    return sum(getattr(f, name) for f in old.files if f.identity in identities)
+
+
+def _carry_late_files(
+    storage: Storage, lake: LakeLayout, rebuild: LakeLayout, dts: set[str], rebuilt_names: tuple[str, ...]
+) -> int:
+    """Copy into the rebuilt partitions what other manifests published into the day's partitions; the count."""
+    carried = 0
+    for dt in sorted(dts):
+        for uri in storage.list(lake.partition_uri(dt) + "/"):
+            if not uri.rsplit("/", 1)[-1].startswith(rebuilt_names):
+                storage.copy(uri, lake.moved_to(uri, rebuild))
+                carried += 1
+    return carried
+
+
+def _replace_manifest_output(
+    storage: Storage,
+    lake: LakeLayout,
+    rebuild: LakeLayout,
+    day: str,
+    manifest_id: str,
+    result: JobResult,
+    dts: set[str],
+) -> None:
+    """The lake's objects of one manifest become the rebuilt ones: copied over, the old ones not rebuilt removed."""
+    published = PublishLog.read(storage, rebuild.publish_log_uri(day, manifest_id))
+    if published is None:
+        raise PipelineError(f"rebuilt manifest {manifest_id} has a result but no publish log under {rebuild.lake_root}")
+    targets = {rebuild.moved_to(uri, lake): uri for uri in published.uris}
+    files_record = lake.quarantined_files_uri(day, manifest_id)
+    rebuilt_files = {f.identity for f in result.files}
+    kept_lines = _kept_whole_quarantines(storage, files_record, rebuilt_files)
+    old_log = PublishLog.read(storage, lake.publish_log_uri(day, manifest_id))
+    existing = set(old_log.uris) if old_log else set()
+    for dt in dts:
+        existing |= set(storage.list(lake.part_prefix(dt, manifest_id)))
+    existing |= set(storage.list(lake.quarantine_uri(day, manifest_id) + "/"))
+    keep = set(targets) | ({files_record} if kept_lines or files_record in targets else set())
+    PublishLog(frozenset(existing | keep)).write(storage, lake.publish_log_uri(day, manifest_id))
+    for target, source in sorted(targets.items()):
+        if target != files_record:
+            storage.copy(source, target)
+    if kept_lines or files_record in targets:
+        rebuilt_record = storage.read_bytes(targets[files_record]) if files_record in targets else b""
+        storage.write_bytes(files_record, kept_lines + rebuilt_record)
+    storage.delete(sorted(existing - keep))
+    PublishLog(frozenset(keep)).write(storage, lake.publish_log_uri(day, manifest_id))
+    moved = tuple(OutputFile(rebuild.moved_to(o.path, lake), o.bytes, o.rows) for o in result.output_files)
+    storage.write_bytes(lake.result_uri(day, manifest_id), replace(result, output_files=moved).to_json().encode())
+
+
+def _kept_whole_quarantines(storage: Storage, files_record: str, rebuilt: set[str]) -> bytes:
+    """Lines of the lake's files record for files the reprocess did not convert again (quarantined whole before)."""
+    body = storage.read_bytes_if_exists(files_record)
+    if body is None:
+        return b""
+    lines = [line for line in body.decode().splitlines() if line.strip()]
+    return "".join(line + "\n" for line in lines if json.loads(line).get("identity") not in rebuilt).encode()
+
+
+def _remove_rebuild(storage: Storage, rebuild: LakeLayout) -> None:
+    storage.delete_prefix(rebuild.lake_root)
+    storage.delete_prefix(rebuild.quarantine_root)
