@@ -19,10 +19,13 @@ from typing import Any
 import duckdb
 import pytest
 
+from ndjson_pipeline.catalog import TableDefinition, ensure_table
 from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.conversion import ConversionOptions
 from tests.conftest import Stack, make_stack
+from tests.factories import EVOLVED_SCHEMA
 from tools import iam_report
-from tools.local_stack import REPO_ROOT, local_pipeline_settings
+from tools.local_stack import REPO_ROOT, client, local_pipeline_settings
 from tools.sample_day import SampleDay, sample_day, upload
 
 
@@ -69,6 +72,21 @@ def configure(stack: Stack, monkeypatch, **overrides: Any) -> dict[str, Any]:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AIRFLOW_VAR_NDJSON_PIPELINE_SETTINGS", json.dumps(settings))
     return settings
+
+
+def deploy_schema_version_2(stack: Stack, monkeypatch, **overrides: Any) -> None:
+    """What a deployment of ``EVOLVED_SCHEMA`` does: its schema object, the table (Terraform's on AWS), the setting.
+
+    The table keeps the stack's conversion options (the rescue column); ``overrides`` go to the settings.
+    """
+    key = "glue/schemas/v2/events.json"
+    document = {**EVOLVED_SCHEMA.struct_json(), "version": EVOLVED_SCHEMA.version}
+    stack.s3.put_object(Bucket=stack.names.assets_bucket, Key=key, Body=json.dumps(document).encode())
+    definition = TableDefinition.for_dataset(
+        stack.names.catalog_database, stack.settings.layout, EVOLVED_SCHEMA, ConversionOptions()
+    )
+    assert ensure_table(client("glue", stack.endpoint), definition) == "updated from schema version 1 to 2"
+    configure(stack, monkeypatch, schema_uri=f"s3://{stack.names.assets_bucket}/{key}", **overrides)
 
 
 @pytest.fixture

@@ -19,13 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ndjson_pipeline.catalog import TableDefinition, ensure_table
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.landing import day_prefix
 from ndjson_pipeline.manifest import JobResult
-from tests.e2e.conftest import configure, ingest, land, run, task_states
-from tests.factories import EVOLVED_SCHEMA
+from tests.e2e.conftest import deploy_schema_version_2, ingest, land, run, task_states
 from tools.local_stack import client
 from tools.sample_data import make_event
 
@@ -114,16 +111,7 @@ def test_the_catalog_follows_the_lake_across_an_added_field(dags, pipeline_stack
     assert str(run(dags, "ndjson_end_of_day", day=first.day).state) == "success"
     _check_table_against_the_lake(stack, glue, [first.day], newest_day=first.day)
 
-    # The deployment of version 2: its schema object, then the table (Terraform's job on AWS), then the setting.
-    evolved = EVOLVED_SCHEMA
-    schema_key = "glue/schemas/v2/events.json"
-    document = {**evolved.struct_json(), "version": evolved.version}
-    stack.s3.put_object(Bucket=stack.names.assets_bucket, Key=schema_key, Body=json.dumps(document).encode())
-    definition = TableDefinition.for_dataset(
-        stack.names.catalog_database, stack.settings.layout, evolved, ConversionOptions()
-    )
-    assert ensure_table(glue, definition) == "updated from schema version 1 to 2"
-    configure(stack, monkeypatch, schema_uri=f"s3://{stack.names.assets_bucket}/{schema_key}")
+    deploy_schema_version_2(stack, monkeypatch)
 
     second_day = (utcnow() - timedelta(days=1)).date().isoformat()  # yesterday: still watched by ingest
     evolved_rows = _land_evolved_day(stack, second_day, files=3)

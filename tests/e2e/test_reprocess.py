@@ -19,13 +19,20 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ndjson_pipeline.catalog import DatasetCatalog, TableDefinition, ensure_table
+from ndjson_pipeline.catalog import DatasetCatalog
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.landing import day_prefix
 from ndjson_pipeline.storage import Storage
-from tests.e2e.conftest import configure, ingest, parquet_event_ids, quarantined_line_records, run, task_states, today
-from tests.factories import EVOLVED_SCHEMA
+from tests.e2e.conftest import (
+    configure,
+    deploy_schema_version_2,
+    ingest,
+    parquet_event_ids,
+    quarantined_line_records,
+    run,
+    task_states,
+    today,
+)
 from tools.local_stack import client
 from tools.sample_data import make_event
 
@@ -55,20 +62,6 @@ def _land(stack, day: str, files: int) -> tuple[set[str], set[str], int]:
         key = f"{day_prefix(day, stack.settings)}reprocess-{n}.ndjson"
         stack.s3.put_object(Bucket=stack.names.landing_bucket, Key=key, Body=("\n".join(lines) + "\n").encode())
     return plain, sourced, broken
-
-
-def _deploy_version_2(stack, monkeypatch, glue) -> None:
-    """What a deployment of schema version 2 does: its schema object, the table, then the setting."""
-    evolved = EVOLVED_SCHEMA
-    key = "glue/schemas/v2/events.json"
-    document = {**evolved.struct_json(), "version": evolved.version}
-    stack.s3.put_object(Bucket=stack.names.assets_bucket, Key=key, Body=json.dumps(document).encode())
-    # The table keeps the rescue column the stack declared; strict files lack it and read it as null.
-    definition = TableDefinition.for_dataset(
-        stack.names.catalog_database, stack.settings.layout, evolved, ConversionOptions()
-    )
-    assert ensure_table(glue, definition) == "updated from schema version 1 to 2"
-    configure(stack, monkeypatch, conversion=STRICT, schema_uri=f"s3://{stack.names.assets_bucket}/{key}")
 
 
 class CatalogReader:
@@ -138,7 +131,7 @@ def test_reprocessed_days_replay_their_quarantined_lines_and_readers_never_see_a
     assert len(quarantined_line_records(stack)) == sum(len(sourced) + broken for _, sourced, broken in landed.values())
     ledger_before = stack.ledger.get_files([i for day in days for i in _identities(stack, day)])
 
-    _deploy_version_2(stack, monkeypatch, glue)
+    deploy_schema_version_2(stack, monkeypatch, conversion=STRICT)  # the table keeps the rescue column: null here
     lake_before = _lake_objects(stack)
     dry = run(dags, "ndjson_reprocess", day=days[0], last_day=days[1])
     assert str(dry.state) == "success", task_states(dry)
