@@ -337,6 +337,7 @@ def local_pipeline_settings(names: ResourceNames, **overrides) -> dict:
         "max_wait_seconds": 5,
         "sensor_timeout_seconds": 30,
         "glue_poll_seconds": 5,
+        "reprocess_grace_seconds": 1,  # no reader runs queries against the local lake
         # moto reports constant capacity units (none for transactions): the day report computes them instead.
         "usage_capacity_source": "computed",
         **overrides,

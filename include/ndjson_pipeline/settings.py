@@ -78,6 +78,9 @@ class PipelineSettings:
     # Where the day report's DynamoDB capacity units come from: "reported" (DynamoDB's ConsumedCapacity, on AWS)
     # or "computed" from item sizes with DynamoDB's rules (emulators report none or constants).
     usage_capacity_source: str = "reported"
+    # A reprocess's swap waits this long after pointing a partition at the rebuilt copy before it changes the lake's
+    # files, and after pointing it back before removing the copy: longer than a reader's longest query.
+    reprocess_grace_seconds: int = 300
     # Alerts: FAILED files are logged at ERROR, counted in CloudWatch and, when set, published to this topic.
     alert_topic_arn: str = ""
     metrics_namespace: str = "NdjsonPipeline"

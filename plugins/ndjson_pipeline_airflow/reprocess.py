@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.steps import PipelineError
-from ndjson_pipeline.steps.reprocessing import RebuildRef, plan_reprocess, swap_day
+from ndjson_pipeline.steps.reprocessing import RebuildRef, plan_reprocess, swap_day, swap_record
 from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
@@ -95,8 +95,9 @@ def swap_days(rebuilds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     requested_by = _requested_by()
     records, refused = [], {}
     for day in sorted({str(ref["day"]) for ref in rebuilds}, reverse=True):
-        for ref in (RebuildRef.from_dict(r) for r in rebuilds if r["day"] == day):
-            record_conversion(settings, ref.manifest, ref.rebuild_id)
+        if swap_record(storage, settings, day, requested_by) is None:  # a retry: the rebuild layout is gone
+            for ref in (RebuildRef.from_dict(r) for r in rebuilds if r["day"] == day):
+                record_conversion(settings, ref.manifest, ref.rebuild_id)
         try:
             record = swap_day(
                 ledger,

@@ -125,22 +125,21 @@ def test_a_reprocess_restates_only_done_files_of_a_succeeded_manifest_and_repeat
             file_result(identities[2], FileState.QUARANTINED, reason="not decodable: truncated gzip"),
         ],
     )
-    restated = [
-        file_result(identities[0], FileState.DONE, rows_in=4, rows_out=4),
-        file_result(identities[1], FileState.QUARANTINED, reason="too large: 12 GB decoded"),
-    ]
+    finished_at = stack.ledger.get_file(identities[0]).finished_at
+    restated = [file_result(identities[0], FileState.DONE, rows_in=4, rows_out=4)]
     stack.ledger.restate_files(manifest.manifest_id, restated)
     stack.ledger.restate_files(manifest.manifest_id, restated)  # a retried swap
 
-    records = stack.ledger.get_files(identities)
-    assert (records[identities[0]].state, records[identities[0]].rows_out) == (FileState.DONE, 4)
-    assert (records[identities[1]].state, records[identities[1]].reason) == (
-        FileState.QUARANTINED,
-        "too large: 12 GB decoded",
-    )
-    # A file the manifest quarantined whole is not a reprocess's to restate (replay returns it to PENDING).
+    first = stack.ledger.get_file(identities[0])
+    assert (first.state, first.rows_out, first.rows_quarantined) == (FileState.DONE, 4, 0)
+    assert first.finished_at == finished_at, "its latency is the first conversion's"
+    assert stack.ledger.get_file(identities[1]).rows_out == 4
+    # A file the manifest quarantined whole is not a reprocess's to restate (replay returns it to PENDING),
+    # and a reprocess never quarantines a file whole.
     with pytest.raises(IllegalTransitionError, match=identities[2]):
         stack.ledger.restate_files(manifest.manifest_id, [file_result(identities[2], FileState.DONE)])
+    with pytest.raises(IllegalTransitionError, match="QUARANTINED"):
+        stack.ledger.restate_files(manifest.manifest_id, [file_result(identities[1], FileState.QUARANTINED)])
     other = register_files(stack, 1, prefix="other")
     with pytest.raises(LedgerError, match="does not hold"):
         stack.ledger.restate_files(manifest.manifest_id, [file_result(other[0], FileState.DONE)])

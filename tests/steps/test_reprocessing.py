@@ -19,6 +19,7 @@ from ndjson_pipeline.manifest import JobResult
 from ndjson_pipeline.steps import PipelineError
 from ndjson_pipeline.steps.reconcile import DayTooOldError, reconcile_day
 from ndjson_pipeline.steps.reprocessing import plan_reprocess, rebuild_id_for, swap_day
+from ndjson_pipeline.storage import Storage
 from tests.factories import DAY, DAY_PATH, EVENTS_SCHEMA, TODAY, file_result, finalise, plan, publish_result
 from tools.local_stack import client
 
@@ -61,8 +62,8 @@ def _plan_and_rebuild(stack, *, rows_per_file: int = 4, quarantined_per_file: in
     return planned, rebuild
 
 
-def _swap(stack, catalog):
-    return swap_day(stack.ledger, stack.storage, stack.settings, catalog, DAY, requested_by=RUN)
+def _swap(stack, catalog, sleep=lambda _seconds: None):
+    return swap_day(stack.ledger, stack.storage, stack.settings, catalog, DAY, requested_by=RUN, sleep=sleep)
 
 
 def _location(glue, stack) -> str:
@@ -94,7 +95,7 @@ def test_a_swap_replaces_the_manifests_output_and_keeps_a_manifest_finished_mean
     record = _swap(stack, catalog)
 
     assert _location(glue, stack) == f"{layout.partition_uri(DAY)}/", "the partition points back at the lake"
-    assert (record.manifests, record.files, record.late_files_kept) == (1, 3, 1)
+    assert (record.manifests, record.files, record.files_changed) == (1, 3, 3)
     assert (record.rows_out_before, record.rows_out_after) == (9, 12)
     assert (record.rows_quarantined_before, record.rows_quarantined_after) == (3, 0)
     assert set(stack.storage.list(layout.partition_uri(DAY) + "/")) == {old_part, *late_parts}
@@ -109,7 +110,7 @@ def test_a_swap_replaces_the_manifests_output_and_keeps_a_manifest_finished_mean
     assert _objects(stack) == before
 
 
-def test_a_rebuild_that_lost_a_raw_file_is_refused_and_changes_nothing(small_batches):
+def test_a_rebuild_that_quarantined_a_converted_file_whole_is_refused_and_changes_nothing(small_batches):
     stack = small_batches
     ref, catalog, glue = _converted_day(stack)
     _, rebuild = _plan_and_rebuild(stack)
@@ -124,7 +125,7 @@ def test_a_rebuild_that_lost_a_raw_file_is_refused_and_changes_nothing(small_bat
     before = _objects(stack)
     files_before = stack.ledger.get_files(sorted(stack.ledger.get_manifest(ref.manifest_id).files))
 
-    with pytest.raises(PipelineError, match=r"cannot be read any more.*nothing was swapped") as refused:
+    with pytest.raises(PipelineError, match=r"quarantined 1 whole files.*nothing was swapped") as refused:
         _swap(stack, catalog)
     assert gone.uri in str(refused.value)
     assert _objects(stack) == before
@@ -183,3 +184,67 @@ def test_a_swap_that_died_half_way_is_finished_by_its_retry_with_the_same_figure
     files = stack.ledger.get_files(sorted(stack.ledger.get_manifest(ref.manifest_id).files))
     assert {(f.rows_out, f.rows_quarantined) for f in files.values()} == {(4, 0)}
     assert not stack.storage.list(rebuild.lake_root + "/")
+
+
+def test_readers_get_the_grace_before_the_lake_changes_and_before_the_rebuilt_copy_goes(small_batches, monkeypatch):
+    stack = small_batches
+    _, catalog, _ = _converted_day(stack)
+    _, rebuild = _plan_and_rebuild(stack)
+    events: list[str] = []
+
+    def recorded(cls, name, what):
+        real = getattr(cls, name)
+
+        def call(self, *args, **kwargs):
+            events.append(what(*args))
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, call)
+
+    def where(uri) -> str:
+        uris = [uri] if isinstance(uri, str) else list(uri)
+        return "rebuild" if uris and all(u.startswith(rebuild.lake_root) for u in uris) else "lake"
+
+    recorded(Storage, "copy", lambda source, target: f"copy to {where(target)}")
+    recorded(Storage, "write_bytes", lambda uri, data: f"write to {where(uri)}")
+    recorded(Storage, "delete", lambda uris: f"delete in {where(uris)}")
+    recorded(
+        DatasetCatalog, "point_partitions", lambda result, locations, **_: f"point at {where(*locations.values())}"
+    )
+
+    _swap(stack, catalog, sleep=lambda seconds: events.append(f"sleep {seconds}"))
+
+    grace = f"sleep {stack.settings.reprocess_grace_seconds}"
+    to_rebuild, to_lake = events.index("point at rebuild"), events.index("point at lake")
+    first_lake_change = next(i for i, e in enumerate(events) if e.endswith("lake") and i > to_rebuild)
+    assert grace in events[to_rebuild:first_lake_change], events
+    removal = next(i for i, e in enumerate(events) if e == "delete in rebuild" and i > to_lake)
+    assert grace in events[to_lake:removal], events
+
+
+def test_a_manifest_with_a_file_quarantined_whole_keeps_its_outcome_in_the_lakes_result(small_batches):
+    stack = small_batches
+    _land(stack, 2, "m")
+    (ref,) = plan(stack)
+    publish_result(stack, ref)
+    result = JobResult.from_json(stack.storage.read_bytes(stack.settings.layout.result_uri(DAY, ref.manifest_id)))
+    whole = file_result(result.files[1].identity, FileState.QUARANTINED, reason="not decodable: truncated gzip")
+    (output,) = result.output_files
+    quarantined = replace(
+        result, files=(result.files[0], whole), output_files=(replace(output, rows=result.files[0].rows_out),)
+    )
+    stack.job_storage.write_bytes(
+        stack.settings.layout.result_uri(DAY, ref.manifest_id), quarantined.to_json().encode()
+    )
+    finalise(stack, ref)
+    planned, _ = _plan_and_rebuild(stack)
+    assert planned.files == 1, "the file quarantined whole is not rebuilt"
+
+    _swap(stack, None)
+
+    lake_result = JobResult.from_json(stack.storage.read_bytes(stack.settings.layout.result_uri(DAY, ref.manifest_id)))
+    assert {f.identity: f.outcome for f in lake_result.files} == {
+        result.files[0].identity: FileState.DONE,
+        whole.identity: FileState.QUARANTINED,
+    }
+    lake_result.check_reconciled(stack.ledger.manifest_of(stack.ledger.get_manifest(ref.manifest_id)))

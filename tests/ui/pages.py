@@ -146,10 +146,13 @@ def wait_for_backfill_completed(page: Page, ui: UiStack, dag_id: str, start: str
             page.reload()
 
 
-def open_mapped_instances(page: Page, ui: UiStack, dag_id: str, run_id: str, task_id: str, count: int) -> Locator:
-    """The run's grid with every task group expanded, beside the mapped task's instance list; returns its rows."""
+def open_mapped_instances(
+    page: Page, ui: UiStack, dag_id: str, run_id: str, task_id: str, count: int, *, in_group: bool = True
+) -> Locator:
+    """The run's grid (task groups expanded when ``in_group``), beside the mapped task's instance list; its rows."""
     page.goto(f"{run_url(ui, dag_id, run_id)}/tasks/{task_id}/mapped")
-    page.get_by_role("button", name="Expand all task groups").click()
+    if in_group:
+        page.get_by_role("button", name="Expand all task groups").click()
     rows = page.get_by_role("table").locator("tbody tr")
     expect(rows).to_have_count(count)
     return rows

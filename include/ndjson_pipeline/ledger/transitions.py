@@ -59,10 +59,11 @@ def complete_manifest(table: LedgerTable, manifest_id: str, outcomes: Sequence[F
 
 
 def restate_files(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
-    """A reprocess's new outcomes of files this (SUCCEEDED) manifest made DONE: state and row counts replaced.
+    """A reprocess's new outcomes of files this (SUCCEEDED) manifest made DONE: their row counts replaced.
 
-    Only DONE files of the manifest move (nothing else moves a DONE file), so an
-    outcome already restated (a retried swap) is recognised and dropped.
+    Only DONE files of the manifest are restated, and they stay DONE (nothing
+    else moves a DONE file; a reprocess never quarantines one whole), so a
+    retried swap writes the same values again.
     """
     record = table.require_manifest(manifest_id)
     if record.state is not ManifestState.SUCCEEDED:
@@ -70,6 +71,9 @@ def restate_files(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileR
     unknown = sorted({o.identity for o in outcomes} - set(record.files))
     if unknown:
         raise LedgerError(f"manifest {manifest_id} does not hold {unknown[:3]}")
+    for outcome in outcomes:
+        if outcome.outcome is not FileState.DONE:
+            raise IllegalTransitionError(f"file {outcome.identity}", FileState.DONE, outcome.outcome)
     now = utcnow()
     ordered = sorted(outcomes, key=lambda o: o.identity)
     for start in range(0, len(ordered), TRANSACTION_LIMIT):
@@ -217,9 +221,11 @@ def _finish_action(
     if outcome.outcome not in JOB_OUTCOMES:
         raise IllegalTransitionError(f"file {outcome.identity}", from_state, outcome.outcome)
     update = (
-        "SET #state = :to, updated_at = :now, finished_at = :now, #ttl = :ttl, "
+        "SET #state = :to, updated_at = :now, #ttl = :ttl, "
         "rows_in = :rin, rows_out = :rout, rows_quarantined = :rq, rows_rescued = :rr"
     )
+    if from_state is FileState.CLAIMED:
+        update += ", finished_at = :now"  # a restatement keeps when the file was first converted (its latency)
     values: dict[str, Any] = {
         ":to": outcome.outcome,
         ":from": from_state,

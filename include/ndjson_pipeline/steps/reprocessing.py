@@ -10,23 +10,26 @@ from the raw files: a fixed schema or read mode turns them into rows.
 
 The swap of a day, once every rebuilt manifest has its result:
 
-1. every result must reconcile, and no file the day converted may be lost (a
-   raw version gone from the landing bucket would come back "superseded":
-   refused, and nothing is changed);
-2. the files other manifests published meanwhile into the day's partitions
-   (late files) are copied into the rebuilt partitions, and each catalog
-   partition is pointed at its rebuilt copy: readers move from the old day to
-   the new one in one catalog update;
-3. in the lake, each rebuilt manifest's Parquet, quarantined lines, publish log
-   and result are replaced by the rebuilt ones (their names derive from the
-   manifest id, so nothing of another manifest is touched);
-4. the files' outcomes and row counts are restated in the ledger;
-5. the partitions point back at the lake, the record is written, the
-   reprocess's layout is removed.
+1. every result must reconcile, and no file the day converted may be
+   quarantined whole by the rebuild (its raw version gone or unreadable, a
+   lowered limit): refused, and nothing is changed;
+2. the files other manifests have in the day's partitions (late files) are
+   copied into the rebuilt partitions, each catalog partition is pointed at its
+   rebuilt copy (readers move from the old day to the new one in one catalog
+   update), and what was published meanwhile is copied too;
+3. after ``reprocess_grace_seconds`` (queries planned on the old files end),
+   each rebuilt manifest's Parquet, quarantined lines, publish log and result
+   in the lake are replaced by the rebuilt ones (names derive from the manifest
+   id, so nothing of another manifest is touched);
+4. the files' row counts are restated in the ledger;
+5. the partitions point back at the lake, and after the grace again the
+   record is written and the reprocess's layout removed.
 
-A manifest of the day that finishes during 2-5 is visible from 5 on: delayed,
+A manifest of the day that finishes during 3-5 is visible from 5 on: delayed,
 never mixed in. Every step is safe to repeat, so a failed swap is retried from
-the start; once the record exists a retry only removes what is left.
+the start (a swap that failed after 2 leaves readers on the rebuilt copy, the
+new day, until its retry); once the record exists a retry only removes what is
+left.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -118,12 +123,11 @@ class ReprocessRecord:
     triggered_by: str | None
     manifests: int
     files: int
+    files_changed: int  # files whose rows (out, quarantined or rescued) differ from before
     rows_out_before: int
     rows_out_after: int
     rows_quarantined_before: int
     rows_quarantined_after: int
-    outcomes_changed: dict[str, str] = field(default_factory=dict)  # identity -> "DONE -> QUARANTINED"
-    late_files_kept: int = 0  # objects of manifests finished during the reprocess, carried into the new day
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +151,9 @@ def plan_reprocess(
     """
     check_day_can_be_closed(day, settings, today)
     rebuild_id = rebuild_id_for(requested_by, day)
+    if swap_record(storage, settings, day, requested_by) is not None:
+        log.info("day %s was swapped in by %s already: nothing to rebuild", day, requested_by)
+        return ReprocessPlan(day, rebuild_id, [], 0, 0, 0)
     rebuild = settings.layout.rebuild(rebuild_id)
     manifest_ids: set[str] = set()
     rows: Counter[str] = Counter()
@@ -185,6 +192,12 @@ def plan_reprocess(
     return plan
 
 
+def swap_record(storage: Storage, settings: PipelineSettings, day: str, requested_by: str) -> ReprocessRecord | None:
+    """The record of the day's swap by this run, once it is done (None before)."""
+    body = storage.read_bytes_if_exists(settings.layout.maintenance_uri(day, f"{ACTION}-{requested_by}"))
+    return None if body is None else ReprocessRecord(**json.loads(body))
+
+
 def swap_day(
     ledger: Ledger,
     storage: Storage,
@@ -194,31 +207,41 @@ def swap_day(
     *,
     requested_by: str,
     triggered_by: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ReprocessRecord:
-    """Put the day's rebuilt manifests in place of the old ones (steps 1-5 of the module doc); return the record."""
+    """Put the day's rebuilt manifests in place of the old ones (steps 1-5 of the module doc); return the record.
+
+    Between pointing readers at the rebuilt copy and changing the lake's files,
+    and between pointing them back and removing the copy, it waits
+    ``reprocess_grace_seconds`` (``sleep``), so queries planned on the files
+    about to change finish first.
+    """
     lake = settings.layout
     rebuild_id = rebuild_id_for(requested_by, day)
     rebuild = lake.rebuild(rebuild_id)
-    record_uri = lake.maintenance_uri(day, f"{ACTION}-{requested_by}")
-    done = storage.read_bytes_if_exists(record_uri)
+    done = swap_record(storage, settings, day, requested_by)
     if done is not None:
         _remove_rebuild(storage, rebuild)
-        return ReprocessRecord(**json.loads(done))
+        return done
     rebuilt = _rebuilt_results(storage, rebuild, day)
     old = {m: _replaced_result(storage, lake, rebuild, day, m) for m in rebuilt}
-    changed = _check_nothing_lost(day, rebuilt, old)
+    _check_nothing_lost(day, rebuilt)
     _keep_replaced(storage, rebuild, day, old)
     names = tuple(f"part-{manifest_id}-" for manifest_id in rebuilt)
     dts = {dt for result in [*rebuilt.values(), *old.values()] for dt in _dts(result)}
-    late = _carry_late_files(storage, lake, rebuild, dts, names)
     newest = max(rebuilt.values(), key=lambda r: r.schema_version or 0)
+    _carry_late_files(storage, lake, rebuild, dts, names)
     if catalog is not None:
         catalog.point_partitions(newest, {dt: rebuild.partition_uri(dt) + "/" for dt in dts}, existing_only=True)
+        # What other manifests published between the listing and the switch: visible again at once.
+        _carry_late_files(storage, lake, rebuild, dts, names)
+        sleep(settings.reprocess_grace_seconds)
     for manifest_id, result in rebuilt.items():
-        _replace_manifest_output(storage, lake, rebuild, day, manifest_id, result, dts)
+        _replace_manifest_output(storage, lake, rebuild, day, manifest_id, result, old[manifest_id], dts)
         ledger.restate_files(manifest_id, result.files)
     if catalog is not None:
         catalog.point_partitions(newest, {dt: lake.partition_uri(dt) + "/" for dt in dts}, existing_only=False)
+        sleep(settings.reprocess_grace_seconds)
     for uri in storage.list(rebuild.usage_prefix(day)):
         storage.copy(uri, rebuild.moved_to(uri, lake))  # the reprocess's own cost counts for the day
     record = ReprocessRecord(
@@ -230,14 +253,16 @@ def swap_day(
         triggered_by=triggered_by,
         manifests=len(rebuilt),
         files=sum(len(r.files) for r in rebuilt.values()),
+        files_changed=sum(_changed_files(old[m], rebuilt[m]) for m in rebuilt),
         rows_out_before=sum(_done_rows(old[m], rebuilt[m], "rows_out") for m in rebuilt),
         rows_out_after=sum(r.rows_out for r in rebuilt.values()),
         rows_quarantined_before=sum(_done_rows(old[m], rebuilt[m], "rows_quarantined") for m in rebuilt),
         rows_quarantined_after=sum(r.rows_quarantined for r in rebuilt.values()),
-        outcomes_changed=changed,
-        late_files_kept=late,
     )
-    storage.write_bytes(record_uri, json.dumps(record.as_dict(), indent=2, sort_keys=True).encode())
+    storage.write_bytes(
+        lake.maintenance_uri(day, f"{ACTION}-{requested_by}"),
+        json.dumps(record.as_dict(), indent=2, sort_keys=True).encode(),
+    )
     _remove_rebuild(storage, rebuild)
     log.info("reprocess of %s swapped in: %s", day, json.dumps(record.as_dict()))
     return record
@@ -291,26 +316,29 @@ def _keep_replaced(storage: Storage, rebuild: LakeLayout, day: str, old: dict[st
             storage.write_bytes(uri, result.to_json().encode())
 
 
-def _check_nothing_lost(day: str, rebuilt: dict[str, JobResult], old: dict[str, JobResult]) -> dict[str, str]:
-    """Refuse a rebuild that lost a raw file; the files whose outcome changes, ``identity -> "OLD -> NEW"``."""
-    lost = [
+def _check_nothing_lost(day: str, rebuilt: dict[str, JobResult]) -> None:
+    """Refuse a rebuild that quarantined a whole file the day had converted: its rows would leave the lake.
+
+    Its raw version may be gone ("superseded") or unreadable now, or a limit
+    may have been lowered: whatever the cause, a reprocess never drops a file.
+    """
+    dropped = [
         f"{f.uri} ({f.reason})"
         for result in rebuilt.values()
         for f in result.files
-        if f.outcome is FileState.QUARANTINED and (f.reason or "").startswith(_LOST_INPUT)
+        if f.outcome is FileState.QUARANTINED
     ]
-    if lost:
+    if dropped:
         raise PipelineError(
-            f"day {day}: {len(lost)} raw files the day converted cannot be read any more, so the rebuilt day would "
-            f"lose their rows; nothing was swapped: {lost[:3]}"
+            f"day {day}: the rebuild quarantined {len(dropped)} whole files the day had converted, so the rebuilt "
+            f"day would lose their rows; nothing was swapped: {dropped[:3]}"
         )
-    changed = {}
-    for manifest_id, result in rebuilt.items():
-        before = {f.identity: f.outcome for f in old[manifest_id].files}
-        for f in result.files:
-            if before.get(f.identity) is not f.outcome:
-                changed[f.identity] = f"{before.get(f.identity)} -> {f.outcome}"
-    return changed
+
+
+def _changed_files(old: JobResult, rebuilt: JobResult) -> int:
+    """How many of the rebuilt files now count other rows (out, quarantined or rescued) than before."""
+    before = {f.identity: (f.rows_out, f.rows_quarantined, f.rows_rescued) for f in old.files}
+    return sum(before.get(f.identity) != (f.rows_out, f.rows_quarantined, f.rows_rescued) for f in rebuilt.files)
 
 
 def _dts(result: JobResult) -> set[str]:
@@ -325,15 +353,29 @@ def _done_rows(old: JobResult, rebuilt: JobResult, name: str) -> int:
 
 def _carry_late_files(
     storage: Storage, lake: LakeLayout, rebuild: LakeLayout, dts: set[str], rebuilt_names: tuple[str, ...]
-) -> int:
-    """Copy into the rebuilt partitions what other manifests published into the day's partitions; the count."""
-    carried = 0
+) -> None:
+    """Make the rebuilt partitions hold, besides the rebuilt files, exactly what other manifests have in the lake's.
+
+    Copies what is missing, and removes copies whose original is gone (a
+    manifest compensated since an earlier try), so a retry carries no stale rows.
+    """
     for dt in sorted(dts):
-        for uri in storage.list(lake.partition_uri(dt) + "/"):
-            if not uri.rsplit("/", 1)[-1].startswith(rebuilt_names):
-                storage.copy(uri, lake.moved_to(uri, rebuild))
-                carried += 1
-    return carried
+        wanted = {
+            lake.moved_to(uri, rebuild): uri
+            for uri in storage.list(lake.partition_uri(dt) + "/")
+            if not uri.rsplit("/", 1)[-1].startswith(rebuilt_names)
+        }
+        carried = {
+            uri
+            for uri in storage.list(rebuild.partition_uri(dt) + "/")
+            if not uri.rsplit("/", 1)[-1].startswith(rebuilt_names)
+        }
+        stale = sorted(carried - set(wanted))
+        if stale:
+            storage.delete(stale)
+        for target, source in sorted(wanted.items()):
+            if target not in carried:
+                storage.copy(source, target)
 
 
 def _replace_manifest_output(
@@ -343,9 +385,14 @@ def _replace_manifest_output(
     day: str,
     manifest_id: str,
     result: JobResult,
+    replaced: JobResult,
     dts: set[str],
 ) -> None:
-    """The lake's objects of one manifest become the rebuilt ones: copied over, the old ones not rebuilt removed."""
+    """The lake's objects of one manifest become the rebuilt ones: copied over, the old ones not rebuilt removed.
+
+    The lake's result keeps the outcomes of the manifest's files the rebuild
+    left out (quarantined whole), so it still covers every file of the manifest.
+    """
     published = PublishLog.read(storage, rebuild.publish_log_uri(day, manifest_id))
     if published is None:
         raise PipelineError(f"rebuilt manifest {manifest_id} has a result but no publish log under {rebuild.lake_root}")
@@ -369,7 +416,9 @@ def _replace_manifest_output(
     storage.delete(sorted(existing - keep))
     PublishLog(frozenset(keep)).write(storage, lake.publish_log_uri(day, manifest_id))
     moved = tuple(OutputFile(rebuild.moved_to(o.path, lake), o.bytes, o.rows) for o in result.output_files)
-    storage.write_bytes(lake.result_uri(day, manifest_id), replace(result, output_files=moved).to_json().encode())
+    files = (*result.files, *(f for f in replaced.files if f.identity not in rebuilt_files))
+    merged = replace(result, files=tuple(sorted(files, key=lambda f: f.identity)), output_files=moved)
+    storage.write_bytes(lake.result_uri(day, manifest_id), merged.to_json().encode())
 
 
 def _kept_whole_quarantines(storage: Storage, files_record: str, rebuilt: set[str]) -> bytes:
