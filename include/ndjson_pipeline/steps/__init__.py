@@ -2,8 +2,10 @@
 
 ``intake`` (notifications into the ledger), ``reconcile`` (the day's listing),
 ``planning`` (claims into manifests), ``converting`` (whether a manifest needs a
-run), ``finalising`` (outcome or compensation), ``sweeping`` (expired claims)
-and ``reporting`` (the day report). Airflow tasks call them with clients from
+run), ``redoing`` (a cleared conversion's successor), ``finalising`` (outcome
+or compensation), ``sweeping`` (expired claims), ``reporting`` (the day
+report), and the operator actions ``maintenance`` (requeue, replay) and
+``reprocessing`` (rebuild a day and swap it in). Airflow tasks call them with clients from
 the hooks; tests call them with clients of the local moto server. Every step is
 keyed by content (day, manifest id, file identity) and is safe to repeat.
 """
