@@ -374,6 +374,7 @@ Airflow UI    {ui.url}/   (log in as {ui.username} / {ui.password})
 local AWS     {ui.endpoint} (moto), resources named {ui.settings.names.name_prefix}-*
 sample day    {day}: {len(sample.uploads)} objects in s3://{ui.settings.names.landing_bucket}/
               ndjson_intake and ndjson_ingest run every minute; or trigger ndjson_end_of_day with day={day}
+              operator actions from the trigger form: ndjson_maintenance, ndjson_reprocess (dry runs by default)
 lake          s3://{ui.settings.names.lake_bucket}/{ui.settings.dataset}/ ; day reports under _pipeline/reports/
 logs          {ui.logs.relative_to(REPO_ROOT)}/ (processes), {(home / "logs").relative_to(REPO_ROOT)}/ (tasks)
 
