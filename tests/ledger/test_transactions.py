@@ -1,12 +1,16 @@
-"""Transaction mechanics: cancellation reasons taken apart, request tokens."""
+"""Transaction mechanics: cancellation reasons taken apart, request tokens, retries of contested writes."""
 
 from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
 
-from ndjson_pipeline.ledger import LedgerError
-from ndjson_pipeline.ledger.transactions import cancellation_reasons, request_token
+from ndjson_pipeline.files import FileVersion
+from ndjson_pipeline.ledger import LedgerError, transactions
+from ndjson_pipeline.ledger.claims import Claimable, claim_manifest
+from ndjson_pipeline.ledger.schema import table_schema
+from ndjson_pipeline.ledger.table import LedgerTable
+from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, cancellation_reasons, request_token
 
 
 def _make_cancellation(*reasons: dict) -> ClientError:
@@ -41,3 +45,47 @@ def test_request_tokens_fit_dynamodb_and_follow_their_parts():
     assert len(token) == 36
     assert token == request_token("20261124-abc", "2026-11-24T01:00:00.000000+00:00")
     assert token != request_token("20261124-abd", "2026-11-24T01:00:00.000000+00:00")
+
+
+class _ContestedClient:
+    """A DynamoDB client whose transactions are cancelled as scripted: a file lost to another claimer, or a conflict."""
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = script  # one entry per transaction: "lost" (its first action's file), "conflict", "commit"
+        self.transactions: list[list[dict]] = []
+
+    def transact_write_items(self, TransactItems, **_):  # noqa: N803 (boto3's parameter name)
+        self.transactions.append(TransactItems)
+        outcome = self.script.pop(0) if self.script else "commit"
+        if outcome == "commit":
+            return {}
+        first = {"Code": "ConditionalCheckFailed"} if outcome == "lost" else {"Code": "TransactionConflict"}
+        raise _make_cancellation(first, *[{"Code": "None"}] * (len(TransactItems) - 1))
+
+
+def _contested_claim(script: list[str], files: int):
+    client = _ContestedClient(script)
+    table = LedgerTable(client, "ledger", table_schema(), terminal_ttl_days=30)
+    candidates = [Claimable(FileVersion("landing", f"k{i:02d}.ndjson", f"e{i}", 10)) for i in range(files)]
+    return client, claim_manifest(table, "2026-11-24", candidates, lease_seconds=600, owner="plan")
+
+
+def test_a_claim_that_keeps_losing_files_to_other_claimers_goes_on_with_the_rest(monkeypatch):
+    """Losing files is progress (the batch shrinks), so it never uses up the retries meant for conflicts."""
+    monkeypatch.setattr(transactions.time, "sleep", lambda _: None)
+    client, manifest = _contested_claim(["lost"] * (CONFLICT_RETRIES + 4), files=20)
+
+    assert len(client.transactions) == CONFLICT_RETRIES + 5
+    assert manifest is not None
+    assert [f.key for f in manifest.files] == [f"k{i:02d}.ndjson" for i in range(CONFLICT_RETRIES + 4, 20)]
+
+
+def test_a_claim_that_only_conflicts_gives_up_after_its_retries_backing_off(monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(transactions.time, "sleep", slept.append)
+
+    with pytest.raises(LedgerError, match=f"kept conflicting after {CONFLICT_RETRIES} attempts"):
+        _contested_claim(["conflict"] * 100, files=5)
+
+    assert len(slept) == CONFLICT_RETRIES - 1
+    assert all(s > 0 for s in slept)

@@ -31,7 +31,7 @@ from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.ledger.transactions import (
     CONFLICT_RETRIES,
     TRANSACTION_LIMIT,
-    backoff,
+    Stalls,
     request_token,
     transact_write,
 )
@@ -94,9 +94,8 @@ def claim_manifest(
     ``record``: more attributes of the manifest record (a redo's link to the manifest it redoes).
     """
     candidates = sorted(candidates, key=lambda c: c.file.identity)
-    for attempt in range(CONFLICT_RETRIES):
-        if not candidates:
-            return None
+    stalls = Stalls()
+    while candidates:
         generation = sum(c.claims for c in candidates)
         manifest_id = manifest_id_for(day, [c.file for c in candidates], generation)
         now = utcnow()
@@ -110,8 +109,8 @@ def claim_manifest(
             lost = {c.file.identity for c, x in zip(first, cancellations, strict=False) if x.condition_failed}
             if not lost and cancellations[-1].condition_failed:
                 raise LedgerError(f"manifest record {manifest_id} already exists for a new claim")
-            if not lost:
-                backoff(attempt)
+            if not lost and not stalls.another():
+                raise LedgerError(f"claiming pending files of {day} kept conflicting after {CONFLICT_RETRIES} attempts")
             candidates = [c for c in candidates if c.file.identity not in lost]
             continue
         claimed = [c.file for c in first]
@@ -125,7 +124,7 @@ def claim_manifest(
             manifest.manifest_id,
         )
         return manifest
-    raise LedgerError(f"claiming pending files of {day} kept conflicting after {CONFLICT_RETRIES} attempts")
+    return None
 
 
 def _claim_more(
@@ -138,9 +137,8 @@ def _claim_more(
     claimed: list[FileVersion] = []
     for start in range(0, len(rest), FILES_PER_TRANSACTION):
         todo = rest[start : start + FILES_PER_TRANSACTION]
-        for attempt in range(CONFLICT_RETRIES):
-            if not todo:
-                break
+        stalls = Stalls()
+        while todo:
             files = [c.file for c in todo]
             actions = [{"Update": c.update(table, manifest_id, lease_expires, now)} for c in todo]
             actions.append({"Update": _manifest_add(table, manifest_id, files)})
@@ -155,13 +153,11 @@ def _claim_more(
                 )
                 return claimed
             lost = {c.file.identity for c, x in zip(todo, cancellations, strict=False) if x.condition_failed}
-            if not lost:
-                backoff(attempt)
+            if not lost and not stalls.another():
+                raise LedgerError(
+                    f"claiming more files into {manifest_id} kept conflicting after {CONFLICT_RETRIES} attempts"
+                )
             todo = [c for c in todo if c.file.identity not in lost]
-        else:
-            raise LedgerError(
-                f"claiming more files into {manifest_id} kept conflicting after {CONFLICT_RETRIES} attempts"
-            )
     return claimed
 
 

@@ -79,6 +79,27 @@ def request_token(*parts: str) -> str:
     return hashlib.sha256("@".join(parts).encode()).hexdigest()[:36]
 
 
+class Stalls:
+    """The tries of a write that made no progress, of the ``CONFLICT_RETRIES`` it may make.
+
+    A try that loses some of its items to another writer (a file claimed or
+    recorded meanwhile) drops them and shrinks the work, so it is retried at once
+    and uses up nothing: the work only shrinks, so such retries end. A try that
+    lost nothing (a conflict with another transaction, throttling) backs off and
+    counts; ``another()`` is False once the retries are used up.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def another(self) -> bool:
+        self.count += 1
+        if self.count >= CONFLICT_RETRIES:
+            return False
+        backoff(self.count - 1)
+        return True
+
+
 def backoff(attempt: int) -> None:
     """Sleep before retrying a write that lost a race or was throttled: jittered, capped at 2 s."""
     time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))  # noqa: S311

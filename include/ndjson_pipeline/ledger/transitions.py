@@ -29,7 +29,7 @@ from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import ManifestState
 from ndjson_pipeline.ledger.schema import work_sort_key
 from ndjson_pipeline.ledger.table import LedgerTable, illegal
-from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, TRANSACTION_LIMIT, backoff, transact_write
+from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, TRANSACTION_LIMIT, Stalls, transact_write
 from ndjson_pipeline.manifest import FileResult
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,8 @@ def _finish_files(
     and the rest written again, any other state found is refused.
     """
     todo = list(outcomes)
-    for attempt in range(CONFLICT_RETRIES):
+    stalls = Stalls()
+    while todo:
         cancellations = transact_write(
             table.client, [{"Update": _finish_action(table, manifest_id, o, now, from_state)} for o in todo]
         )
@@ -205,14 +206,12 @@ def _finish_files(
                 if not (found.get("state") == outcome.outcome and found.get("manifest_id") == manifest_id):
                     raise illegal(f"file {outcome.identity}", found, outcome.outcome)
                 finished.add(outcome.identity)
+        if not finished and not stalls.another():  # a conflict or throttling, not a file already finished
+            raise LedgerError(
+                f"manifest {manifest_id}: recording {len(todo)} outcomes kept conflicting "
+                f"after {CONFLICT_RETRIES} attempts"
+            )
         todo = [o for o in todo if o.identity not in finished]
-        if not todo:
-            return
-        if not finished:
-            backoff(attempt)  # a conflict or throttling, not a file already finished
-    raise LedgerError(
-        f"manifest {manifest_id}: recording {len(todo)} outcomes kept conflicting after {CONFLICT_RETRIES} attempts"
-    )
 
 
 def _finish_action(
