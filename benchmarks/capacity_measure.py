@@ -122,7 +122,7 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
         )
         return scaled
 
-    # The day's files, and one notification each as S3 sends it (with a sequencer: the key's head is written too).
+    # The day's files, and one notification each as S3 sends it.
     keys = [f"{settings.landing_prefix}{day.replace('-', '/')}/f{i:05d}.ndjson" for i in range(files)]
     bodies = {key: ndjson_body(7, seed=i, prefix=f"f{i}")[0] for i, key in enumerate(keys)}
     sqs = TASK_RECORDER.attach(SqsHook().conn)

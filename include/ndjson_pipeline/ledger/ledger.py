@@ -41,7 +41,7 @@ class Ledger:
     # ------------------------------------------------------------------ files
 
     def register(self, registrations: Iterable[Registration]) -> RegisterOutcome:
-        """Record file versions idempotently; an older version of a key is recorded QUARANTINED (superseded)."""
+        """Record file versions idempotently (``registration``)."""
         return registration.register(self._table, registrations)
 
     def get_file(self, identity: str) -> FileRecord | None:

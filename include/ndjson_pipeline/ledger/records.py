@@ -4,7 +4,8 @@ States::
 
     file      PENDING -> CLAIMED (manifest id, lease) -> DONE | QUARANTINED (reason)
               CLAIMED -> PENDING (attempts + 1) | FAILED (attempts reached the maximum; alert pending)
-              PENDING -> QUARANTINED (superseded by a newer version of the key)
+              (new)   -> QUARANTINED (rejected at intake); a version S3 no longer holds is
+                         QUARANTINED as superseded by its conversion
               FAILED  -> PENDING (an operator requeues it)
     manifest  CLAIMED -> SUCCEEDED | COMPENSATED
               CLAIMED, compensating (fenced: no run may start or be adopted) -> COMPENSATED | SUCCEEDED

@@ -5,7 +5,6 @@ The key and TTL attribute names, the index and its shards come from the
 bootstrap read too. Item layout::
 
     file version   <pk> = F#<bucket>/<key>   <sk> = V#<etag>
-    key head       <pk> = F#<bucket>/<key>   <sk> = HEAD       (newest sequencer seen for the key)
     manifest       <pk> = M#<manifest_id>    <sk> = MANIFEST
     open day       <pk> = OPEN_DAYS          <sk> = <day>#<shard>   (a day with open work; ``days``)
 
@@ -37,7 +36,6 @@ from ndjson_pipeline.files import FileId
 from ndjson_pipeline.resources import ledger_spec
 
 MANIFEST_SORT_KEY = "MANIFEST"
-HEAD_SORT_KEY = "HEAD"
 OPEN_DAYS_PARTITION = "OPEN_DAYS"
 _PLACEHOLDER = re.compile(r"#\w+")
 # Attribute names that are DynamoDB reserved words, by the placeholder expressions use for them.
@@ -82,9 +80,6 @@ class TableSchema:
 
     def file_key(self, file_id: FileId) -> dict[str, str]:
         return {self.partition_key: _file_partition(file_id.bucket, file_id.key), self.sort_key: f"V#{file_id.etag}"}
-
-    def head_key(self, bucket: str, key: str) -> dict[str, str]:
-        return {self.partition_key: _file_partition(bucket, key), self.sort_key: HEAD_SORT_KEY}
 
     def manifest_key(self, manifest_id: str) -> dict[str, str]:
         return {self.partition_key: f"M#{manifest_id}", self.sort_key: MANIFEST_SORT_KEY}

@@ -90,7 +90,6 @@ class IntakeReport:
     messages: int = 0
     registered: int = 0
     already_known: int = 0
-    superseded: int = 0
     quarantined: int = 0
     test_events: int = 0
     ignored_events: int = 0
@@ -160,12 +159,11 @@ def drain_queue(
             report.stopped_because = "queue drained"
             break
     log.info(
-        "intake: %d messages, %d registered, %d already known, %d superseded, %d quarantined, "
+        "intake: %d messages, %d registered, %d already known, %d quarantined, "
         "%d malformed and %d refused by the ledger (left for the DLQ), %d deleted; stopped: %s",
         report.messages,
         report.registered,
         report.already_known,
-        report.superseded,
         report.quarantined,
         report.malformed,
         report.unstored,
@@ -219,7 +217,6 @@ def _store_and_delete(
     report.days.update(r.day for r in registrations if r.file.identity in newly_pending)
     report.registered += len(outcome.registered)
     report.already_known += len(outcome.already_known)
-    report.superseded += len(outcome.superseded)
     report.quarantined += len(outcome.quarantined)
     for reg in registrations:
         if reg.rejection and reg.file.identity in outcome.quarantined:

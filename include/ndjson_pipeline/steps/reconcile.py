@@ -87,11 +87,9 @@ def reconcile_day(
         report.seen += len(regs)
         report.already_known += len(states) + len(outcome.already_known)
         report.registered += len(outcome.registered)
-        report.quarantined += len(outcome.quarantined) + len(outcome.superseded)
+        report.quarantined += len(outcome.quarantined)
         report.states.update(str(s) for s in states.values())
-        report.states += Counter(
-            PENDING=len(outcome.registered), QUARANTINED=len(outcome.quarantined) + len(outcome.superseded)
-        )
+        report.states += Counter(PENDING=len(outcome.registered), QUARANTINED=len(outcome.quarantined))
         for identity in outcome.registered:
             log.info("reconcile registered a version no notification announced: %s", regs[identity].file.uri)
     log.info(
