@@ -54,7 +54,7 @@ class _ContestedClient:
         self.script = script  # one entry per transaction: "lost" (its first action's file), "conflict", "commit"
         self.transactions: list[list[dict]] = []
 
-    def transact_write_items(self, TransactItems, **_):  # noqa: N803 (boto3's parameter name)
+    def transact_write_items(self, TransactItems, **_):
         self.transactions.append(TransactItems)
         outcome = self.script.pop(0) if self.script else "commit"
         if outcome == "commit":

@@ -9,7 +9,7 @@ import pytest
 
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.steps.intake import drain_queue, parse_notification
-from tests.factories import DAY, DAY_PATH, make_body, make_record, queue_depth, send
+from tests.factories import DAY, DAY_PATH, make_body, make_record, mwaa_ledger, queue_depth, send
 
 
 def _drain(stack, **kwargs):
@@ -233,6 +233,50 @@ def test_intake_stops_at_the_first_receive_that_drains_the_queue(stack):
     assert (report.messages, report.registered, report.deleted) == (25, 25, 25)
     assert [r["MaxNumberOfMessages"] for r in receives] == [10, 10, 10]  # 10 + 10 + 5, and no empty wait after
     assert queue_depth(stack) == (0, 0)
+
+
+def test_receives_are_registered_a_transaction_at_a_time_and_deleted_ten_at_a_time(stack):
+    """95 messages: 90 registered in one transaction once held, the last 5 when the queue drains; 10 deletes."""
+    _purge_test_events(stack)
+    bucket = stack.names.landing_bucket
+    send(stack, *(make_body(make_record(bucket, f"{DAY_PATH}h{i}.ndjson")) for i in range(95)))
+    ledger, recording = mwaa_ledger(stack, "transact_write_items")
+    deletes = []
+    stack.sqs.meta.events.register(
+        "provide-client-params.sqs.DeleteMessageBatch", lambda params, **_: deletes.append(len(params["Entries"]))
+    )
+
+    report = drain_queue(stack.sqs, stack.queue_url, ledger, stack.settings)
+
+    assert (report.messages, report.registered, report.deleted) == (95, 95, 95)
+    sent = [len(r["TransactItems"]) for r in recording.requests["transact_write_items"]]
+    assert sent == [91, 6]  # each: the files and the day's touch
+    assert deletes == [10] * 9 + [5]
+    assert queue_depth(stack) == (0, 0)
+
+
+def test_held_messages_are_stored_before_a_failed_receive_ends_the_run(stack):
+    _purge_test_events(stack)
+    bucket = stack.names.landing_bucket
+    send(stack, *(make_body(make_record(bucket, f"{DAY_PATH}f{i}.ndjson")) for i in range(30)))
+    receives = []
+
+    def fail_third_receive(**_):
+        receives.append(1)
+        if len(receives) == 3:
+            raise ConnectionError("injected: the receive failed")
+
+    stack.sqs.meta.events.register("before-call.sqs.ReceiveMessage", fail_third_receive)
+    try:
+        with pytest.raises(ConnectionError, match="injected"):
+            _drain(stack)
+    finally:
+        stack.sqs.meta.events.unregister("before-call.sqs.ReceiveMessage", fail_third_receive)
+
+    registered = [_identity(stack, f"{DAY_PATH}f{i}.ndjson") for i in range(30)]
+    states = stack.ledger.get_states(registered)
+    assert len(states) == 20 and set(states.values()) == {FileState.PENDING}  # the two receives before it
+    assert queue_depth(stack)[0] == 10
 
 
 def test_intake_stops_when_its_time_budget_is_spent(stack):

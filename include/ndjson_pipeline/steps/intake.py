@@ -25,6 +25,8 @@ from ndjson_pipeline.settings import PipelineSettings
 log = logging.getLogger(__name__)
 
 SQS_MAX_BATCH = 10
+# Messages registered together: about one ledger transaction's worth (100 actions, one a file and one a day).
+REGISTER_MESSAGES = 90
 
 
 class MalformedMessageError(ValueError):
@@ -124,8 +126,12 @@ def drain_queue(
     picked up a message or two per receive, which would cost a receive, a ledger
     transaction and a delete for every one or two files.
 
-    Each received batch is registered with as few ledger transactions as fit,
-    then only the messages whose every file version is stored are deleted.
+    Received messages are held until ``REGISTER_MESSAGES`` have come or the
+    receives stop (a short receive registers at once: no latency is added), then
+    registered with as few ledger transactions as fit, and only the messages
+    whose every file version is stored are deleted. Held messages are stored
+    before any error leaves the run; had that failed too, they stay in flight
+    and come back after their visibility timeout.
     Malformed bodies, and messages the ledger refuses (the batch is then
     registered message by message), are counted and left in flight, so SQS moves
     them to the DLQ after its maxReceiveCount; they never fail the batch.
@@ -134,30 +140,38 @@ def drain_queue(
     budget = time_budget_seconds or settings.intake_time_budget_seconds
     deadline = clock() + budget
     report = IntakeReport()
-    while True:
-        if report.messages >= max_messages:
-            report.stopped_because = "message limit"
-            break
-        remaining = deadline - clock()
-        if remaining <= 0:
-            report.stopped_because = "time budget"
-            break
-        asked = min(SQS_MAX_BATCH, max_messages - report.messages)
-        response = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=asked,
-            WaitTimeSeconds=max(0, min(settings.intake_wait_seconds, int(remaining))),
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
-        )
-        messages = response.get("Messages", [])
-        if not messages:
-            report.stopped_because = "queue empty"
-            break
-        report.messages += len(messages)
-        _store_and_delete(sqs, queue_url, ledger, settings, messages, report)
-        if len(messages) < asked:
-            report.stopped_because = "queue drained"
-            break
+    held: list[dict[str, Any]] = []
+    try:
+        while True:
+            if report.messages >= max_messages:
+                report.stopped_because = "message limit"
+                break
+            remaining = deadline - clock()
+            if remaining <= 0:
+                report.stopped_because = "time budget"
+                break
+            asked = min(SQS_MAX_BATCH, max_messages - report.messages)
+            response = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=asked,
+                WaitTimeSeconds=max(0, min(settings.intake_wait_seconds, int(remaining))),
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                report.stopped_because = "queue empty"
+                break
+            report.messages += len(messages)
+            held += messages
+            if len(held) >= REGISTER_MESSAGES:
+                _store_and_delete(sqs, queue_url, ledger, settings, held, report)
+                held = []
+            if len(messages) < asked:
+                report.stopped_because = "queue drained"
+                break
+    finally:
+        if held:
+            _store_and_delete(sqs, queue_url, ledger, settings, held, report)
     log.info(
         "intake: %d messages, %d registered, %d already known, %d quarantined, "
         "%d malformed and %d refused by the ledger (left for the DLQ), %d deleted; stopped: %s",
@@ -256,13 +270,15 @@ def _register(
 
 
 def _delete_messages(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> int:
-    if not messages:
-        return 0
-    response = sqs.delete_message_batch(
-        QueueUrl=queue_url,
-        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-    )
-    for failure in response.get("Failed", []):
-        # The record is stored; redelivery of this message will be a no-op.
-        log.warning("could not delete message %s: %s", messages[int(failure["Id"])]["MessageId"], failure.get("Code"))
-    return len(response.get("Successful", []))
+    deleted = 0
+    for start in range(0, len(messages), SQS_MAX_BATCH):
+        batch = messages[start : start + SQS_MAX_BATCH]
+        response = sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+        )
+        for failure in response.get("Failed", []):
+            # The record is stored; redelivery of this message will be a no-op.
+            log.warning("could not delete message %s: %s", batch[int(failure["Id"])]["MessageId"], failure.get("Code"))
+        deleted += len(response.get("Successful", []))
+    return deleted
