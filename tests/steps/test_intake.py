@@ -275,7 +275,8 @@ def test_held_messages_are_stored_before_a_failed_receive_ends_the_run(stack):
 
     registered = [_identity(stack, f"{DAY_PATH}f{i}.ndjson") for i in range(30)]
     states = stack.ledger.get_states(registered)
-    assert len(states) == 20 and set(states.values()) == {FileState.PENDING}  # the two receives before it
+    assert len(states) == 20  # the two receives before it
+    assert set(states.values()) == {FileState.PENDING}
     assert queue_depth(stack)[0] == 10
 
 
