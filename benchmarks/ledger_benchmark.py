@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 
 from ndjson_pipeline.landing import registration_for
 from ndjson_pipeline.ledger import Ledger, table_schema
+from ndjson_pipeline.ledger.groups import new_group
 from ndjson_pipeline.ledger.registration import file_item
 from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.settings import PipelineSettings
@@ -118,26 +119,28 @@ def measure_requests(endpoint: str, files: int) -> dict:
 
 
 def _bulk_load_pending(dynamodb, ledger: Ledger, settings: PipelineSettings, count: int) -> None:
-    """The items intake would leave, written with BatchWriteItem (25 per request) from two threads."""
+    """The items intake would leave (groups of 24 files), written with BatchWriteItem (25 per request), two threads."""
     now, bucket, event_time = datetime.now(UTC), settings.names.landing_bucket, f"{DAY}T00:00:00+00:00"
 
     table = LedgerTable(dynamodb, ledger.table_name, table_schema(), settings.terminal_ttl_days)
 
     def write(start: int) -> None:
-        batch = []
-        for i in range(start, min(count, start + 25)):
+        regs = []
+        for i in range(start, min(count, start + 24)):
             key = f"incoming/{DAY.replace('-', '/')}/{i:07d}.ndjson"
-            reg = registration_for(bucket, key, 3_500_000, f"e{i}", event_time, settings)
-            batch.append({"PutRequest": {"Item": file_item(table, reg, now)}})
+            regs.append(registration_for(bucket, key, 3_500_000, f"e{i}", event_time, settings))
+        group = new_group(DAY, [reg.file for reg in regs], now)
+        batch = [{"PutRequest": {"Item": file_item(table, reg, now, group.group_id)}} for reg in regs]
+        batch.append({"PutRequest": {"Item": group.item(table.schema)}})
         request = {ledger.table_name: batch}
         while request:
             request = dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems")
 
     started = time.monotonic()
     with ThreadPoolExecutor(2) as pool:
-        for done, _ in enumerate(pool.map(write, range(0, count, 25)), 1):
-            if done * 25 % 10_000 == 0 or done * 25 >= count:
-                progress(f"loaded {min(count, done * 25):>6} pending items", started)
+        for done, _ in enumerate(pool.map(write, range(0, count, 24)), 1):
+            if done * 24 % 9_600 == 0 or done * 24 >= count:
+                progress(f"loaded {min(count, done * 24):>6} pending files", started)
 
 
 def measure_memory(endpoint: str, pending: int) -> dict:

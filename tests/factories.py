@@ -96,9 +96,12 @@ SHORT_LEASE = {"lease_seconds": 3, "glue_max_wait_seconds": 1, "glue_poll_second
 
 
 def register_files(
-    stack: Any, count: int, *, prefix: str = "f", size: int = 100, day_path: str = DAY_PATH
+    stack: Any, count: int, *, prefix: str = "f", size: int = 100, day_path: str = DAY_PATH, group_size: int = 1
 ) -> list[str]:
-    """Register ``count`` new pending files of ``DAY`` in the stack's ledger; return their identities."""
+    """Register ``count`` new pending files of ``DAY`` in the stack's ledger; return their identities.
+
+    ``group_size`` files are registered together (one group), so a claim's limits are met file by file by default.
+    """
     regs = [
         registration_for(
             stack.names.landing_bucket,
@@ -110,8 +113,10 @@ def register_files(
         )
         for i in range(count)
     ]
-    outcome = stack.ledger.register(regs)
-    assert len(outcome.registered) == count
+    registered = 0
+    for start in range(0, count, group_size):
+        registered += len(stack.ledger.register(regs[start : start + group_size]).registered)
+    assert registered == count
     return [r.file.identity for r in regs]
 
 

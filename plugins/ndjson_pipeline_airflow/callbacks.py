@@ -73,7 +73,7 @@ def alert_conversion_failed(context: Any) -> None:
     if record is None or record.failure_alerted_at:
         return
     reason = str(context.get("exception") or "the conversion task failed")
-    monitoring.alert_conversion_failed(settings, ref.manifest_id, sorted(record.files), reason, aws_conn_id)
+    monitoring.alert_conversion_failed(settings, ref.manifest_id, ledger.identities_of(record), reason, aws_conn_id)
     ledger.mark_failure_alerted(ref.manifest_id)
 
 

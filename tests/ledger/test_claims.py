@@ -1,4 +1,4 @@
-"""Claims over the moto server: every file exactly once, byte caps, races, leases the sweeper finds."""
+"""Claims over the moto server: every file exactly once, byte caps, whole groups, races, leases the sweeper finds."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def test_claim_respects_the_byte_cap_and_ids_derive_from_content(stack):
     assert len(manifest.files) == 3
     record = stack.ledger.get_manifest(manifest.manifest_id)
     assert record.state is ManifestState.CLAIMED
-    assert record.files == {f.identity for f in manifest.files}
+    assert len(record.groups) == 3
+    assert stack.ledger.identities_of(record) == sorted(f.identity for f in manifest.files)
     assert manifest.manifest_id == type(manifest).for_files(DAY, list(reversed(manifest.files))).manifest_id
 
 
@@ -85,81 +86,94 @@ def _claimed_by(stack, identities):
     return {i: stack.ledger.get_file(i).manifest_id for i in identities}
 
 
-def test_a_manifest_of_hundreds_of_files_is_claimed_99_per_transaction_and_its_record_lists_them(stack):
-    identities = register_files(stack, 250)
-    calls = []
+def _transactions(stack, hook=None):
+    """Count the ledger client's transactions (and run ``hook`` before each) while the block runs."""
+    calls: list[int] = []
+
+    def before(**_):
+        calls.append(1)
+        if hook:
+            hook(len(calls))
+
     client = stack.ledger._table.client
-    client.meta.events.register("before-call.dynamodb.TransactWriteItems", lambda **_: calls.append(1), unique_id="n")
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", before, unique_id="count")
+    return calls, lambda: client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="count")
+
+
+def test_a_manifest_of_hundreds_of_files_is_claimed_in_one_transaction_of_whole_groups(stack):
+    identities = register_files(stack, 250, group_size=50)
+    calls, stop = _transactions(stack)
     try:
         manifest = claim(stack, max_files=600)
     finally:
-        client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="n")
+        stop()
 
-    assert len(calls) == 3  # 99 + 99 + 52
+    assert len(calls) == 1  # five group writes and the manifest record
     assert sorted(f.identity for f in manifest.files) == sorted(identities)
     record = stack.ledger.get_manifest(manifest.manifest_id)
-    assert (record.files, record.file_count, record.total_bytes) == (set(identities), 250, 250 * 100)
+    assert (len(record.groups), record.file_count, record.total_bytes) == (5, 250, 250 * 100)
+    assert stack.ledger.identities_of(record) == sorted(identities)
     assert set(_claimed_by(stack, identities).values()) == {manifest.manifest_id}
-    # Nothing was lost to a race: the id is the content's, as a single-transaction claim's is.
     assert manifest.manifest_id == type(manifest).for_files(DAY, list(manifest.files)).manifest_id
 
 
-def test_a_file_taken_by_another_claimer_between_two_transactions_is_left_to_it(stack):
-    identities = register_files(stack, 150)
-    client = stack.ledger._table.client
-    transactions = []
+def test_the_limits_count_whole_groups_and_a_group_is_never_split(stack):
+    register_files(stack, 30, group_size=10)
 
-    def race(**_):
-        transactions.append(1)
-        if len(transactions) == 2:  # the other claimer wins five files of the second transaction
+    first = claim(stack, max_files=15)  # a second group would pass the limit
+    big = claim(stack, max_files=5)  # the first group is taken whatever its size
+
+    assert (len(first.files), len(big.files)) == (10, 10)
+
+
+def test_a_group_taken_by_another_claimer_meanwhile_is_left_to_it(stack):
+    identities = register_files(stack, 150, group_size=10)
+
+    def race(call):
+        if call == 1:  # the other claimer wins one group after this claim read its candidates
             stack.ledger.claim_batch(DAY, max_files=5, max_bytes=10**12, lease_seconds=600, start_shard=0)
 
-    client.meta.events.register("before-call.dynamodb.TransactWriteItems", race, unique_id="race")
+    calls, stop = _transactions(stack, race)
     try:
         manifest = claim(stack, max_files=600)
     finally:
-        client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="race")
+        stop()
 
     owners = _claimed_by(stack, identities)
     mine = {i for i, m in owners.items() if m == manifest.manifest_id}
     others = {i for i, m in owners.items() if m != manifest.manifest_id}
-    assert len(others) == 5
+    assert len(calls) == 3  # the other claim, this one refused for the group it lost, this one again
+    assert len(others) == 10
     assert len({owners[i] for i in others}) == 1
     assert mine | others == set(identities)
-    assert {f.identity for f in manifest.files} == mine == stack.ledger.get_manifest(manifest.manifest_id).files
+    assert {f.identity for f in manifest.files} == mine
+    assert set(stack.ledger.identities_of(stack.ledger.get_manifest(manifest.manifest_id))) == mine
 
 
-def test_a_claimer_that_dies_between_transactions_leaves_a_consistent_manifest_its_retry_readopts(stack):
+def test_a_claim_whose_answer_was_lost_is_readopted_whole_by_the_retry(stack):
     from ndjson_pipeline.steps.planning import readopt_manifests
 
-    identities = register_files(stack, 200)
+    identities = register_files(stack, 200, group_size=40)
     client = stack.ledger._table.client
-    transactions = []
 
-    def dies_at_the_second(**_):
-        transactions.append(1)
-        if len(transactions) == 2:
-            raise ConnectionError("worker killed")
+    def answer_lost(**_):
+        raise ConnectionError("worker killed after its claim committed")
 
-    client.meta.events.register("before-call.dynamodb.TransactWriteItems", dies_at_the_second, unique_id="die")
+    client.meta.events.register("after-call.dynamodb.TransactWriteItems", answer_lost, unique_id="die")
     try:
         with pytest.raises(ConnectionError):
             stack.ledger.claim_batch(DAY, max_files=600, max_bytes=10**12, lease_seconds=600, owner="ingest/run-1")
     finally:
-        client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="die")
+        client.meta.events.unregister("after-call.dynamodb.TransactWriteItems", unique_id="die")
 
     (adopted,) = readopt_manifests(stack.ledger, "ingest/run-1")
-    assert len(adopted.files) == 99
-    owners = _claimed_by(stack, identities)
-    assert {i for i, m in owners.items() if m == adopted.manifest_id} == {f.identity for f in adopted.files}
-    assert stack.ledger.get_manifest(adopted.manifest_id).files == {f.identity for f in adopted.files}
-    left = [i for i, m in owners.items() if m is None]
-    assert len(left) == 101
-    assert {stack.ledger.get_file(i).state for i in left} == {FileState.PENDING}
+    assert sorted(f.identity for f in adopted.files) == sorted(identities)
+    assert set(_claimed_by(stack, identities).values()) == {adopted.manifest_id}
+    assert claim(stack) is None
 
 
 def test_concurrent_claimers_of_large_manifests_never_receive_the_same_file(stack):
-    identities = register_files(stack, 600)
+    identities = register_files(stack, 600, group_size=20)
     manifests, errors, lock = [], [], threading.Lock()
 
     def claimer():
@@ -182,5 +196,5 @@ def test_concurrent_claimers_of_large_manifests_never_receive_the_same_file(stac
     owners = _claimed_by(stack, identities)
     for m in manifests:
         held = {f.identity for f in m.files}
-        assert stack.ledger.get_manifest(m.manifest_id).files == held
+        assert set(stack.ledger.identities_of(stack.ledger.get_manifest(m.manifest_id))) == held
         assert {owners[i] for i in held} == {m.manifest_id}

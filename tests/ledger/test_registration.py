@@ -24,7 +24,7 @@ def test_one_transaction_batch_with_a_known_item_still_registers_the_others(stac
 
 
 def test_registrations_of_several_days_fit_their_transactions_and_open_every_day(stack):
-    """Each transaction holds its items and one touch per day opened, within 100 actions."""
+    """Each transaction holds its items and, per day, the day's group and its touch, within 100 actions."""
     bucket = stack.names.landing_bucket
     ledger, recording = mwaa_ledger(stack, "transact_write_items")
     days = [DAY, "2026-11-23", "2026-10-02"]
@@ -43,5 +43,8 @@ def test_registrations_of_several_days_fit_their_transactions_and_open_every_day
     sent = [len(request["TransactItems"]) for request in recording.requests["transact_write_items"]]
     assert len(outcome.registered) == 150
     assert all(n <= TRANSACTION_LIMIT for n in sent)
-    assert sum(sent) == 150 + 3 * len(sent)  # every transaction here holds files of all three days
+    assert sum(sent) == 150 + 6 * len(sent)  # every transaction here holds files of all three days
     assert ledger.open_days() == sorted(days, reverse=True)
+    records = ledger.get_files([r.file.identity for r in regs])
+    assert len({records[r.file.identity].group_id for r in regs}) == 3 * len(sent)
+    assert all(records[r.file.identity].day == r.day for r in regs)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileVersion
 from ndjson_pipeline.ledger import LedgerError, transactions
-from ndjson_pipeline.ledger.claims import Claimable, claim_manifest
+from ndjson_pipeline.ledger.claims import claim_manifest
+from ndjson_pipeline.ledger.groups import new_group
 from ndjson_pipeline.ledger.schema import table_schema
 from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, cancellation_reasons, request_token
@@ -48,10 +50,10 @@ def test_request_tokens_fit_dynamodb_and_follow_their_parts():
 
 
 class _ContestedClient:
-    """A DynamoDB client whose transactions are cancelled as scripted: a file lost to another claimer, or a conflict."""
+    """A DynamoDB client whose transactions are cancelled as scripted: a group lost to another claimer, or conflict."""
 
     def __init__(self, script: list[str]) -> None:
-        self.script = script  # one entry per transaction: "lost" (its first action's file), "conflict", "commit"
+        self.script = script  # one entry per transaction: "lost" (its first action's group), "conflict", "commit"
         self.transactions: list[list[dict]] = []
 
     def transact_write_items(self, TransactItems, **_):
@@ -66,18 +68,23 @@ class _ContestedClient:
 def _contested_claim(script: list[str], files: int):
     client = _ContestedClient(script)
     table = LedgerTable(client, "ledger", table_schema(), terminal_ttl_days=30)
-    candidates = [Claimable(FileVersion("landing", f"k{i:02d}.ndjson", f"e{i}", 10)) for i in range(files)]
-    return client, claim_manifest(table, "2026-11-24", candidates, lease_seconds=600, owner="plan")
+    now = utcnow()
+    candidates = [
+        new_group("2026-11-24", [FileVersion("landing", f"k{i:02d}.ndjson", f"e{i}", 10)], now) for i in range(files)
+    ]
+    candidates.sort(key=lambda g: g.group_id)
+    return client, candidates, claim_manifest(table, "2026-11-24", candidates, lease_seconds=600, owner="plan")
 
 
-def test_a_claim_that_keeps_losing_files_to_other_claimers_goes_on_with_the_rest(monkeypatch):
-    """Losing files is progress (the batch shrinks), so it never uses up the retries meant for conflicts."""
+def test_a_claim_that_keeps_losing_groups_to_other_claimers_goes_on_with_the_rest(monkeypatch):
+    """Losing groups is progress (the batch shrinks), so it never uses up the retries meant for conflicts."""
     monkeypatch.setattr(transactions.time, "sleep", lambda _: None)
-    client, manifest = _contested_claim(["lost"] * (CONFLICT_RETRIES + 4), files=20)
+    client, candidates, manifest = _contested_claim(["lost"] * (CONFLICT_RETRIES + 4), files=20)
 
     assert len(client.transactions) == CONFLICT_RETRIES + 5
     assert manifest is not None
-    assert [f.key for f in manifest.files] == [f"k{i:02d}.ndjson" for i in range(CONFLICT_RETRIES + 4, 20)]
+    kept = sorted(f.identity for g in candidates[CONFLICT_RETRIES + 4 :] for f in g.files)
+    assert [f.identity for f in manifest.files] == kept
 
 
 def test_a_claim_that_only_conflicts_gives_up_after_its_retries_backing_off(monkeypatch):

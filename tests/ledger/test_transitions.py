@@ -87,26 +87,28 @@ def test_finishing_a_file_that_is_not_claimed_by_the_manifest_is_an_illegal_tran
     assert {stack.ledger.get_file(i).manifest_id for i in identities} == {other.manifest_id}
 
 
-def test_a_finaliser_records_outcomes_a_hundred_files_per_request_and_a_retry_finishes_what_a_crash_left(stack):
-    from ndjson_pipeline.ledger import transitions
+def test_a_finaliser_writes_each_group_once_and_a_retry_finishes_what_a_crash_left(stack):
+    from ndjson_pipeline.ledger import groups, transitions
 
-    identities = register_files(stack, 99)
+    identities = register_files(stack, 99, group_size=33)
     manifest = claim(stack)
-    outcomes = [file_result(i, FileState.DONE, rows_in=2, rows_out=2) for i in identities]
-    # The first finaliser recorded 40 outcomes, then died before the rest and the manifest's close.
-    transitions._finish_files(stack.ledger._table, manifest.manifest_id, outcomes[:40], utcnow(), FileState.CLAIMED)
+    outcomes = {i: file_result(i, FileState.DONE, rows_in=2, rows_out=2) for i in identities}
+    table = stack.ledger._table
+    # The first finaliser recorded one group's outcomes, then died before the rest and the manifest's close.
+    first = transitions.groups_of(table, table.require_manifest(manifest.manifest_id))[0]
+    groups.update(table, first, lambda g: transitions._finished(table, g, manifest.manifest_id, outcomes, utcnow()))
     calls = []
-    stack.ledger._table.client.meta.events.register(
+    table.client.meta.events.register(
         "before-call.dynamodb", lambda model, **_: calls.append(model.name), unique_id="count-finalise"
     )
     try:
-        stack.ledger.complete_manifest(manifest.manifest_id, outcomes)
+        stack.ledger.complete_manifest(manifest.manifest_id, list(outcomes.values()))
     finally:
-        stack.ledger._table.client.meta.events.unregister("before-call.dynamodb", unique_id="count-finalise")
+        table.client.meta.events.unregister("before-call.dynamodb", unique_id="count-finalise")
 
-    # One transaction for the 99 files (refused for the 40 already DONE, then again for the other 59): not 99 updates.
-    assert calls.count("TransactWriteItems") == 2, calls
-    assert len(calls) <= 4, calls  # and the record's read and the manifest's close
+    # One write for each of the two groups left, not one per file; the finished group is left as it was.
+    assert calls.count("PutItem") == 2, calls
+    assert calls == ["GetItem", "BatchGetItem", "PutItem", "PutItem", "UpdateItem"], calls
     assert {stack.ledger.get_file(i).state for i in identities} == {FileState.DONE}
     assert {stack.ledger.get_file(i).rows_out for i in identities} == {2}
     assert stack.ledger.get_manifest(manifest.manifest_id).state == "SUCCEEDED"

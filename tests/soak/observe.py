@@ -21,6 +21,8 @@ import duckdb
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.ledger import FileRecord, ManifestRecord, table_schema
 from ndjson_pipeline.ledger.codec import decode_item
+from ndjson_pipeline.ledger.records import Group
+from ndjson_pipeline.ledger.schema import GROUP_SORT_KEY
 from ndjson_pipeline.manifest import JobResult
 from tests.soak.stack import SoakStack
 from tools import iam_report
@@ -64,16 +66,22 @@ def observe(stack: SoakStack) -> Observed:
 def _ledger(stack: SoakStack, seen: Observed) -> None:
     schema = table_schema()
     paginator = stack.client("dynamodb").get_paginator("scan")
+    file_items, groups = [], {}
     for page in paginator.paginate(TableName=stack.names.ledger_table, ConsistentRead=True):
         for raw in page["Items"]:
             item = decode_item(raw)
             sort_key = str(item[schema.sort_key])
             if sort_key.startswith("V#"):
-                record = FileRecord.from_item(item, schema.ttl_attribute)
-                seen.files[record.identity] = record
+                file_items.append(item)
+            elif sort_key == GROUP_SORT_KEY:
+                group = Group.from_item(item, schema.ttl_attribute)
+                groups[group.group_id] = group
             elif sort_key == "MANIFEST":
                 manifest = ManifestRecord.from_item(item, schema.ttl_attribute)
                 seen.manifests[manifest.manifest_id] = manifest
+    for item in file_items:  # a version's state is its group's
+        record = FileRecord.from_items(item, groups.get(str(item.get("group_id"))), schema.ttl_attribute)
+        seen.files[record.identity] = record
 
 
 def _lake(stack: SoakStack, seen: Observed) -> None:

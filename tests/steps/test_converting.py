@@ -15,7 +15,7 @@ def _make_record(**overrides) -> ManifestRecord:
         "manifest_id": MANIFEST,
         "day": "2026-11-24",
         "state": ManifestState.CLAIMED,
-        "files": frozenset({"b/k#e"}),
+        "groups": frozenset({"20261124-0123456789abcdef0123"}),
         "file_count": 1,
         "total_bytes": 10,
         "generation": 0,

@@ -250,7 +250,7 @@ def test_receives_are_registered_a_transaction_at_a_time_and_deleted_ten_at_a_ti
 
     assert (report.messages, report.registered, report.deleted) == (95, 95, 95)
     sent = [len(r["TransactItems"]) for r in recording.requests["transact_write_items"]]
-    assert sent == [91, 6]  # each: the files and the day's touch
+    assert sent == [92, 7]  # each: the files, the day's group and the day's touch
     assert deletes == [10] * 9 + [5]
     assert queue_depth(stack) == (0, 0)
 

@@ -101,7 +101,7 @@ def test_a_swap_replaces_the_manifests_output_and_keeps_a_manifest_finished_mean
     assert set(stack.storage.list(layout.partition_uri(DAY) + "/")) == {old_part, *late_parts}
     result = JobResult.from_json(stack.storage.read_bytes(layout.result_uri(DAY, ref.manifest_id)))
     assert [o.path for o in result.output_files] == [old_part], "the lake's result names the lake's files"
-    files = stack.ledger.get_files(sorted(stack.ledger.get_manifest(ref.manifest_id).files))
+    files = stack.ledger.get_files(stack.ledger.identities_of(stack.ledger.get_manifest(ref.manifest_id)))
     assert {(f.state, f.rows_out, f.rows_quarantined) for f in files.values()} == {(FileState.DONE, 4, 0)}
     assert not stack.storage.list(rebuild.lake_root + "/"), "the rebuild layout is removed"
     # Repeated (a retried or cleared swap): the record is found, nothing changes again.
@@ -123,7 +123,7 @@ def test_a_rebuild_that_quarantined_a_converted_file_whole_is_refused_and_change
     lost_result = replace(result, files=(lost, *result.files[1:]), output_files=kept)
     stack.job_storage.write_bytes(rebuild.result_uri(DAY, ref.manifest_id), lost_result.to_json().encode())
     before = _objects(stack)
-    files_before = stack.ledger.get_files(sorted(stack.ledger.get_manifest(ref.manifest_id).files))
+    files_before = stack.ledger.get_files(stack.ledger.identities_of(stack.ledger.get_manifest(ref.manifest_id)))
 
     with pytest.raises(PipelineError, match=r"quarantined 1 whole files.*nothing was swapped") as refused:
         _swap(stack, catalog)
@@ -181,7 +181,7 @@ def test_a_swap_that_died_half_way_is_finished_by_its_retry_with_the_same_figure
     assert calls == [ref.manifest_id, ref.manifest_id]
     assert (record.rows_out_before, record.rows_out_after) == (9, 12), "the figures from before the first try"
     assert _location(glue, stack) == f"{stack.settings.layout.partition_uri(DAY)}/"
-    files = stack.ledger.get_files(sorted(stack.ledger.get_manifest(ref.manifest_id).files))
+    files = stack.ledger.get_files(stack.ledger.identities_of(stack.ledger.get_manifest(ref.manifest_id)))
     assert {(f.rows_out, f.rows_quarantined) for f in files.values()} == {(4, 0)}
     assert not stack.storage.list(rebuild.lake_root + "/")
 

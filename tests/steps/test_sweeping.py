@@ -99,13 +99,14 @@ def test_one_manifest_the_sweeper_cannot_repair_does_not_stop_the_others(aws_end
     partial = stack.settings.layout.part_uri(DAY, undeletable.manifest_id, 0, "snappy")
     write_publish_log(stack, undeletable, [partial])
     stack.job_storage.write_bytes(partial, b"PAR1")
-    # The third's record names a file version the ledger has no record of.
+    # The third's record names a group the ledger has no record of.
     schema = table_schema()
     stack.dynamodb.update_item(
         TableName=stack.names.ledger_table,
         Key={name: {"S": value} for name, value in schema.manifest_key(inconsistent.manifest_id).items()},
-        UpdateExpression="ADD files :ghost",
-        ExpressionAttributeValues={":ghost": {"SS": [f"{stack.names.landing_bucket}/ghost.ndjson#e0"]}},
+        UpdateExpression="ADD #groups :ghost",
+        ExpressionAttributeNames={"#groups": "groups"},
+        ExpressionAttributeValues={":ghost": {"SS": ["20261124-00000000000000000000"]}},
     )
 
     def stop_active_runs(manifest_id: str) -> None:
@@ -123,7 +124,7 @@ def test_one_manifest_the_sweeper_cannot_repair_does_not_stop_the_others(aws_end
     for ref in (undeletable, unstoppable):
         record = stack.ledger.get_manifest(ref.manifest_id)
         assert record.state is ManifestState.CLAIMED
-        assert set(file_states(stack, sorted(record.files)).values()) == {FileState.CLAIMED}
+        assert set(file_states(stack, stack.ledger.identities_of(record)).values()) == {FileState.CLAIMED}
     assert [r.manifest_id for r in report.repaired] == [healthy.manifest_id]
     assert sorted(report.unrepaired) == sorted(r.manifest_id for r in (undeletable, unstoppable, inconsistent))
     assert "did not stop" in report.unrepaired[unstoppable.manifest_id]

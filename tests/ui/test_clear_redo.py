@@ -39,7 +39,7 @@ def test_clearing_a_failed_conversion_converts_its_files_again(ui, page, screens
     (failed_id,) = (m for m in ledger_manifests(ui, sample.day))
     failed = ledger.get_manifest(failed_id)
     assert failed.state is ManifestState.COMPENSATED
-    assert set(ledger.get_states(sorted(failed.files)).values()) == {FileState.PENDING}
+    assert set(ledger.get_states(ledger.identities_of(failed)).values()) == {FileState.PENDING}
     assert day_manifest_ids(ui, sample.day) == set()  # nothing was published
 
     clear_task_instance(page, ui, DAG_ID, run_id, CONVERT, map_index=0)
@@ -52,8 +52,8 @@ def test_clearing_a_failed_conversion_converts_its_files_again(ui, page, screens
     redo_id = ledger.successor_of(failed_id)
     assert redo_id is not None
     redo = ledger.get_manifest(redo_id)
-    assert (redo.state, redo.files) == (ManifestState.SUCCEEDED, failed.files)
-    assert {r.manifest_id for r in ledger.get_files(sorted(failed.files)).values()} == {redo_id}
+    assert (redo.state, ledger.identities_of(redo)) == (ManifestState.SUCCEEDED, ledger.identities_of(failed))
+    assert {r.manifest_id for r in ledger.get_files(ledger.identities_of(failed)).values()} == {redo_id}
     assert day_manifest_ids(ui, sample.day) == {redo_id}  # one output per file version
     report = assert_day_closed_exactly(ui, sample)
     # The day report is readable in the UI as the run's one report_day XCom.

@@ -62,19 +62,21 @@ def test_computed_units_of_registering_and_claiming(aws_endpoint):
 
     stack.ledger.register(_registrations(stack, 10))
     registered = recorder.take()
-    # One transaction; each new item (< 1 KB) costs 2 transactional units and 1 for entering the pending index,
-    # and the update of the day's open-days item 2 more.
+    # One transaction; each new file item (< 1 KB) costs 2 transactional units, and never enters the index; their
+    # group (< 1 KB here) 2 and 1 for entering the pending index; the update of the day's open-days item 2 more.
     assert registered.requests == {"dynamodb.TransactWriteItems": 1}
-    assert registered.write_units == 10 * (2 + 1) + 2
+    assert registered.write_units == 10 * 2 + (2 + 1) + 2
 
     manifest = stack.ledger.claim_batch(DAY, max_files=99, max_bytes=10**12, lease_seconds=600)
     claimed = recorder.take()
     assert len(manifest.files) == 10
-    # Each file: 2 (transactional update) + 1 (leaves the index); the manifest: 2 + 1 (enters the open index).
-    assert claimed.write_units == 10 * 3 + 3
-    # The claim read every pending shard: one eventually consistent index query each, at least half a unit.
+    # The group: 2 (transactional put) + 1 (leaves the index); the manifest: 2 + 1 (enters the open index).
+    assert claimed.write_units == 3 + 3
+    # The claim read every pending shard (one eventually consistent index query each, at least half a unit), then
+    # the group it chose, consistently (1 unit).
     assert claimed.requests["dynamodb.Query"] == stack.ledger.work_index.shards
-    assert claimed.read_units == 0.5 * stack.ledger.work_index.shards
+    assert claimed.requests["dynamodb.BatchGetItem"] == 1
+    assert claimed.read_units == 0.5 * stack.ledger.work_index.shards + 1
 
 
 def test_a_refused_write_is_billed_at_the_size_of_the_item_as_it_is(aws_endpoint):
@@ -85,9 +87,9 @@ def test_a_refused_write_is_billed_at_the_size_of_the_item_as_it_is(aws_endpoint
     outcome = stack.ledger.register(_registrations(stack, 1))  # the same version again: the put is refused
     assert outcome.already_known
     usage = recorder.take()
-    # Cancelled, the transaction is still billed: 2 units for the item as it is and 2 for the day's
-    # open-days item, no index write.
-    assert usage.write_units == 2 + 2
+    # Cancelled, the transaction is still billed: 2 units each for the file's item as it is, the group it would have
+    # created (absent: the minimum) and the day's open-days item; no index write.
+    assert usage.write_units == 2 + 2 + 2
 
 
 def test_reported_units_come_from_the_response(aws_endpoint):

@@ -1,31 +1,28 @@
-"""Claiming pending files into a manifest, atomically per file, and the claim's lease.
+"""Claiming pending groups into a manifest, atomically, and the claim's lease.
 
-A manifest of up to ``MAX_FILES_PER_MANIFEST`` files is claimed in as many
-transactions as DynamoDB's 100-action limit needs. The first creates the
-manifest record with its first 99 files; each later one claims 99 more and adds
-them to the record. In every transaction each file's claim is a conditional
-PENDING -> CLAIMED update and the record lists exactly the files claimed for it,
-so a claimer that dies between two transactions leaves a consistent, smaller
-manifest that a retry of the same task re-adopts (``planning.readopt_manifests``).
-Concurrent claimers never receive the same file; a lost race only shrinks the
-batch. The id is derived from the files the claim set out to take (and how
-often they were claimed before): a lost race in a later transaction leaves the
-id as it was, since the record, not the id, says which files the manifest holds.
+A manifest is claimed in one transaction: a conditional write of each group it
+takes (PENDING -> CLAIMED, on the version read, so a group changed meanwhile is
+lost, never shared) and the create-only put of the manifest record naming the
+groups. Up to 99 groups go into one manifest, each up to a registration's worth
+of files, so a manifest holds as many files as a run should convert without a
+second transaction: a claim is whole or absent, and a retried task re-adopts it
+(``planning.readopt_manifests``). Concurrent claimers never receive the same
+group; a lost race only shrinks the batch. The id is derived from the files the
+claim takes and how often they were claimed before.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
-from ndjson_pipeline.files import FileId, FileState, FileVersion
+from ndjson_pipeline.ledger import groups
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
-from ndjson_pipeline.ledger.records import ManifestState, file_version_of
+from ndjson_pipeline.ledger.records import Group, GroupState, ManifestState
 from ndjson_pipeline.ledger.schema import work_sort_key
 from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.ledger.transactions import (
@@ -39,10 +36,8 @@ from ndjson_pipeline.manifest import MAX_FILES_PER_MANIFEST, Manifest, manifest_
 
 log = logging.getLogger(__name__)
 
-# Each claim transaction holds the manifest record's action and up to this many files.
-FILES_PER_TRANSACTION = TRANSACTION_LIMIT - 1
-# The record lists its files' identities; a DynamoDB item holds at most 400 KB.
-MAX_MANIFEST_IDENTITY_BYTES = 300_000
+# One claim transaction holds the manifest record's put and one write per group.
+MAX_GROUPS_PER_MANIFEST = TRANSACTION_LIMIT - 1
 
 
 def claim_batch(
@@ -55,130 +50,78 @@ def claim_batch(
     owner: str = "",
     start_shard: int | None = None,
 ) -> Manifest | None:
-    """Claim up to ``max_files``/``max_bytes`` pending files of a day for one manifest, or None if none is pending.
+    """Claim pending groups of a day, up to ``max_files``/``max_bytes``, for one manifest, or None if none is pending.
 
+    The limits count whole groups: the first group is taken whatever its size.
     ``owner`` (the claiming task) lets a retry of that task find the manifests it claimed.
     """
     shard = random.randrange(table.schema.pending_shards) if start_shard is None else start_shard  # noqa: S311
-    items = _take_candidates(table, day, min(max_files, MAX_FILES_PER_MANIFEST), max_bytes, shard)
-    candidates = [Claimable(file_version_of(item), claims=int(item.get("claims", 0))) for item in items]
+    candidates = _take_candidates(table, day, min(max_files, MAX_FILES_PER_MANIFEST), max_bytes, shard)
     return claim_manifest(table, day, candidates, lease_seconds=lease_seconds, owner=owner)
-
-
-@dataclass(frozen=True)
-class Claimable:
-    """A file a claim may take: PENDING, or FAILED and claimed back by a redo (with a fresh attempt count)."""
-
-    file: FileVersion
-    state: FileState = FileState.PENDING
-    claims: int = 0  # how often it was claimed before; a manifest's generation sums them
-
-    def update(self, table: LedgerTable, manifest_id: str, lease_expires: datetime, now: datetime) -> dict[str, Any]:
-        attempts = 0 if self.state is FileState.FAILED else None
-        return claim_update(
-            table, self.file.file_id, manifest_id, lease_expires, now, state=self.state, attempts=attempts
-        )
 
 
 def claim_manifest(
     table: LedgerTable,
     day: str,
-    candidates: list[Claimable],
+    candidates: list[Group],
     *,
     lease_seconds: int,
     owner: str,
     record: dict[str, Any] | None = None,
 ) -> Manifest | None:
-    """Claim ``candidates`` into a new manifest of ``day``, 99 per transaction; None when none of them could be had.
+    """Claim ``candidates`` (groups as read: PENDING, or FAILED for a redo) into a new manifest of ``day``.
 
+    None when none of them could be had. A FAILED group claimed back starts a
+    fresh attempt count (a redo is an operator's decision to try it again).
     ``record``: more attributes of the manifest record (a redo's link to the manifest it redoes).
     """
-    candidates = sorted(candidates, key=lambda c: c.file.identity)
+    candidates = sorted(candidates, key=lambda g: g.group_id)[:MAX_GROUPS_PER_MANIFEST]
     stalls = Stalls()
     while candidates:
-        generation = sum(c.claims for c in candidates)
-        manifest_id = manifest_id_for(day, [c.file for c in candidates], generation)
+        generation = sum(g.claims for g in candidates)
+        files = sorted((f for g in candidates for f in g.files), key=lambda f: f.identity)
+        manifest_id = manifest_id_for(day, files, generation)
         now = utcnow()
         lease_expires = now + timedelta(seconds=lease_seconds)
-        first = candidates[:FILES_PER_TRANSACTION]
-        put = manifest_put(table, manifest_id, day, generation, [c.file for c in first], lease_expires, now, owner)
+        put = manifest_put(table, manifest_id, day, generation, candidates, lease_expires, now, owner)
         put["Item"].update(encode_item(record or {}))
-        actions = [{"Update": c.update(table, manifest_id, lease_expires, now)} for c in first] + [{"Put": put}]
+        claimed = [_claimed(g, manifest_id, now) for g in candidates]
+        actions = [{"Put": groups.put_action(table, g)} for g in claimed] + [{"Put": put}]
         cancellations = transact_write(table.client, actions, token=request_token(manifest_id, iso(now)))
-        if cancellations:
-            lost = {c.file.identity for c, x in zip(first, cancellations, strict=False) if x.condition_failed}
-            if not lost and cancellations[-1].condition_failed:
-                raise LedgerError(f"manifest record {manifest_id} already exists for a new claim")
-            if not lost and not stalls.another():
-                raise LedgerError(f"claiming pending files of {day} kept conflicting after {CONFLICT_RETRIES} attempts")
-            candidates = [c for c in candidates if c.file.identity not in lost]
-            continue
-        claimed = [c.file for c in first]
-        claimed += _claim_more(table, manifest_id, candidates[FILES_PER_TRANSACTION:], lease_expires, now)
-        manifest = Manifest(manifest_id, day, tuple(sorted(claimed, key=lambda f: f.identity)), generation)
-        log.info(
-            "claimed %d files (%d bytes) of %s into manifest %s",
-            len(manifest.files),
-            manifest.total_bytes,
-            day,
-            manifest.manifest_id,
-        )
-        return manifest
+        if not cancellations:
+            manifest = Manifest(manifest_id, day, tuple(files), generation)
+            log.info(
+                "claimed %d groups, %d files (%d bytes) of %s into manifest %s",
+                len(candidates),
+                len(manifest.files),
+                manifest.total_bytes,
+                day,
+                manifest_id,
+            )
+            return manifest
+        lost = {g.group_id for g, x in zip(candidates, cancellations, strict=False) if x.condition_failed}
+        if not lost and cancellations[-1].condition_failed:
+            raise LedgerError(f"manifest record {manifest_id} already exists for a new claim")
+        if not lost and not stalls.another():
+            raise LedgerError(f"claiming pending files of {day} kept conflicting after {CONFLICT_RETRIES} attempts")
+        candidates = [g for g in candidates if g.group_id not in lost]
     return None
 
 
-def _claim_more(
-    table: LedgerTable, manifest_id: str, rest: list[Claimable], lease_expires: datetime, now: datetime
-) -> list[FileVersion]:
-    """Claim ``rest`` into an existing manifest, 99 per transaction; the files claimed.
-
-    Stops early, keeping what it has, if the manifest was fenced meanwhile.
-    """
-    claimed: list[FileVersion] = []
-    for start in range(0, len(rest), FILES_PER_TRANSACTION):
-        todo = rest[start : start + FILES_PER_TRANSACTION]
-        stalls = Stalls()
-        while todo:
-            files = [c.file for c in todo]
-            actions = [{"Update": c.update(table, manifest_id, lease_expires, now)} for c in todo]
-            actions.append({"Update": _manifest_add(table, manifest_id, files)})
-            token = request_token(manifest_id, iso(now), *(f.identity for f in files))
-            cancellations = transact_write(table.client, actions, token=token)
-            if not cancellations:
-                claimed += files
-                break
-            if cancellations[-1].condition_failed:
-                log.warning(
-                    "manifest %s was fenced while it was being claimed: it keeps %d files", manifest_id, len(claimed)
-                )
-                return claimed
-            lost = {c.file.identity for c, x in zip(todo, cancellations, strict=False) if x.condition_failed}
-            if not lost and not stalls.another():
-                raise LedgerError(
-                    f"claiming more files into {manifest_id} kept conflicting after {CONFLICT_RETRIES} attempts"
-                )
-            todo = [c for c in todo if c.file.identity not in lost]
-    return claimed
-
-
-def _manifest_add(table: LedgerTable, manifest_id: str, files: list[FileVersion]) -> dict[str, Any]:
-    """The action adding claimed files to an open manifest's record (refused once the manifest is fenced)."""
-    update = "ADD files :ids, file_count :n, total_bytes :b"
-    return {
-        "TableName": table.name,
-        "Key": encode_item(table.schema.manifest_key(manifest_id)),
-        "UpdateExpression": update,
-        "ConditionExpression": _OPEN_CLAIM,
-        "ExpressionAttributeNames": table.schema.placeholders(update, _OPEN_CLAIM),
-        "ExpressionAttributeValues": encode_item(
-            {
-                ":ids": {f.identity for f in files},
-                ":n": len(files),
-                ":b": sum(f.size for f in files),
-                ":claimed": ManifestState.CLAIMED,
-            }
-        ),
-    }
+def _claimed(group: Group, manifest_id: str, now: datetime) -> Group:
+    if group.state not in (GroupState.PENDING, GroupState.FAILED) or group.manifest_id is not None:
+        raise IllegalTransitionError(f"group {group.group_id}", group.state, GroupState.CLAIMED)
+    fresh = group.state is GroupState.FAILED
+    return group.changed(
+        now,
+        state=GroupState.CLAIMED,
+        manifest_id=manifest_id,
+        claims=group.claims + 1,
+        attempts=0 if fresh else group.attempts,
+        reason=None if fresh else group.reason,
+        alert_pending=None,
+        expires_at=None,
+    )
 
 
 # A claim a conversion may still work on: claimed, and no compensation has begun (``transitions.fence_manifest``).
@@ -221,63 +164,21 @@ def mark_failure_alerted(table: LedgerTable, manifest_id: str) -> None:
     )
 
 
-def _take_candidates(table: LedgerTable, day: str, max_files: int, max_bytes: int, shard: int) -> list[dict[str, Any]]:
-    taken: list[dict[str, Any]] = []
-    total = identity_bytes = 0
-    for item in table.pending_items(day, max_files, shard):
-        identity = file_version_of(item).identity
-        if taken and (
-            total + int(item["size"]) > max_bytes
-            or identity_bytes + len(identity.encode()) > MAX_MANIFEST_IDENTITY_BYTES
-        ):
+def _take_candidates(table: LedgerTable, day: str, max_files: int, max_bytes: int, shard: int) -> list[Group]:
+    """Pending groups of a day, oldest first from ``shard``, until the next would pass a limit."""
+    chosen: list[str] = []
+    files = total = 0
+    for item in table.pending_items(day, MAX_GROUPS_PER_MANIFEST, shard):
+        count, size = int(item["file_count"]), int(item["total_bytes"])
+        if chosen and (files + count > max_files or total + size > max_bytes):
             break
-        taken.append(item)
-        total += int(item["size"])
-        identity_bytes += len(identity.encode())
-        if len(taken) >= max_files:
+        chosen.append(str(item["group_id"]))
+        files, total = files + count, total + size
+        if len(chosen) >= MAX_GROUPS_PER_MANIFEST or files >= max_files or total >= max_bytes:
             break
-    return taken
-
-
-def claim_update(
-    table: LedgerTable,
-    file_id: FileId,
-    manifest_id: str,
-    lease_expires: datetime,
-    now: datetime,
-    *,
-    state: FileState = FileState.PENDING,
-    attempts: int | None = None,
-) -> dict[str, Any]:
-    """The transaction action that claims one file in ``state``, held by no manifest, for ``manifest_id``.
-
-    A claim from PENDING keeps the attempt count; a redo's claim of a FAILED file
-    gives ``attempts`` (a fresh count) and drops what FAILED left on the item.
-    """
-    update = "SET #state = :claimed, manifest_id = :m, lease_expires_at = :lease, updated_at = :now"
-    values: dict[str, Any] = {
-        ":claimed": FileState.CLAIMED,
-        ":from": state,
-        ":m": manifest_id,
-        ":lease": iso(lease_expires),
-        ":now": iso(now),
-        ":one": 1,
-    }
-    if attempts is not None:
-        update += ", attempts = :attempts"
-        values[":attempts"] = attempts
-    update += " ADD claims :one REMOVE #wpk, #wsk" + (
-        "" if state is FileState.PENDING else ", #ttl, reason, alert_pending"
-    )
-    condition = "#state = :from AND attribute_not_exists(manifest_id)"
-    return {
-        "TableName": table.name,
-        "Key": encode_item(table.schema.file_key(file_id)),
-        "UpdateExpression": update,
-        "ConditionExpression": condition,
-        "ExpressionAttributeNames": table.schema.placeholders(update, condition),
-        "ExpressionAttributeValues": encode_item(values),
-    }
+    # The index is eventually consistent: a group it shows may be claimed already.
+    found = table.groups(chosen)
+    return [found[g] for g in chosen if g in found and found[g].state is GroupState.PENDING]
 
 
 def manifest_put(
@@ -285,12 +186,12 @@ def manifest_put(
     manifest_id: str,
     day: str,
     generation: int,
-    files: list[FileVersion],
+    claimed: list[Group],
     lease_expires: datetime,
     now: datetime,
     owner: str,
 ) -> dict[str, Any]:
-    """The create-only put of a manifest record holding its first claimed ``files``."""
+    """The create-only put of a manifest record naming the groups it claims."""
     schema, lease = table.schema, iso(lease_expires)
     condition = "attribute_not_exists(#pk)"
     item = {
@@ -298,9 +199,9 @@ def manifest_put(
         "manifest_id": manifest_id,
         "day": day,
         "state": ManifestState.CLAIMED,
-        "files": {f.identity for f in files},
-        "file_count": len(files),
-        "total_bytes": sum(f.size for f in files),
+        "groups": {g.group_id for g in claimed},
+        "file_count": sum(len(g.files) for g in claimed),
+        "total_bytes": sum(g.total_bytes for g in claimed),
         "generation": generation,
         "owner": owner or "-",
         "created_at": iso(now),

@@ -10,8 +10,7 @@ from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileId, FileState, FileVersion
 from ndjson_pipeline.ledger import claims, days, maintenance, redo, registration, transitions
 from ndjson_pipeline.ledger.days import DayState
-from ndjson_pipeline.ledger.errors import LedgerError
-from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, file_version_of
+from ndjson_pipeline.ledger.records import FileRecord, GroupState, ManifestRecord
 from ndjson_pipeline.ledger.registration import RegisterOutcome, Registration
 from ndjson_pipeline.ledger.schema import alerts_partition, open_manifests_partition, table_schema, up_to
 from ndjson_pipeline.ledger.table import LedgerTable
@@ -48,19 +47,17 @@ class Ledger:
         return self._table.file(FileId.parse(identity))
 
     def get_files(self, identities: Sequence[str]) -> dict[str, FileRecord]:
-        """Records of many file versions by identity (absent ones are left out), 100 keys per request."""
-        ttl = self._table.schema.ttl_attribute
-        records = (FileRecord.from_item(item, ttl) for item in self._batch_get(identities))
-        return {record.identity: record for record in records}
+        """Records of many file versions by identity (absent ones are left out), with their groups' state."""
+        return self._table.files(identities)
 
     def get_states(self, identities: Sequence[str]) -> dict[str, FileState]:
-        """States of many file versions (absent ones are left out), reading only what identifies them."""
-        items = self._batch_get(identities, attributes=("bucket", "key", "etag", "state"))
-        return {str(FileId(item["bucket"], item["key"], item["etag"])): FileState(item["state"]) for item in items}
+        """States of many file versions (absent ones are left out)."""
+        return {identity: record.state for identity, record in self._table.files(identities).items()}
 
-    def _batch_get(self, identities: Sequence[str], attributes: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-        keys = [self._table.schema.file_key(FileId.parse(identity)) for identity in identities]
-        return self._table.batch_get(keys, attributes=attributes)
+    def identities_of(self, record: ManifestRecord) -> list[str]:
+        """The file versions a manifest's groups hold, sorted (a closed manifest's requeued files are left out)."""
+        held = transitions.groups_of(self._table, record, all_held=False)
+        return sorted(identity for group in held for identity in group.identities)
 
     def requeue_failed(self, identity: str) -> None:
         """An operator's decision to try a FAILED file again, with a fresh attempt count."""
@@ -89,7 +86,9 @@ class Ledger:
         claims are conditional, so that costs a retry, never a double claim.
         """
         for item in self._table.pending_items(day, page_size, start_shard):
-            yield file_version_of(item)
+            group = self._table.group(str(item["group_id"]))
+            if group is not None and group.state is GroupState.PENDING:
+                yield from group.files
 
     def pending_summary(self, day: str, *, enough_files: int, enough_bytes: int) -> PendingSummary:
         """Pending files and bytes of a day, counted only until either threshold is reached."""
@@ -154,11 +153,8 @@ class Ledger:
 
     def manifest_of(self, record: ManifestRecord) -> Manifest:
         """Rebuild the manifest a ledger record describes (for a retry that lost its S3 write)."""
-        files = self.get_files(sorted(record.files))
-        missing = record.files - set(files)
-        if missing:
-            raise LedgerError(f"manifest {record.manifest_id}: files {sorted(missing)[:3]} have no ledger record")
-        ordered = tuple(sorted((f.file for f in files.values()), key=lambda f: f.identity))
+        held = transitions.groups_of(self._table, record)
+        ordered = tuple(sorted((f for group in held for f in group.files), key=lambda f: f.identity))
         return Manifest(record.manifest_id, record.day, ordered, record.generation)
 
     def complete_manifest(self, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
@@ -186,16 +182,20 @@ class Ledger:
     def pending_alerts_of(self, manifest_id: str) -> list[str]:
         """The file versions this manifest's compensation FAILED whose alert is not published yet."""
         record = self._table.require_manifest(manifest_id)
-        return sorted(i for i, f in self.get_files(sorted(record.files)).items() if f.alert_pending == manifest_id)
+        held = transitions.groups_of(self._table, record, all_held=False)
+        return sorted(i for g in held if g.alert_pending == manifest_id for i in g.identities)
 
     def pending_alerts(self, day: str) -> dict[str, list[str]]:
         """A day's FAILED versions whose alert is not published yet, by the manifest that failed them."""
         by_manifest: dict[str, list[str]] = {}
-        for item in self._table.query(alerts_partition(day), 100):
-            by_manifest.setdefault(str(item["alert_pending"]), []).append(file_version_of(item).identity)
+        slots = list(self._table.query(alerts_partition(day), 100))
+        for group in self._table.groups(str(item["group_id"]) for item in slots).values():
+            if group.alert_pending:
+                by_manifest.setdefault(group.alert_pending, []).extend(group.identities)
         return {m: sorted(identities) for m, identities in by_manifest.items()}
 
     def clear_alerts(self, manifest_id: str, identities: Sequence[str]) -> None:
-        """The alert for these FAILED versions was published."""
-        for identity in identities:
-            transitions.clear_alert(self._table, identity, manifest_id)
+        """The alert for these FAILED versions was published: their groups leave the alert index."""
+        records = self._table.files(identities).values()
+        for group in self._table.groups(r.group_id for r in records if r.group_id).values():
+            transitions.clear_alert(self._table, group, manifest_id)

@@ -21,9 +21,7 @@ def replay_quarantined(table: LedgerTable, identity: str) -> None:
     transitions.reopen(
         table,
         identity,
-        "#state = :quarantined AND attribute_exists(manifest_id) AND NOT begins_with(reason, :superseded)",
-        {":quarantined": FileState.QUARANTINED, ":superseded": SUPERSEDED},
-        remove="reason, manifest_id, finished_at, rows_in, rows_out, rows_quarantined, rows_rescued",
+        lambda record: replayable(record.state, record.manifest_id, record.reason),
         what=f"file {identity} (only a file a conversion quarantined, not superseded)",
     )
 

@@ -2,13 +2,18 @@
 
 States::
 
-    file      PENDING -> CLAIMED (manifest id, lease) -> DONE | QUARANTINED (reason)
+    file      PENDING -> CLAIMED (manifest id) -> DONE | QUARANTINED (reason)
               CLAIMED -> PENDING (attempts + 1) | FAILED (attempts reached the maximum; alert pending)
               (new)   -> QUARANTINED (rejected at intake); a version S3 no longer holds is
                          QUARANTINED as superseded by its conversion
               FAILED  -> PENDING (an operator requeues it)
+    group     PENDING -> CLAIMED -> FINISHED (each file DONE or QUARANTINED) | PENDING | FAILED
     manifest  CLAIMED -> SUCCEEDED | COMPENSATED
               CLAIMED, compensating (fenced: no run may start or be adopted) -> COMPENSATED | SUCCEEDED
+
+A file version's state is its group's (``groups``): a ``FileRecord`` is read
+from the version's own item and its group's. Only a version rejected at intake
+has a state of its own (it never joins a group).
 
 A record's field names are its item's attribute names.
 """
@@ -16,12 +21,16 @@ A record's field names are its item's attribute names.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from ndjson_pipeline.clock import iso
 from ndjson_pipeline.files import FileId, FileState, FileVersion
-from ndjson_pipeline.manifest import ManifestRef
+from ndjson_pipeline.ledger.codec import encode_item
+from ndjson_pipeline.ledger.schema import TableSchema
+from ndjson_pipeline.manifest import FileResult, ManifestRef
 
 
 class ManifestState(StrEnum):
@@ -59,7 +68,6 @@ class FileRecord:
     sequencer: str | None = None
     reason: str | None = None
     manifest_id: str | None = None
-    lease_expires_at: str | None = None
     finished_at: str | None = None
     rows_in: int = 0
     rows_out: int = 0
@@ -69,6 +77,7 @@ class FileRecord:
     expires_at: int | None = None
     # On a FAILED version whose alert is not published yet: the manifest whose compensation failed it.
     alert_pending: str | None = None
+    group_id: str | None = None
 
     @property
     def file_id(self) -> FileId:
@@ -83,27 +92,39 @@ class FileRecord:
         return self.rows_in == self.rows_out + self.rows_quarantined
 
     @classmethod
-    def from_item(cls, item: Mapping[str, Any], ttl_attribute: str) -> FileRecord:
-        return cls(
-            file=file_version_of(item),
+    def from_items(cls, item: Mapping[str, Any], group: Group | None, ttl_attribute: str) -> FileRecord:
+        """A version's record from its item and its group's (None for a version rejected at intake)."""
+        file = file_version_of(item)
+        base = cls(
+            file=file,
             day=str(item["day"]),
-            state=FileState(item["state"]),
+            state=FileState(item.get("state", FileState.PENDING)),
             event_time=str(item["event_time"]),
             registered_at=str(item["registered_at"]),
-            updated_at=str(item["updated_at"]),
-            attempts=_count(item, "attempts"),
-            claims=_count(item, "claims"),
+            updated_at=str(item.get("updated_at", item["registered_at"])),
             sequencer=_text(item, "sequencer"),
             reason=_text(item, "reason"),
-            manifest_id=_text(item, "manifest_id"),
-            lease_expires_at=_text(item, "lease_expires_at"),
-            finished_at=_text(item, "finished_at"),
-            rows_in=_count(item, "rows_in"),
-            rows_out=_count(item, "rows_out"),
-            rows_rescued=_count(item, "rows_rescued"),
-            rows_quarantined=_count(item, "rows_quarantined"),
             expires_at=_expiry(item, ttl_attribute),
-            alert_pending=_text(item, "alert_pending"),
+            group_id=_text(item, "group_id"),
+        )
+        if group is None:
+            return base
+        result = group.results.get(file.identity)
+        return replace(
+            base,
+            state=group.file_state(file.identity),
+            updated_at=group.updated_at,
+            attempts=group.attempts,
+            claims=group.claims,
+            reason=result.reason if result else group.reason,
+            manifest_id=group.manifest_id,
+            finished_at=group.finished_at if result else None,
+            rows_in=result.rows_in if result else 0,
+            rows_out=result.rows_out if result else 0,
+            rows_rescued=result.rows_rescued if result else 0,
+            rows_quarantined=result.rows_quarantined if result else 0,
+            expires_at=group.expires_at,
+            alert_pending=group.alert_pending,
         )
 
 
@@ -118,6 +139,140 @@ def file_version_of(item: Mapping[str, Any]) -> FileVersion:
     )
 
 
+class GroupState(StrEnum):
+    PENDING = "PENDING"  # waiting for a claim (in the pending index)
+    CLAIMED = "CLAIMED"  # held by ``manifest_id``
+    FINISHED = "FINISHED"  # converted by ``manifest_id``: each file DONE or QUARANTINED, as ``results`` say
+    FAILED = "FAILED"  # released too often; ``alert_pending`` until its alert is published
+
+
+@dataclass(frozen=True)
+class Group:
+    """File versions of one day registered together, and where they are in their life."""
+
+    group_id: str
+    day: str
+    state: GroupState
+    files: tuple[FileVersion, ...]
+    registered_at: str
+    updated_at: str
+    version: int = 0
+    attempts: int = 0  # failed conversions since registration (or the last requeue)
+    claims: int = 0  # how often the group was claimed; a manifest's generation sums them
+    manifest_id: str | None = None
+    reason: str | None = None
+    alert_pending: str | None = None  # on a FAILED group: the manifest whose compensation failed it
+    finished_at: str | None = None
+    results: Mapping[str, FileResult] = field(default_factory=dict)
+    expires_at: int | None = None
+
+    @property
+    def identities(self) -> list[str]:
+        return [f.identity for f in self.files]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def file_state(self, identity: str) -> FileState:
+        """The state of one of the group's files."""
+        if self.state is GroupState.FINISHED:
+            return self.results[identity].outcome
+        return FileState(self.state.value)
+
+    def changed(self, now: datetime, **changes: Any) -> Group:
+        """The next version of this group, as a write after reading it would store it."""
+        return replace(self, version=self.version + 1, updated_at=iso(now), **changes)
+
+    # ------------------------------------------------------------------ items
+
+    def item(self, schema: TableSchema) -> dict[str, Any]:
+        """The group's typed item, with the index slot and TTL its state calls for."""
+        plain: dict[str, Any] = {
+            **schema.group_key(self.group_id),
+            "group_id": self.group_id,
+            "day": self.day,
+            "state": self.state,
+            "files": [_file_entry(f, self.results.get(f.identity)) for f in self.files],
+            "file_count": len(self.files),
+            "total_bytes": self.total_bytes,
+            "registered_at": self.registered_at,
+            "updated_at": self.updated_at,
+            "version": self.version,
+            "attempts": self.attempts,
+            "claims": self.claims,
+            "manifest_id": self.manifest_id,
+            "reason": self.reason,
+            "alert_pending": self.alert_pending,
+            "finished_at": self.finished_at,
+            schema.ttl_attribute: self.expires_at,
+        }
+        if self.state is GroupState.PENDING:
+            plain.update(schema.pending_slot(self.day, self.group_id, self.registered_at))
+        elif self.state is GroupState.FAILED and self.alert_pending:
+            plain.update(schema.alert_slot(self.day, self.group_id, self.updated_at))
+        return encode_item(plain)
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any], ttl_attribute: str) -> Group:
+        files, results = [], {}
+        for entry in item["files"]:
+            file, result = _from_entry(entry)
+            files.append(file)
+            if result is not None:
+                results[file.identity] = result
+        expires = item.get(ttl_attribute)
+        return cls(
+            group_id=str(item["group_id"]),
+            day=str(item["day"]),
+            state=GroupState(item["state"]),
+            files=tuple(files),
+            registered_at=str(item["registered_at"]),
+            updated_at=str(item["updated_at"]),
+            version=int(item.get("version", 0)),
+            attempts=int(item.get("attempts", 0)),
+            claims=int(item.get("claims", 0)),
+            manifest_id=_text(item, "manifest_id"),
+            reason=_text(item, "reason"),
+            alert_pending=_text(item, "alert_pending"),
+            finished_at=_text(item, "finished_at"),
+            results=results,
+            expires_at=None if expires is None else int(expires),
+        )
+
+
+def _file_entry(file: FileVersion, result: FileResult | None) -> dict[str, Any]:
+    # Short names: every write of a group pays for its bytes.
+    entry: dict[str, Any] = {"id": file.identity, "size": file.size}
+    if file.version_id:
+        entry["vid"] = file.version_id
+    if result is not None:
+        entry["out"] = str(result.outcome)
+        entry["rows"] = [result.rows_in, result.rows_out, result.rows_quarantined, result.rows_rescued]
+        if result.reason:
+            entry["why"] = result.reason
+    return entry
+
+
+def _from_entry(entry: Mapping[str, Any]) -> tuple[FileVersion, FileResult | None]:
+    file_id = FileId.parse(str(entry["id"]))
+    file = FileVersion(file_id.bucket, file_id.key, file_id.etag, int(entry["size"]), _text(entry, "vid"))
+    if "out" not in entry:
+        return file, None
+    rows_in, rows_out, rows_quarantined, rows_rescued = (int(n) for n in entry["rows"])
+    result = FileResult(
+        identity=file.identity,
+        uri=file.uri,
+        outcome=FileState(entry["out"]),
+        reason=_text(entry, "why"),
+        rows_in=rows_in,
+        rows_out=rows_out,
+        rows_rescued=rows_rescued,
+        rows_quarantined=rows_quarantined,
+    )
+    return file, result
+
+
 @dataclass(frozen=True)
 class ManifestRecord:
     """One claim of a batch of file versions, and how it ended."""
@@ -125,7 +280,7 @@ class ManifestRecord:
     manifest_id: str
     day: str
     state: ManifestState
-    files: frozenset[str]
+    groups: frozenset[str]
     file_count: int
     total_bytes: int
     generation: int
@@ -159,7 +314,7 @@ class ManifestRecord:
             manifest_id=str(item["manifest_id"]),
             day=str(item["day"]),
             state=ManifestState(item["state"]),
-            files=frozenset(item["files"]),
+            groups=frozenset(item["groups"]),
             file_count=_count(item, "file_count"),
             total_bytes=_count(item, "total_bytes"),
             generation=_count(item, "generation"),

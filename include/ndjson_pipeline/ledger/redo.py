@@ -4,13 +4,11 @@ What an operator's clear of a failed conversion asks for. The successor is an
 ordinary manifest (a new claim generation, the same owner) whose record names
 the manifest it redoes (``redo_of``); the compensated manifest's record links to
 it (``redone_as``). It is claimed as any manifest is (``claims.claim_manifest``):
-conditional writes, 99 files per transaction, and a file another manifest took
+one transaction of conditional writes, and a group another manifest took
 meanwhile fails its condition and is left to that manifest, so no file version
 is ever claimed by two manifests. The link is written after the claim; a redo
-that died in between is found again from the files' own manifest ids, so a
-manifest never gets two successors one after the other. (A redo that died
-between two of its transactions is adopted with the files it holds; the files
-it had not reached stay PENDING for the next plan, or FAILED for a requeue.)
+that died in between is found again from the groups' own manifest ids, so a
+manifest never gets two successors one after the other.
 """
 
 from __future__ import annotations
@@ -18,18 +16,18 @@ from __future__ import annotations
 import logging
 
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.ledger import claims, days
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
-from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, ManifestState
+from ndjson_pipeline.ledger.records import Group, GroupState, ManifestRecord, ManifestState
 from ndjson_pipeline.ledger.table import LedgerTable
+from ndjson_pipeline.ledger.transitions import groups_of
 
 log = logging.getLogger(__name__)
 
 REDO_OF = "redo_of"
 REDONE_AS = "redone_as"
-# A file in one of these states and in no other manifest can be claimed back by a redo.
-RECLAIMABLE = frozenset({FileState.PENDING, FileState.FAILED})
+# A group in one of these states (so in no other manifest) can be claimed back by a redo.
+RECLAIMABLE = frozenset({GroupState.PENDING, GroupState.FAILED})
 
 
 def successor_of(table: LedgerTable, manifest_id: str) -> str | None:
@@ -47,14 +45,12 @@ def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int
     record = _compensated(table, manifest_id)
     if (linked := successor_of(table, manifest_id)) is not None:
         return linked
-    files = _files(table, record)
-    adopted = _successor_holding(table, manifest_id, files)
+    held = groups_of(table, record, all_held=False)
+    adopted = _successor_holding(table, manifest_id, held)
     if adopted is not None:
         _link(table, manifest_id, adopted)
         return adopted
-    candidates = [
-        claims.Claimable(f.file, f.state, f.claims) for f in files if f.state in RECLAIMABLE and f.manifest_id is None
-    ]
+    candidates = [g for g in held if g.state in RECLAIMABLE]
     # FAILED files may be all a day had left, and the day may have closed: it opens again before its new manifest
     # exists, so the sweeper watches the day whatever happens to this redo (a touch alone costs nothing).
     if candidates:
@@ -64,7 +60,7 @@ def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int
     )
     if successor is None:
         # Every file was taken meanwhile: by another redo of this manifest (adopt it), or by other manifests.
-        if (adopted := _successor_holding(table, manifest_id, _files(table, record))) is not None:
+        if (adopted := _successor_holding(table, manifest_id, groups_of(table, record, all_held=False))) is not None:
             _link(table, manifest_id, adopted)
             return adopted
         log.info("manifest %s: no file is left to redo (all finished or held by other manifests)", manifest_id)
@@ -75,7 +71,7 @@ def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int
         manifest_id,
         successor.manifest_id,
         len(successor.files),
-        len(record.files),
+        record.file_count,
     )
     return successor.manifest_id
 
@@ -87,17 +83,9 @@ def _compensated(table: LedgerTable, manifest_id: str) -> ManifestRecord:
     return record
 
 
-def _files(table: LedgerTable, record: ManifestRecord) -> list[FileRecord]:
-    keys = [table.schema.file_key(FileId.parse(identity)) for identity in sorted(record.files)]
-    items = list(table.batch_get(keys))
-    if len(items) != len(record.files):
-        raise LedgerError(f"manifest {record.manifest_id}: some of its {len(record.files)} files have no ledger record")
-    return sorted((FileRecord.from_item(i, table.schema.ttl_attribute) for i in items), key=lambda f: f.identity)
-
-
-def _successor_holding(table: LedgerTable, manifest_id: str, files: list[FileRecord]) -> str | None:
-    """A manifest redoing ``manifest_id`` that holds some of its files (a redo that died before linking)."""
-    for holder in sorted({f.manifest_id for f in files if f.manifest_id and f.manifest_id != manifest_id}):
+def _successor_holding(table: LedgerTable, manifest_id: str, held: list[Group]) -> str | None:
+    """A manifest redoing ``manifest_id`` that holds some of its groups (a redo that died before linking)."""
+    for holder in sorted({g.manifest_id for g in held if g.manifest_id and g.manifest_id != manifest_id}):
         item = table.get(table.schema.manifest_key(holder))
         if item is not None and item.get(REDO_OF) == manifest_id:
             return holder

@@ -1,6 +1,8 @@
-"""Registering file versions: idempotent, one create-only put per version.
+"""Registering file versions: idempotent, one create-only put per version, one group per day.
 
-A version already present is left untouched. Which version of a key is current
+A version already present is left untouched. The versions of one day a
+transaction registers form a group (``groups``): its item lists them and alone
+enters the pending index. Which version of a key is current
 is not decided here: the job reads a version with If-Match on its eTag, so a
 version S3 no longer holds (overwritten or deleted, whatever order the events
 came in) is QUARANTINED as superseded when its manifest converts. That check
@@ -18,7 +20,7 @@ from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileState, FileVersion
-from ndjson_pipeline.ledger import days
+from ndjson_pipeline.ledger import days, groups
 from ndjson_pipeline.ledger.codec import TypedItem, encode_item
 from ndjson_pipeline.ledger.errors import LedgerError
 from ndjson_pipeline.ledger.table import LedgerTable
@@ -72,9 +74,13 @@ def register(table: LedgerTable, registrations: Iterable[Registration]) -> Regis
     return outcome
 
 
-def file_item(table: LedgerTable, reg: Registration, now: datetime) -> TypedItem:
-    """The item a registration creates: PENDING and findable as work, or QUARANTINED with its reason."""
-    schema, f, stamp = table.schema, reg.file, iso(now)
+def file_item(table: LedgerTable, reg: Registration, now: datetime, group_id: str | None) -> TypedItem:
+    """The item a registration creates: a member of ``group_id``, or QUARANTINED with its reason.
+
+    A version's item is written once; it expires ``terminal_ttl_days`` after
+    registration (its group keeps the outcome as long after the group ends).
+    """
+    schema, f = table.schema, reg.file
     item: dict[str, Any] = {
         **schema.file_key(f.file_id),
         "bucket": f.bucket,
@@ -84,27 +90,23 @@ def file_item(table: LedgerTable, reg: Registration, now: datetime) -> TypedItem
         "version_id": f.version_id,
         "day": reg.day,
         "event_time": reg.event_time,
-        "registered_at": stamp,
-        "updated_at": stamp,
-        "attempts": 0,
+        "registered_at": iso(now),
         "sequencer": pad_sequencer(reg.sequencer) if reg.sequencer else None,
+        "group_id": group_id,
+        schema.ttl_attribute: table.expires_at(now),
     }
     if reg.rejection:
-        item.update(
-            {"state": FileState.QUARANTINED, "reason": reg.rejection, schema.ttl_attribute: table.expires_at(now)}
-        )
-    else:
-        item.update({"state": FileState.PENDING, **schema.pending_slot(reg.day, f.identity, stamp)})
+        item.update({"state": FileState.QUARANTINED, "reason": reg.rejection})
     return encode_item(item)
 
 
 def _chunks(regs: list[Registration]) -> Iterator[list[Registration]]:
-    """Consecutive registrations whose actions (one put each, one touch per day opened) fit one transaction."""
+    """Consecutive registrations whose actions (one put each, a group and a touch per day) fit one transaction."""
     chunk: list[Registration] = []
     opened: set[str] = set()
     for reg in regs:
         opens = not reg.rejection and reg.day not in opened
-        if chunk and len(chunk) + len(opened) + 1 + opens > TRANSACTION_LIMIT:
+        if chunk and len(chunk) + 2 * len(opened) + 1 + 2 * opens > TRANSACTION_LIMIT:
             yield chunk
             chunk, opened = [], set()
             opens = not reg.rejection
@@ -120,9 +122,16 @@ def _register_chunk(table: LedgerTable, chunk: list[Registration], outcome: Regi
     stalls = Stalls()
     while todo:
         now = utcnow()
-        actions: list[dict[str, Any]] = [{"Put": _put(table, reg, now)} for reg in todo]
-        for day, first in _days_opened(todo).items():
-            actions.append({"Update": days.touch_action(table, day, table.schema.shard_of(first), now)})
+        by_day = {
+            day: groups.new_group(day, [reg.file for reg in todo if reg.day == day and not reg.rejection], now)
+            for day in sorted({reg.day for reg in todo if not reg.rejection})
+        }
+        actions: list[dict[str, Any]] = [
+            {"Put": _put(table, reg, now, None if reg.rejection else by_day[reg.day].group_id)} for reg in todo
+        ]
+        for day, group in by_day.items():
+            actions.append({"Put": groups.put_action(table, group)})
+            actions.append({"Update": days.touch_action(table, day, table.schema.shard_of(group.group_id), now)})
         cancellations = transact_write(table.client, actions)
         if not cancellations:
             for reg in todo:
@@ -139,20 +148,11 @@ def _register_chunk(table: LedgerTable, chunk: list[Registration], outcome: Regi
         todo = [reg for reg in todo if reg.file.identity not in known]
 
 
-def _days_opened(regs: list[Registration]) -> dict[str, str]:
-    """The days PENDING registrations open, each with the first identity opening it (it picks the registry item)."""
-    opened: dict[str, str] = {}
-    for reg in regs:
-        if not reg.rejection:
-            opened.setdefault(reg.day, reg.file.identity)
-    return opened
-
-
-def _put(table: LedgerTable, reg: Registration, now: datetime) -> dict[str, Any]:
+def _put(table: LedgerTable, reg: Registration, now: datetime, group_id: str | None) -> dict[str, Any]:
     condition = "attribute_not_exists(#pk)"
     return {
         "TableName": table.name,
-        "Item": file_item(table, reg, now),
+        "Item": file_item(table, reg, now, group_id),
         "ConditionExpression": condition,
         "ExpressionAttributeNames": table.schema.placeholders(condition),
     }

@@ -5,20 +5,19 @@ The key and TTL attribute names, the index and its shards come from the
 bootstrap read too. Item layout::
 
     file version   <pk> = F#<bucket>/<key>   <sk> = V#<etag>
+    group          <pk> = G#<group_id>       <sk> = GROUP       (versions registered together; ``groups``)
     manifest       <pk> = M#<manifest_id>    <sk> = MANIFEST
     open day       <pk> = OPEN_DAYS          <sk> = <day>#<shard>   (a day with open work; ``days``)
 
 Only work carries the index keys (a sparse index)::
 
-    pending file   <index pk> = <day>#P#<shard>   <index sk> = <registered at>#<digest of identity>
+    pending group  <index pk> = <day>#P#<shard>   <index sk> = <registered at>#<group_id>
     open manifest  <index pk> = <day>#M           <index sk> = <lease expires at>#<manifest_id>
-    alert pending  <index pk> = <day>#A           <index sk> = <failed at>#<digest of identity>
+    alert pending  <index pk> = <day>#A           <index sk> = <failed at>#<group_id>
 
-Pending files spread over ``pending_shards`` partitions per day, so no day has
+Pending groups spread over ``pending_shards`` partitions per day, so no day has
 one hot key; index sort keys start with an instant, so a shard reads oldest
-first and a query bounded by an instant finds expired leases. A file's index
-sort key holds a fixed-size digest of its identity, never the identity: S3 keys
-reach 1,024 bytes, DynamoDB sort keys may not exceed that. The open days share
+first and a query bounded by an instant finds expired leases. The open days share
 one table partition (read with a consistent Query; days with work are few),
 each day split over ``pending_shards`` items so concurrent writers of one day
 rarely touch the same item.
@@ -36,6 +35,7 @@ from ndjson_pipeline.files import FileId
 from ndjson_pipeline.resources import ledger_spec
 
 MANIFEST_SORT_KEY = "MANIFEST"
+GROUP_SORT_KEY = "GROUP"
 OPEN_DAYS_PARTITION = "OPEN_DAYS"
 _PLACEHOLDER = re.compile(r"#\w+")
 # Attribute names that are DynamoDB reserved words, by the placeholder expressions use for them.
@@ -81,6 +81,9 @@ class TableSchema:
     def file_key(self, file_id: FileId) -> dict[str, str]:
         return {self.partition_key: _file_partition(file_id.bucket, file_id.key), self.sort_key: f"V#{file_id.etag}"}
 
+    def group_key(self, group_id: str) -> dict[str, str]:
+        return {self.partition_key: f"G#{group_id}", self.sort_key: GROUP_SORT_KEY}
+
     def manifest_key(self, manifest_id: str) -> dict[str, str]:
         return {self.partition_key: f"M#{manifest_id}", self.sort_key: MANIFEST_SORT_KEY}
 
@@ -92,18 +95,18 @@ class TableSchema:
     def shard_of(self, identity: str) -> int:
         return int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=4).digest()) % self.pending_shards
 
-    def pending_slot(self, day: str, identity: str, registered_at: str) -> dict[str, str]:
-        """The index keys that make a file version findable as pending work."""
+    def pending_slot(self, day: str, group_id: str, registered_at: str) -> dict[str, str]:
+        """The index keys that make a group findable as pending work."""
         return {
-            self.index_partition_key: pending_partition(day, self.shard_of(identity)),
-            self.index_sort_key: work_sort_key(registered_at, identity_digest(identity)),
+            self.index_partition_key: pending_partition(day, self.shard_of(group_id)),
+            self.index_sort_key: work_sort_key(registered_at, group_id),
         }
 
-    def alert_slot(self, day: str, identity: str, failed_at: str) -> dict[str, str]:
-        """The index keys of a FAILED file version whose alert is still to be published."""
+    def alert_slot(self, day: str, group_id: str, failed_at: str) -> dict[str, str]:
+        """The index keys of a FAILED group whose alert is still to be published."""
         return {
             self.index_partition_key: alerts_partition(day),
-            self.index_sort_key: work_sort_key(failed_at, identity_digest(identity)),
+            self.index_sort_key: work_sort_key(failed_at, group_id),
         }
 
     def open_manifest_slot(self, day: str, manifest_id: str, lease_expires_at: str) -> dict[str, str]:
@@ -158,11 +161,6 @@ def alerts_partition(day: str) -> str:
 def day_of_open_day(sort_key: str) -> str:
     """The day an open-day item's sort key (``<day>#<shard>``) names."""
     return sort_key.split("#", 1)[0]
-
-
-def identity_digest(identity: str) -> str:
-    """32 hex characters standing for a file identity in index sort keys, whatever the key's length."""
-    return hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
 
 
 def work_sort_key(instant: str, name: str) -> str:

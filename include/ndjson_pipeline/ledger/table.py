@@ -6,7 +6,7 @@ the ``Ledger`` facade reads through it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from ndjson_pipeline.files import FileId
 from ndjson_pipeline.ledger.codec import decode_item, encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
-from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord
+from ndjson_pipeline.ledger.records import FileRecord, Group, ManifestRecord
 from ndjson_pipeline.ledger.schema import TableSchema, pending_partition
 from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, backoff
 from ndjson_pipeline.ledger.work import WorkIndex
@@ -51,8 +51,32 @@ class LedgerTable:
         return decode_item(response["Item"]) if "Item" in response else None
 
     def file(self, file_id: FileId) -> FileRecord | None:
-        item = self.get(self.schema.file_key(file_id))
-        return None if item is None else FileRecord.from_item(item, self.schema.ttl_attribute)
+        """A version's record: its item, and its group's state (read consistently)."""
+        return self.files([str(file_id)]).get(str(file_id))
+
+    def files(self, identities: Iterable[str]) -> dict[str, FileRecord]:
+        """Records of many versions by identity (absent ones are left out), each with its group's state."""
+        keys = [self.schema.file_key(FileId.parse(identity)) for identity in sorted(set(identities))]
+        items = list(self.batch_get(keys, consistent=True))
+        groups = self.groups(str(i["group_id"]) for i in items if "group_id" in i)
+        records = {}
+        for item in items:
+            group = groups.get(str(item["group_id"])) if "group_id" in item else None
+            if "group_id" in item and group is None:
+                raise LedgerError(f"file {item['bucket']}/{item['key']}: its group {item['group_id']} has no record")
+            record = FileRecord.from_items(item, group, self.schema.ttl_attribute)
+            records[record.identity] = record
+        return records
+
+    def group(self, group_id: str) -> Group | None:
+        item = self.get(self.schema.group_key(group_id))
+        return None if item is None else Group.from_item(item, self.schema.ttl_attribute)
+
+    def groups(self, group_ids: Iterable[str]) -> dict[str, Group]:
+        """Groups by id, read consistently (absent ones are left out)."""
+        keys = [self.schema.group_key(g) for g in sorted(set(group_ids))]
+        found = (Group.from_item(item, self.schema.ttl_attribute) for item in self.batch_get(keys, consistent=True))
+        return {g.group_id: g for g in found}
 
     def manifest(self, manifest_id: str) -> ManifestRecord | None:
         item = self.get(self.schema.manifest_key(manifest_id))
@@ -64,11 +88,13 @@ class LedgerTable:
             raise LedgerError(f"manifest {manifest_id} has no ledger record")
         return record
 
-    def batch_get(self, keys: list[dict[str, str]], *, attributes: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    def batch_get(
+        self, keys: list[dict[str, str]], *, attributes: tuple[str, ...] = (), consistent: bool = False
+    ) -> Iterator[dict[str, Any]]:
         """Items of many keys (absent ones are left out), 100 keys per request, unprocessed keys retried."""
         for start in range(0, len(keys), BATCH_GET_LIMIT):
             chunk = keys[start : start + BATCH_GET_LIMIT]
-            spec: dict[str, Any] = {"Keys": [encode_item(k) for k in chunk]}
+            spec: dict[str, Any] = {"Keys": [encode_item(k) for k in chunk], "ConsistentRead": consistent}
             if attributes:
                 names = {f"#a{n}": name for n, name in enumerate(attributes)}
                 spec["ProjectionExpression"] = ", ".join(names)
@@ -97,7 +123,8 @@ class LedgerTable:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def pending_items(self, day: str, page_size: int, start_shard: int) -> Iterator[dict[str, Any]]:
-        """A day's pending file items, shard after shard from ``start_shard``, oldest first within a shard."""
+        """A day's pending groups as the index projects them, shard after shard from ``start_shard``, oldest first
+        within a shard."""
         shards = self.schema.pending_shards
         for offset in range(shards):
             yield from self.query(pending_partition(day, (start_shard + offset) % shards), page_size)

@@ -1,6 +1,7 @@
 """How a claim ends: completion from the job's results, or compensation; and an operator's requeue.
 
-Every transition is a conditional update on the state it starts from. A
+Every transition is a conditional write on the state it starts from: a
+manifest's by its state, a group's by the version read (``groups.update``). A
 transition that finds its outcome already recorded (a retried finaliser, a
 second compensation) is a no-op; any other refusal raises
 ``IllegalTransitionError`` naming the state found. Terminal items get the TTL.
@@ -8,7 +9,7 @@ second compensation) is a no-op; any other refusal raises
 A compensation starts with the fence (``fence_manifest``): from then on no
 conversion may start or adopt a run of the manifest (``claims.extend_lease`` and
 ``claims.attach_run`` refuse), and its lease reads as expired, so a compensation
-that fails half way is taken up by the sweeper's next pass. A file that becomes
+that fails half way is taken up by the sweeper's next pass. A group that becomes
 FAILED carries ``alert_pending`` (and an index slot) until its alert is
 published (``clear_alert``), so alerting is derived from the ledger, not from
 whoever compensated.
@@ -17,45 +18,78 @@ whoever compensated.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import JOB_OUTCOMES, FileId, FileState
-from ndjson_pipeline.ledger import days
+from ndjson_pipeline.ledger import days, groups
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
-from ndjson_pipeline.ledger.records import ManifestState
+from ndjson_pipeline.ledger.records import FileRecord, Group, GroupState, ManifestRecord, ManifestState
 from ndjson_pipeline.ledger.schema import work_sort_key
 from ndjson_pipeline.ledger.table import LedgerTable, illegal
-from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, TRANSACTION_LIMIT, Stalls, transact_write
+from ndjson_pipeline.ledger.transactions import transact_write
 from ndjson_pipeline.manifest import FileResult
 
 log = logging.getLogger(__name__)
 
-_BY_MANIFEST = "#state = :from AND manifest_id = :m"
+
+def groups_of(table: LedgerTable, record: ManifestRecord, *, all_held: bool = True) -> list[Group]:
+    """A manifest's groups, read consistently, in id order.
+
+    While a manifest is open every group it names exists (only a terminal
+    file leaves its group); once it ended, a group whose files were all
+    requeued or replayed is gone: ``all_held=False`` reads the others.
+    """
+    found = table.groups(record.groups)
+    missing = sorted(record.groups - set(found))
+    if missing and all_held:
+        raise LedgerError(f"manifest {record.manifest_id}: groups {missing[:3]} have no ledger record")
+    return [found[g] for g in sorted(found)]
 
 
 def complete_manifest(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
-    """Move a manifest's files to DONE/QUARANTINED with their row counts, then close it SUCCEEDED."""
+    """Record a manifest's outcomes in its groups (files DONE/QUARANTINED with row counts), then close it SUCCEEDED."""
     record = table.require_manifest(manifest_id)
     if record.state is ManifestState.SUCCEEDED:
         return
     if record.state is not ManifestState.CLAIMED:
         raise IllegalTransitionError(f"manifest {manifest_id}", record.state, ManifestState.SUCCEEDED)
-    expected = set(record.files)
-    given = {o.identity for o in outcomes}
-    if given != expected:
+    held = groups_of(table, record)
+    expected = {identity for g in held for identity in g.identities}
+    by_identity = {o.identity: o for o in outcomes}
+    if set(by_identity) != expected:
+        given = set(by_identity)
         raise LedgerError(
             f"manifest {manifest_id}: outcomes cover {len(given)} files but the manifest holds {len(expected)} "
             f"(missing {sorted(expected - given)[:3]}, unexpected {sorted(given - expected)[:3]})"
         )
+    for outcome in outcomes:
+        if outcome.outcome not in JOB_OUTCOMES:
+            raise IllegalTransitionError(f"file {outcome.identity}", FileState.CLAIMED, outcome.outcome)
     now = utcnow()
-    ordered = sorted(outcomes, key=lambda o: o.identity)
-    for start in range(0, len(ordered), TRANSACTION_LIMIT):
-        _finish_files(table, manifest_id, ordered[start : start + TRANSACTION_LIMIT], now, FileState.CLAIMED)
+    for group in held:
+        groups.update(table, group, lambda g: _finished(table, g, manifest_id, by_identity, now))
     _close_manifest(table, manifest_id, ManifestState.SUCCEEDED, now)
+
+
+def _finished(
+    table: LedgerTable, group: Group, manifest_id: str, outcomes: Mapping[str, FileResult], now: datetime
+) -> Group | None:
+    if group.state is GroupState.FINISHED and group.manifest_id == manifest_id:
+        return None  # a retried finaliser
+    if group.state is not GroupState.CLAIMED or group.manifest_id != manifest_id:
+        raise IllegalTransitionError(f"group {group.group_id}", group.state, GroupState.FINISHED)
+    return group.changed(
+        now,
+        state=GroupState.FINISHED,
+        results={identity: outcomes[identity] for identity in group.identities},
+        finished_at=iso(now),
+        expires_at=table.expires_at(now),
+    )
 
 
 def restate_files(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
@@ -63,21 +97,38 @@ def restate_files(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileR
 
     Only DONE files of the manifest are restated, and they stay DONE (nothing
     else moves a DONE file; a reprocess never quarantines one whole), so a
-    retried swap writes the same values again.
+    retried swap writes the same values again. When each file was first
+    converted (its group's ``finished_at``, the latency) is kept.
     """
     record = table.require_manifest(manifest_id)
     if record.state is not ManifestState.SUCCEEDED:
         raise IllegalTransitionError(f"manifest {manifest_id}", record.state, ManifestState.SUCCEEDED)
-    unknown = sorted({o.identity for o in outcomes} - set(record.files))
+    held = groups_of(table, record, all_held=False)
+    by_identity = {o.identity: o for o in outcomes}
+    unknown = sorted(set(by_identity) - {identity for g in held for identity in g.identities})
     if unknown:
         raise LedgerError(f"manifest {manifest_id} does not hold {unknown[:3]}")
     for outcome in outcomes:
         if outcome.outcome is not FileState.DONE:
             raise IllegalTransitionError(f"file {outcome.identity}", FileState.DONE, outcome.outcome)
     now = utcnow()
-    ordered = sorted(outcomes, key=lambda o: o.identity)
-    for start in range(0, len(ordered), TRANSACTION_LIMIT):
-        _finish_files(table, manifest_id, ordered[start : start + TRANSACTION_LIMIT], now, FileState.DONE)
+    for group in held:
+        if any(identity in by_identity for identity in group.identities):
+            groups.update(table, group, lambda g: _restated(g, manifest_id, by_identity, now))
+
+
+def _restated(group: Group, manifest_id: str, outcomes: Mapping[str, FileResult], now: datetime) -> Group | None:
+    if group.state is not GroupState.FINISHED or group.manifest_id != manifest_id:
+        raise IllegalTransitionError(f"group {group.group_id}", group.state, GroupState.FINISHED)
+    results = dict(group.results)
+    for identity in group.identities:
+        if identity in outcomes:
+            if results[identity].outcome is not FileState.DONE:
+                raise IllegalTransitionError(f"file {identity}", results[identity].outcome, FileState.DONE)
+            results[identity] = outcomes[identity]
+    if results == dict(group.results):
+        return None
+    return group.changed(now, results=results)
 
 
 def fence_manifest(table: LedgerTable, manifest_id: str, *, lease_expired_at: datetime | None = None) -> bool:
@@ -109,11 +160,11 @@ def fence_manifest(table: LedgerTable, manifest_id: str, *, lease_expired_at: da
 
 
 def compensate_manifest(table: LedgerTable, manifest_id: str, *, max_attempts: int, reason: str) -> list[str]:
-    """Return a failed manifest's files to PENDING, or FAILED once attempts run out; close it COMPENSATED.
+    """Return a failed manifest's groups to PENDING, or FAILED once attempts run out; close it COMPENSATED.
 
     A SUCCEEDED manifest is never reset. The day is touched first, so it stays
     open for the released files. Returns the identities that became FAILED
-    (each marked for its alert).
+    (each group marked for its alert).
     """
     record = table.require_manifest(manifest_id)
     if record.state is ManifestState.COMPENSATED:
@@ -122,202 +173,92 @@ def compensate_manifest(table: LedgerTable, manifest_id: str, *, max_attempts: i
         raise IllegalTransitionError(f"manifest {manifest_id}", record.state, ManifestState.COMPENSATED)
     now = utcnow()
     days.touch(table, record.day, table.schema.shard_of(manifest_id), now)
-    failed = [
-        identity
-        for identity in sorted(record.files)
-        if _release_file(table, identity, manifest_id, record.day, max_attempts, reason, now)
-    ]
+    failed: list[str] = []
+    for group in groups_of(table, record):
+        released = groups.update(table, group, lambda g: _released(table, g, manifest_id, max_attempts, reason, now))
+        if released is not group and released.state is GroupState.FAILED:
+            failed += released.identities
     _close_manifest(table, manifest_id, ManifestState.COMPENSATED, now, reason)
     if failed:
         log.error(
             "manifest %s: %d files FAILED after %d attempts: %s", manifest_id, len(failed), max_attempts, failed[:5]
         )
-    return failed
+    return sorted(failed)
+
+
+def _released(
+    table: LedgerTable, group: Group, manifest_id: str, max_attempts: int, reason: str, now: datetime
+) -> Group | None:
+    if group.state is not GroupState.CLAIMED or group.manifest_id != manifest_id:
+        return None  # already released by an earlier compensation of this manifest, or finished
+    attempts = group.attempts + 1
+    failed = attempts >= max_attempts
+    return group.changed(
+        now,
+        state=GroupState.FAILED if failed else GroupState.PENDING,
+        manifest_id=None,
+        attempts=attempts,
+        reason=reason,
+        alert_pending=manifest_id if failed else None,
+        expires_at=table.expires_at(now) if failed else None,
+    )
 
 
 def requeue_failed(table: LedgerTable, identity: str) -> None:
     """An operator's decision to try a FAILED file again, with a fresh attempt count; its day opens again."""
-    reopen(table, identity, "#state = :failed", {":failed": FileState.FAILED}, remove="reason, alert_pending")
+    reopen(table, identity, lambda record: record.state is FileState.FAILED)
 
 
-def reopen(
-    table: LedgerTable, identity: str, condition: str, values: dict[str, Any], *, remove: str, what: str = ""
-) -> None:
-    """A terminal file back to PENDING with a fresh attempt count, if ``condition`` holds, and its day opened again.
+def reopen(table: LedgerTable, identity: str, allowed: Callable[[FileRecord], bool], *, what: str = "") -> None:
+    """A terminal file back to PENDING, in a group of its own with a fresh attempt count, and its day opened again.
 
-    One transaction with the day's touch: the file is never pending on a day the sweeper and the sensor do not watch.
+    One transaction: the file's item names the new group, the old group no
+    longer lists it (or is deleted, if it was the last), the new group is
+    created and the day touched, so the file is never pending on a day the
+    sweeper and the sensor do not watch, nor in two groups.
     """
     record = table.file(FileId.parse(identity))
     if record is None:
         raise LedgerError(f"file {identity} has no ledger record")
-    moment = utcnow()
-    now = iso(moment)
-    update = f"SET #state = :to, attempts = :zero, updated_at = :now, #wpk = :wpk, #wsk = :wsk REMOVE #ttl, {remove}"
-    values = {":to": FileState.PENDING, ":zero": 0, ":now": now, **values, **_pending(table, record.day, identity, now)}
-    reopening = {
+    if not allowed(record) or record.group_id is None:
+        raise IllegalTransitionError(what or f"file {identity}", record.state, FileState.PENDING)
+    old = table.group(record.group_id)
+    if old is None:
+        raise LedgerError(f"file {identity}: its group {record.group_id} has no ledger record")
+    now = utcnow()
+    # The new group carries the claims of the old one: a manifest's generation, the sum of its groups' claims, then
+    # grows with every claim of the same files however they are grouped, so no two manifests get the same id.
+    moved = replace(groups.new_group(record.day, [record.file], now), claims=old.claims)
+    rest = [f for f in old.files if f.identity != identity]
+    results = {i: r for i, r in old.results.items() if i != identity}
+    left = old.changed(now, files=tuple(rest), results=results)
+    condition = "group_id = :old"
+    pointer = {
         "TableName": table.name,
         "Key": encode_item(table.schema.file_key(record.file_id)),
-        "UpdateExpression": update,
+        "UpdateExpression": "SET group_id = :new, #ttl = :ttl",
         "ConditionExpression": condition,
-        "ExpressionAttributeNames": table.schema.placeholders(update, condition),
-        "ExpressionAttributeValues": encode_item(values),
-        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        "ExpressionAttributeNames": table.schema.placeholders("#ttl", condition),
+        "ExpressionAttributeValues": encode_item(
+            {":new": moved.group_id, ":old": old.group_id, ":ttl": table.expires_at(now)}
+        ),
     }
-    touch = days.touch_action(table, record.day, table.schema.shard_of(identity), moment)
-    cancellations = transact_write(table.client, [{"Update": reopening}, {"Update": touch}])
-    if cancellations:
-        found = cancellations[0].item
-        if cancellations[0].condition_failed:
-            raise illegal(what or f"file {identity}", found, FileState.PENDING)
+    actions: list[dict[str, Any]] = [
+        {"Update": pointer},
+        {"Delete": groups.delete_action(table, old)} if not rest else {"Put": groups.put_action(table, left)},
+        {"Put": groups.put_action(table, moved)},
+        {"Update": days.touch_action(table, record.day, table.schema.shard_of(moved.group_id), now)},
+    ]
+    if transact_write(table.client, actions):
         raise LedgerError(f"returning {identity} to PENDING conflicted with another write; try again")
 
 
-def clear_alert(table: LedgerTable, identity: str, manifest_id: str) -> None:
-    """A FAILED version's alert was published: it leaves the alert index (a no-op when already cleared)."""
-    table.conditional_update(
-        table.schema.file_key(FileId.parse(identity)),
-        "REMOVE alert_pending, #wpk, #wsk",
-        "alert_pending = :m",
-        {":m": manifest_id},
+def clear_alert(table: LedgerTable, group: Group, manifest_id: str) -> None:
+    """A FAILED group's alert was published: it leaves the alert index (a no-op when already cleared)."""
+    now = utcnow()
+    groups.update(
+        table, group, lambda g: g.changed(now, alert_pending=None) if g.alert_pending == manifest_id else None
     )
-
-
-def _finish_files(
-    table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult], now: datetime, from_state: FileState
-) -> None:
-    """Record up to 100 files' outcomes in one transaction: one request instead of one per file.
-
-    Each file's update keeps its own condition (still ``from_state`` by this
-    manifest); a file found already finished the same way (a retry) is dropped
-    and the rest written again, any other state found is refused.
-    """
-    todo = list(outcomes)
-    stalls = Stalls()
-    while todo:
-        cancellations = transact_write(
-            table.client, [{"Update": _finish_action(table, manifest_id, o, now, from_state)} for o in todo]
-        )
-        if not cancellations:
-            return
-        finished = set()
-        for outcome, cancellation in zip(todo, cancellations, strict=True):
-            if cancellation.condition_failed:
-                found = cancellation.item
-                if not (found.get("state") == outcome.outcome and found.get("manifest_id") == manifest_id):
-                    raise illegal(f"file {outcome.identity}", found, outcome.outcome)
-                finished.add(outcome.identity)
-        if not finished and not stalls.another():  # a conflict or throttling, not a file already finished
-            raise LedgerError(
-                f"manifest {manifest_id}: recording {len(todo)} outcomes kept conflicting "
-                f"after {CONFLICT_RETRIES} attempts"
-            )
-        todo = [o for o in todo if o.identity not in finished]
-
-
-def _finish_action(
-    table: LedgerTable, manifest_id: str, outcome: FileResult, now: datetime, from_state: FileState
-) -> dict[str, Any]:
-    if outcome.outcome not in JOB_OUTCOMES:
-        raise IllegalTransitionError(f"file {outcome.identity}", from_state, outcome.outcome)
-    update = (
-        "SET #state = :to, updated_at = :now, #ttl = :ttl, "
-        "rows_in = :rin, rows_out = :rout, rows_quarantined = :rq, rows_rescued = :rr"
-    )
-    if from_state is FileState.CLAIMED:
-        update += ", finished_at = :now"  # a restatement keeps when the file was first converted (its latency)
-    values: dict[str, Any] = {
-        ":to": outcome.outcome,
-        ":from": from_state,
-        ":m": manifest_id,
-        ":now": iso(now),
-        ":ttl": table.expires_at(now),
-        ":rin": outcome.rows_in,
-        ":rout": outcome.rows_out,
-        ":rq": outcome.rows_quarantined,
-        ":rr": outcome.rows_rescued,
-    }
-    if outcome.reason:
-        update += ", reason = :reason"
-        values[":reason"] = outcome.reason
-    update += " REMOVE lease_expires_at"
-    return {
-        "TableName": table.name,
-        "Key": encode_item(table.schema.file_key(FileId.parse(outcome.identity))),
-        "UpdateExpression": update,
-        "ConditionExpression": _BY_MANIFEST,
-        "ExpressionAttributeNames": table.schema.placeholders(update, _BY_MANIFEST),
-        "ExpressionAttributeValues": encode_item(values),
-        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-    }
-
-
-def _release_file(
-    table: LedgerTable, identity: str, manifest_id: str, day: str, max_attempts: int, reason: str, now: datetime
-) -> bool:
-    """Release one claimed file; True when it became FAILED."""
-    record = table.file(FileId.parse(identity))
-    if record is None:
-        raise LedgerError(f"file {identity} of manifest {manifest_id} has no ledger record")
-    if record.manifest_id != manifest_id or record.state is not FileState.CLAIMED:
-        return False  # already released by an earlier compensation of this manifest, or finished
-    attempts = record.attempts + 1
-    failed = attempts >= max_attempts
-    stamp = iso(now)
-    values: dict[str, Any] = {
-        ":from": FileState.CLAIMED,
-        ":m": manifest_id,
-        ":now": stamp,
-        ":attempts": attempts,
-        ":reason": reason,
-    }
-    update = "SET #state = :to, attempts = :attempts, reason = :reason, updated_at = :now"
-    if failed:
-        slot = table.schema.alert_slot(day, identity, stamp)
-        values.update(
-            {
-                ":to": FileState.FAILED,
-                ":ttl": table.expires_at(now),
-                ":alert": manifest_id,
-                ":wpk": slot[table.schema.index_partition_key],
-                ":wsk": slot[table.schema.index_sort_key],
-            }
-        )
-        update += ", #ttl = :ttl, alert_pending = :alert, #wpk = :wpk, #wsk = :wsk"
-    else:
-        values.update({":to": FileState.PENDING, **_pending(table, day, identity, stamp)})
-        update += ", #wpk = :wpk, #wsk = :wsk"
-    _transition(
-        table,
-        identity,
-        update + " REMOVE lease_expires_at, manifest_id",
-        _BY_MANIFEST,
-        values,
-        wanted=values[":to"],
-        already_done=lambda found: found.get("manifest_id") != manifest_id,
-    )
-    return failed
-
-
-def _pending(table: LedgerTable, day: str, identity: str, registered_at: str) -> dict[str, str]:
-    """Values ``:wpk``/``:wsk`` that put a file version back into the pending index."""
-    slot = table.schema.pending_slot(day, identity, registered_at)
-    return {":wpk": slot[table.schema.index_partition_key], ":wsk": slot[table.schema.index_sort_key]}
-
-
-def _transition(
-    table: LedgerTable,
-    identity: str,
-    update: str,
-    condition: str,
-    values: dict[str, Any],
-    *,
-    wanted: str,
-    already_done: Callable[[dict[str, Any]], bool],
-) -> None:
-    current = table.conditional_update(table.schema.file_key(FileId.parse(identity)), update, condition, values)
-    if current is None or (current and already_done(current)):
-        return
-    raise illegal(f"file {identity}", current, wanted)
 
 
 def _close_manifest(

@@ -125,7 +125,8 @@ class PendingSummary:
 
 
 class PendingSummaryScan:
-    """Counts a day's pending work page by page and stops as soon as either threshold is met.
+    """Counts a day's pending work (its pending groups' files and bytes) page by page and stops as soon as either
+    threshold is met.
 
     Each shard is read oldest first, so the first item of each shard gives the
     oldest pending arrival.
@@ -158,7 +159,7 @@ class PendingSummaryScan:
         request = self.index.query(
             pending_partition(self.day, self._shard),
             page_size=self.page_size,
-            attributes=("size", self.index.sort_key),
+            attributes=("file_count", "total_bytes", self.index.sort_key),
         )
         if self._start_key:
             request["ExclusiveStartKey"] = self._start_key
@@ -170,8 +171,8 @@ class PendingSummaryScan:
             registered_at = instant_of(str(items[0][self.index.sort_key]))
             self.oldest = registered_at if self.oldest is None else min(self.oldest, registered_at)
         for item in items:
-            self.files += 1
-            self.bytes += int(item["size"])
+            self.files += int(item["file_count"])
+            self.bytes += int(item["total_bytes"])
         self._start_key = page.get("LastEvaluatedKey")
         if not self._start_key:
             self._shard += 1

@@ -25,7 +25,7 @@ from ndjson_pipeline.settings import PipelineSettings
 log = logging.getLogger(__name__)
 
 SQS_MAX_BATCH = 10
-# Messages registered together: about one ledger transaction's worth (100 actions, one a file and one a day).
+# Messages registered together: about one ledger transaction's worth (100 actions: one a file, two a day).
 REGISTER_MESSAGES = 90
 
 

@@ -151,7 +151,7 @@ def _candidates(
             raise PipelineError(f"manifest {manifest_id} has no ledger record")
         if manifest.day != day:
             raise PipelineError(f"manifest {manifest_id} is of day {manifest.day}, not {day}")
-        yield sorted(manifest.files)
+        yield ledger.identities_of(manifest)
         return
     bucket = settings.names.landing_bucket
     for objects in day_listing_pages(storage.s3, bucket, day, settings):

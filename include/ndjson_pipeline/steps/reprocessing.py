@@ -174,7 +174,7 @@ def plan_reprocess(
         # Every DONE file of the manifest, from its record: a raw file missing from the listing must not be dropped.
         done = [
             f
-            for f in ledger.get_files(sorted(record.files)).values()
+            for f in ledger.get_files(ledger.identities_of(record)).values()
             if f.state is FileState.DONE and f.manifest_id == manifest_id
         ]
         for f in done:
