@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ndjson_pipeline.files import FileVersion
-from ndjson_pipeline.ledger import Registration
+from ndjson_pipeline.ledger import GroupLimits, Registration
 from ndjson_pipeline.settings import PipelineSettings
 
 _DAY_IN_KEY = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
@@ -82,3 +82,8 @@ def day_listing_pages(s3: Any, bucket: str, day: str, settings: PipelineSettings
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=day_prefix(day, settings)):
         if page.get("Contents"):
             yield page["Contents"]
+
+
+def group_limits(settings: PipelineSettings) -> GroupLimits:
+    """How many files and bytes one registration group may hold: a claim takes whole groups into one manifest."""
+    return GroupLimits(max_files=settings.max_files_per_manifest, max_bytes=settings.max_bytes_per_manifest)

@@ -63,8 +63,9 @@ def test_an_old_days_pending_files_and_expired_claims_are_converted(dags, aws_en
     configure(stack, monkeypatch)
     old_day = _days_ago(5)
     sample = land(stack, files=4, day=old_day)
-    drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings)  # an earlier run's intake
-    # And a batching task of that earlier run claimed some of them, then died: its claims expire.
+    # An earlier run's intake, in groups of two, and a batching task of that run claimed some, then died: its
+    # claims expire.
+    drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings.replace(max_files_per_manifest=2))
     orphans = plan_manifests(
         stack.ledger, stack.storage, stack.settings.replace(max_files_per_manifest=2), [old_day], owner="old/run"
     )
@@ -84,7 +85,8 @@ def test_a_sweep_that_cannot_repair_a_manifest_does_not_stop_the_conversions(dag
     topic_arn, probe = _alert_probe(stack)
     configure(stack, monkeypatch, alert_topic_arn=topic_arn)
     sample = land(stack, files=4)
-    drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings)
+    # Registered a file a group, so a manifest of one file leaves the other three to the ingest run.
+    drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings.replace(max_files_per_manifest=1))
     (stuck,) = plan_manifests(
         stack.ledger,
         stack.storage,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ndjson_pipeline.files import FileVersion
 from ndjson_pipeline.landing import registration_for
-from ndjson_pipeline.ledger import Registration
+from ndjson_pipeline.ledger import GroupLimits, Registration
 from ndjson_pipeline.ledger.transactions import TRANSACTION_LIMIT
 from tests.factories import DAY, DAY_PATH, mwaa_ledger, register_files
 
@@ -48,3 +50,18 @@ def test_registrations_of_several_days_fit_their_transactions_and_open_every_day
     records = ledger.get_files([r.file.identity for r in regs])
     assert len({records[r.file.identity].group_id for r in regs}) == 3 * len(sent)
     assert all(records[r.file.identity].day == r.day for r in regs)
+
+
+def test_groups_are_cut_to_what_one_manifest_may_hold(stack):
+    """A claim takes whole groups, so a registration never makes a group a manifest could not hold."""
+    regs = [
+        registration_for(stack.names.landing_bucket, f"{DAY_PATH}g{i:05d}.ndjson", 100, f"etag{i}", DAY, stack.settings)
+        for i in range(25)
+    ]
+
+    stack.ledger.register(regs[:20], GroupLimits(max_files=10))
+    stack.ledger.register(regs[20:], GroupLimits(max_files=10, max_bytes=250))
+
+    records = stack.ledger.get_files([r.file.identity for r in regs])
+    sizes = Counter(Counter(r.group_id for r in records.values()).values())
+    assert sizes == {10: 2, 2: 2, 1: 1}

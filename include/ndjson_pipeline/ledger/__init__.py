@@ -29,7 +29,7 @@ from ndjson_pipeline.ledger.days import QUIET_SECONDS, DayState
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.ledger import Ledger
 from ndjson_pipeline.ledger.records import FileRecord, ManifestRecord, ManifestState
-from ndjson_pipeline.ledger.registration import RegisterOutcome, Registration, pad_sequencer
+from ndjson_pipeline.ledger.registration import GroupLimits, RegisterOutcome, Registration, pad_sequencer
 from ndjson_pipeline.ledger.schema import TableSchema, table_schema
 from ndjson_pipeline.ledger.work import OpenDaysScan, PendingSummary, PendingSummaryScan, WorkIndex
 
@@ -37,6 +37,7 @@ __all__ = [
     "QUIET_SECONDS",
     "DayState",
     "FileRecord",
+    "GroupLimits",
     "IllegalTransitionError",
     "Ledger",
     "LedgerError",

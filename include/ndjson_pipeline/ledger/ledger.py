@@ -11,7 +11,7 @@ from ndjson_pipeline.files import FileId, FileState, FileVersion
 from ndjson_pipeline.ledger import claims, days, maintenance, redo, registration, transitions
 from ndjson_pipeline.ledger.days import DayState
 from ndjson_pipeline.ledger.records import FileRecord, GroupState, ManifestRecord
-from ndjson_pipeline.ledger.registration import RegisterOutcome, Registration
+from ndjson_pipeline.ledger.registration import GroupLimits, RegisterOutcome, Registration
 from ndjson_pipeline.ledger.schema import alerts_partition, open_manifests_partition, table_schema, up_to
 from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.ledger.work import PendingSummary, PendingSummaryScan, WorkIndex
@@ -39,9 +39,11 @@ class Ledger:
 
     # ------------------------------------------------------------------ files
 
-    def register(self, registrations: Iterable[Registration]) -> RegisterOutcome:
-        """Record file versions idempotently (``registration``)."""
-        return registration.register(self._table, registrations)
+    def register(
+        self, registrations: Iterable[Registration], limits: GroupLimits = registration.UNLIMITED
+    ) -> RegisterOutcome:
+        """Record file versions idempotently, in groups within ``limits`` (``registration``)."""
+        return registration.register(self._table, registrations, limits)
 
     def get_file(self, identity: str) -> FileRecord | None:
         return self._table.file(FileId.parse(identity))

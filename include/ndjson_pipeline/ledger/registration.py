@@ -60,7 +60,35 @@ def pad_sequencer(sequencer: str) -> str:
     return sequencer.upper().rjust(SEQUENCER_WIDTH, "0")
 
 
-def register(table: LedgerTable, registrations: Iterable[Registration]) -> RegisterOutcome:
+@dataclass(frozen=True)
+class GroupLimits:
+    """How large a group may grow: a claim takes whole groups, so no group may exceed what a manifest holds."""
+
+    max_files: int = TRANSACTION_LIMIT
+    max_bytes: int | None = None
+
+    def split(self, regs: Iterable[Registration]) -> dict[str, list[list[Registration]]]:
+        """PENDING registrations by day, each day's cut into groups in order (a file over ``max_bytes``: alone)."""
+        by_day: dict[str, list[list[Registration]]] = {}
+        for reg in regs:
+            if reg.rejection:
+                continue
+            groups_of_day = by_day.setdefault(reg.day, [[]])
+            current = groups_of_day[-1]
+            size = sum(r.file.size for r in current) + reg.file.size
+            if current and (len(current) >= self.max_files or (self.max_bytes is not None and size > self.max_bytes)):
+                groups_of_day.append(current := [])
+            current.append(reg)
+        return by_day
+
+
+# Groups only as large as a transaction makes them (tests and tools; the steps pass the settings' limits).
+UNLIMITED = GroupLimits()
+
+
+def register(
+    table: LedgerTable, registrations: Iterable[Registration], limits: GroupLimits = UNLIMITED
+) -> RegisterOutcome:
     """Record file versions idempotently, in as few transactions as the 100-action limit allows."""
     outcome = RegisterOutcome()
     by_identity: dict[str, Registration] = {}
@@ -69,8 +97,8 @@ def register(table: LedgerTable, registrations: Iterable[Registration]) -> Regis
             outcome.already_known.append(reg.file.identity)  # a duplicate event within this batch
         else:
             by_identity[reg.file.identity] = reg
-    for chunk in _chunks(list(by_identity.values())):
-        _register_chunk(table, chunk, outcome)
+    for chunk in _chunks(list(by_identity.values()), limits):
+        _register_chunk(table, chunk, limits, outcome)
     return outcome
 
 
@@ -100,38 +128,42 @@ def file_item(table: LedgerTable, reg: Registration, now: datetime, group_id: st
     return encode_item(item)
 
 
-def _chunks(regs: list[Registration]) -> Iterator[list[Registration]]:
-    """Consecutive registrations whose actions (one put each, a group and a touch per day) fit one transaction."""
+def _actions(regs: list[Registration], limits: GroupLimits) -> int:
+    """Transaction actions registering ``regs``: a put each, a put per group, a touch per day."""
+    by_day = limits.split(regs)
+    return len(regs) + sum(len(groups_of_day) + 1 for groups_of_day in by_day.values())
+
+
+def _chunks(regs: list[Registration], limits: GroupLimits) -> Iterator[list[Registration]]:
+    """Consecutive registrations whose actions fit one transaction."""
     chunk: list[Registration] = []
-    opened: set[str] = set()
     for reg in regs:
-        opens = not reg.rejection and reg.day not in opened
-        if chunk and len(chunk) + 2 * len(opened) + 1 + 2 * opens > TRANSACTION_LIMIT:
+        if chunk and _actions([*chunk, reg], limits) > TRANSACTION_LIMIT:
             yield chunk
-            chunk, opened = [], set()
-            opens = not reg.rejection
+            chunk = []
         chunk.append(reg)
-        if opens:
-            opened.add(reg.day)
     if chunk:
         yield chunk
 
 
-def _register_chunk(table: LedgerTable, chunk: list[Registration], outcome: RegisterOutcome) -> None:
+def _register_chunk(
+    table: LedgerTable, chunk: list[Registration], limits: GroupLimits, outcome: RegisterOutcome
+) -> None:
     todo = list(chunk)
     stalls = Stalls()
     while todo:
         now = utcnow()
-        by_day = {
-            day: groups.new_group(day, [reg.file for reg in todo if reg.day == day and not reg.rejection], now)
-            for day in sorted({reg.day for reg in todo if not reg.rejection})
-        }
-        actions: list[dict[str, Any]] = [
-            {"Put": _put(table, reg, now, None if reg.rejection else by_day[reg.day].group_id)} for reg in todo
-        ]
-        for day, group in by_day.items():
-            actions.append({"Put": groups.put_action(table, group)})
-            actions.append({"Update": days.touch_action(table, day, table.schema.shard_of(group.group_id), now)})
+        group_of: dict[str, str] = {}
+        group_actions: list[dict[str, Any]] = []
+        for day, groups_of_day in sorted(limits.split(todo).items()):
+            for members in groups_of_day:
+                group = groups.new_group(day, [reg.file for reg in members], now)
+                group_of.update((reg.file.identity, group.group_id) for reg in members)
+                group_actions.append({"Put": groups.put_action(table, group)})
+            touch = days.touch_action(table, day, table.schema.shard_of(group.group_id), now)
+            group_actions.append({"Update": touch})
+        actions = [{"Put": _put(table, reg, now, group_of.get(reg.file.identity))} for reg in todo]
+        actions += group_actions
         cancellations = transact_write(table.client, actions)
         if not cancellations:
             for reg in todo:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ndjson_pipeline.landing import registration_for
+from ndjson_pipeline.landing import group_limits, registration_for
 from ndjson_pipeline.ledger import Ledger, RegisterOutcome, Registration
 from ndjson_pipeline.settings import PipelineSettings
 
@@ -226,7 +226,7 @@ def _store_and_delete(
         ]
         registrations.extend(regs)
         deletable.append((message, [r.file.identity for r in regs]))
-    outcome = _register(ledger, registrations, deletable, report)
+    outcome = _register(ledger, registrations, deletable, report, settings)
     newly_pending = set(outcome.registered)
     report.days.update(r.day for r in registrations if r.file.identity in newly_pending)
     report.registered += len(outcome.registered)
@@ -246,17 +246,18 @@ def _register(
     registrations: list[Registration],
     messages: list[tuple[dict[str, Any], list[str]]],
     report: IntakeReport,
+    settings: PipelineSettings,
 ) -> RegisterOutcome:
     """Register a batch at once; if the ledger refuses it, message by message, leaving refused ones unstored."""
     try:
-        return ledger.register(registrations)
+        return ledger.register(registrations, group_limits(settings))
     except Exception as exc:
         log.warning("registering %d messages at once failed (%s); registering them one by one", len(messages), exc)
     by_identity = {r.file.identity: r for r in registrations}
     outcome = RegisterOutcome()
     for message, identities in messages:
         try:
-            outcome.add(ledger.register([by_identity[i] for i in identities]))
+            outcome.add(ledger.register([by_identity[i] for i in identities], group_limits(settings)))
         except Exception as exc:
             report.unstored += 1
             log.error(

@@ -9,7 +9,7 @@ from datetime import UTC, date
 from typing import Any
 
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.landing import day_listing_pages, registration_for
+from ndjson_pipeline.landing import day_listing_pages, group_limits, registration_for
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import PipelineError
@@ -83,7 +83,7 @@ def reconcile_day(
         }
         states = ledger.get_states(list(regs))
         missing = [reg for identity, reg in regs.items() if identity not in states]
-        outcome = ledger.register(missing)
+        outcome = ledger.register(missing, group_limits(settings))
         report.seen += len(regs)
         report.already_known += len(states) + len(outcome.already_known)
         report.registered += len(outcome.registered)
