@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -43,26 +42,22 @@ def new_group(day: str, files: Iterable[FileVersion], now: datetime) -> Group:
 
 def put_action(table: LedgerTable, group: Group) -> dict[str, Any]:
     """The conditional put storing ``group``: create-only for a new group, else only over the version it came from."""
-    return {"TableName": table.name, "Item": group.item(table.schema), **_unchanged_since_read(table, group)}
+    read = None if group.version == 0 else group.version - 1
+    return {"TableName": table.name, "Item": group.item(table.schema), **_unchanged_since(table, read)}
 
 
 def delete_action(table: LedgerTable, group: Group) -> dict[str, Any]:
     """The conditional delete of a group its last file left (``group`` as read)."""
-    return {
-        "TableName": table.name,
-        "Key": encode_item(table.schema.group_key(group.group_id)),
-        **_unchanged_since_read(table, replace(group, version=group.version + 1)),
-    }
+    key = encode_item(table.schema.group_key(group.group_id))
+    return {"TableName": table.name, "Key": key, **_unchanged_since(table, group.version)}
 
 
-def _unchanged_since_read(table: LedgerTable, group: Group) -> dict[str, Any]:
-    if group.version == 0:
+def _unchanged_since(table: LedgerTable, read_version: int | None) -> dict[str, Any]:
+    """The condition that no write came between reading ``read_version`` (None: the group is new) and this one."""
+    if read_version is None:
         condition = "attribute_not_exists(#pk)"
         return {"ConditionExpression": condition, "ExpressionAttributeNames": table.schema.placeholders(condition)}
-    return {
-        "ConditionExpression": "version = :read",
-        "ExpressionAttributeValues": encode_item({":read": group.version - 1}),
-    }
+    return {"ConditionExpression": "version = :read", "ExpressionAttributeValues": encode_item({":read": read_version})}
 
 
 def store(table: LedgerTable, group: Group) -> bool:

@@ -49,7 +49,9 @@ class Ledger:
         return self._table.file(FileId.parse(identity))
 
     def get_files(self, identities: Sequence[str]) -> dict[str, FileRecord]:
-        """Records of many file versions by identity (absent ones are left out), with their groups' state."""
+        """Records of many file versions by identity (absent ones are left out), with their groups' state.
+
+        Eventually consistent, as reports and selections need: every write re-reads what it changes."""
         return self._table.files(identities)
 
     def get_states(self, identities: Sequence[str]) -> dict[str, FileState]:

@@ -156,7 +156,7 @@ class Group:
     files: tuple[FileVersion, ...]
     registered_at: str
     updated_at: str
-    version: int = 0
+    version: int = 0  # 0 when new; every write stores the next one, on condition the item still has the one read
     attempts: int = 0  # failed conversions since registration (or the last requeue)
     claims: int = 0  # how often the group was claimed; a manifest's generation sums them
     manifest_id: str | None = None

@@ -52,13 +52,13 @@ class LedgerTable:
 
     def file(self, file_id: FileId) -> FileRecord | None:
         """A version's record: its item, and its group's state (read consistently)."""
-        return self.files([str(file_id)]).get(str(file_id))
+        return self.files([str(file_id)], consistent=True).get(str(file_id))
 
-    def files(self, identities: Iterable[str]) -> dict[str, FileRecord]:
+    def files(self, identities: Iterable[str], *, consistent: bool = False) -> dict[str, FileRecord]:
         """Records of many versions by identity (absent ones are left out), each with its group's state."""
         keys = [self.schema.file_key(FileId.parse(identity)) for identity in sorted(set(identities))]
-        items = list(self.batch_get(keys, consistent=True))
-        groups = self.groups(str(i["group_id"]) for i in items if "group_id" in i)
+        items = list(self.batch_get(keys, consistent=consistent))
+        groups = self.groups((str(i["group_id"]) for i in items if "group_id" in i), consistent=consistent)
         records = {}
         for item in items:
             group = groups.get(str(item["group_id"])) if "group_id" in item else None
@@ -72,10 +72,10 @@ class LedgerTable:
         item = self.get(self.schema.group_key(group_id))
         return None if item is None else Group.from_item(item, self.schema.ttl_attribute)
 
-    def groups(self, group_ids: Iterable[str]) -> dict[str, Group]:
-        """Groups by id, read consistently (absent ones are left out)."""
+    def groups(self, group_ids: Iterable[str], *, consistent: bool = True) -> dict[str, Group]:
+        """Groups by id (absent ones are left out); consistently, unless a report's eventual view will do."""
         keys = [self.schema.group_key(g) for g in sorted(set(group_ids))]
-        found = (Group.from_item(item, self.schema.ttl_attribute) for item in self.batch_get(keys, consistent=True))
+        found = (Group.from_item(i, self.schema.ttl_attribute) for i in self.batch_get(keys, consistent=consistent))
         return {g.group_id: g for g in found}
 
     def manifest(self, manifest_id: str) -> ManifestRecord | None:
