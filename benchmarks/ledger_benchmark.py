@@ -98,7 +98,12 @@ def measure_requests(endpoint: str, files: int) -> dict:
     check = reconcile_day(s3, ledger_view, settings, names.landing_bucket, DAY, today=date.fromisoformat(DAY))
 
     claimed = claims = 0
-    while manifest := ledger.claim_batch(DAY, max_files=99, max_bytes=10**12, lease_seconds=3600):
+    while manifest := ledger.claim_batch(
+        DAY,
+        max_files=settings.max_files_per_manifest,
+        max_bytes=settings.max_bytes_per_manifest,
+        lease_seconds=3600,
+    ):
         claimed += len(manifest.files)
         claims += 1
     claim_requests, claim_ops = counter.take()
