@@ -9,7 +9,8 @@ import pytest
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.ledger import IllegalTransitionError, LedgerError
-from tests.factories import claim, file_result, register_files
+from ndjson_pipeline.ledger.codec import encode_item
+from tests.factories import DAY, claim, file_result, register_files
 
 
 def test_ttl_is_set_only_on_terminal_items(stack):
@@ -145,3 +146,66 @@ def test_a_reprocess_restates_only_done_files_of_a_succeeded_manifest_and_repeat
     other = register_files(stack, 1, prefix="other")
     with pytest.raises(LedgerError, match="does not hold"):
         stack.ledger.restate_files(manifest.manifest_id, [file_result(other[0], FileState.DONE)])
+
+
+def _failed(stack, files=3, group_size=3):
+    """Files FAILED by one compensation (max_attempts=1), and the manifest that failed them."""
+    identities = register_files(stack, files, group_size=group_size)
+    manifest = claim(stack)
+    stack.ledger.compensate_manifest(manifest.manifest_id, max_attempts=1, reason="boom")
+    return identities, manifest
+
+
+def test_a_requeue_racing_a_redo_of_the_same_group_leaves_the_file_to_the_redo(stack):
+    identities, failed = _failed(stack)
+    client = stack.ledger._table.client
+    raced: list[str | None] = []
+
+    def redo_first(**_):
+        if not raced:  # the redo claims the group while the requeue reads what it decides on
+            raced.append(None)
+            raced[0] = stack.ledger.redo_compensated(failed.manifest_id, lease_seconds=600)
+
+    client.meta.events.register("before-call.dynamodb.GetItem", redo_first, unique_id="race")
+    try:
+        with pytest.raises(IllegalTransitionError, match="CLAIMED to PENDING"):
+            stack.ledger.requeue_failed(identities[0])
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.GetItem", unique_id="race")
+
+    records = stack.ledger.get_files(identities)
+    assert {(r.state, r.manifest_id) for r in records.values()} == {(FileState.CLAIMED, raced[0])}
+    assert len({r.group_id for r in records.values()}) == 1, "the file is in one group only"
+
+
+def test_a_requeue_waits_until_the_compensation_that_failed_the_file_has_closed_its_manifest(stack):
+    from ndjson_pipeline.ledger import groups, transitions
+
+    identities = register_files(stack, 2, group_size=2)
+    manifest = claim(stack)
+    table = stack.ledger._table
+    (group,) = transitions.groups_of(table, table.require_manifest(manifest.manifest_id))
+    # The compensation failed the group, then died before closing the manifest.
+    groups.update(table, group, lambda g: transitions._released(table, g, manifest.manifest_id, 1, "boom", utcnow()))
+
+    with pytest.raises(LedgerError, match="still closing"):
+        stack.ledger.requeue_failed(identities[0])
+    assert stack.ledger.compensate_manifest(manifest.manifest_id, max_attempts=1, reason="boom") == []  # its retry
+    stack.ledger.requeue_failed(identities[0])
+
+    records = stack.ledger.get_files(identities)
+    assert (records[identities[0]].state, records[identities[1]].state) == (FileState.PENDING, FileState.FAILED)
+    assert records[identities[0]].group_id != records[identities[1]].group_id
+
+
+def test_a_version_whose_group_expired_first_reads_as_absent_and_alerts_clear_without_file_items(stack):
+    identities, failed = _failed(stack, files=2, group_size=1)
+    gone, kept = (stack.ledger.get_file(i) for i in identities)
+    table = stack.ledger._table
+    stack.dynamodb.delete_item(TableName=table.name, Key=encode_item(table.schema.group_key(gone.group_id)))
+    stack.dynamodb.delete_item(TableName=table.name, Key=encode_item(table.schema.file_key(kept.file_id)))
+
+    assert stack.ledger.get_files(identities) == {}
+    assert stack.ledger.pending_alerts(DAY) == {failed.manifest_id: [identities[1]]}
+    stack.ledger.clear_alerts(failed.manifest_id, [identities[1]])
+    assert stack.ledger.pending_alerts(DAY) == {}

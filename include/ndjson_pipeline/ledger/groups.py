@@ -69,16 +69,17 @@ def store(table: LedgerTable, group: Group) -> bool:
     return True
 
 
-def update(table: LedgerTable, group: Group, change: Callable[[Group], Group | None]) -> Group:
+def update(table: LedgerTable, group: Group, change: Callable[[Group], Group | None]) -> Group | None:
     """Apply ``change`` to ``group`` (as read) and store it; read again and retry when another write came first.
 
     ``change`` returns the group's next version, None when there is nothing to
-    do, or raises when the state it finds forbids the change.
+    do, or raises when the state it finds forbids the change. Returns what was
+    stored, or None when nothing was (the change had been made already).
     """
     for attempt in range(CONFLICT_RETRIES):
         changed = change(group)
         if changed is None:
-            return group
+            return None
         if store(table, changed):
             return changed
         backoff(attempt)

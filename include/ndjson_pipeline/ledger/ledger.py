@@ -199,7 +199,9 @@ class Ledger:
         return {m: sorted(identities) for m, identities in by_manifest.items()}
 
     def clear_alerts(self, manifest_id: str, identities: Sequence[str]) -> None:
-        """The alert for these FAILED versions was published: their groups leave the alert index."""
-        records = self._table.files(identities).values()
-        for group in self._table.groups(r.group_id for r in records if r.group_id).values():
-            transitions.clear_alert(self._table, group, manifest_id)
+        """The alert for these FAILED versions was published: their groups (the manifest's) leave the alert index."""
+        record = self._table.manifest(manifest_id)
+        published = set(identities)
+        for group in transitions.groups_of(self._table, record, all_held=False) if record else []:
+            if group.alert_pending == manifest_id and published.intersection(group.identities):
+                transitions.clear_alert(self._table, group, manifest_id)

@@ -160,6 +160,7 @@ class Group:
     attempts: int = 0  # failed conversions since registration (or the last requeue)
     claims: int = 0  # how often the group was claimed; a manifest's generation sums them
     manifest_id: str | None = None
+    ended_by: str | None = None  # the manifest whose finaliser or compensation last ended a claim of the group
     reason: str | None = None
     alert_pending: str | None = None  # on a FAILED group: the manifest whose compensation failed it
     finished_at: str | None = None
@@ -202,6 +203,7 @@ class Group:
             "attempts": self.attempts,
             "claims": self.claims,
             "manifest_id": self.manifest_id,
+            "ended_by": self.ended_by,
             "reason": self.reason,
             "alert_pending": self.alert_pending,
             "finished_at": self.finished_at,
@@ -233,6 +235,7 @@ class Group:
             attempts=int(item.get("attempts", 0)),
             claims=int(item.get("claims", 0)),
             manifest_id=_text(item, "manifest_id"),
+            ended_by=_text(item, "ended_by"),
             reason=_text(item, "reason"),
             alert_pending=_text(item, "alert_pending"),
             finished_at=_text(item, "finished_at"),

@@ -14,7 +14,7 @@ from typing import Any
 from ndjson_pipeline.files import FileId
 from ndjson_pipeline.ledger.codec import decode_item, encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
-from ndjson_pipeline.ledger.records import FileRecord, Group, ManifestRecord
+from ndjson_pipeline.ledger.records import FileRecord, Group, ManifestRecord, file_version_of
 from ndjson_pipeline.ledger.schema import TableSchema, pending_partition
 from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, backoff
 from ndjson_pipeline.ledger.work import WorkIndex
@@ -55,18 +55,31 @@ class LedgerTable:
         return self.files([str(file_id)], consistent=True).get(str(file_id))
 
     def files(self, identities: Iterable[str], *, consistent: bool = False) -> dict[str, FileRecord]:
-        """Records of many versions by identity (absent ones are left out), each with its group's state."""
+        """Records of many versions by identity (absent ones are left out), each with its group's state.
+
+        A version whose item and group disagree (read between the parts of one
+        transaction, or its ended group expired first) is read again
+        consistently, and left out if they still do.
+        """
+        records, unsettled = self._records(identities, consistent)
+        if unsettled and not consistent:
+            records.update(self._records(unsettled, True)[0])
+        return records
+
+    def _records(self, identities: Iterable[str], consistent: bool) -> tuple[dict[str, FileRecord], list[str]]:
         keys = [self.schema.file_key(FileId.parse(identity)) for identity in sorted(set(identities))]
         items = list(self.batch_get(keys, consistent=consistent))
         groups = self.groups((str(i["group_id"]) for i in items if "group_id" in i), consistent=consistent)
-        records = {}
+        members = {g.group_id: set(g.identities) for g in groups.values()}
+        records, unsettled = {}, []
         for item in items:
+            identity = file_version_of(item).identity
             group = groups.get(str(item["group_id"])) if "group_id" in item else None
-            if "group_id" in item and group is None:
-                raise LedgerError(f"file {item['bucket']}/{item['key']}: its group {item['group_id']} has no record")
-            record = FileRecord.from_items(item, group, self.schema.ttl_attribute)
-            records[record.identity] = record
-        return records
+            if "group_id" in item and identity not in members.get(str(item["group_id"]), ()):
+                unsettled.append(identity)
+                continue
+            records[identity] = FileRecord.from_items(item, group, self.schema.ttl_attribute)
+        return records, unsettled
 
     def group(self, group_id: str) -> Group | None:
         item = self.get(self.schema.group_key(group_id))

@@ -87,6 +87,7 @@ def _finished(
         now,
         state=GroupState.FINISHED,
         results={identity: outcomes[identity] for identity in group.identities},
+        ended_by=manifest_id,
         finished_at=iso(now),
         expires_at=table.expires_at(now),
     )
@@ -176,7 +177,7 @@ def compensate_manifest(table: LedgerTable, manifest_id: str, *, max_attempts: i
     failed: list[str] = []
     for group in groups_of(table, record):
         released = groups.update(table, group, lambda g: _released(table, g, manifest_id, max_attempts, reason, now))
-        if released is not group and released.state is GroupState.FAILED:
+        if released is not None and released.state is GroupState.FAILED:
             failed += released.identities
     _close_manifest(table, manifest_id, ManifestState.COMPENSATED, now, reason)
     if failed:
@@ -197,6 +198,7 @@ def _released(
         now,
         state=GroupState.FAILED if failed else GroupState.PENDING,
         manifest_id=None,
+        ended_by=manifest_id,
         attempts=attempts,
         reason=reason,
         alert_pending=manifest_id if failed else None,
@@ -212,19 +214,22 @@ def requeue_failed(table: LedgerTable, identity: str) -> None:
 def reopen(table: LedgerTable, identity: str, allowed: Callable[[FileRecord], bool], *, what: str = "") -> None:
     """A terminal file back to PENDING, in a group of its own with a fresh attempt count, and its day opened again.
 
-    One transaction: the file's item names the new group, the old group no
-    longer lists it (or is deleted, if it was the last), the new group is
-    created and the day touched, so the file is never pending on a day the
-    sweeper and the sensor do not watch, nor in two groups.
+    One transaction, on the reads it decided on: the file's item names the new
+    group, the old group no longer lists it (or is deleted, if it was the last),
+    the new group is created and the day touched, so the file is never pending
+    on a day the sweeper and the sensor do not watch, nor in two groups. It is
+    refused while the manifest that ended the old group is still open (its
+    finaliser or compensation died before closing it, and its retry must find
+    the group as it left it).
     """
-    record = table.file(FileId.parse(identity))
-    if record is None:
+    file_id = FileId.parse(identity)
+    item = table.get(table.schema.file_key(file_id))
+    old = table.group(str(item["group_id"])) if item and "group_id" in item else None
+    if item is None or (old is None and "group_id" in item):
         raise LedgerError(f"file {identity} has no ledger record")
-    if not allowed(record) or record.group_id is None:
+    record = FileRecord.from_items(item, old, table.schema.ttl_attribute)
+    if old is None or not allowed(record) or old.ended_by is None:
         raise IllegalTransitionError(what or f"file {identity}", record.state, FileState.PENDING)
-    old = table.group(record.group_id)
-    if old is None:
-        raise LedgerError(f"file {identity}: its group {record.group_id} has no ledger record")
     now = utcnow()
     # The new group carries the claims of the old one: a manifest's generation, the sum of its groups' claims, then
     # grows with every claim of the same files however they are grouped, so no two manifests get the same id.
@@ -235,7 +240,7 @@ def reopen(table: LedgerTable, identity: str, allowed: Callable[[FileRecord], bo
     condition = "group_id = :old"
     pointer = {
         "TableName": table.name,
-        "Key": encode_item(table.schema.file_key(record.file_id)),
+        "Key": encode_item(table.schema.file_key(file_id)),
         "UpdateExpression": "SET group_id = :new, #ttl = :ttl",
         "ConditionExpression": condition,
         "ExpressionAttributeNames": table.schema.placeholders("#ttl", condition),
@@ -243,13 +248,27 @@ def reopen(table: LedgerTable, identity: str, allowed: Callable[[FileRecord], bo
             {":new": moved.group_id, ":old": old.group_id, ":ttl": table.expires_at(now)}
         ),
     }
+    closed = "attribute_not_exists(#pk) OR #state <> :claimed"
+    ended = {
+        "TableName": table.name,
+        "Key": encode_item(table.schema.manifest_key(old.ended_by)),
+        "ConditionExpression": closed,
+        "ExpressionAttributeNames": table.schema.placeholders(closed),
+        "ExpressionAttributeValues": encode_item({":claimed": ManifestState.CLAIMED}),
+    }
     actions: list[dict[str, Any]] = [
         {"Update": pointer},
         {"Delete": groups.delete_action(table, old)} if not rest else {"Put": groups.put_action(table, left)},
         {"Put": groups.put_action(table, moved)},
         {"Update": days.touch_action(table, record.day, table.schema.shard_of(moved.group_id), now)},
+        {"ConditionCheck": ended},
     ]
-    if transact_write(table.client, actions):
+    cancellations = transact_write(table.client, actions)
+    if cancellations and cancellations[-1].condition_failed:
+        raise LedgerError(
+            f"file {identity}: manifest {old.ended_by}, which ended it, is still closing; try again once it has"
+        )
+    if cancellations:
         raise LedgerError(f"returning {identity} to PENDING conflicted with another write; try again")
 
 
