@@ -188,7 +188,7 @@ def test_a_requeue_waits_until_the_compensation_that_failed_the_file_has_closed_
     # The compensation failed the group, then died before closing the manifest.
     groups.update(table, group, lambda g: transitions._released(table, g, manifest.manifest_id, 1, "boom", utcnow()))
 
-    with pytest.raises(LedgerError, match="still closing"):
+    with pytest.raises(IllegalTransitionError, match="still closing"):
         stack.ledger.requeue_failed(identities[0])
     assert stack.ledger.compensate_manifest(manifest.manifest_id, max_attempts=1, reason="boom") == []  # its retry
     stack.ledger.requeue_failed(identities[0])

@@ -265,9 +265,8 @@ def reopen(table: LedgerTable, identity: str, allowed: Callable[[FileRecord], bo
     ]
     cancellations = transact_write(table.client, actions)
     if cancellations and cancellations[-1].condition_failed:
-        raise LedgerError(
-            f"file {identity}: manifest {old.ended_by}, which ended it, is still closing; try again once it has"
-        )
+        closing = f"{record.state}, its manifest {old.ended_by} still closing"
+        raise IllegalTransitionError(what or f"file {identity}", closing, FileState.PENDING)
     if cancellations:
         raise LedgerError(f"returning {identity} to PENDING conflicted with another write; try again")
 
