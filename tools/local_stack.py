@@ -89,7 +89,10 @@ def client(service: str, endpoint_url: str, credentials: AccessKey | None = None
 
 @contextlib.contextmanager
 def moto_server(port: int | None = None, log_path: str | None = None) -> Iterator[str]:
-    """Run ``moto.server`` in a child process; yield its endpoint URL; stop it on exit."""
+    """Run the local AWS (``tools.moto_serve``: moto, and DynamoDB Local behind it) in a child process.
+
+    Yields its endpoint URL; stops it, and with it DynamoDB Local, on exit.
+    """
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -97,7 +100,8 @@ def moto_server(port: int | None = None, log_path: str | None = None) -> Iterato
         p for p in (str(REPO_ROOT), str(REPO_ROOT / "include"), os.environ.get("PYTHONPATH")) if p
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.moto_serve", "--port", str(port)],
+        [sys.executable, "-m", "tools.moto_serve", "--port", str(port), "--dynamodb-port", str(free_port())]
+        + (["--dynamodb-log", f"{log_path}.dynamodb"] if log_path else []),
         stdout=out,
         stderr=out,
         env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true", "PYTHONPATH": pythonpath},
@@ -115,7 +119,7 @@ def moto_server(port: int | None = None, log_path: str | None = None) -> Iterato
             out.close()
 
 
-def _wait_until_up(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def _wait_until_up(endpoint: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

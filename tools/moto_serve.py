@@ -1,37 +1,27 @@
-"""Entry point of the local AWS emulator: moto's server with IAM, injectable faults and serialisable DynamoDB writes.
+"""Entry point of the local AWS emulator: moto's server with IAM and injectable faults, DynamoDB Local behind it.
 
 Every signed request is read as IAM reads it (tools/aws_calls.py), may meet an
 injected fault (tools/fault_injection.py, controlled through ``/_faults``), and
 is then authorised against its caller's identity policy (tools/iam_enforcement.py;
 ``/_iam/calls`` and ``/_iam/denials`` report what was allowed and refused) before
-moto serves it, including the KMS permissions S3 and SQS would use on the
+it is served, including the KMS permissions S3 and SQS would use on the
 caller's behalf (tools/kms_requirements.py). Two S3 answers follow IAM as AWS
 does: a missing key is a 403 unless the caller may list the bucket, and
 DeleteObjects refuses key by key in its ``Errors``.
 
-Real DynamoDB applies a transaction atomically and in isolation. moto's threaded
-server does not: two concurrent TransactWriteItems can interleave, and a cancelled
-one restores a table snapshot that erases the other's committed writes. Tests of
-concurrent claims would then measure the emulator, not the pipeline, so DynamoDB
-requests are served one at a time here. Other services (SQS long polls above all)
-stay concurrent.
-
-Two more changes keep moto's DynamoDB usable with tens of thousands of items
-without changing any result: moto keeps every model instance for its dashboard
-(so every item and table copy stayed in memory for good), and its
-TransactWriteItems backs a table up once per action (100 whole-table copies per
-claim) where once per table and transaction restores the same state.
+DynamoDB calls are served by Amazon's DynamoDB Local (tools/dynamodb_local.py),
+which this process starts and stops: moto's DynamoDB applies transactions
+neither atomically nor in isolation, and tests of concurrent writers must meet
+DynamoDB's own semantics, concurrently. Everything else is moto.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import io
 import json
 import logging
-import threading
-import types
+import signal
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
@@ -41,61 +31,18 @@ from werkzeug.serving import run_simple
 
 from tools import aws_errors
 from tools.aws_calls import S3_XMLNS, Authorization, Call, bucket_arn, credential_scope, needs_body, parse_call
+from tools.dynamodb_local import DynamoDbForwarder, dynamodb_local
 from tools.fault_injection import FaultInjector, FaultRuleError
 from tools.iam_enforcement import Identities, Identity, Recorder, authorise, denial_message
 from tools.kms_requirements import kms_authorizations
 
 
-def serialised_dynamodb(app):
-    lock = threading.Lock()
-
-    def wsgi(environ, start_response):
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-            return app(environ, start_response)
-        with lock:
-            # Consume the body inside the lock so the whole request is isolated.
-            return list(app(environ, start_response))
-
-    return wsgi
-
-
-class _Untracked(list):
-    def append(self, _instance) -> None:
-        pass
-
-
-def lean_dynamodb() -> None:
-    from moto.core.model_instances import model_data
-    from moto.dynamodb import models
-
-    for model in model_data["dynamodb"].values():
-        model.instances_tracked = _Untracked()
-    transact = models.DynamoDBBackend.transact_write_items
-
-    def transact_backing_up_once(self, transact_items):
-        backups = {}
-
-        def deepcopy(obj, memo=None):
-            if not isinstance(obj, models.Table):
-                return copy.deepcopy(obj, memo)
-            if id(obj) not in backups:
-                backups[id(obj)] = copy.deepcopy(obj)
-            return backups[id(obj)]
-
-        models.copy = types.SimpleNamespace(deepcopy=deepcopy)  # safe: DynamoDB requests are serialised
-        try:
-            return transact(self, transact_items)
-        finally:
-            models.copy = copy
-
-    models.DynamoDBBackend.transact_write_items = transact_backing_up_once
-
-
 class LocalAws:
     """The WSGI layer in front of moto: admin endpoints, faults, IAM, then moto itself."""
 
-    def __init__(self, app, account: str = DEFAULT_ACCOUNT_ID, seed: int = 0) -> None:
+    def __init__(self, app, dynamodb: DynamoDbForwarder, account: str = DEFAULT_ACCOUNT_ID, seed: int = 0) -> None:
         self.app = app
+        self.dynamodb = dynamodb
         self.account = account
         self.identities = Identities(account)
         self.recorder = Recorder()
@@ -141,6 +88,11 @@ class LocalAws:
             )
         if call.operation in ("GetObject", "HeadObject") and not identity.root:
             return self._missing_key_needs_list(environ, start_response, call, identity)
+        return self._serve(environ, start_response, call.service, body)
+
+    def _serve(self, environ, start_response, service: str | None, body: bytes):
+        if service == "dynamodb":
+            return self.dynamodb(environ, start_response, body)
         return self.app(environ, start_response)
 
     def _unreadable(self, environ, start_response, exc: Exception):
@@ -148,7 +100,7 @@ class LocalAws:
         access_key, _, service = credential_scope(environ)
         identity = self.identities.resolve(access_key)
         if identity is not None and identity.root:
-            return self.app(environ, start_response)
+            return self._serve(environ, start_response, service, _read_body(environ))
         protocol = "rest-xml" if service == "s3" else "json" if "HTTP_X_AMZ_TARGET" in environ else "query"
         message = f"the local IAM checker could not read this request ({exc!r}), so it refuses it"
         log.warning("DENIED %s %s: %s", environ["REQUEST_METHOD"], environ.get("PATH_INFO"), message)
@@ -282,18 +234,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dynamodb-port", type=int, required=True, help="port of the DynamoDB Local it starts")
+    parser.add_argument("--dynamodb-log", help="file DynamoDB Local's output goes to")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault rules' random draws")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    lean_dynamodb()
-    app = DomainDispatcherApplication(create_backend_app)
-    run_simple(
-        args.host,
-        args.port,
-        LocalAws(serialised_dynamodb(app), seed=args.fault_seed),
-        threaded=True,
-        request_handler=MotoRequestHandler,
-    )
+    # A terminated emulator stops its DynamoDB Local on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    with dynamodb_local(args.dynamodb_port, args.dynamodb_log) as dynamodb_endpoint:
+        app = DomainDispatcherApplication(create_backend_app)
+        local_aws = LocalAws(app, DynamoDbForwarder(dynamodb_endpoint), seed=args.fault_seed)
+        try:
+            run_simple(args.host, args.port, local_aws, threaded=True, request_handler=MotoRequestHandler)
+        except KeyboardInterrupt:
+            log.info("stopping")
 
 
 if __name__ == "__main__":

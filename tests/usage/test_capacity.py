@@ -99,7 +99,9 @@ def test_reported_units_come_from_the_response(aws_endpoint):
     stack.ledger.get_manifest("none")
     usage = recorder.take()
     assert usage.requests == {"dynamodb.GetItem": 1}
-    assert usage.read_units == 0.5  # moto reports a constant 0.5 per GetItem, once asked (the recorder asks)
+    # A consistent read of an absent item: DynamoDB's minimum of one unit, as DynamoDB Local reports it once asked
+    # (the recorder asks).
+    assert usage.read_units == 1.0
 
 
 def test_a_recorder_pickles_with_its_counts_and_counts_again_after(aws_endpoint):
