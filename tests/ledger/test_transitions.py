@@ -209,3 +209,81 @@ def test_a_version_whose_group_expired_first_reads_as_absent_and_alerts_clear_wi
     assert stack.ledger.pending_alerts(DAY) == {failed.manifest_id: [identities[1]]}
     stack.ledger.clear_alerts(failed.manifest_id, [identities[1]])
     assert stack.ledger.pending_alerts(DAY) == {}
+
+
+def _before_first_transaction(stack, action):
+    """Run ``action`` once, just before the ledger's next transaction is sent (after its reads): a race."""
+    client = stack.ledger._table.client
+    fired: list[bool] = []
+
+    def race(**_):
+        if not fired:
+            fired.append(True)
+            action()
+
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", race, unique_id="race")
+    return lambda: client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="race")
+
+
+def test_a_requeue_whose_group_a_redo_claimed_after_its_read_is_refused_not_aborted(stack):
+    identities, failed = _failed(stack)
+    redone: list[str | None] = []
+    done = _before_first_transaction(
+        stack, lambda: redone.append(stack.ledger.redo_compensated(failed.manifest_id, lease_seconds=600))
+    )
+    try:
+        # The redo wrote the group between the requeue's reads and its transaction: the requeue reads again and
+        # finds the file claimed, a refusal the operator's action reports (not a bare LedgerError that stops it).
+        with pytest.raises(IllegalTransitionError, match="CLAIMED to PENDING"):
+            stack.ledger.requeue_failed(identities[0])
+    finally:
+        done()
+    records = stack.ledger.get_files(identities)
+    assert {(r.state, r.manifest_id) for r in records.values()} == {(FileState.CLAIMED, redone[0])}
+    assert len({r.group_id for r in records.values()}) == 1
+
+
+def test_a_requeue_whose_group_another_requeue_rewrote_after_its_read_still_moves_its_file(stack):
+    identities, _ = _failed(stack)
+    done = _before_first_transaction(stack, lambda: stack.ledger.requeue_failed(identities[1]))
+    try:
+        stack.ledger.requeue_failed(identities[0])
+    finally:
+        done()
+    records = stack.ledger.get_files(identities)
+    assert [records[i].state for i in identities] == [FileState.PENDING, FileState.PENDING, FileState.FAILED]
+    assert len({records[i].group_id for i in identities}) == 3, "each requeued file in a group of its own"
+
+
+def test_a_redo_whose_group_a_requeue_rewrote_after_its_read_claims_what_is_still_free(stack):
+    identities, failed = _failed(stack)
+    done = _before_first_transaction(stack, lambda: stack.ledger.requeue_failed(identities[0]))
+    try:
+        successor = stack.ledger.redo_compensated(failed.manifest_id, lease_seconds=600)
+    finally:
+        done()
+    # The requeue only moved one file out: the group is still FAILED and free, so the redo claims it as it is now.
+    assert successor is not None
+    assert stack.ledger.identities_of(stack.ledger.get_manifest(successor)) == sorted(identities[1:])
+    records = stack.ledger.get_files(identities)
+    assert (records[identities[0]].state, records[identities[0]].manifest_id) == (FileState.PENDING, None)
+    assert {(records[i].state, records[i].manifest_id) for i in identities[1:]} == {(FileState.CLAIMED, successor)}
+
+
+def test_two_requeues_of_one_file_at_once_move_it_once_and_refuse_the_other(stack):
+    identities, _ = _failed(stack, files=1, group_size=1)
+    client = stack.ledger._table.client
+    fired: list[bool] = []
+
+    def requeue_after_the_item_read(**_):
+        if not fired:  # the other requeue commits between this one's read of the file and of its group
+            fired.append(True)
+            stack.ledger.requeue_failed(identities[0])
+
+    client.meta.events.register("after-call.dynamodb.GetItem", requeue_after_the_item_read, unique_id="race")
+    try:
+        with pytest.raises(IllegalTransitionError, match="PENDING to PENDING"):
+            stack.ledger.requeue_failed(identities[0])
+    finally:
+        client.meta.events.unregister("after-call.dynamodb.GetItem", unique_id="race")
+    assert stack.ledger.get_file(identities[0]).state is FileState.PENDING

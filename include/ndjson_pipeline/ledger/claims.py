@@ -2,10 +2,11 @@
 
 A manifest is claimed in one transaction: a conditional write of each group it
 takes (PENDING -> CLAIMED, on the version read, so a group changed meanwhile is
-lost, never shared) and the create-only put of the manifest record naming the
-groups. Up to 99 groups go into one manifest, each up to a registration's worth
-of files, so a manifest holds as many files as a run should convert without a
-second transaction: a claim is whole or absent, and a retried task re-adopts it
+never shared: it is read again, and left out only if it is no longer free) and
+the create-only put of the manifest record naming the groups. Up to 99 groups
+go into one manifest, each up to a registration's worth of files, so a manifest
+holds as many files as a run should convert without a second transaction: a
+claim is whole or absent, and a retried task re-adopts it
 (``planning.readopt_manifests``). Concurrent claimers never receive the same
 group; a lost race only shrinks the batch. The id is derived from the files the
 claim takes and how often they were claimed before.
@@ -67,12 +68,17 @@ def claim_manifest(
     *,
     lease_seconds: int,
     owner: str,
+    claimable: frozenset[GroupState] = frozenset({GroupState.PENDING}),
     record: dict[str, Any] | None = None,
 ) -> Manifest | None:
-    """Claim ``candidates`` (groups as read: PENDING, or FAILED for a redo) into a new manifest of ``day``.
+    """Claim ``candidates`` (groups as read, in a ``claimable`` state) into a new manifest of ``day``.
 
-    None when none of them could be had. A FAILED group claimed back starts a
-    fresh attempt count (a redo is an operator's decision to try it again).
+    None when none of them could be had. A group whose write loses its version
+    check changed since it was read: it is read again and claimed as it is now
+    while it is still free (in a ``claimable`` state, held by no manifest), and
+    left out only once another manifest holds it, it ended, or it is gone. A
+    FAILED group claimed back (a redo's ``claimable`` includes FAILED) starts a
+    fresh attempt count: a redo is an operator's decision to try it again.
     ``record``: more attributes of the manifest record (a redo's link to the manifest it redoes).
     """
     candidates = sorted(candidates, key=lambda g: g.group_id)[:MAX_GROUPS_PER_MANIFEST]
@@ -99,12 +105,14 @@ def claim_manifest(
                 manifest_id,
             )
             return manifest
-        lost = {g.group_id for g, x in zip(candidates, cancellations, strict=False) if x.condition_failed}
-        if not lost and cancellations[-1].condition_failed:
+        changed = [g.group_id for g, x in zip(candidates, cancellations, strict=False) if x.condition_failed]
+        if not changed and cancellations[-1].condition_failed:
             raise LedgerError(f"manifest record {manifest_id} already exists for a new claim")
-        if not lost and not stalls.another():
+        now_read = table.groups(changed)
+        free = {g: group for g, group in now_read.items() if group.state in claimable and group.manifest_id is None}
+        if len(free) == len(changed) and not stalls.another():
             raise LedgerError(f"claiming pending files of {day} kept conflicting after {CONFLICT_RETRIES} attempts")
-        candidates = [g for g in candidates if g.group_id not in lost]
+        candidates = [free.get(g.group_id, g) for g in candidates if g.group_id not in changed or g.group_id in free]
     return None
 
 

@@ -56,7 +56,13 @@ def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int
     if candidates:
         days.touch(table, record.day, table.schema.shard_of(manifest_id), utcnow())
     successor = claims.claim_manifest(
-        table, record.day, candidates, lease_seconds=lease_seconds, owner=record.owner, record={REDO_OF: manifest_id}
+        table,
+        record.day,
+        candidates,
+        lease_seconds=lease_seconds,
+        owner=record.owner,
+        claimable=RECLAIMABLE,
+        record={REDO_OF: manifest_id},
     )
     if successor is None:
         # Every file was taken meanwhile: by another redo of this manifest (adopt it), or by other manifests.

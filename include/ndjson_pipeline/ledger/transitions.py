@@ -31,7 +31,7 @@ from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import FileRecord, Group, GroupState, ManifestRecord, ManifestState
 from ndjson_pipeline.ledger.schema import work_sort_key
 from ndjson_pipeline.ledger.table import LedgerTable, illegal
-from ndjson_pipeline.ledger.transactions import transact_write
+from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, Stalls, transact_write
 from ndjson_pipeline.manifest import FileResult
 
 log = logging.getLogger(__name__)
@@ -220,16 +220,34 @@ def reopen(table: LedgerTable, identity: str, allowed: Callable[[FileRecord], bo
     on a day the sweeper and the sensor do not watch, nor in two groups. It is
     refused while the manifest that ended the old group is still open (its
     finaliser or compensation died before closing it, and its retry must find
-    the group as it left it).
+    the group as it left it). When another write changed the file's item or its
+    group between the reads and the transaction (a redo claiming the group, a
+    requeue of another of its files), it reads again and decides again: the
+    file moves if it still may, and is refused (``IllegalTransitionError``,
+    naming the state it is in now) if it may not, never aborted half decided.
     """
+    stalls = Stalls()
+    while not _reopen_once(table, identity, allowed, what or f"file {identity}"):
+        if not stalls.another():
+            raise IllegalTransitionError(
+                what or f"file {identity}", f"changing under {CONFLICT_RETRIES} concurrent writes", FileState.PENDING
+            )
+
+
+def _reopen_once(table: LedgerTable, identity: str, allowed: Callable[[FileRecord], bool], what: str) -> bool:
+    """One read, decision and transaction of ``reopen``: whether it committed (False: another write came first)."""
     file_id = FileId.parse(identity)
     item = table.get(table.schema.file_key(file_id))
     old = table.group(str(item["group_id"])) if item and "group_id" in item else None
+    if item is not None and old is None and "group_id" in item:
+        moved = table.get(table.schema.file_key(file_id))
+        if moved is not None and moved.get("group_id") != item["group_id"]:
+            return False  # moved to another group between the two reads
     if item is None or (old is None and "group_id" in item):
         raise LedgerError(f"file {identity} has no ledger record")
     record = FileRecord.from_items(item, old, table.schema.ttl_attribute)
     if old is None or not allowed(record) or old.ended_by is None:
-        raise IllegalTransitionError(what or f"file {identity}", record.state, FileState.PENDING)
+        raise IllegalTransitionError(what, record.state, FileState.PENDING)
     now = utcnow()
     # The new group carries the claims of the old one: a manifest's generation, the sum of its groups' claims, then
     # grows with every claim of the same files however they are grouped, so no two manifests get the same id.
@@ -265,10 +283,10 @@ def reopen(table: LedgerTable, identity: str, allowed: Callable[[FileRecord], bo
     ]
     cancellations = transact_write(table.client, actions)
     if cancellations and cancellations[-1].condition_failed:
-        closing = f"{record.state}, its manifest {old.ended_by} still closing"
-        raise IllegalTransitionError(what or f"file {identity}", closing, FileState.PENDING)
-    if cancellations:
-        raise LedgerError(f"returning {identity} to PENDING conflicted with another write; try again")
+        raise IllegalTransitionError(
+            what, f"{record.state}, its manifest {old.ended_by} still closing", FileState.PENDING
+        )
+    return not cancellations
 
 
 def clear_alert(table: LedgerTable, group: Group, manifest_id: str) -> None:
