@@ -285,8 +285,9 @@ def _s3_object_call(call: Call, method: str, query: dict, environ: dict) -> None
     call.authorizations = [Authorization(f"s3:{action}", arn)]
     source = environ.get("HTTP_X_AMZ_COPY_SOURCE")
     if source and method == "PUT":
-        source_path, _, source_query = unquote(source).lstrip("/").partition("?")
-        source_bucket, _, source_key = source_path.partition("/")
+        # The source is URL-encoded: its query (a version) starts at the first literal "?", a key's own "?" is %3F.
+        source_path, _, source_query = source.partition("?")
+        source_bucket, _, source_key = unquote(source_path).lstrip("/").partition("/")
         read = "GetObjectVersion" if "versionId=" in source_query else "GetObject"
         call.authorizations.append(Authorization(f"s3:{read}", object_arn(source_bucket, source_key)))
 

@@ -2,8 +2,8 @@
 
 Used by the local run and the end-to-end tests: ordinary NDJSON files with a
 few bad lines, an empty file, a gzip file, a file with a suffix the pipeline
-does not accept, a key overwritten before it was processed, and one duplicated
-S3 notification.
+does not accept, a key with characters URLs treat specially, a key overwritten
+before it was processed, and one duplicated S3 notification.
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ def sample_day(day: str, settings: PipelineSettings, *, files: int = 200, seed: 
     body, rows, bad = ndjson_body(rng, "gz", 40, 0.0, day)
     sample.add(f"{prefix}compressed.ndjson.gz", gzip_body(body), rows, bad)
     sample.uploads.append((f"{prefix}notes.txt", b"not data\n"))  # rejected at intake: suffix
+    # S3 keys may hold any character: this one is converted like any other, under its exact name.
+    body, rows, bad = ndjson_body(rng, "awkward", 12, 0.0, day)
+    sample.add(f"{prefix}report #1?v=2&x=50%+ünï//copy.ndjson", body, rows, bad)
     for version in (1, 2):
         body, rows, bad = ndjson_body(rng, f"over-v{version}", 10, 0.0, day)
         sample.add(f"{prefix}overwritten key.ndjson", body, rows, bad)

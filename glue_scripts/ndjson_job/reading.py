@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.files import FileVersion
+from ndjson_pipeline.manifest import SUPERSEDED
 from ndjson_pipeline.storage import ObjectChanged, ObjectUnreadable, Storage
 
 MiB = 1024 * 1024
@@ -89,7 +90,7 @@ def _stored_chunks(storage: Storage, file: FileVersion) -> Iterator[bytes]:
     try:
         yield from storage.read_version_chunks(file.uri, file.etag, READ_BYTES)
     except ObjectChanged:
-        raise Unconvertible(f"superseded: {file.uri} no longer has eTag {file.etag} (changed or deleted)") from None
+        raise Unconvertible(f"{SUPERSEDED}: {file.uri} no longer has eTag {file.etag} (changed or deleted)") from None
     except ObjectUnreadable as exc:
         raise Unconvertible(f"unreadable: {exc.code}: {exc.message}") from None
 

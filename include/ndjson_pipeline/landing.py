@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from ndjson_pipeline.files import FileVersion
+from ndjson_pipeline.files import FileId, FileVersion
 from ndjson_pipeline.ledger import GroupLimits, Registration
 from ndjson_pipeline.settings import PipelineSettings
 
@@ -82,6 +82,12 @@ def day_listing_pages(s3: Any, bucket: str, day: str, settings: PipelineSettings
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=day_prefix(day, settings)):
         if page.get("Contents"):
             yield page["Contents"]
+
+
+def holds_version(s3: Any, file_id: FileId) -> bool:
+    """Whether S3 lists ``file_id``'s key with its eTag now (one ListObjectsV2: the key sorts first under itself)."""
+    page = s3.list_objects_v2(Bucket=file_id.bucket, Prefix=file_id.key, MaxKeys=1)
+    return any(FileId.from_listing(file_id.bucket, obj) == file_id for obj in page.get("Contents", []))
 
 
 def group_limits(settings: PipelineSettings) -> GroupLimits:

@@ -139,6 +139,8 @@ def manifest_id_for(day: str, files: tuple[FileVersion, ...] | list[FileVersion]
 # --- The job result: the one contract between the Glue job and the finalise task. ---
 
 RESULT_FORMAT = 1
+# The start of the reason of a version the job could not read because S3 no longer holds it with its eTag.
+SUPERSEDED = "superseded"
 
 
 class ReconciliationError(ValueError):
@@ -151,7 +153,7 @@ class FileResult:
 
     ``rows_in`` counts the file's non-blank lines. A file that converted (bad
     lines aside) is DONE; a file that could not be decoded at all, or whose
-    version is gone from S3 ("superseded"), is QUARANTINED as a whole with a
+    version is gone from S3 (``SUPERSEDED``), is QUARANTINED as a whole with a
     reason and zero rows out.
     """
 

@@ -29,7 +29,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from botocore.exceptions import HTTPClientError, IncompleteReadError
 
@@ -103,15 +102,17 @@ class Storage:
     def _s3_location(self, uri: str) -> tuple[str, str] | None:
         if self.bucket_root is not None or not uri.startswith("s3://"):
             return None
-        parsed = urlparse(uri)
-        return parsed.netloc, parsed.path.lstrip("/")
+        return split_s3_uri(uri)
 
     def _local(self, uri: str) -> Path:
         if uri.startswith("s3://"):
             if self.bucket_root is None:
                 raise ValueError(f"{uri} is not a local path")
-            parsed = urlparse(uri)
-            return Path(self.bucket_root) / parsed.netloc / parsed.path.lstrip("/")
+            bucket, key = split_s3_uri(uri)
+            segments = key.split("/")
+            if any(segment in ("", ".", "..") for segment in segments[:-1]) or segments[-1] in (".", ".."):
+                raise ValueError(f"{uri}: the key has an empty, '.' or '..' segment, which no local path can hold")
+            return Path(self.bucket_root, bucket, *segments)
         return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
 
     def for_tasks(self) -> Storage:
@@ -286,6 +287,19 @@ class Storage:
             shutil.rmtree(self._local(prefix), ignore_errors=True)
         else:
             self.delete(self.list(prefix.rstrip("/") + "/"))
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """The bucket and key of ``s3://<bucket>/<key>``: the key is everything after the bucket's slash, as it is.
+
+    Never parsed as a URL: an S3 key may hold any character, ``#``, ``?``, ``%``,
+    ``//`` and a leading ``/`` included, and a URL parser would cut it at the
+    first ``#`` or ``?`` and drop leading slashes.
+    """
+    bucket, slash, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket:
+        raise ValueError(f"not an s3://<bucket>/<key> location: {uri!r}")
+    return bucket, key if slash else ""
 
 
 def _read_problem(uri: str, etag: str, exc: Any) -> StorageError | None:

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from ndjson_pipeline.steps import PipelineError
 from ndjson_pipeline.steps.maintenance import MaintenanceAction, run_action
+from ndjson_pipeline_airflow import dag_run_name
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
 from ndjson_pipeline_airflow.settings_loader import load_settings
@@ -39,7 +40,7 @@ def maintain() -> dict[str, Any]:
             day=params["day"],
             manifest_id=params.get("manifest_id") or None,
             dry_run=bool(params["dry_run"]),
-            requested_by=f"{context['dag'].dag_id}/{context['run_id']}",
+            requested_by=dag_run_name(context),
             triggered_by=getattr(context.get("dag_run"), "triggering_user_name", None),
         )
     except PipelineError as exc:

@@ -33,9 +33,9 @@ def publish_metrics(
     )
 
 
-def alert_id(kind: str, manifest_id: str, identities: Sequence[str] = ()) -> str:
-    """The same id for the same alert, however often it is published."""
-    return hashlib.sha256("\n".join([kind, manifest_id, *sorted(identities)]).encode()).hexdigest()[:32]
+def alert_id(kind: str, subject: str, identities: Sequence[str] = ()) -> str:
+    """The same id for the same alert (of a manifest or a day), however often it is published."""
+    return hashlib.sha256("\n".join([kind, subject, *sorted(identities)]).encode()).hexdigest()[:32]
 
 
 def alert_failed_files(
@@ -89,6 +89,27 @@ def alert_conversion_failed(
         "ndjson pipeline: a conversion failed",
         {"kind": "conversion_failed", "manifest_id": manifest_id, "files": identities, "reason": reason},
         alert_id("conversion_failed", manifest_id),
+        aws_conn_id,
+    )
+
+
+def alert_present_but_superseded(
+    settings: PipelineSettings, day: str, identities: list[str], aws_conn_id: str | None = AWS_CONN_ID
+) -> None:
+    """Versions quarantined as superseded that S3 still holds: their rows are missing until an operator replays them."""
+    log.error(
+        "ALERT day %s: %d versions QUARANTINED as superseded are still in S3 with their eTag; replay them "
+        "(ndjson_maintenance, replay_quarantined): %s",
+        day,
+        len(identities),
+        identities[:10],
+    )
+    publish_metrics(settings, {"PresentButSupersededFiles": len(identities)}, aws_conn_id)
+    _publish(
+        settings,
+        f"ndjson pipeline: {len(identities)} files wrongly quarantined as superseded",
+        {"kind": "present_but_superseded", "day": day, "files": identities},
+        alert_id("present_but_superseded", day, identities),
         aws_conn_id,
     )
 

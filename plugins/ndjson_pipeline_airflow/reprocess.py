@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.steps import PipelineError
 from ndjson_pipeline.steps.reprocessing import RebuildRef, plan_reprocess, swap_day, swap_record
+from ndjson_pipeline_airflow import dag_run_name
 from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
@@ -25,8 +26,7 @@ MAX_DAYS = 31  # a range is one run's work; longer ones are split into several r
 
 
 def _requested_by() -> str:
-    context = get_current_context()
-    return f"{context['dag'].dag_id}/{context['run_id']}"
+    return dag_run_name(get_current_context())
 
 
 def requested_days(first: str, last: str | None) -> list[str]:

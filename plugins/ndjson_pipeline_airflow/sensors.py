@@ -10,8 +10,11 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.ledger import WorkIndex
+from ndjson_pipeline.steps.planning import holds_open_manifests
 from ndjson_pipeline.usage import Usage
+from ndjson_pipeline_airflow import dag_run_name
 from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
+from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 from ndjson_pipeline_airflow.usage import first_day, write_task_usage
@@ -25,6 +28,13 @@ class PendingWorkSensor(BaseSensorOperator):
     When nothing becomes ready before ``sensor_timeout_seconds`` the task is
     skipped, and the next scheduled run takes over.
 
+    A retried or cleared run may already hold claims (its planner claimed, then
+    the run was cleared): then the sensor does not wait at all and returns no
+    ready day, so the planner runs at once and re-adopts them, however quiet the
+    day is. Otherwise they would wait out their lease and cost their files an
+    attempt. A first try holds nothing (claims are owned by the run), so only
+    later tries ask the ledger.
+
     :param aws_conn_id: the Airflow AWS connection.
     """
 
@@ -32,8 +42,15 @@ class PendingWorkSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
 
-    def execute(self, context: Any) -> None:
+    def execute(self, context: Any) -> list[str]:
         settings = load_settings()
+        if context["ti"].try_number > 1:
+            held = holds_open_manifests(
+                LedgerHook(aws_conn_id=self.aws_conn_id).get_ledger(settings), dag_run_name(context)
+            )
+            if held:
+                self.log.info("this run already holds %d open manifests: planning re-adopts them now", len(held))
+                return []
         self.defer(
             trigger=PendingWorkTrigger(
                 work_index=WorkIndex.of(settings.names.ledger_table).as_dict(),

@@ -25,13 +25,19 @@ from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
 from ndjson_pipeline.steps.redoing import manifest_to_finalise
+from ndjson_pipeline_airflow import dag_run_name
 from ndjson_pipeline_airflow.callbacks import alert_conversion_failed, stop_run_before_retry
 from ndjson_pipeline_airflow.hooks import TASK_RECORDER
 from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
-from ndjson_pipeline_airflow.monitoring import alert_failed_files, alert_unrepaired_manifest, publish_metrics
+from ndjson_pipeline_airflow.monitoring import (
+    alert_failed_files,
+    alert_present_but_superseded,
+    alert_unrepaired_manifest,
+    publish_metrics,
+)
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.usage import first_day, record_conversion, records_usage
@@ -124,7 +130,7 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
         StorageHook().get_storage(),
         settings,
         days,
-        owner=f"{context['dag'].dag_id}/{context['run_id']}",
+        owner=dag_run_name(context),
     )
     return [ref.as_dict() for ref in refs]
 
@@ -230,6 +236,9 @@ def reconcile(days: list[str]) -> dict[str, Any]:
     ledger = LedgerHook().get_ledger(settings)
     report = reconcile_day(StorageHook().conn, ledger, settings, settings.names.landing_bucket, days[0])
     log.info("reconcile: %s", json.dumps(report.as_dict()))
+    if report.present_but_superseded:
+        # The flush goes on; the day report then finds the day incomplete and names these files.
+        alert_present_but_superseded(settings, days[0], report.present_but_superseded)
     return report.as_dict()
 
 
@@ -253,6 +262,7 @@ def report_day(days: list[str]) -> dict[str, Any]:
     if not report["complete"]:
         raise AirflowFailException(
             f"day {days[0]} is not complete: {report['files_by_state']}; "
-            f"not terminal e.g. {report['not_terminal'][:3]}, unreconciled e.g. {report['unreconciled'][:3]}"
+            f"not terminal e.g. {report['not_terminal'][:3]}, unreconciled e.g. {report['unreconciled'][:3]}, "
+            f"quarantined as superseded but still in S3 (replay them) e.g. {report['present_but_superseded'][:3]}"
         )
     return report

@@ -130,20 +130,21 @@ def test_replay_returns_only_files_a_conversion_quarantined(small_batches):
         stack.names.landing_bucket, f"{DAY_PATH}notes.txt", 10, "t1", f"{DAY}T01:00:00+00:00", stack.settings
     )
     stack.ledger.register([rejected])  # quarantined at intake: not in the listing, and never replayable
+    stack.s3.delete_object(Bucket=stack.names.landing_bucket, Key=FileId.parse(gone).key)  # superseded indeed
 
     record = _act(stack, REPLAY)
     assert record.changed == [bad]
     after = stack.ledger.get_file(bad)
     assert (after.state, after.rows_in, after.rows_quarantined, after.manifest_id) == (FileState.PENDING, 0, 0, None)
     assert file_states(stack, [gone, good]) == {gone: FileState.QUARANTINED, good: FileState.DONE}
-    with pytest.raises(Exception, match="not superseded"):
+    with pytest.raises(Exception, match="only a file a conversion quarantined"):
         stack.ledger.replay_quarantined(rejected.file.identity)
     # After the fix the replayed file converts once; the day's rows add up.
     (replayed,) = plan(stack)
     publish_result(stack, replayed)
     finalise(stack, replayed)
     report = day_report(stack.ledger, stack.storage, stack.settings, DAY)
-    assert report["files_by_state"] == {"DONE": 2, "QUARANTINED": 1}
+    assert report["files_by_state"] == {"DONE": 2}  # the deleted version is no longer part of the day's listing
     assert report["rows_in"] == report["rows_out"] + report["rows_quarantined"]
 
 
@@ -157,3 +158,71 @@ def test_a_file_that_changed_state_since_selection_is_reported_unchanged(small_b
     record = _act(stack, REQUEUE)
     assert record.changed == [identities[1]]
     assert list(record.unchanged) == [identities[0]]
+
+
+def test_a_requeue_racing_a_redo_reports_the_raced_files_unchanged_and_carries_on(small_batches):
+    stack = small_batches
+    identities = _land(stack, 3)  # one registration group
+    failed = _fail_twice(stack)
+    others = _land(stack, 1, prefix="z")
+    (other,) = plan(stack)
+    finalise(stack, other)
+    (second,) = plan(stack)
+    finalise(stack, second)  # the z file FAILED too, in a group of its own, by another manifest
+    client = stack.ledger._table.client
+    redone: list[str | None] = []
+
+    def redo_between_read_and_write(**_):
+        if not redone:  # a clear of the compensated conversion claims the first file's group under the requeue
+            redone.append(None)
+            redone[0] = stack.ledger.redo_compensated(failed, lease_seconds=600)
+
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", redo_between_read_and_write, "race")
+    try:
+        record = _act(stack, REQUEUE)
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="race")
+
+    assert redone[0] is not None
+    assert record.changed == others, "the action carried on past the raced files"
+    assert sorted(record.unchanged) == identities
+    assert all("CLAIMED" in why for why in record.unchanged.values())
+    (written,) = read_records(stack.storage, stack.settings, DAY)
+    assert (written["changed"], sorted(written["unchanged"])) == (others, identities)
+    states = file_states(stack, identities + others)
+    assert [states[i] for i in identities] == [FileState.CLAIMED] * 3
+    assert states[others[0]] is FileState.PENDING
+
+
+def test_a_version_wrongly_quarantined_as_superseded_is_reported_and_replayed(small_batches):
+    stack = small_batches
+    identities = _land(stack, 3)
+    wrong, gone, good = identities
+    (ref,) = plan(stack)
+    superseded = "superseded: no longer has its eTag"
+    stack.ledger.complete_manifest(
+        ref.manifest_id,
+        [
+            file_result(wrong, FileState.QUARANTINED, reason=superseded),  # yet S3 still holds it
+            file_result(gone, FileState.QUARANTINED, reason=superseded),
+            file_result(good, FileState.DONE, rows_in=1, rows_out=1),
+        ],
+    )
+    stack.s3.delete_object(Bucket=stack.names.landing_bucket, Key=FileId.parse(gone).key)
+
+    listed = reconcile_day(stack.s3, stack.ledger, stack.settings, stack.names.landing_bucket, DAY, today=TODAY)
+    report = day_report(stack.ledger, stack.storage, stack.settings, DAY)
+
+    assert listed.present_but_superseded == [wrong]
+    assert (report["complete"], report["present_but_superseded"]) == (False, [wrong])
+    # Through the manifest, S3 is asked for each superseded version: only the one it still holds goes back.
+    record = _act(stack, REPLAY, manifest_id=ref.manifest_id)
+    assert (record.changed, list(record.unchanged)) == ([wrong], [])
+    assert file_states(stack, [wrong, gone]) == {wrong: FileState.PENDING, gone: FileState.QUARANTINED}
+    with pytest.raises(Exception, match="only a file a conversion quarantined"):
+        stack.ledger.replay_quarantined(gone)
+    (replayed,) = plan(stack)
+    publish_result(stack, replayed)
+    finalise(stack, replayed)
+    report = day_report(stack.ledger, stack.storage, stack.settings, DAY)
+    assert (report["complete"], report["files_by_state"]) == (True, {"DONE": 2})

@@ -67,9 +67,9 @@ class Ledger:
         """An operator's decision to try a FAILED file again, with a fresh attempt count."""
         transitions.requeue_failed(self._table, identity)
 
-    def replay_quarantined(self, identity: str) -> None:
+    def replay_quarantined(self, identity: str, *, still_in_s3: bool = False) -> None:
         """An operator's decision to convert again a file a conversion quarantined whole (see ``maintenance``)."""
-        maintenance.replay_quarantined(self._table, identity)
+        maintenance.replay_quarantined(self._table, identity, still_in_s3=still_in_s3)
 
     # ------------------------------------------------------------------ open days
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileId, FileState
-from ndjson_pipeline.landing import day_listing_pages
+from ndjson_pipeline.landing import day_listing_pages, holds_version
 from ndjson_pipeline.ledger import FileRecord, IllegalTransitionError, Ledger
-from ndjson_pipeline.ledger.maintenance import replayable
+from ndjson_pipeline.ledger.maintenance import is_superseded, replayable
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import PipelineError
 from ndjson_pipeline.storage import Storage
@@ -72,16 +72,39 @@ def run_action(
     changed: list[str] = []
     unchanged: dict[str, str] = {}
     transition = _transition(ledger, action)
-    for record in selected:
-        if dry_run:
+    try:
+        for record, still_in_s3 in selected:
+            if dry_run:
+                changed.append(record.identity)
+                continue
+            try:
+                transition(record.identity, still_in_s3)
+            except IllegalTransitionError as exc:
+                unchanged[record.identity] = str(exc)
+                continue
             changed.append(record.identity)
-            continue
-        try:
-            transition(record.identity)
-        except IllegalTransitionError as exc:
-            unchanged[record.identity] = str(exc)
-            continue
-        changed.append(record.identity)
+    finally:
+        # Written even when an error stops the action half way: what was changed is never unrecorded.
+        result = _record(
+            action, day, manifest_id, dry_run, requested_by, triggered_by, len(selected), changed, unchanged
+        )
+        if not dry_run:
+            uri = settings.layout.maintenance_uri(day, f"{action}-{requested_by}")
+            storage.write_bytes(uri, json.dumps(result.as_dict(), indent=2, sort_keys=True).encode())
+    return result
+
+
+def _record(
+    action: MaintenanceAction,
+    day: str,
+    manifest_id: str | None,
+    dry_run: bool,
+    requested_by: str,
+    triggered_by: str | None,
+    selected: int,
+    changed: list[str],
+    unchanged: dict[str, str],
+) -> MaintenanceRecord:
     result = MaintenanceRecord(
         action=str(action),
         day=day,
@@ -90,7 +113,7 @@ def run_action(
         requested_by=requested_by,
         requested_at=utcnow().isoformat(),
         triggered_by=triggered_by,
-        selected=len(selected),
+        selected=selected,
         changed=changed,
         unchanged=unchanged,
     )
@@ -100,14 +123,11 @@ def run_action(
         action,
         day,
         f" (manifest {manifest_id})" if manifest_id else "",
-        len(selected),
+        selected,
         len(changed),
         "would change" if dry_run else "changed",
         len(unchanged),
     )
-    if not dry_run:
-        uri = settings.layout.maintenance_uri(day, f"{action}-{requested_by}")
-        storage.write_bytes(uri, json.dumps(result.as_dict(), indent=2, sort_keys=True).encode())
     return result
 
 
@@ -117,16 +137,16 @@ def read_records(storage: Storage, settings: PipelineSettings, day: str) -> list
     return sorted((json.loads(body) for body in bodies), key=lambda r: str(r["requested_at"]))
 
 
-def _transition(ledger: Ledger, action: MaintenanceAction) -> Callable[[str], None]:
+def _transition(ledger: Ledger, action: MaintenanceAction) -> Callable[[str, bool], None]:
     if action is MaintenanceAction.REQUEUE_FAILED:
-        return ledger.requeue_failed
-    return ledger.replay_quarantined
+        return lambda identity, _still_in_s3: ledger.requeue_failed(identity)
+    return lambda identity, still_in_s3: ledger.replay_quarantined(identity, still_in_s3=still_in_s3)
 
 
-def _wanted(action: MaintenanceAction, record: FileRecord) -> bool:
+def _wanted(action: MaintenanceAction, record: FileRecord, still_in_s3: bool) -> bool:
     if action is MaintenanceAction.REQUEUE_FAILED:
         return record.state is FileState.FAILED
-    return replayable(record.state, record.manifest_id, record.reason)
+    return replayable(record.state, record.manifest_id, record.reason, still_in_s3=still_in_s3)
 
 
 def _select(
@@ -136,23 +156,33 @@ def _select(
     action: MaintenanceAction,
     day: str,
     manifest_id: str | None,
-) -> Iterator[FileRecord]:
-    for identities in _candidates(ledger, storage, settings, day, manifest_id):
+) -> Iterator[tuple[FileRecord, bool]]:
+    """The records the action takes, each with whether S3 was seen to hold that very version."""
+    for identities, listed in _candidates(ledger, storage, settings, day, manifest_id):
         records = ledger.get_files(identities)
-        yield from (records[i] for i in identities if i in records and _wanted(action, records[i]))
+        for identity in identities:
+            record = records.get(identity)
+            if record is None:
+                continue
+            still_in_s3 = listed or (
+                is_superseded(record.state, record.reason) and holds_version(storage.s3, record.file_id)
+            )
+            if _wanted(action, record, still_in_s3):
+                yield record, still_in_s3
 
 
 def _candidates(
     ledger: Ledger, storage: Storage, settings: PipelineSettings, day: str, manifest_id: str | None
-) -> Iterator[list[str]]:
+) -> Iterator[tuple[list[str], bool]]:
+    """Identities to look at, and whether they come from S3's listing (so S3 holds each of them as it is)."""
     if manifest_id:
         manifest = ledger.get_manifest(manifest_id)
         if manifest is None:
             raise PipelineError(f"manifest {manifest_id} has no ledger record")
         if manifest.day != day:
             raise PipelineError(f"manifest {manifest_id} is of day {manifest.day}, not {day}")
-        yield ledger.identities_of(manifest)
+        yield ledger.identities_of(manifest), False
         return
     bucket = settings.names.landing_bucket
     for objects in day_listing_pages(storage.s3, bucket, day, settings):
-        yield [str(FileId.from_listing(bucket, obj)) for obj in objects]
+        yield [str(FileId.from_listing(bucket, obj)) for obj in objects], True

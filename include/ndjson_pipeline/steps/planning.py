@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ndjson_pipeline.ledger import Ledger
+from ndjson_pipeline.ledger import Ledger, ManifestRecord
 from ndjson_pipeline.manifest import Manifest, ManifestRef
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import PipelineError
@@ -55,16 +55,22 @@ def plan_manifests(
     return refs
 
 
-def readopt_manifests(ledger: Ledger, owner: str) -> list[Manifest]:
-    """The open manifests ``owner`` claimed in an earlier try, on every open day, oldest day first."""
-    adopted = []
+def holds_open_manifests(ledger: Ledger, owner: str) -> list[ManifestRecord]:
+    """The open manifests ``owner`` claimed (in an earlier try), on every open day, oldest day first."""
+    held = []
     for day in reversed(ledger.open_days()):
         for manifest_id, claimer in ledger.open_manifest_owners(day).items():
             if claimer != owner:
                 continue
             record = ledger.get_manifest(manifest_id)  # the index is eventually consistent
             if record is not None and record.is_open:
-                adopted.append(ledger.manifest_of(record))
+                held.append(record)
+    return held
+
+
+def readopt_manifests(ledger: Ledger, owner: str) -> list[Manifest]:
+    """The open manifests ``owner`` claimed in an earlier try, on every open day, oldest day first."""
+    adopted = [ledger.manifest_of(record) for record in holds_open_manifests(ledger, owner)]
     if adopted:
         log.info("re-adopting %d manifests claimed by %s in an earlier try", len(adopted), owner)
     return adopted

@@ -11,6 +11,7 @@ from typing import Any
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.landing import day_listing_pages, group_limits, registration_for
 from ndjson_pipeline.ledger import Ledger
+from ndjson_pipeline.ledger.maintenance import is_superseded
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import PipelineError
 
@@ -49,6 +50,8 @@ class ReconcileReport:
     registered: int = 0
     quarantined: int = 0
     states: Counter[str] = field(default_factory=Counter)
+    # Versions QUARANTINED as superseded that S3 still lists with their eTag: their rows are not in the lake.
+    present_but_superseded: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {**{k: v for k, v in self.__dict__.items() if k != "states"}, "states": dict(self.states)}
@@ -62,6 +65,10 @@ def reconcile_day(
     The safety net for lost notifications: works one listing page (1,000 keys)
     at a time, so memory does not grow with the day. ``states`` counts the
     ledger state of every object seen, which is what a completeness check needs.
+    A version the ledger holds QUARANTINED as superseded while S3 lists it with
+    that very eTag is named in ``present_but_superseded``: "S3 no longer holds
+    it" was wrong (or the same bytes came back), its rows are missing, and an
+    operator replays it (``replay_quarantined``).
     A day too old to close again is refused (``check_day_can_be_closed``).
     """
     check_day_can_be_closed(day, settings, today)
@@ -81,7 +88,9 @@ def reconcile_day(
                 for obj in objects
             )
         }
-        states = ledger.get_states(list(regs))
+        records = ledger.get_files(list(regs))
+        states = {identity: record.state for identity, record in records.items()}
+        report.present_but_superseded += [i for i, r in records.items() if is_superseded(r.state, r.reason)]
         missing = [reg for identity, reg in regs.items() if identity not in states]
         outcome = ledger.register(missing, group_limits(settings))
         report.seen += len(regs)
@@ -100,4 +109,11 @@ def reconcile_day(
         report.registered,
         report.quarantined,
     )
+    if report.present_but_superseded:
+        log.error(
+            "reconcile %s: %d versions QUARANTINED as superseded are still in S3 with their eTag (replay them): %s",
+            day,
+            len(report.present_but_superseded),
+            report.present_but_superseded[:10],
+        )
     return report

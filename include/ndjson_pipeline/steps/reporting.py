@@ -12,6 +12,7 @@ from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.landing import day_listing_pages
 from ndjson_pipeline.ledger import Ledger
+from ndjson_pipeline.ledger.maintenance import is_superseded
 from ndjson_pipeline.resources import landing_noncurrent_days
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps.maintenance import read_records
@@ -33,6 +34,7 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
     unreconciled: list[str] = []
     not_terminal: list[str] = []
     failed: list[str] = []
+    present_but_superseded: list[str] = []
     for objects in day_listing_pages(storage.s3, bucket, day, settings):
         identities = [str(FileId.from_listing(bucket, obj)) for obj in objects]
         records = ledger.get_files(identities)
@@ -45,6 +47,8 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
             states[record.state] += 1
             if record.state is FileState.FAILED:
                 failed.append(identity)
+            if is_superseded(record.state, record.reason):
+                present_but_superseded.append(identity)  # listed with this eTag: S3 holds it, its rows are missing
             totals["bytes"] += record.file.size
             totals["rows_in"] += record.rows_in
             totals["rows_out"] += record.rows_out
@@ -62,7 +66,7 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
     report = {
         "day": day,
         "generated_at": utcnow().isoformat(),
-        "complete": not not_terminal and not unreconciled,
+        "complete": not not_terminal and not unreconciled and not present_but_superseded,
         "files": files,
         "files_by_state": dict(sorted(states.items())),
         "bytes": totals["bytes"],
@@ -75,6 +79,7 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
         "not_terminal": not_terminal[:20],
         "unreconciled": unreconciled[:20],
         "failed": failed[:20],
+        "present_but_superseded": present_but_superseded[:20],
         "usage": {**usage.as_dict(), "records": usage_records},
         "cost": day_cost(usage, files=files, landing_bytes=totals["bytes"], landing_days=landing_days),
         # Operator actions on the day's files (maintenance and reprocess DAGs), oldest first.

@@ -59,7 +59,6 @@ from ndjson_pipeline.storage import Storage
 log = logging.getLogger(__name__)
 
 ACTION = "reprocess_day"
-_LOST_INPUT = "superseded"  # the job's reason for a raw version it cannot read any more
 
 
 def rebuild_id_for(requested_by: str, day: str) -> str:

@@ -153,6 +153,23 @@ resource "aws_cloudwatch_metric_alarm" "unrepaired_manifests" {
   ok_actions          = local.actions
 }
 
+# Published by the end-of-day reconcile when S3 still lists a version the ledger holds QUARANTINED as superseded.
+resource "aws_cloudwatch_metric_alarm" "present_but_superseded" {
+  alarm_name          = "${var.name_prefix}-present-but-superseded"
+  alarm_description   = "Versions quarantined as superseded are still in S3 with their eTag: their rows are missing until replayed (ndjson_maintenance, replay_quarantined)."
+  namespace           = var.metric_namespace
+  metric_name         = "PresentButSupersededFiles"
+  dimensions          = { Dataset = var.dataset }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
 # Every non-successful terminal state of a run of the one job (STOPPED is left out:
 # the DAG stops runs on purpose when a task is killed).
 resource "aws_cloudwatch_event_rule" "glue_failed" {
