@@ -1,4 +1,4 @@
-"""Ledger and intake costs against a local moto server.
+"""Ledger and intake costs against the local stack (moto, and DynamoDB Local for the ledger).
 
 Prints:
 - AWS requests per registered file while draining S3 notifications (target <= 0.5);
@@ -10,9 +10,9 @@ Requests are counted by a botocore ``before-send`` hook on the clients the code
 under test uses, so retries count too; set-up and checks use other clients.
 Run: ``make bench-ledger``.
 
-The moto server is tools/moto_serve.py, whose DynamoDB fixes (see there) keep
-a 50,000-item table from growing the server by gigabytes; they change neither
-the requests nor this process's memory.
+The ledger's table is served by DynamoDB Local (tools/dynamodb_local.py), behind
+the emulator's IAM layer; neither changes the requests counted here nor this
+process's memory.
 """
 
 from __future__ import annotations

@@ -133,6 +133,13 @@ def parquet_event_ids(stack: Stack) -> list[str]:
     return [row[0] for row in duckdb.sql(f"SELECT event_id FROM read_parquet([{files}])").fetchall()]
 
 
+def parquet_source_uris(stack: Stack) -> set[str]:
+    """The distinct ``_source_uri`` lineage values of the dataset's Parquet files."""
+    objects = _download(stack, stack.names.lake_bucket, f"{stack.settings.dataset}/", ".parquet")
+    files = ", ".join(f"'{p}'" for p in objects)
+    return {row[0] for row in duckdb.sql(f"SELECT DISTINCT _source_uri FROM read_parquet([{files}])").fetchall()}
+
+
 def parquet_snapshot(stack: Stack) -> dict[str, str]:
     """Key -> eTag of every object of the dataset: identical snapshots mean identical output."""
     paginator = stack.s3.get_paginator("list_objects_v2")

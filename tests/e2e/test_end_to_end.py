@@ -25,7 +25,16 @@ from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.planning import plan_manifests
 from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
-from tests.e2e.conftest import configure, ingest, land, parquet_event_ids, parquet_snapshot, run, task_states
+from tests.e2e.conftest import (
+    configure,
+    ingest,
+    land,
+    parquet_event_ids,
+    parquet_snapshot,
+    parquet_source_uris,
+    run,
+    task_states,
+)
 from tests.e2e.expectations import assert_day_converted_exactly
 from tests.factories import SHORT_LEASE
 from tools.local_stack import airflow_environment, client
@@ -41,9 +50,11 @@ def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_sta
     eod = run(dags, "ndjson_end_of_day", day=sample.day)
     assert str(eod.state) == "success", task_states(eod)
     report = assert_day_converted_exactly(stack, sample)
-    # The day's listing: 12 batches, the gzip file and the overwritten key's new version convert;
-    # notes.txt (suffix) and the empty file are rejected at intake.
-    assert report["files_by_state"] == {"DONE": 14, "QUARANTINED": 2}
+    # The day's listing: 12 batches, the gzip file, the key with '#', '?', '%', '+', '//' and unicode in it, and the
+    # overwritten key's new version convert; notes.txt (suffix) and the empty file are rejected at intake.
+    assert report["files_by_state"] == {"DONE": 15, "QUARANTINED": 2}
+    awkward = next(k for k, _ in sample.uploads if "#" in k)
+    assert f"s3://{stack.names.landing_bucket}/{awkward}" in parquet_source_uris(stack)
     # The overwritten key's first version is no longer in S3: quarantined as superseded, its rows never loaded.
     key, first_body = next((k, b) for k, b in sample.uploads if k.endswith("overwritten key.ndjson"))
     first = stack.ledger.get_file(f"{stack.names.landing_bucket}/{key}#{hashlib.md5(first_body).hexdigest()}")  # noqa: S324
