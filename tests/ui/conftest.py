@@ -38,8 +38,8 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = REPO_ROOT / ".local" / "ui-screenshots"
 STACK_HOME = REPO_ROOT / ".local" / "ui-test-stack"
-FILES_PER_DAY = 3  # plus the sample day's gzip, empty, .txt and overwritten files
-MAX_FILES_PER_MANIFEST = 3  # so a day makes two manifests: the grid shows a mapped conversion
+FILES_PER_DAY = 3  # plus the sample day's gzip, empty, .txt, awkwardly named and overwritten files
+MAX_FILES_PER_MANIFEST = 5  # so a day of FILES_PER_DAY makes two manifests: the grid shows a mapped conversion
 VIEWPORT = {"width": 1600, "height": 1200}  # tall enough for the whole backfill dialog
 
 expect.set_options(timeout=30_000)  # the UI bundle is 7 MB: a loaded 2-core machine is slow to render it

@@ -55,8 +55,9 @@ def test_trigger_form_closes_the_chosen_day(ui, triggered_day):
     run = ui.api_get(f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id)}")
     assert (run["state"], run["run_type"], run["conf"]) == ("success", "manual", {"day": sample.day})
     report = assert_day_closed_exactly(ui, sample)
-    # 3 batches, the gzip file and the overwritten key convert; the empty and the .txt file are rejected.
-    assert report["files_by_state"] == {"DONE": FILES_PER_DAY + 2, "QUARANTINED": 2}
+    # The batches, the gzip file, the key with '#' and '?' in it and the overwritten key convert; the empty and the
+    # .txt file are rejected.
+    assert report["files_by_state"] == {"DONE": FILES_PER_DAY + 3, "QUARANTINED": 2}
 
 
 def test_grid_labels_each_conversion_with_its_manifest_id(ui, triggered_day, page, screenshots):
