@@ -89,9 +89,10 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
     from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
     from ndjson_pipeline.local_glue import run_glue_script_locally
+    from ndjson_pipeline.outputs import read_result
     from ndjson_pipeline.steps import planning, reporting, sweeping
     from ndjson_pipeline.steps.converting import decide_conversion
-    from ndjson_pipeline.steps.finalising import finalise_manifest, read_result
+    from ndjson_pipeline.steps.finalising import finalise_manifest
     from ndjson_pipeline.steps.intake import drain_queue
     from ndjson_pipeline.steps.reconcile import reconcile_day
     from ndjson_pipeline_airflow.hooks import TASK_RECORDER

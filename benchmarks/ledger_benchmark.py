@@ -84,7 +84,7 @@ def measure_requests(endpoint: str, files: int) -> dict:
 
     counted_sqs, counted_dynamodb = client("sqs", endpoint), client("dynamodb", endpoint)
     counter = RequestCounter(counted_sqs, counted_dynamodb)
-    ledger = Ledger(counted_dynamodb, names.ledger_table)
+    ledger = Ledger.for_settings(counted_dynamodb, settings)
     reports = []  # one drain per intake run; a run stops at its time budget, the next one goes on
     while not reports or reports[-1].stopped_because not in ("queue empty", "queue drained"):
         reports.append(report := drain_queue(counted_sqs, queue_url, ledger, settings))
@@ -94,7 +94,7 @@ def measure_requests(endpoint: str, files: int) -> dict:
 
     attributes = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     left = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=attributes)["Attributes"]
-    ledger_view = Ledger(dynamodb, names.ledger_table)
+    ledger_view = Ledger.for_settings(dynamodb, settings)
     check = reconcile_day(s3, ledger_view, settings, names.landing_bucket, DAY, today=date.fromisoformat(DAY))
 
     claimed = claims = 0

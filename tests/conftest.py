@@ -88,7 +88,7 @@ def make_stack(endpoint: str, **setting_overrides: Any) -> Stack:
         dynamodb=client("dynamodb", endpoint),
         queue_url=sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"],
         dlq_url=sqs.get_queue_url(QueueName=settings.names.dlq)["QueueUrl"],
-        ledger=Ledger(mwaa_dynamodb, settings.names.ledger_table, terminal_ttl_days=settings.terminal_ttl_days),
+        ledger=Ledger.for_settings(mwaa_dynamodb, settings),
         identities=identities,
     )
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ndjson_pipeline.files import FileId, FileVersion
-from ndjson_pipeline.ledger import GroupLimits, Registration
+from ndjson_pipeline.ledger import Registration
 from ndjson_pipeline.settings import PipelineSettings
 
 _DAY_IN_KEY = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
@@ -88,8 +88,3 @@ def holds_version(s3: Any, file_id: FileId) -> bool:
     """Whether S3 lists ``file_id``'s key with its eTag now (one ListObjectsV2: the key sorts first under itself)."""
     page = s3.list_objects_v2(Bucket=file_id.bucket, Prefix=file_id.key, MaxKeys=1)
     return any(FileId.from_listing(file_id.bucket, obj) == file_id for obj in page.get("Contents", []))
-
-
-def group_limits(settings: PipelineSettings) -> GroupLimits:
-    """How many files and bytes one registration group may hold: a claim takes whole groups into one manifest."""
-    return GroupLimits(max_files=settings.max_files_per_manifest, max_bytes=settings.max_bytes_per_manifest)

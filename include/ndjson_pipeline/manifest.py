@@ -1,10 +1,10 @@
 """The batch manifest: the one contract between the batching task and the Glue job.
 
-A manifest lists exact file versions. Its id is derived from the files its claim
-set out to take (``manifest_id_for``), so writing the same batch twice yields the
-same id and the same bytes; the ledger's manifest record, not the id, says which
-files it holds (a claim over several transactions can lose a file to a
-concurrent claimer after the id was chosen).
+A manifest lists exact file versions: the files of the registration groups one
+claim took, in one transaction (``ledger.claims``). Its id is derived from those
+files and how often they were claimed before (``manifest_id_for``), so writing
+the same claim twice yields the same id and the same bytes. The ledger's
+manifest record names the groups; the files are theirs.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from typing import Any
 from ndjson_pipeline.files import JOB_OUTCOMES, FileState, FileVersion
 
 MANIFEST_FORMAT = 1
-# The ledger's manifest record lists its files (``ledger.claims``): this many, and their identities in 300 KB.
-MAX_FILES_PER_MANIFEST = 1000
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MANIFEST_ID = re.compile(r"^\d{8}-[0-9a-f]{20}$")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ndjson_pipeline.conversion import ConversionOptions, JobArguments, OptionError
 from ndjson_pipeline.layout import LakeLayout
-from ndjson_pipeline.manifest import MAX_FILES_PER_MANIFEST, ManifestRef
+from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import ResourceNames, default_names, landing_prefix, landing_retention_days
 
 SETTINGS_VARIABLE = "ndjson_pipeline_settings"
@@ -32,6 +32,12 @@ CAPACITY_SOURCES = ("reported", "computed")
 
 class SettingsError(ValueError):
     """A setting is missing, unknown or out of range; the message names it."""
+
+
+# The most files one manifest, so one Glue run, may hold: the run's driver holds a result per file, the result
+# object lists them and the finaliser records them. A claim is one transaction of whole registration groups, so a
+# manifest can never hold more than 99 groups either, whatever this says.
+MAX_FILES_PER_MANIFEST = 1000
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ class PipelineSettings:
     min_batch_files: int = 300
     min_batch_bytes: int = 1024 * _MiB
     max_wait_seconds: int = 120
+    # One manifest is one Glue run; a registration group never holds more than a manifest may, and a claim takes
+    # whole groups (see MAX_FILES_PER_MANIFEST).
     max_files_per_manifest: int = 600
     max_bytes_per_manifest: int = 2048 * _MiB
     max_manifests_per_run: int = 32
@@ -104,8 +112,8 @@ class PipelineSettings:
             )
         if self.max_files_per_manifest > MAX_FILES_PER_MANIFEST:
             raise SettingsError(
-                f"setting 'max_files_per_manifest' must be at most {MAX_FILES_PER_MANIFEST} (the manifest's ledger "
-                f"record lists its files), got {self.max_files_per_manifest}"
+                f"setting 'max_files_per_manifest' must be at most {MAX_FILES_PER_MANIFEST} (one Glue run: its "
+                f"driver holds a result per file and its finaliser records them), got {self.max_files_per_manifest}"
             )
         if self.max_manifests_per_run > 256:
             raise SettingsError("setting 'max_manifests_per_run' must be at most 256 (mapped tasks per run)")

@@ -20,9 +20,9 @@ from typing import Any
 
 from ndjson_pipeline.ledger import Ledger, ManifestRecord
 from ndjson_pipeline.manifest import ManifestRef
+from ndjson_pipeline.outputs import discard_output, read_result
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps.converting import holds_unfinished_claim
-from ndjson_pipeline.steps.finalising import discard_output, read_result
 from ndjson_pipeline.storage import Storage
 from ndjson_pipeline_airflow import monitoring
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook

@@ -17,9 +17,9 @@ from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.ledger import IllegalTransitionError, ManifestState
 from ndjson_pipeline.manifest import ManifestRef
+from ndjson_pipeline.outputs import discard_output, read_result
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps.converting import ConversionKind, decide_conversion
-from ndjson_pipeline.steps.finalising import discard_output, read_result
 from ndjson_pipeline.steps.redoing import manifest_to_convert, manifest_to_finalise
 from ndjson_pipeline.steps.reprocessing import RebuildRef
 from ndjson_pipeline_airflow.hooks import AWS_CONN_ID

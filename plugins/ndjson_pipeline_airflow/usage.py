@@ -20,9 +20,9 @@ from airflow.sdk import get_current_context
 
 from ndjson_pipeline.clock import utc_day, utcnow
 from ndjson_pipeline.manifest import ManifestRef
+from ndjson_pipeline.outputs import read_result
 from ndjson_pipeline.resources import glue_job_spec
 from ndjson_pipeline.settings import PipelineSettings
-from ndjson_pipeline.steps.finalising import read_result
 from ndjson_pipeline.usage import Usage, write_usage
 from ndjson_pipeline.usage.glue import local_run_usage, runs_usage
 from ndjson_pipeline_airflow.hooks import TASK_RECORDER

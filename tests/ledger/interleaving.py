@@ -176,7 +176,7 @@ class Worker:
                 etag = f"e{self.model.counter}"
                 self.model.offered.append((day, key, etag))
                 regs.append(self._registration(day, key, etag))
-        outcome = self.ledger.register(regs, LIMITS)
+        outcome = self.ledger.register(regs)
         with self.model.lock:
             accepted = {r.file.identity: r.day for r in regs if not r.rejection}
             for identity in [*outcome.registered, *outcome.already_known]:

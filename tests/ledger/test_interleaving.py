@@ -18,6 +18,7 @@ import pytest
 from ndjson_pipeline.ledger import Ledger, table_schema
 from tests.conftest import make_stack
 from tests.ledger.interleaving import (
+    LIMITS,
     MAX_ATTEMPTS,
     Model,
     VirtualClock,
@@ -80,7 +81,7 @@ def test_interleaved_operations_keep_every_invariant(aws_endpoint, monkeypatch, 
 
 def _ledger(stack) -> Ledger:
     dynamodb = client("dynamodb", stack.endpoint, stack.identities.mwaa)
-    return Ledger(dynamodb, stack.names.ledger_table, terminal_ttl_days=stack.settings.terminal_ttl_days)
+    return Ledger(dynamodb, stack.names.ledger_table, group_limits=LIMITS)
 
 
 def _failure(seed: int, step: int, problems: list[str], log: list[str]) -> str:

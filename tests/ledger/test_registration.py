@@ -6,8 +6,9 @@ from collections import Counter
 
 from ndjson_pipeline.files import FileVersion
 from ndjson_pipeline.landing import registration_for
-from ndjson_pipeline.ledger import GroupLimits, Registration
+from ndjson_pipeline.ledger import GroupLimits, Ledger, Registration
 from ndjson_pipeline.ledger.transactions import TRANSACTION_LIMIT
+from tests.conftest import make_stack
 from tests.factories import DAY, DAY_PATH, mwaa_ledger, register_files
 
 
@@ -52,15 +53,17 @@ def test_registrations_of_several_days_fit_their_transactions_and_open_every_day
     assert all(records[r.file.identity].day == r.day for r in regs)
 
 
-def test_groups_are_cut_to_what_one_manifest_may_hold(stack):
+def test_groups_are_cut_to_what_one_manifest_may_hold(aws_endpoint):
     """A claim takes whole groups, so a registration never makes a group a manifest could not hold."""
+    stack = make_stack(aws_endpoint, max_files_per_manifest=10, max_bytes_per_manifest=250, max_file_bytes=100)
     regs = [
         registration_for(stack.names.landing_bucket, f"{DAY_PATH}g{i:05d}.ndjson", 100, f"etag{i}", DAY, stack.settings)
         for i in range(25)
     ]
+    by_files = Ledger(stack.ledger._table.client, stack.names.ledger_table, group_limits=GroupLimits(max_files=10))
 
-    stack.ledger.register(regs[:20], GroupLimits(max_files=10))
-    stack.ledger.register(regs[20:], GroupLimits(max_files=10, max_bytes=250))
+    by_files.register(regs[:20])
+    stack.ledger.register(regs[20:])  # the settings' limits: 10 files, 250 bytes
 
     records = stack.ledger.get_files([r.file.identity for r in regs])
     sizes = Counter(Counter(r.group_id for r in records.values()).values())

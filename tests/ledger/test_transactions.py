@@ -50,19 +50,32 @@ def test_request_tokens_fit_dynamodb_and_follow_their_parts():
 
 
 class _ContestedClient:
-    """A DynamoDB client whose transactions are cancelled as scripted: a group lost to another claimer, or conflict."""
+    """A DynamoDB client whose transactions are cancelled as scripted: a group lost to another claimer, or conflict.
+
+    A group lost to another claimer reads back as claimed by that claimer.
+    """
 
     def __init__(self, script: list[str]) -> None:
         self.script = script  # one entry per transaction: "lost" (its first action's group), "conflict", "commit"
         self.transactions: list[list[dict]] = []
+        self.taken: dict[str, dict] = {}  # group key -> its item, claimed by another manifest
 
     def transact_write_items(self, TransactItems, **_):
         self.transactions.append(TransactItems)
         outcome = self.script.pop(0) if self.script else "commit"
         if outcome == "commit":
             return {}
+        if outcome == "lost":
+            item = dict(TransactItems[0]["Put"]["Item"])
+            item["manifest_id"] = {"S": "20261124-another-claimer"}
+            self.taken[item["pk"]["S"]] = item
         first = {"Code": "ConditionalCheckFailed"} if outcome == "lost" else {"Code": "TransactionConflict"}
         raise _make_cancellation(first, *[{"Code": "None"}] * (len(TransactItems) - 1))
+
+    def batch_get_item(self, RequestItems, **_):
+        ((table, spec),) = RequestItems.items()
+        found = [self.taken[key["pk"]["S"]] for key in spec["Keys"] if key["pk"]["S"] in self.taken]
+        return {"Responses": {table: found}}
 
 
 def _contested_claim(script: list[str], files: int):

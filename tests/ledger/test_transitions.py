@@ -96,7 +96,7 @@ def test_a_finaliser_writes_each_group_once_and_a_retry_finishes_what_a_crash_le
     outcomes = {i: file_result(i, FileState.DONE, rows_in=2, rows_out=2) for i in identities}
     table = stack.ledger._table
     # The first finaliser recorded one group's outcomes, then died before the rest and the manifest's close.
-    first = transitions.groups_of(table, table.require_manifest(manifest.manifest_id))[0]
+    first = table.groups_of(table.require_manifest(manifest.manifest_id))[0]
     groups.update(table, first, lambda g: transitions._finished(table, g, manifest.manifest_id, outcomes, utcnow()))
     calls = []
     table.client.meta.events.register(
@@ -184,7 +184,7 @@ def test_a_requeue_waits_until_the_compensation_that_failed_the_file_has_closed_
     identities = register_files(stack, 2, group_size=2)
     manifest = claim(stack)
     table = stack.ledger._table
-    (group,) = transitions.groups_of(table, table.require_manifest(manifest.manifest_id))
+    (group,) = table.groups_of(table.require_manifest(manifest.manifest_id))
     # The compensation failed the group, then died before closing the manifest.
     groups.update(table, group, lambda g: transitions._released(table, g, manifest.manifest_id, 1, "boom", utcnow()))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ndjson_pipeline.layout import PublishLog
 from ndjson_pipeline.manifest import ManifestRef
-from ndjson_pipeline.steps.finalising import discard_output
+from ndjson_pipeline.outputs import discard_output
 from ndjson_pipeline.storage import Storage
 from tools import iam_report
 

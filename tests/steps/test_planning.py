@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from ndjson_pipeline.files import FileState
+from ndjson_pipeline.outputs import read_manifest
 from ndjson_pipeline.steps import PipelineError
-from ndjson_pipeline.steps.finalising import read_manifest
 from ndjson_pipeline.steps.planning import plan_manifests, write_manifest
 from ndjson_pipeline.storage import Storage
 from tests.factories import DAY, file_states, plan, register_files

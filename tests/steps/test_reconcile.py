@@ -9,8 +9,8 @@ import pytest
 
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.ledger.codec import encode_item
+from ndjson_pipeline.outputs import read_manifest
 from ndjson_pipeline.steps import PipelineError
-from ndjson_pipeline.steps.finalising import read_manifest
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
 from tests.factories import (

@@ -13,8 +13,8 @@ from ndjson_pipeline.files import FileState
 from ndjson_pipeline.ledger import ManifestState, table_schema
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.redo import REDONE_AS
+from ndjson_pipeline.outputs import read_manifest, read_result
 from ndjson_pipeline.steps.converting import ConversionKind, decide_conversion
-from ndjson_pipeline.steps.finalising import read_manifest, read_result
 from ndjson_pipeline.steps.redoing import manifest_to_convert, manifest_to_finalise
 from tests.factories import claim, file_states, finalise, plan, publish_result, register_files
 

@@ -33,7 +33,7 @@ from ndjson_pipeline.ledger.transactions import (
     request_token,
     transact_write,
 )
-from ndjson_pipeline.manifest import MAX_FILES_PER_MANIFEST, Manifest, manifest_id_for
+from ndjson_pipeline.manifest import Manifest, manifest_id_for
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def claim_batch(
     ``owner`` (the claiming task) lets a retry of that task find the manifests it claimed.
     """
     shard = random.randrange(table.schema.pending_shards) if start_shard is None else start_shard  # noqa: S311
-    candidates = _take_candidates(table, day, min(max_files, MAX_FILES_PER_MANIFEST), max_bytes, shard)
+    candidates = _take_candidates(table, day, max_files, max_bytes, shard)
     return claim_manifest(table, day, candidates, lease_seconds=lease_seconds, owner=owner)
 
 

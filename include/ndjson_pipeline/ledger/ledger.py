@@ -16,6 +16,7 @@ from ndjson_pipeline.ledger.schema import alerts_partition, open_manifests_parti
 from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.ledger.work import PendingSummary, PendingSummaryScan, WorkIndex
 from ndjson_pipeline.manifest import FileResult, Manifest
+from ndjson_pipeline.settings import PipelineSettings
 
 
 class Ledger:
@@ -24,10 +25,28 @@ class Ledger:
     :param client: a boto3 ``dynamodb`` client (from the ledger hook in Airflow tasks).
     :param table: the ledger table name.
     :param terminal_ttl_days: days a terminal item is kept before DynamoDB expires it.
+    :param group_limits: how many files and bytes a registration group may hold (a claim takes whole groups, so
+        no group may exceed a manifest); ``for_settings`` takes them from the manifest limits.
     """
 
-    def __init__(self, client: Any, table: str, *, terminal_ttl_days: int = 30) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        terminal_ttl_days: int = 30,
+        group_limits: GroupLimits = registration.UNLIMITED,
+    ) -> None:
         self._table = LedgerTable(client, table, table_schema(), terminal_ttl_days)
+        self._group_limits = group_limits
+
+    @classmethod
+    def for_settings(cls, client: Any, settings: PipelineSettings) -> Ledger:
+        """The deployment's ledger: its table, its records' lifetime, and groups no larger than a manifest."""
+        limits = GroupLimits(max_files=settings.max_files_per_manifest, max_bytes=settings.max_bytes_per_manifest)
+        return cls(
+            client, settings.names.ledger_table, terminal_ttl_days=settings.terminal_ttl_days, group_limits=limits
+        )
 
     @property
     def table_name(self) -> str:
@@ -39,11 +58,9 @@ class Ledger:
 
     # ------------------------------------------------------------------ files
 
-    def register(
-        self, registrations: Iterable[Registration], limits: GroupLimits = registration.UNLIMITED
-    ) -> RegisterOutcome:
-        """Record file versions idempotently, in groups within ``limits`` (``registration``)."""
-        return registration.register(self._table, registrations, limits)
+    def register(self, registrations: Iterable[Registration]) -> RegisterOutcome:
+        """Record file versions idempotently, in groups within the ledger's group limits (``registration``)."""
+        return registration.register(self._table, registrations, self._group_limits)
 
     def get_file(self, identity: str) -> FileRecord | None:
         return self._table.file(FileId.parse(identity))
@@ -60,7 +77,7 @@ class Ledger:
 
     def identities_of(self, record: ManifestRecord) -> list[str]:
         """The file versions a manifest's groups hold, sorted (a closed manifest's requeued files are left out)."""
-        held = transitions.groups_of(self._table, record, all_held=False)
+        held = self._table.groups_of(record, all_held=False)
         return sorted(identity for group in held for identity in group.identities)
 
     def requeue_failed(self, identity: str) -> None:
@@ -157,7 +174,7 @@ class Ledger:
 
     def manifest_of(self, record: ManifestRecord) -> Manifest:
         """Rebuild the manifest a ledger record describes (for a retry that lost its S3 write)."""
-        held = transitions.groups_of(self._table, record)
+        held = self._table.groups_of(record)
         ordered = tuple(sorted((f for group in held for f in group.files), key=lambda f: f.identity))
         return Manifest(record.manifest_id, record.day, ordered, record.generation)
 
@@ -186,7 +203,7 @@ class Ledger:
     def pending_alerts_of(self, manifest_id: str) -> list[str]:
         """The file versions this manifest's compensation FAILED whose alert is not published yet."""
         record = self._table.require_manifest(manifest_id)
-        held = transitions.groups_of(self._table, record, all_held=False)
+        held = self._table.groups_of(record, all_held=False)
         return sorted(i for g in held if g.alert_pending == manifest_id for i in g.identities)
 
     def pending_alerts(self, day: str) -> dict[str, list[str]]:
@@ -202,6 +219,6 @@ class Ledger:
         """The alert for these FAILED versions was published: their groups (the manifest's) leave the alert index."""
         record = self._table.manifest(manifest_id)
         published = set(identities)
-        for group in transitions.groups_of(self._table, record, all_held=False) if record else []:
+        for group in self._table.groups_of(record, all_held=False) if record else []:
             if group.alert_pending == manifest_id and published.intersection(group.identities):
                 transitions.clear_alert(self._table, group, manifest_id)

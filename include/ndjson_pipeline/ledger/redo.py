@@ -20,7 +20,6 @@ from ndjson_pipeline.ledger import claims, days
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import Group, GroupState, ManifestRecord, ManifestState
 from ndjson_pipeline.ledger.table import LedgerTable
-from ndjson_pipeline.ledger.transitions import groups_of
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int
     record = _compensated(table, manifest_id)
     if (linked := successor_of(table, manifest_id)) is not None:
         return linked
-    held = groups_of(table, record, all_held=False)
+    held = table.groups_of(record, all_held=False)
     adopted = _successor_holding(table, manifest_id, held)
     if adopted is not None:
         _link(table, manifest_id, adopted)
@@ -66,7 +65,7 @@ def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int
     )
     if successor is None:
         # Every file was taken meanwhile: by another redo of this manifest (adopt it), or by other manifests.
-        if (adopted := _successor_holding(table, manifest_id, groups_of(table, record, all_held=False))) is not None:
+        if (adopted := _successor_holding(table, manifest_id, table.groups_of(record, all_held=False))) is not None:
             _link(table, manifest_id, adopted)
             return adopted
         log.info("manifest %s: no file is left to redo (all finished or held by other manifests)", manifest_id)

@@ -91,6 +91,19 @@ class LedgerTable:
         found = (Group.from_item(i, self.schema.ttl_attribute) for i in self.batch_get(keys, consistent=consistent))
         return {g.group_id: g for g in found}
 
+    def groups_of(self, record: ManifestRecord, *, all_held: bool = True) -> list[Group]:
+        """A manifest's groups, read consistently, in id order.
+
+        While a manifest is open every group it names exists (only a terminal
+        file leaves its group); once it ended, a group whose files were all
+        requeued or replayed is gone: ``all_held=False`` reads the others.
+        """
+        found = self.groups(record.groups)
+        missing = sorted(record.groups - set(found))
+        if missing and all_held:
+            raise LedgerError(f"manifest {record.manifest_id}: groups {missing[:3]} have no ledger record")
+        return [found[g] for g in sorted(found)]
+
     def manifest(self, manifest_id: str) -> ManifestRecord | None:
         item = self.get(self.schema.manifest_key(manifest_id))
         return None if item is None else ManifestRecord.from_item(item, self.schema.ttl_attribute)

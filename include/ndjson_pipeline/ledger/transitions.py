@@ -28,27 +28,13 @@ from ndjson_pipeline.files import JOB_OUTCOMES, FileId, FileState
 from ndjson_pipeline.ledger import days, groups
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
-from ndjson_pipeline.ledger.records import FileRecord, Group, GroupState, ManifestRecord, ManifestState
+from ndjson_pipeline.ledger.records import FileRecord, Group, GroupState, ManifestState
 from ndjson_pipeline.ledger.schema import work_sort_key
 from ndjson_pipeline.ledger.table import LedgerTable, illegal
 from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, Stalls, transact_write
 from ndjson_pipeline.manifest import FileResult
 
 log = logging.getLogger(__name__)
-
-
-def groups_of(table: LedgerTable, record: ManifestRecord, *, all_held: bool = True) -> list[Group]:
-    """A manifest's groups, read consistently, in id order.
-
-    While a manifest is open every group it names exists (only a terminal
-    file leaves its group); once it ended, a group whose files were all
-    requeued or replayed is gone: ``all_held=False`` reads the others.
-    """
-    found = table.groups(record.groups)
-    missing = sorted(record.groups - set(found))
-    if missing and all_held:
-        raise LedgerError(f"manifest {record.manifest_id}: groups {missing[:3]} have no ledger record")
-    return [found[g] for g in sorted(found)]
 
 
 def complete_manifest(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileResult]) -> None:
@@ -58,7 +44,7 @@ def complete_manifest(table: LedgerTable, manifest_id: str, outcomes: Sequence[F
         return
     if record.state is not ManifestState.CLAIMED:
         raise IllegalTransitionError(f"manifest {manifest_id}", record.state, ManifestState.SUCCEEDED)
-    held = groups_of(table, record)
+    held = table.groups_of(record)
     expected = {identity for g in held for identity in g.identities}
     by_identity = {o.identity: o for o in outcomes}
     if set(by_identity) != expected:
@@ -104,7 +90,7 @@ def restate_files(table: LedgerTable, manifest_id: str, outcomes: Sequence[FileR
     record = table.require_manifest(manifest_id)
     if record.state is not ManifestState.SUCCEEDED:
         raise IllegalTransitionError(f"manifest {manifest_id}", record.state, ManifestState.SUCCEEDED)
-    held = groups_of(table, record, all_held=False)
+    held = table.groups_of(record, all_held=False)
     by_identity = {o.identity: o for o in outcomes}
     unknown = sorted(set(by_identity) - {identity for g in held for identity in g.identities})
     if unknown:
@@ -175,7 +161,7 @@ def compensate_manifest(table: LedgerTable, manifest_id: str, *, max_attempts: i
     now = utcnow()
     days.touch(table, record.day, table.schema.shard_of(manifest_id), now)
     failed: list[str] = []
-    for group in groups_of(table, record):
+    for group in table.groups_of(record):
         released = groups.update(table, group, lambda g: _released(table, g, manifest_id, max_attempts, reason, now))
         if released is not None and released.state is GroupState.FAILED:
             failed += released.identities
@@ -240,8 +226,8 @@ def _reopen_once(table: LedgerTable, identity: str, allowed: Callable[[FileRecor
     item = table.get(table.schema.file_key(file_id))
     old = table.group(str(item["group_id"])) if item and "group_id" in item else None
     if item is not None and old is None and "group_id" in item:
-        moved = table.get(table.schema.file_key(file_id))
-        if moved is not None and moved.get("group_id") != item["group_id"]:
+        again = table.get(table.schema.file_key(file_id))
+        if again is not None and again.get("group_id") != item["group_id"]:
             return False  # moved to another group between the two reads
     if item is None or (old is None and "group_id" in item):
         raise LedgerError(f"file {identity} has no ledger record")

@@ -10,26 +10,14 @@ from typing import Any
 
 from ndjson_pipeline.catalog import DatasetCatalog
 from ndjson_pipeline.files import FileState
-from ndjson_pipeline.layout import LakeLayout, PublishLog
 from ndjson_pipeline.ledger import Ledger, ManifestState
-from ndjson_pipeline.manifest import JobResult, Manifest, ManifestRef
+from ndjson_pipeline.manifest import JobResult, ManifestRef
+from ndjson_pipeline.outputs import discard_output, read_manifest, read_result
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import PipelineError
 from ndjson_pipeline.storage import Storage
 
 log = logging.getLogger(__name__)
-
-
-def read_result(
-    storage: Storage, settings: PipelineSettings, ref: ManifestRef, layout: LakeLayout | None = None
-) -> JobResult | None:
-    """The manifest's job result in the lake (or in ``layout``, a reprocess's), None while it has none."""
-    body = storage.read_bytes_if_exists((layout or settings.layout).result_uri(ref.day, ref.manifest_id))
-    return None if body is None else JobResult.from_json(body)
-
-
-def read_manifest(storage: Storage, settings: PipelineSettings, ref: ManifestRef) -> Manifest:
-    return Manifest.from_json(storage.read_bytes(settings.layout.manifest_uri(ref.day, ref.manifest_id)))
 
 
 @dataclass(frozen=True)
@@ -164,26 +152,6 @@ def compensate_fenced(
         len(failed),
     )
     return Finalised(ref.manifest_id, ManifestState.COMPENSATED, files_failed=tuple(failed))
-
-
-def discard_output(storage: Storage, settings: PipelineSettings, ref: ManifestRef) -> int:
-    """Delete whatever runs of this manifest wrote, so its files can be converted again; the objects deleted.
-
-    The result goes first (nobody may trust output being removed), then every
-    object the publish log lists (the job lists what it is about to publish
-    before it publishes any, so partial output is found under any partition),
-    then the staging prefix, then the log. A delete that fails for any object
-    raises ``StorageError`` (or the service's error) and the caller releases nothing.
-    """
-    layout = settings.layout
-    log_uri = layout.publish_log_uri(ref.day, ref.manifest_id)
-    published = PublishLog.read(storage, log_uri)
-    staged = sorted(storage.list(layout.staging_uri(ref.manifest_id) + "/"))
-    storage.delete([layout.result_uri(ref.day, ref.manifest_id)])
-    uris = sorted(published.uris) if published else []
-    storage.delete([*uris, *staged])
-    storage.delete([log_uri])
-    return len(uris) + len(staged)
 
 
 def publish_alerts(ledger: Ledger, manifest_id: str, publish: Callable[[str, list[str]], None]) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ndjson_pipeline.landing import group_limits, registration_for
+from ndjson_pipeline.landing import registration_for
 from ndjson_pipeline.ledger import Ledger, RegisterOutcome, Registration
 from ndjson_pipeline.settings import PipelineSettings
 
@@ -250,14 +250,14 @@ def _register(
 ) -> RegisterOutcome:
     """Register a batch at once; if the ledger refuses it, message by message, leaving refused ones unstored."""
     try:
-        return ledger.register(registrations, group_limits(settings))
+        return ledger.register(registrations)
     except Exception as exc:
         log.warning("registering %d messages at once failed (%s); registering them one by one", len(messages), exc)
     by_identity = {r.file.identity: r for r in registrations}
     outcome = RegisterOutcome()
     for message, identities in messages:
         try:
-            outcome.add(ledger.register([by_identity[i] for i in identities], group_limits(settings)))
+            outcome.add(ledger.register([by_identity[i] for i in identities]))
         except Exception as exc:
             report.unstored += 1
             log.error(

@@ -9,7 +9,7 @@ from datetime import UTC, date
 from typing import Any
 
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.landing import day_listing_pages, group_limits, registration_for
+from ndjson_pipeline.landing import day_listing_pages, registration_for
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.ledger.maintenance import is_superseded
 from ndjson_pipeline.settings import PipelineSettings
@@ -92,7 +92,7 @@ def reconcile_day(
         states = {identity: record.state for identity, record in records.items()}
         report.present_but_superseded += [i for i, r in records.items() if is_superseded(r.state, r.reason)]
         missing = [reg for identity, reg in regs.items() if identity not in states]
-        outcome = ledger.register(missing, group_limits(settings))
+        outcome = ledger.register(missing)
         report.seen += len(regs)
         report.already_known += len(states) + len(outcome.already_known)
         report.registered += len(outcome.registered)

@@ -25,4 +25,4 @@ class LedgerHook(RecordsRequests, AwsBaseHook):
         super().__init__(*args, **kwargs)
 
     def get_ledger(self, settings: PipelineSettings) -> Ledger:
-        return Ledger(self.conn, settings.names.ledger_table, terminal_ttl_days=settings.terminal_ttl_days)
+        return Ledger.for_settings(self.conn, settings)
