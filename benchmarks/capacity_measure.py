@@ -79,27 +79,20 @@ def _event(bucket: str, key: str, etag: str, size: int, sequencer: int) -> str:
     return json.dumps({"Records": [record]})
 
 
-def _no_run(_manifest_id: str) -> bool:
-    """No claim expires while the benchmark runs: no Glue run to look for or to stop."""
-    return False
-
-
 def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
     """Run every step once over moto with counted clients; return what each execution used."""
     from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
     from ndjson_pipeline.local_glue import run_glue_script_locally
-    from ndjson_pipeline.outputs import read_result
-    from ndjson_pipeline.steps import planning, reporting, sweeping
-    from ndjson_pipeline.steps.converting import decide_conversion
+    from ndjson_pipeline.steps import converting, planning, reporting, sweeping
     from ndjson_pipeline.steps.finalising import finalise_manifest
     from ndjson_pipeline.steps.intake import drain_queue
     from ndjson_pipeline.steps.reconcile import reconcile_day
     from ndjson_pipeline_airflow.hooks import TASK_RECORDER
-    from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
     from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
     from ndjson_pipeline_airflow.hooks.storage import StorageHook
     from ndjson_pipeline_airflow.monitoring import publish_metrics
+    from ndjson_pipeline_airflow.runs import GlueRuns
     from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
     from ndjson_pipeline_airflow.usage import record_conversion
 
@@ -156,6 +149,7 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
 
     ledger = LedgerHook().get_ledger(settings)
     storage = StorageHook().get_storage()
+    glue = GlueRuns(settings, settings.layout.lake_root)  # no claim expires while the benchmark runs
     sqs.get_queue_url(QueueName=names.queue)
     take("intake.task")
     report = drain_queue(sqs, queue_url, ledger, settings)
@@ -179,9 +173,7 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
     )
 
     days = ledger.open_days()  # what the ingest sweep reads
-    sweeping.sweep_expired_claims(
-        ledger, storage, settings, days, run_is_active=_no_run, stop_active_runs=_no_run, catalog=None
-    )
+    sweeping.sweep_expired_claims(ledger, storage, settings, days, runs=glue, catalog=None)
     for d in days:
         ledger.pending_summary(d, enough_files=1, enough_bytes=1)
     publish_metrics(settings, {"OldestPendingAgeSeconds": 0.0})
@@ -228,17 +220,9 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
     measured.per_step["plan.task"] = Usage(requests=Counter({"dynamodb.Query": 1}))
     measured.split("claim", claims)
 
-    glue = ManifestGlueJobHook(job_name=names.glue_job)
     starts = []
-    for ref in refs:  # what ManifestGlueJobOperator.execute asks and does, on the AWS path
-        decide_conversion(
-            ref.manifest_id,
-            ledger.get_manifest(ref.manifest_id),
-            result_exists=read_result(storage, settings, ref) is not None,
-            active_run_id=glue.active_run_of(ref.manifest_id),
-        )
-        ledger.extend_lease(ref.manifest_id, settings.lease_seconds)
-        glue.start_run(settings.job_arguments(ref))
+    for ref in refs:  # what ManifestGlueJobOperator.execute does, on the AWS path
+        converting.convert(ledger, storage, settings, ref, glue)
         starts.append((ref.files, take(f"conversion.start of {ref.files}")))
     measured.split("conversion.start", starts)
 
@@ -267,16 +251,14 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
 
     finalised = []
     for ref in refs:
-        finalise_manifest(ledger, storage, settings, ref, stop_active_runs=_no_run, catalog=None)
+        finalise_manifest(ledger, storage, settings, ref, runs=glue, catalog=None)
         record_conversion(settings, ref)
         finalised.append((ref.files, take(f"finalise of {ref.files}")))
     measured.split("finalise.task", finalised)
 
     today = date.fromisoformat(day)
     reconcile_day(storage.s3, ledger, settings, names.landing_bucket, day, today=today)
-    sweeping.sweep_expired_claims(
-        ledger, storage, settings, [day], run_is_active=_no_run, stop_active_runs=_no_run, catalog=None
-    )
+    sweeping.sweep_expired_claims(ledger, storage, settings, [day], runs=glue, catalog=None)
     planning.plan_manifests(ledger, storage, settings, [day], owner="bench/eod")
     report = reporting.day_report(ledger, storage, settings, day)
     eod = take("end_of_day", files)

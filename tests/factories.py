@@ -142,10 +142,11 @@ def file_states(stack: Any, identities: list[str]) -> dict[str, FileState]:
     return stack.ledger.get_states(identities)
 
 
-def finalise(stack: Any, ref: ManifestRef, *, stop_active_runs: Any = None, catalog: Any = None) -> Finalised:
-    """The finalise step as the tasks call it; no Glue runs and no catalog unless given."""
-    stop = stop_active_runs or no_glue_runs
-    return finalise_manifest(stack.ledger, stack.storage, stack.settings, ref, stop_active_runs=stop, catalog=catalog)
+def finalise(stack: Any, ref: ManifestRef, *, runs: Any = None, catalog: Any = None) -> Finalised:
+    """The finalise step as the tasks call it; no runs and no catalog unless given."""
+    return finalise_manifest(
+        stack.ledger, stack.storage, stack.settings, ref, runs=runs or RecordedRuns(), catalog=catalog
+    )
 
 
 def publish_result(
@@ -195,8 +196,53 @@ def write_publish_log(stack: Any, ref: ManifestRef, uris: list[str], layout: Lak
     PublishLog(frozenset(uris)).write(stack.job_storage, layout.publish_log_uri(ref.day, ref.manifest_id))
 
 
-def no_glue_runs(_manifest_id: str) -> None:
-    """Stands in for stopping a manifest's Glue runs where none can exist (the job's side is played by the test)."""
+class RecordedRuns:
+    """The ``ConversionRuns`` port where the test plays the job's side: runs are recorded, never executed.
+
+    ``active`` holds the manifests whose run the test says is still going; ``started`` and ``stopped`` record
+    what the code under test asked for. ``on_start`` (manifest id -> None) lets a test act when a run starts;
+    ``on_stop`` may raise, as a run that will not stop does. ``synchronous`` runs end inside ``start``.
+    """
+
+    def __init__(
+        self,
+        *,
+        active: set[str] | None = None,
+        synchronous: bool = False,
+        on_start: Any = None,
+        on_stop: Any = None,
+    ) -> None:
+        self.active = active if active is not None else set()
+        self.synchronous = synchronous
+        self.on_start = on_start
+        self.on_stop = on_stop
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+
+    def active_run_of(self, manifest_id: str) -> str | None:
+        return f"run-{manifest_id}" if manifest_id in self.active else None
+
+    def start(self, arguments: Any) -> str:
+        self.started.append(arguments.manifest_id)
+        if self.on_start is not None:
+            self.on_start(arguments.manifest_id)
+        if not self.synchronous:
+            self.active.add(arguments.manifest_id)
+        return f"run-{arguments.manifest_id}"
+
+    def stop(self, manifest_id: str) -> None:
+        if self.on_stop is not None:
+            self.on_stop(manifest_id)
+        self.stopped.append(manifest_id)
+        self.active.discard(manifest_id)
+
+    def request_stop(self, manifest_id: str) -> None:
+        self.stop(manifest_id)
+
+    def billed(self, manifest_id: str, result: Any) -> Any:
+        from ndjson_pipeline.usage import Usage
+
+        return Usage(glue_runs=self.started.count(manifest_id))
 
 
 class RecordingClient:

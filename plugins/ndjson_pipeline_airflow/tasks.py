@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from datetime import date, timedelta
 from functools import partial
 from typing import Any
@@ -20,7 +19,6 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ndjson_pipeline.clock import utc_day, utcnow
 from ndjson_pipeline.manifest import ManifestRef
-from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
@@ -29,7 +27,6 @@ from ndjson_pipeline_airflow import dag_run_name
 from ndjson_pipeline_airflow.callbacks import alert_conversion_failed, stop_run_before_retry
 from ndjson_pipeline_airflow.hooks import TASK_RECORDER
 from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
-from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
 from ndjson_pipeline_airflow.monitoring import (
@@ -39,6 +36,7 @@ from ndjson_pipeline_airflow.monitoring import (
     publish_metrics,
 )
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
+from ndjson_pipeline_airflow.runs import conversion_runs
 from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.usage import first_day, record_conversion, records_usage
 
@@ -47,17 +45,6 @@ log = logging.getLogger(__name__)
 # The Parquet dataset as an Asset, so downstream DAGs can be scheduled on fresh data. Where it lives is a
 # setting, read at run time only: each event carries the location in its extra (see finalise), the name is fixed.
 PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet")
-
-
-def conversion_runs(settings: PipelineSettings) -> tuple[Callable[[str], bool], Callable[[str], None]]:
-    """Whether a manifest's conversion is still running, and how to stop it: Glue's runs of the manifest.
-
-    Local conversions run inside their task and end with it, so none is ever found running.
-    """
-    if settings.glue_runner == "local":
-        return (lambda _manifest_id: False), (lambda _manifest_id: None)
-    hook = ManifestGlueJobHook(job_name=settings.names.glue_job, lake_root=settings.layout.lake_root)
-    return hook.is_active, hook.stop_runs_of
 
 
 @task
@@ -85,14 +72,12 @@ def sweep_expired_claims(days: list[str] | None = None) -> dict[str, Any]:
     settings = load_settings()
     ledger = LedgerHook().get_ledger(settings)
     days = days if days is not None else ledger.open_days()
-    run_is_active, stop_active_runs = conversion_runs(settings)
     report = sweeping.sweep_expired_claims(
         ledger,
         StorageHook().get_storage(),
         settings,
         days,
-        run_is_active=run_is_active,
-        stop_active_runs=stop_active_runs,
+        runs=conversion_runs(settings),
         catalog=CatalogHook().get_catalog(settings),
     )
     alerted = sweeping.publish_stranded_alerts(ledger, days, partial(alert_failed_files, settings))
@@ -149,7 +134,6 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     context["manifest_id"] = ref.manifest_id
     settings = load_settings()
     ledger = LedgerHook().get_ledger(settings)
-    _, stop_active_runs = conversion_runs(settings)
     ref = manifest_to_finalise(ledger, ref)  # a cleared conversion converted the manifest's redo
     try:
         outcome = finalising.finalise_manifest(
@@ -157,7 +141,7 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
             StorageHook().get_storage(),
             settings,
             ref,
-            stop_active_runs=stop_active_runs,
+            runs=conversion_runs(settings),
             catalog=CatalogHook().get_catalog(settings),
         )
     except Exception as exc:

@@ -21,13 +21,11 @@ from airflow.sdk import get_current_context
 from ndjson_pipeline.clock import utc_day, utcnow
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.outputs import read_result
-from ndjson_pipeline.resources import glue_job_spec
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.usage import Usage, write_usage
-from ndjson_pipeline.usage.glue import local_run_usage, runs_usage
 from ndjson_pipeline_airflow.hooks import TASK_RECORDER
-from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.hooks.storage import StorageHook
+from ndjson_pipeline_airflow.runs import conversion_runs
 from ndjson_pipeline_airflow.settings_loader import load_settings
 
 log = logging.getLogger(__name__)
@@ -83,22 +81,13 @@ def record_conversion(settings: PipelineSettings, ref: ManifestRef, rebuild_id: 
 
     ``rebuild_id``: the runs of a reprocess that converted the manifest again (recorded apart, under the day).
 
-    On AWS from the runs themselves (GetJobRuns: execution time, workers,
-    DPUSeconds); a local run is priced from the job's own timing as the Glue job
-    of resources.json would be billed for it. Written again by a retry with the
-    same content.
+    What the runs were billed comes from the runs themselves (``ConversionRuns.billed``: on AWS GetJobRuns'
+    DPU-seconds; a local run priced from the job's own timing). Written again by a retry with the same content.
     """
     storage = StorageHook().get_storage()
     layout = settings.layout.rebuild(rebuild_id) if rebuild_id else settings.layout
     result = read_result(storage, settings, ref, layout)
-    if settings.glue_runner == "local":
-        timed = result is not None and result.timings is not None
-        usage = local_run_usage(result.timings.get("total_s", 0), glue_job_spec()) if timed else Usage()
-    else:
-        runs = ManifestGlueJobHook(job_name=settings.names.glue_job, lake_root=layout.lake_root).runs_of(
-            ref.manifest_id
-        )
-        usage = runs_usage(runs, settings.glue_poll_seconds)
+    usage = conversion_runs(settings, layout).billed(ref.manifest_id, result)
     usage.output_bytes = sum(o.bytes for o in result.output_files) if result else 0
     try:
         # Its PutObject is the finaliser's, counted in the finaliser's record.

@@ -7,7 +7,7 @@ import requests
 
 from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
-from ndjson_pipeline_airflow.tasks import conversion_runs
+from ndjson_pipeline_airflow.runs import conversion_runs
 from tools.local_stack import aws_connection_env, client
 
 
@@ -55,10 +55,8 @@ def test_a_reprocess_and_the_pipeline_never_see_each_others_runs_of_a_manifest(g
 def test_local_conversions_are_never_found_running(slow_glue_runs):
     glue_stack = slow_glue_runs
     _start(glue_stack, "20261124-aaaa")
-    run_is_active, _ = conversion_runs(glue_stack.settings.replace(glue_runner="local"))
-    assert run_is_active("20261124-aaaa") is False
-    run_is_active, _ = conversion_runs(glue_stack.settings)
-    assert run_is_active("20261124-aaaa") is True
+    assert conversion_runs(glue_stack.settings.replace(glue_runner="local")).active_run_of("20261124-aaaa") is None
+    assert conversion_runs(glue_stack.settings).active_run_of("20261124-aaaa") is not None
 
 
 @pytest.fixture

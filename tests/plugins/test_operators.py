@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskD
 from ndjson_pipeline.steps.sweeping import sweep_expired_claims
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
-from tests.factories import plan, publish_result, register_files
+from tests.factories import RecordedRuns, plan, publish_result, register_files
 
 
 class _TaskInstance:
@@ -130,8 +130,7 @@ def test_a_manifest_compensated_while_its_run_starts_gets_the_run_stopped(glue_c
             stack.storage,
             stack.settings,
             [ref.day],
-            run_is_active=lambda m: False,
-            stop_active_runs=lambda m: None,
+            runs=RecordedRuns(),
             catalog=None,
         )
         return real_start(hook, arguments, extra)

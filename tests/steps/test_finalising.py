@@ -17,9 +17,9 @@ from ndjson_pipeline.steps.sweeping import sweep_expired_claims
 from tests.factories import (
     DAY,
     EVENTS_SCHEMA,
+    RecordedRuns,
     file_states,
     finalise,
-    no_glue_runs,
     plan,
     publish_result,
     register_files,
@@ -55,12 +55,12 @@ def test_failed_conversion_is_compensated_once_then_fails_with_alert(small_batch
     write_publish_log(stack, ref, [partial, bad_lines])
     stack.job_storage.write_bytes(partial, b"PAR1")
     stack.job_storage.write_bytes(bad_lines, b"{}\n")
-    stopped = []
-    first = finalise(stack, ref, stop_active_runs=stopped.append)
-    twice = finalise(stack, ref, stop_active_runs=stopped.append)
+    runs = RecordedRuns()
+    first = finalise(stack, ref, runs=runs)
+    twice = finalise(stack, ref, runs=runs)
     assert first.status == twice.status == ManifestState.COMPENSATED
     # The second call found it compensated: it only makes sure no late run still publishes.
-    assert stopped == [ref.manifest_id, ref.manifest_id]
+    assert runs.stopped == [ref.manifest_id, ref.manifest_id]
     assert "Contents" not in stack.s3.list_objects_v2(Bucket=lake, Prefix=f"{stack.settings.dataset}/")
     assert "Contents" not in stack.s3.list_objects_v2(Bucket=quarantine, Prefix=f"{stack.settings.dataset}/")
     assert set(file_states(stack, identities).values()) == {FileState.PENDING}
@@ -155,8 +155,7 @@ def test_a_failed_delete_keeps_the_claims_for_the_sweepers_next_pass(small_batch
         stack.storage,
         stack.settings,
         [DAY],
-        run_is_active=lambda m: False,
-        stop_active_runs=no_glue_runs,
+        runs=RecordedRuns(),
         catalog=None,
     )
     assert [r.manifest_id for r in swept.repaired] == [ref.manifest_id]

@@ -16,8 +16,8 @@ from tests.conftest import make_stack
 from tests.factories import (
     DAY,
     SHORT_LEASE,
+    RecordedRuns,
     file_states,
-    no_glue_runs,
     plan,
     publish_result,
     register_files,
@@ -40,8 +40,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
         stack.storage,
         stack.settings,
         [DAY],
-        run_is_active=lambda m: m in active,
-        stop_active_runs=no_glue_runs,
+        runs=RecordedRuns(active=active),
         catalog=None,
     )
     assert {r.manifest_id: r.status for r in repaired.repaired} == {
@@ -56,8 +55,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
             stack.storage,
             stack.settings,
             [DAY],
-            run_is_active=lambda m: False,
-            stop_active_runs=no_glue_runs,
+            runs=RecordedRuns(),
             catalog=None,
         ).repaired
         == []
@@ -76,8 +74,7 @@ def test_sweeper_extends_the_lease_of_a_manifest_still_converting(aws_endpoint):
         stack.storage,
         stack_settings,
         [DAY],
-        run_is_active=lambda m: True,
-        stop_active_runs=no_glue_runs,
+        runs=RecordedRuns(active={ref.manifest_id}),
         catalog=None,
     )
     assert (repaired.repaired, repaired.extended) == ([], [ref.manifest_id])
@@ -86,7 +83,7 @@ def test_sweeper_extends_the_lease_of_a_manifest_still_converting(aws_endpoint):
 
 
 def _sweep(stack, **overrides):
-    kwargs = {"run_is_active": lambda m: False, "stop_active_runs": no_glue_runs, "catalog": None, **overrides}
+    kwargs = {"runs": RecordedRuns(), "catalog": None, **overrides}
     return sweep_expired_claims(stack.ledger, stack.storage, stack.settings, [DAY], **kwargs)
 
 
@@ -118,7 +115,7 @@ def test_one_manifest_the_sweeper_cannot_repair_does_not_stop_the_others(aws_end
         "access_denied", service="s3", operation="DeleteObjects", resource=f"*{undeletable.manifest_id}*"
     )
     with faults.injected(stack.endpoint, refused):
-        report = _sweep(stack, stop_active_runs=stop_active_runs)
+        report = _sweep(stack, runs=RecordedRuns(on_stop=stop_active_runs))
 
     assert stack.ledger.get_manifest(healthy.manifest_id).state is ManifestState.COMPENSATED
     for ref in (undeletable, unstoppable):
@@ -141,11 +138,12 @@ def test_the_sweeper_never_compensates_a_claim_a_conversion_just_took_back(aws_e
     (ref,) = plan(stack)
     time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
 
-    def conversion_starts_meanwhile(manifest_id: str) -> bool:
-        stack.ledger.extend_lease(manifest_id, 600)  # what the conversion task does before it starts its run
-        return False  # and its run has not started yet
+    class ConversionStartsMeanwhile(RecordedRuns):
+        def active_run_of(self, manifest_id: str) -> str | None:
+            stack.ledger.extend_lease(manifest_id, 600)  # what the conversion task does before it starts its run
+            return None  # and its run has not started yet
 
-    report = _sweep(stack, run_is_active=conversion_starts_meanwhile)
+    report = _sweep(stack, runs=ConversionStartsMeanwhile())
 
     assert stack.ledger.get_manifest(ref.manifest_id).state is ManifestState.CLAIMED
     assert set(file_states(stack, identities).values()) == {FileState.CLAIMED}

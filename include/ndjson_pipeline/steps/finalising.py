@@ -15,6 +15,7 @@ from ndjson_pipeline.manifest import JobResult, ManifestRef
 from ndjson_pipeline.outputs import discard_output, read_manifest, read_result
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import PipelineError
+from ndjson_pipeline.steps.converting import ConversionRuns
 from ndjson_pipeline.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def finalise_manifest(
     settings: PipelineSettings,
     ref: ManifestRef,
     *,
-    stop_active_runs: Callable[[str], None],
+    runs: ConversionRuns,
     catalog: DatasetCatalog | None,
 ) -> Finalised:
     """Record a manifest's outcome: files DONE/QUARANTINED from the job's result, or compensation.
@@ -60,7 +61,7 @@ def finalise_manifest(
     if record is None:
         raise PipelineError(f"manifest {ref.manifest_id} has no ledger record")
     if record.state is ManifestState.COMPENSATED:
-        stop_active_runs(ref.manifest_id)
+        runs.stop(ref.manifest_id)
         removed = discard_output(storage, settings, ref)
         log.info("manifest %s was already compensated; removed %d objects of a late run", ref.manifest_id, removed)
         return Finalised(ref.manifest_id, ManifestState.COMPENSATED)
@@ -72,10 +73,8 @@ def finalise_manifest(
         raise PipelineError(f"manifest {ref.manifest_id} is SUCCEEDED but its result {uri} is gone")
     if not ledger.fence_manifest(ref.manifest_id):
         # Closed by someone else between the two reads: finalise what they recorded.
-        return finalise_manifest(ledger, storage, settings, ref, stop_active_runs=stop_active_runs, catalog=catalog)
-    return compensate_fenced(
-        ledger, storage, settings, ref, reason="conversion failed", stop_active_runs=stop_active_runs, catalog=catalog
-    )
+        return finalise_manifest(ledger, storage, settings, ref, runs=runs, catalog=catalog)
+    return compensate_fenced(ledger, storage, settings, ref, reason="conversion failed", runs=runs, catalog=catalog)
 
 
 def record_result(
@@ -125,7 +124,7 @@ def compensate_fenced(
     ref: ManifestRef,
     *,
     reason: str,
-    stop_active_runs: Callable[[str], None],
+    runs: ConversionRuns,
     catalog: DatasetCatalog | None,
 ) -> Finalised:
     """Give up a fenced manifest (``Ledger.fence_manifest``): stop its runs, remove their output, release its files.
@@ -137,7 +136,7 @@ def compensate_fenced(
     CLAIMED, and the fenced manifest reads as expired, so the sweeper's next pass
     takes the compensation up again.
     """
-    stop_active_runs(ref.manifest_id)
+    runs.stop(ref.manifest_id)
     result = read_result(storage, settings, ref)
     if result is not None:
         log.info("manifest %s: its run finished before it could be stopped; recording its result", ref.manifest_id)

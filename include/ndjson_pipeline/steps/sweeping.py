@@ -20,6 +20,7 @@ from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.ledger import DayState, Ledger, ManifestState
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import PipelineError
+from ndjson_pipeline.steps.converting import ConversionRuns
 from ndjson_pipeline.steps.finalising import Finalised, compensate_fenced
 from ndjson_pipeline.storage import Storage
 
@@ -40,8 +41,7 @@ def sweep_expired_claims(
     settings: PipelineSettings,
     days: list[str],
     *,
-    run_is_active: Callable[[str], bool],
-    stop_active_runs: Callable[[str], None],
+    runs: ConversionRuns,
     catalog: DatasetCatalog | None,
     now: datetime | None = None,
 ) -> SweepReport:
@@ -59,8 +59,7 @@ def sweep_expired_claims(
                     manifest_id,
                     report,
                     now=now,
-                    run_is_active=run_is_active,
-                    stop_active_runs=stop_active_runs,
+                    runs=runs,
                     catalog=catalog,
                 )
             except Exception as exc:
@@ -82,8 +81,7 @@ def _repair(
     report: SweepReport,
     *,
     now: datetime,
-    run_is_active: Callable[[str], bool],
-    stop_active_runs: Callable[[str], None],
+    runs: ConversionRuns,
     catalog: DatasetCatalog | None,
 ) -> None:
     """One expired claim: lease extended while its run goes on, else compensated (or its result recorded)."""
@@ -92,7 +90,7 @@ def _repair(
         raise PipelineError(f"manifest {manifest_id} of {day} is in the work index but has no ledger record")
     if record.state is not ManifestState.CLAIMED:
         return  # closed since the index was read
-    if record.is_open and run_is_active(manifest_id):
+    if record.is_open and runs.active_run_of(manifest_id) is not None:
         ledger.extend_lease(manifest_id, settings.lease_seconds)
         report.extended.append(manifest_id)
         log.info("manifest %s: lease expired but its run is active; lease extended", manifest_id)
@@ -107,7 +105,7 @@ def _repair(
         settings,
         record.ref(),
         reason="claim lease expired",
-        stop_active_runs=stop_active_runs,
+        runs=runs,
         catalog=catalog,
     )
     report.repaired.append(finalised)
