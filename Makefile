@@ -62,10 +62,13 @@ run: install
 ui: install
 	$(VENV)/bin/python -m tools.ui_stack
 
+# Style, the layers' import contracts (pyproject.toml [tool.importlinter]; DAG files: tools/dag_imports.py), types.
 lint: install
 	$(VENV)/bin/ruff check include plugins dags glue_scripts tools tests benchmarks
 	$(VENV)/bin/ruff format --check include plugins dags glue_scripts tools tests benchmarks
-	$(VENV)/bin/mypy include glue_scripts
+	PYTHONPATH=include:plugins:glue_scripts:. $(VENV)/bin/lint-imports
+	$(VENV)/bin/python -m tools.dag_imports
+	$(VENV)/bin/mypy include glue_scripts plugins dags
 
 iac-check:
 	bash tools/iac_checks.sh

@@ -7,7 +7,7 @@ faults fire at modest rates on the Airflow side's and the job's calls, with
 bursts retries cannot absorb; the scheduler, triggerer or DAG processor is
 killed and restarted, or a task's process tree or its worker is killed mid
 conversion; failed runs are cleared; end-of-day runs overlap the ingest runs.
-Then the pipeline must converge with the faults lifted (see tests/soak/soak.py).
+Then the pipeline must converge with the faults lifted (see tools/soak/soak.py).
 
 Prints the figures (rounds, runs, faults by kind from the server's counters,
 kills by kind, files, rows, seconds) and every invariant; exits 1 if one was
@@ -25,8 +25,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from tests.soak.scenario import SoakConfig
-from tests.soak.soak import run_soak
+from tools.soak.scenario import SoakConfig
+from tools.soak.soak import run_soak
 
 BENCHMARK = SoakConfig(
     driver="processes",

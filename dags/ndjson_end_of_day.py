@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from ndjson_pipeline.resources import conversion_slots
 from ndjson_pipeline_airflow.tasks import (
     convert_manifest,
     plan_manifests,
@@ -54,7 +53,7 @@ def ndjson_end_of_day():
     # A sweep that could not repair one manifest must not keep the day's flush from running.
     manifests = plan_manifests.override(trigger_rule="all_done")(days)
     reconciled >> swept >> manifests
-    converted = convert_manifest.partial(max_conversions=conversion_slots("end_of_day")).expand(manifest=manifests)
+    converted = convert_manifest.partial(dag_kind="end_of_day").expand(manifest=manifests)
     converted >> report_day(days)
 
 

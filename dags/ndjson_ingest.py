@@ -18,7 +18,6 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
-from ndjson_pipeline.resources import conversion_slots
 from ndjson_pipeline_airflow.sensors import PendingWorkSensor
 from ndjson_pipeline_airflow.tasks import (
     convert_manifest,
@@ -53,7 +52,7 @@ def ndjson_ingest():
     ready_days = PendingWorkSensor(task_id="wait_for_pending_work", trigger_rule="all_done")
     sweep_expired_claims() >> ready_days
     manifests = plan_manifests(ready_days.output)
-    convert_manifest.partial(max_conversions=conversion_slots("ingest")).expand(manifest=manifests)
+    convert_manifest.partial(dag_kind="ingest").expand(manifest=manifests)
 
 
 ndjson_ingest()

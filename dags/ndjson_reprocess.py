@@ -22,8 +22,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from ndjson_pipeline.resources import conversion_slots
-from ndjson_pipeline_airflow.operators import RebuildGlueJobOperator
+from ndjson_pipeline_airflow.operators import REBUILD_SLOTS, RebuildGlueJobOperator
 from ndjson_pipeline_airflow.reprocess import plan_rebuilds, swap_days
 
 DEFAULT_ARGS = {
@@ -61,12 +60,11 @@ DEFAULT_ARGS = {
 )
 def ndjson_reprocess():
     rebuilds = plan_rebuilds()
-    # The end-of-day DAG's share of Glue's concurrent runs: both are occasional; Glue queues what exceeds it.
     rebuilt = RebuildGlueJobOperator.partial(
         task_id="rebuild",
         deferrable=True,
         map_index_template="{{ manifest_id }}",
-        max_active_tis_per_dag=conversion_slots("end_of_day"),
+        max_active_tis_per_dag=REBUILD_SLOTS,
     ).expand(manifest=rebuilds)
     rebuilt >> swap_days(rebuilds)
 

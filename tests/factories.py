@@ -6,11 +6,9 @@ Tests build their inputs here instead of importing helpers from each other.
 from __future__ import annotations
 
 import copy
-import json
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 from ndjson_pipeline.dataset_schema import DeclaredSchema, output_fields
 from ndjson_pipeline.files import FileId, FileState
@@ -19,6 +17,9 @@ from ndjson_pipeline.layout import LakeLayout, PublishLog
 from ndjson_pipeline.manifest import FileResult, JobResult, Manifest, ManifestRef, OutputFile
 from ndjson_pipeline.steps.finalising import Finalised, finalise_manifest
 from ndjson_pipeline.steps.planning import plan_manifests
+from tools.s3_events import make_body, make_record
+
+__all__ = ["make_body", "make_record"]  # the notification bodies tests send, from where the soak sends them too
 
 DAY = "2026-11-24"
 DAY_PATH = "incoming/2026/11/24/"
@@ -40,35 +41,7 @@ EVOLVED_SCHEMA = _evolved(EVENTS_SCHEMA)
 TODAY = date(2026, 11, 25)
 
 
-# ------------------------------------------------------------------ S3 notifications
-
-
-def make_record(
-    bucket: str,
-    key: str,
-    *,
-    etag: str = "e0",
-    size: int = 100,
-    sequencer: str | None = None,
-    event_name: str = "ObjectCreated:Put",
-    version_id: str | None = None,
-) -> dict:
-    obj = {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag}
-    if sequencer is not None:
-        obj["sequencer"] = sequencer
-    if version_id is not None:
-        obj["versionId"] = version_id
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "eventTime": f"{DAY}T10:00:00.000Z",
-        "eventName": event_name,
-        "s3": {"bucket": {"name": bucket}, "object": obj},
-    }
-
-
-def make_body(*records: dict) -> str:
-    return json.dumps({"Records": list(records)})
+# ------------------------------------------------------------------ S3 notifications (bodies: tools.s3_events)
 
 
 def send(stack, *bodies: str) -> None:

@@ -14,6 +14,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from ndjson_pipeline.manifest import ManifestRef
+from ndjson_pipeline.resources import conversion_slots
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import converting
 from ndjson_pipeline.steps.converting import Conversion, ConversionRuns, Outcome
@@ -26,6 +27,9 @@ from ndjson_pipeline_airflow.runs import conversion_runs
 from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.usage import task_usage
 
+# A reprocess's conversions take the end-of-day DAG's share of Glue's concurrent runs: both are occasional, and
+# Glue queues what exceeds it (the DAG file sets it on the mapped rebuild: the scheduler reads it from there).
+REBUILD_SLOTS = conversion_slots("end_of_day")
 # What the job, its arguments and its waiting come from: the pipeline settings, read at run time.
 _FROM_SETTINGS = ("job_name", "script_location", "script_args", "waiter_delay", "waiter_max_attempts")
 

@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ndjson_pipeline.clock import utc_day, utcnow
 from ndjson_pipeline.manifest import ManifestRef
+from ndjson_pipeline.resources import conversion_slots
 from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
@@ -131,7 +132,7 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     """
     context = get_current_context()
     ref = ManifestRef.from_dict(manifest)
-    context["manifest_id"] = ref.manifest_id
+    context["manifest_id"] = ref.manifest_id  # type: ignore[typeddict-unknown-key]  # the mapped task's UI label
     settings = load_settings()
     ledger = LedgerHook().get_ledger(settings)
     ref = manifest_to_finalise(ledger, ref)  # a cleared conversion converted the manifest's redo
@@ -170,8 +171,11 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 @task_group
-def convert_manifest(manifest: dict[str, Any], max_conversions: int) -> None:
+def convert_manifest(manifest: dict[str, Any], dag_kind: str) -> None:
     """One manifest: the conversion job, then finalise (which also runs, and compensates, if it failed).
+
+    ``dag_kind`` ("ingest" or "end_of_day") says whose share of Glue's concurrent runs the conversions take
+    (``resources.conversion_slots``): together the DAGs never start more runs than the Glue job accepts.
 
     The saga: the conversion's callbacks are its fast path (before a retry, stop
     the failed run and remove its partial output; on final failure, alert);
@@ -183,7 +187,7 @@ def convert_manifest(manifest: dict[str, Any], max_conversions: int) -> None:
         manifest=manifest,
         deferrable=True,
         map_index_template="{{ manifest_id }}",
-        max_active_tis_per_dag=max_conversions,
+        max_active_tis_per_dag=conversion_slots(dag_kind),
         on_retry_callback=stop_run_before_retry,
         on_failure_callback=alert_conversion_failed,
     )

@@ -16,6 +16,7 @@ from ndjson_pipeline import local_glue
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.layout import PublishLog
+from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.planning import plan_manifests
 from ndjson_pipeline.steps.reporting import day_report
@@ -65,10 +66,10 @@ def test_an_old_days_pending_files_and_expired_claims_are_converted(dags, aws_en
     sample = land(stack, files=4, day=old_day)
     # An earlier run's intake, in groups of two, and a batching task of that run claimed some, then died: its
     # claims expire.
-    drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings.replace(max_files_per_manifest=2))
-    orphans = plan_manifests(
-        stack.ledger, stack.storage, stack.settings.replace(max_files_per_manifest=2), [old_day], owner="old/run"
-    )
+    two_files = stack.settings.replace(max_files_per_manifest=2)
+    two_file_groups = Ledger.for_settings(client("dynamodb", stack.endpoint, stack.identities.mwaa), two_files)
+    drain_queue(stack.sqs, stack.queue_url, two_file_groups, two_files)
+    orphans = plan_manifests(stack.ledger, stack.storage, two_files, [old_day], owner="old/run")
     assert orphans
     time.sleep(SHORT_LEASE["lease_seconds"])
 
@@ -86,11 +87,13 @@ def test_a_sweep_that_cannot_repair_a_manifest_does_not_stop_the_conversions(dag
     configure(stack, monkeypatch, alert_topic_arn=topic_arn)
     sample = land(stack, files=4)
     # Registered a file a group, so a manifest of one file leaves the other three to the ingest run.
-    drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings.replace(max_files_per_manifest=1))
+    one_file = stack.settings.replace(max_files_per_manifest=1)
+    one_file_groups = Ledger.for_settings(client("dynamodb", stack.endpoint, stack.identities.mwaa), one_file)
+    drain_queue(stack.sqs, stack.queue_url, one_file_groups, one_file)
     (stuck,) = plan_manifests(
         stack.ledger,
         stack.storage,
-        stack.settings.replace(max_files_per_manifest=1),
+        one_file,
         [sample.day],
         owner="old/run",
         max_manifests=1,

@@ -10,11 +10,11 @@ from ndjson_pipeline.files import FileState, FileVersion
 from ndjson_pipeline.ledger import FileRecord, ManifestRecord, ManifestState
 from ndjson_pipeline.manifest import FileResult, JobResult, OutputFile
 from ndjson_pipeline.settings import PipelineSettings
-from tests.soak.faultplan import BURSTS
-from tests.soak.invariants import check_all
-from tests.soak.landing import LandingBook, Version
-from tests.soak.observe import Observed
-from tests.soak.scenario import SoakConfig, make_schedule
+from tools.soak.faultplan import BURSTS
+from tools.soak.invariants import check_all
+from tools.soak.landing import LandingBook, Version
+from tools.soak.observe import Observed
+from tools.soak.scenario import SoakConfig, make_schedule
 
 SETTINGS = PipelineSettings(name_prefix="soak-test")
 BUCKET = SETTINGS.names.landing_bucket

@@ -4,7 +4,7 @@ Three rounds land new keys, overwrites, duplicate and malformed notifications
 and late files for a day three days back, under modest background faults and
 the seed's bursts; runs are killed while their intake holds messages, after a
 claim, mid conversion or mid publication. Then, with the faults lifted, ingest
-and end-of-day runs must converge to the invariants in tests/soak/invariants.py.
+and end-of-day runs must converge to the invariants in tools/soak/invariants.py.
 The benchmark (``make bench-soak``, benchmarks/soak.py) runs the same soak
 larger, on the real scheduler, triggerer and workers.
 
@@ -18,8 +18,8 @@ import os
 
 import pytest
 
-from tests.soak.scenario import SoakConfig
-from tests.soak.soak import run_soak
+from tools.soak.scenario import SoakConfig
+from tools.soak.soak import run_soak
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 

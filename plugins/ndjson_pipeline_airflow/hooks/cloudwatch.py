@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
 from ndjson_pipeline_airflow.hooks import RecordsRequests
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef
 
 
 class CloudWatchMetricsHook(RecordsRequests, AwsBaseHook):
@@ -30,8 +34,9 @@ class CloudWatchMetricsHook(RecordsRequests, AwsBaseHook):
         :param values: metric name -> value.
         :param dimensions: dimension name -> value.
         """
-        dims = [{"Name": name, "Value": value} for name, value in dimensions.items()]
-        self.conn.put_metric_data(
+        dims: list[DimensionTypeDef] = [{"Name": name, "Value": value} for name, value in dimensions.items()]
+        client: CloudWatchClient = self.conn
+        client.put_metric_data(
             Namespace=namespace,
             MetricData=[{"MetricName": name, "Value": float(v), "Dimensions": dims} for name, v in values.items()],
         )

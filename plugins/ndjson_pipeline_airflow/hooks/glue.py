@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 
 from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline_airflow.hooks import RecordsRequests
+
+if TYPE_CHECKING:
+    from mypy_boto3_glue import GlueClient
 
 MANIFEST_ARGUMENT = "--manifest_id"
 LAKE_ROOT_ARGUMENT = "--lake_root"
@@ -35,6 +38,12 @@ class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
         self.max_run_pages = max_run_pages
 
     @property
+    def _glue(self) -> GlueClient:
+        """The hook's boto3 client, typed (the provider's hooks leave it untyped)."""
+        client: GlueClient = self.conn
+        return client
+
+    @property
     def conversion_job(self) -> str:
         if not self.job_name:
             raise ValueError("ManifestGlueJobHook needs a job_name")
@@ -52,8 +61,8 @@ class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
             request: dict[str, Any] = {"JobName": self.conversion_job, "MaxResults": 200}
             if token:
                 request["NextToken"] = token
-            page = self.conn.get_job_runs(**request)
-            runs += [r for r in page.get("JobRuns", []) if self._converts(r.get("Arguments") or {}, manifest_id)]
+            page = self._glue.get_job_runs(**request)
+            runs += [dict(r) for r in page.get("JobRuns", []) if self._converts(r.get("Arguments") or {}, manifest_id)]
             token = page.get("NextToken")
             if not token:
                 break
@@ -95,7 +104,7 @@ class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
         run_id = self.active_run_of(manifest_id)
         if run_id:
             self.log.warning("stopping Glue run %s of manifest %s", run_id, manifest_id)
-            self.conn.batch_stop_job_run(JobName=self.conversion_job, JobRunIds=[run_id])
+            self._glue.batch_stop_job_run(JobName=self.conversion_job, JobRunIds=[run_id])
         return run_id
 
     def stop_runs_of(self, manifest_id: str, timeout_seconds: int = 600, poll_seconds: float = 10) -> None:

@@ -24,8 +24,8 @@ from ndjson_pipeline.ledger.codec import decode_item
 from ndjson_pipeline.ledger.records import Group
 from ndjson_pipeline.ledger.schema import GROUP_SORT_KEY
 from ndjson_pipeline.manifest import JobResult
-from tests.soak.stack import SoakStack
 from tools import iam_report
+from tools.soak.stack import SoakStack
 
 MANIFEST_ID = re.compile(r"\d{8}-[0-9a-f]{20}")
 

@@ -1,9 +1,9 @@
 """The soak itself: rounds of landing, faults and kills, then recovery, then the invariants and the figures.
 
 ``run_soak(config, workdir)`` plays the schedule ``config.seed`` makes
-(tests/soak/scenario.py) on a driver: ``dag.test()`` subprocesses
-(tests/soak/dagtest_driver.py) or the real Airflow processes
-(tests/soak/process_driver.py). After the last round every fault but the
+(tools/soak/scenario.py) on a driver: ``dag.test()`` subprocesses
+(tools/soak/dagtest_driver.py) or the real Airflow processes
+(tools/soak/process_driver.py). After the last round every fault but the
 deterministic ones is lifted and the pipeline has to converge on its own:
 
 1. intake, then ingest, run alone (each ingest after the leases of killed claims ran out, so the
@@ -12,7 +12,7 @@ deterministic ones is lifted and the pipeline has to converge on its own:
    undone is a finding of its own;
 2. end-of-day runs for every landed day until each day is complete (bounded).
 
-The end state is then read from the local AWS and judged (tests/soak/invariants.py).
+The end state is then read from the local AWS and judged (tools/soak/invariants.py).
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from typing import Any
 
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.ledger import ManifestState
-from tests.soak.dagtest_driver import DagTestDriver, Job, RunOutcome
-from tests.soak.faultplan import BURSTS, FaultLedger
-from tests.soak.invariants import DEFECTS, Check, check_all, unfinished
-from tests.soak.landing import LandingBook
-from tests.soak.observe import observe
-from tests.soak.scenario import Kill, Schedule, SoakConfig, make_schedule
-from tests.soak.stack import SoakStack, soak_stack
+from tools.soak.dagtest_driver import DagTestDriver, Job, RunOutcome
+from tools.soak.faultplan import BURSTS, FaultLedger
+from tools.soak.invariants import DEFECTS, Check, check_all, unfinished
+from tools.soak.landing import LandingBook
+from tools.soak.observe import observe
+from tools.soak.scenario import Kill, Schedule, SoakConfig, make_schedule
+from tools.soak.stack import SoakStack, soak_stack
 
 END_OF_DAY_PASSES = 3
 
@@ -71,7 +71,7 @@ class SoakReport:
 def make_driver(config: SoakConfig, stack: SoakStack):
     if config.driver == "dagtest":
         return DagTestDriver(stack)
-    from tests.soak.process_driver import ProcessDriver  # PostgreSQL and the real processes: the benchmark's
+    from tools.soak.process_driver import ProcessDriver  # PostgreSQL and the real processes: the benchmark's
 
     return ProcessDriver(stack)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from tests.soak.scenario import Kill
-from tests.soak.stack import SoakStack
+from tools.soak.scenario import Kill
+from tools.soak.stack import SoakStack
 
 POLL_SECONDS = 0.3
 SCRIPT = "ndjson_to_parquet.py"

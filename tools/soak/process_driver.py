@@ -24,10 +24,10 @@ from typing import Any
 
 import psutil
 
-from tests.soak.dagtest_driver import Job, RunOutcome
-from tests.soak.kills import KillWatch, kill_tree, spark_jobs
-from tests.soak.stack import SoakStack
 from tools.local_stack import free_port
+from tools.soak.dagtest_driver import Job, RunOutcome
+from tools.soak.kills import KillWatch, kill_tree, spark_jobs
+from tools.soak.stack import SoakStack
 from tools.ui_stack import (
     DAG_IDS,
     DEFAULT_PASSWORD,

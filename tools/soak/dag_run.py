@@ -1,6 +1,6 @@
 """One DAG run with ``dag.test()`` in this process: the soak's unit of work, killed from outside at random points.
 
-Usage: ``python tests/soak/dag_run.py DAG_ID [CONF_JSON]``. The last line of its
+Usage: ``python tools/soak/dag_run.py DAG_ID [CONF_JSON]``. The last line of its
 output is ``SOAK-RUN {"run_id": ..., "state": ..., "tasks": {task_id: [states]}}``.
 Tasks and triggers run inline (the sensor's trigger too), conversions as a
 spark-submit child, so killing this process's tree kills the whole run.

@@ -16,10 +16,10 @@ from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileId
 from ndjson_pipeline.landing import day_of_key, day_prefix
 from ndjson_pipeline.settings import PipelineSettings
-from tests.factories import make_body, make_record
-from tests.soak.scenario import Wave
+from tools.s3_events import make_body, make_record
 from tools.sample_data import gzip_body
 from tools.sample_day import ndjson_body
+from tools.soak.scenario import Wave
 
 LONG_KEY_BYTES = 1000  # S3 allows 1,024
 

@@ -1,4 +1,4 @@
-"""Soak driver on ``dag.test()``: each DAG run is a subprocess (tests/soak/dag_run.py), killed with its Spark job.
+"""Soak driver on ``dag.test()``: each DAG run is a subprocess (tools/soak/dag_run.py), killed with its Spark job.
 
 Runs may overlap (an end-of-day run beside the round's ingest run, the
 end-of-day runs of several days): each concurrent run gets an Airflow home and
@@ -18,9 +18,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.soak.kills import KillWatch, kill_tree, owner_of, spark_jobs
-from tests.soak.scenario import Kill
-from tests.soak.stack import SoakStack
+from tools.soak.kills import KillWatch, kill_tree, owner_of, spark_jobs
+from tools.soak.scenario import Kill
+from tools.soak.stack import SoakStack
 
 DAG_RUN = Path(__file__).resolve().parent / "dag_run.py"
 

@@ -16,8 +16,8 @@ from urllib.parse import quote_plus
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.ledger import ManifestState
-from tests.soak.landing import LandingBook, Version
-from tests.soak.observe import Observed, manifest_of
+from tools.soak.landing import LandingBook, Version
+from tools.soak.observe import Observed, manifest_of
 
 DEFECTS = {
     "old-days": "days older than yesterday are never watched again (planning.days_to_watch)",
