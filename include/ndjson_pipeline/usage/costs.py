@@ -34,13 +34,14 @@ class FixedInfrastructure:
     """What runs whatever the volume, as the Terraform in infra/ declares it.
 
     :param mwaa_environment_class: ``mwaa_environment_class`` (infra/envs/prod).
-    :param interface_endpoints: interface endpoints of infra/modules/network.
+    :param interface_endpoints: interface endpoints infra/modules/network requires (all created when
+        no platform team provides them).
     :param availability_zones: subnets the endpoints sit in.
     :param custom_metrics: metrics the DAGs publish (OldestPendingAgeSeconds, FailedFiles).
     """
 
     mwaa_environment_class: str = "mw1.small"
-    interface_endpoints: int = 7
+    interface_endpoints: int = 12
     availability_zones: int = 2
     custom_metrics: int = 2
 

@@ -28,6 +28,8 @@ locals {
   glue_log_group_name   = "/aws-glue/jobs/${local.names.glue_job}"
   mwaa_environment_name = coalesce(var.mwaa_environment_name, var.name_prefix)
   metric_namespace      = "NdjsonPipeline"
+  # Glue's NETWORK connection takes one subnet: the job's workers run in the first private subnet.
+  glue_subnet_id = var.subnet_ids[0]
 }
 
 # One key for the data at rest: buckets, ledger, Glue output/bookmarks/logs, MWAA.
@@ -91,8 +93,11 @@ module "glue" {
     "s3://${local.names.assets}/${var.glue_extra_py_files_key}",
     "s3://${local.names.assets}/${var.glue_job_py_files_key}",
   ]
-  timeout_minutes    = var.glue_timeout_minutes
-  log_retention_days = var.log_retention_days
+  timeout_minutes             = var.glue_timeout_minutes
+  log_retention_days          = var.log_retention_days
+  subnet_id                   = local.glue_subnet_id
+  endpoint_security_group_ids = module.network.endpoint_security_group_ids
+  s3_prefix_list_id           = module.network.gateway_prefix_list_ids["s3"]
 }
 
 module "catalog" {
@@ -137,15 +142,26 @@ module "iam" {
   alerts_topic_arn                 = module.monitoring.topic_arn
   alerts_kms_key_arn               = module.monitoring.kms_key_arn
   metric_namespace                 = local.metric_namespace
+  glue_connection_name             = module.glue.connection_name
+  glue_subnet_id                   = local.glue_subnet_id
+  glue_security_group_id           = module.glue.security_group_id
 }
 
+# Every AWS API the pipeline and MWAA call has an endpoint in the VPC: created there, or named in
+# existing_vpc_endpoint_ids; the plan fails when a required service has neither.
 module "network" {
-  source          = "../../modules/network"
-  count           = var.create_vpc_endpoints ? 1 : 0
-  name_prefix     = var.name_prefix
-  vpc_id          = var.vpc_id
-  subnet_ids      = var.subnet_ids
-  route_table_ids = var.route_table_ids
+  source                = "../../modules/network"
+  name_prefix           = var.name_prefix
+  vpc_id                = var.vpc_id
+  subnet_ids            = var.subnet_ids
+  route_table_ids       = var.route_table_ids
+  existing_endpoint_ids = var.existing_vpc_endpoint_ids
+}
+
+# The endpoints were optional (count) before; they are always declared now.
+moved {
+  from = module.network[0]
+  to   = module.network
 }
 
 module "mwaa" {
@@ -163,5 +179,7 @@ module "mwaa" {
   requirements_s3_object_version = var.mwaa_requirements_s3_object_version
   vpc_id                         = var.vpc_id
   subnet_ids                     = slice(var.subnet_ids, 0, 2)
+  endpoint_security_group_ids    = module.network.endpoint_security_group_ids
+  gateway_prefix_list_ids        = module.network.gateway_prefix_list_ids
   airflow_configuration_options  = var.mwaa_airflow_configuration_options
 }

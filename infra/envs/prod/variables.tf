@@ -75,23 +75,29 @@ variable "pending_age_threshold_seconds" {
   default     = 1800
 }
 
-variable "create_vpc_endpoints" {
-  type    = bool
-  default = true
-}
-
 variable "vpc_id" {
   type = string
 }
 
 variable "subnet_ids" {
-  description = "Private subnets (at least two, in different availability zones) for the endpoints and MWAA."
+  description = "Private subnets without a route to the internet (at least two, in different availability zones) for the endpoints and MWAA; the Glue job runs in the first."
   type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) >= 2
+    error_message = "subnet_ids needs at least two private subnets in different availability zones (MWAA's requirement)."
+  }
 }
 
 variable "route_table_ids" {
   description = "Route tables of the private subnets (gateway endpoints for S3 and DynamoDB)."
   type        = list(string)
+}
+
+variable "existing_vpc_endpoint_ids" {
+  description = "VPC endpoints a platform team already provides in this VPC, by service (a key of required_endpoints in infra/modules/network, such as \"s3\" or \"ecr.api\") -> vpce id. Every other required service gets an endpoint here."
+  type        = map(string)
+  default     = {}
 }
 
 variable "create_mwaa_environment" {

@@ -33,6 +33,9 @@ locals {
     glue_log_group_name              = var.glue_log_group_name
     glue_security_configuration_name = var.glue_security_configuration_name
     glue_role_name                   = local.glue_role
+    glue_connection_name             = var.glue_connection_name
+    glue_subnet_id                   = var.glue_subnet_id
+    glue_security_group_id           = var.glue_security_group_id
     alerts_topic_arn                 = var.alerts_topic_arn
     alerts_kms_key_arn               = var.alerts_kms_key_arn
     metric_namespace                 = var.metric_namespace
