@@ -73,6 +73,10 @@ ALLOWED = {
         {"s3:*"},
         "a Deny: the wildcard widens what is refused (any S3 call without TLS)",
     ),
+    ("modules/storage/main.tf", "DenyOutsideVpcEndpoint"): (
+        {"s3:*"},
+        "a Deny: the wildcard widens what is refused (any S3 call that does not come through the VPC endpoint)",
+    ),
 }
 
 # Resources scoped to one named bucket (optionally a prefix) or to the streams of one

@@ -58,6 +58,10 @@ module "storage" {
     assets     = local.names.assets
   }
   kms_key_arn                       = module.data_key.arn
+  s3_vpc_endpoint_id                = module.network.endpoint_ids["s3"]
+  deployer_role_arn                 = var.deployer_role_arn
+  mwaa_execution_role_arn           = module.iam.mwaa_execution_role_arn
+  landing_writer_role_arns          = var.landing_writer_role_arns
   pipeline_retention_days           = var.pipeline_retention_days
   noncurrent_version_retention_days = var.noncurrent_version_retention_days
   # In resources.json, not variables: the settings check the ledger's TTL and the day report prices storage with them.

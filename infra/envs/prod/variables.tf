@@ -100,6 +100,27 @@ variable "existing_vpc_endpoint_ids" {
   default     = {}
 }
 
+variable "deployer_role_arn" {
+  description = "ARN of the role that runs Terraform and tools.deploy (from outside the VPC): the bucket policies exempt it from the VPC-endpoint rule. Not the ARN of an assumed-role session."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+", var.deployer_role_arn))
+    error_message = "deployer_role_arn must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)."
+  }
+}
+
+variable "landing_writer_role_arns" {
+  description = "Producer roles that write landing files from outside this VPC: outside the S3 endpoint they may only write. Producers inside the VPC need no entry."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.landing_writer_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+", arn))])
+    error_message = "landing_writer_role_arns must hold IAM role ARNs."
+  }
+}
+
 variable "create_mwaa_environment" {
   description = "Declare the MWAA environment here; false when a platform team owns it and only needs the execution role."
   type        = bool
