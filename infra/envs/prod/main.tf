@@ -149,6 +149,7 @@ module "iam" {
   glue_connection_name             = module.glue.connection_name
   glue_subnet_id                   = local.glue_subnet_id
   glue_security_group_id           = module.glue.security_group_id
+  permissions_boundary_arn         = var.permissions_boundary_arn
 }
 
 # Every AWS API the pipeline and MWAA call has an endpoint in the VPC: created there, or named in

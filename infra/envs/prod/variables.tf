@@ -121,6 +121,12 @@ variable "landing_writer_role_arns" {
   }
 }
 
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary (IAM policy ARN) the organisation requires on roles; set on both roles. null for none."
+  type        = string
+  default     = null
+}
+
 variable "create_mwaa_environment" {
   description = "Declare the MWAA environment here; false when a platform team owns it and only needs the execution role."
   type        = bool

@@ -61,8 +61,9 @@ data "aws_iam_policy_document" "mwaa_trust" {
 }
 
 resource "aws_iam_role" "mwaa" {
-  name               = "${var.name_prefix}-mwaa-execution"
-  assume_role_policy = data.aws_iam_policy_document.mwaa_trust.json
+  name                 = "${var.name_prefix}-mwaa-execution"
+  assume_role_policy   = data.aws_iam_policy_document.mwaa_trust.json
+  permissions_boundary = var.permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy" "mwaa" {
@@ -90,8 +91,9 @@ data "aws_iam_policy_document" "glue_trust" {
 }
 
 resource "aws_iam_role" "glue" {
-  name               = local.glue_role
-  assume_role_policy = data.aws_iam_policy_document.glue_trust.json
+  name                 = local.glue_role
+  assume_role_policy   = data.aws_iam_policy_document.glue_trust.json
+  permissions_boundary = var.permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy" "glue" {

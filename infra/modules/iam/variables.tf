@@ -84,3 +84,13 @@ variable "glue_security_group_id" {
   type        = string
 }
 
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary of both roles (an IAM policy ARN), or null for none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.permissions_boundary_arn == null || can(regex("^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+", var.permissions_boundary_arn))
+    error_message = "permissions_boundary_arn must be an IAM policy ARN or null."
+  }
+}
