@@ -12,6 +12,7 @@ from ndjson_pipeline.usage.costs import GB, FixedInfrastructure, day_cost, varia
 from ndjson_pipeline.usage.glue import billed_dpu_seconds, local_run_usage, runs_usage
 from ndjson_pipeline.usage.prices import PRICES
 from tests.infra import hcl
+from tests.infra.code_facts import published_metrics
 
 
 def _make_usage(**overrides) -> Usage:
@@ -69,6 +70,7 @@ def test_fixed_infrastructure_is_what_the_terraform_declares():
     network = hcl.module_doc(hcl.INFRA / "modules" / "network")
     required = hcl.blocks(network, "locals")["required_endpoints"]
     assert sum(kind == "Interface" for kind in required.values()) == fixed.interface_endpoints
+    assert len(published_metrics()) == fixed.custom_metrics  # one Dataset each
     variables = hcl.blocks(hcl.module_doc(hcl.ENV_ROOT), "variable")
     assert variables["mwaa_environment_class"]["default"] == fixed.mwaa_environment_class
     mwaa_call = hcl.blocks(hcl.module_doc(hcl.ENV_ROOT), "module")["mwaa"]

@@ -122,6 +122,9 @@ module "monitoring" {
   dlq_name                      = local.names.dlq
   dlq_max_receive_count         = local.spec.queue.dlq_max_receive_count
   glue_job_name                 = local.names.glue_job
+  ledger_table_name             = local.names.ledger
+  ledger_index_name             = local.spec.ledger.work_index.name
+  mwaa_environment_name         = local.mwaa_environment_name
   queue_age_threshold_seconds   = var.queue_age_threshold_seconds
   pending_age_threshold_seconds = var.pending_age_threshold_seconds
   alert_emails                  = var.alert_emails
