@@ -26,6 +26,9 @@ TEMPLATES = {"mwaa-execution": "mwaa-execution.json.tftpl", "glue-job": "glue-jo
 LOCAL_ACCOUNT = "123456789012"  # moto's default account
 LOCAL_REGION = "us-east-1"
 LOCAL_PARTITION = "aws"
+# The local stack has no VPC: the Glue job's network placeholders get ids of the shape EC2 gives.
+LOCAL_GLUE_SUBNET = "subnet-00000000000000000"
+LOCAL_GLUE_SECURITY_GROUP = "sg-00000000000000000"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -94,6 +97,9 @@ def local_variables(
         "glue_log_group_name": f"/aws-glue/jobs/{names.glue_job}",
         "glue_security_configuration_name": names.glue_job,
         "glue_role_name": role_name(names, "glue-job"),
+        "glue_connection_name": names.glue_job,
+        "glue_subnet_id": LOCAL_GLUE_SUBNET,
+        "glue_security_group_id": LOCAL_GLUE_SECURITY_GROUP,
         "alerts_topic_arn": f"arn:{partition}:sns:{region}:{account}:{names.name_prefix}-alerts",
         "alerts_kms_key_arn": key("alerts"),
         "metric_namespace": metric_namespace,

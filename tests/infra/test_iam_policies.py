@@ -45,3 +45,16 @@ def test_a_missing_value_names_the_template_and_placeholder():
     del variables["lake_bucket_arn"]
     with pytest.raises(PolicyTemplateError, match=r"glue-job\.json\.tftpl.*lake_bucket_arn"):
         render(TEMPLATES["glue-job"], variables)
+
+
+def test_both_roles_take_the_optional_permissions_boundary():
+    roles = hcl.blocks(hcl.module_doc(IAM_MODULE), "resource", "aws_iam_role")
+    assert {name: role.get("permissions_boundary") for name, role in roles.items()} == {
+        "mwaa": "${var.permissions_boundary_arn}",
+        "glue": "${var.permissions_boundary_arn}",
+    }
+    variable = hcl.blocks(hcl.module_doc(IAM_MODULE), "variable")["permissions_boundary_arn"]
+    assert variable["default"] is None
+    assert "policy/" in variable["validation"][0]["condition"]
+    call = hcl.blocks(hcl.module_doc(hcl.ENV_ROOT), "module")["iam"]
+    assert call["permissions_boundary_arn"] == "${var.permissions_boundary_arn}"

@@ -43,6 +43,24 @@ ALLOWED = {
         {"*"},
         "cloudwatch:PutMetricData has no resource-level permissions; scoped by a cloudwatch:namespace condition",
     ),
+    ("policies/glue-job.json.tftpl", "VpcDescribe"): (
+        {"*"},
+        "EC2 Describe* actions have no resource-level permissions; Glue reads the connection's subnet, "
+        "security group, route tables and endpoints with the job's role before placing its workers",
+    ),
+    ("policies/glue-job.json.tftpl", "VpcNetworkInterfaces"): (
+        {"arn:${partition}:ec2:${region}:${account}:network-interface/*"},
+        "Glue creates the workers' network interfaces at run time (ids unknown before); the statement "
+        "also names the one subnet and security group they may be created in",
+    ),
+    ("policies/glue-job.json.tftpl", "VpcNetworkInterfaceCleanup"): (
+        {"arn:${partition}:ec2:${region}:${account}:network-interface/*"},
+        "Glue deletes the interfaces it created (ids unknown before); limited to the connection's subnet by ec2:Subnet",
+    ),
+    ("policies/glue-job.json.tftpl", "VpcNetworkInterfaceTags"): (
+        {"arn:${partition}:ec2:${region}:${account}:network-interface/*"},
+        "Glue tags the interfaces it created (ids unknown before); limited to its aws-glue-service-resource tag key",
+    ),
     ("modules/kms_key/main.tf", "KeyAdministration"): (
         {"kms:*", "*"},
         "AWS's default key policy: the account root keeps the key manageable; in a key policy '*' is the key",
@@ -54,6 +72,10 @@ ALLOWED = {
     ("modules/storage/main.tf", "DenyInsecureTransport"): (
         {"s3:*"},
         "a Deny: the wildcard widens what is refused (any S3 call without TLS)",
+    ),
+    ("modules/storage/main.tf", "DenyOutsideVpcEndpoint"): (
+        {"s3:*"},
+        "a Deny: the wildcard widens what is refused (any S3 call that does not come through the VPC endpoint)",
     ),
 }
 

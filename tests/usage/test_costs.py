@@ -12,6 +12,7 @@ from ndjson_pipeline.usage.costs import GB, FixedInfrastructure, day_cost, varia
 from ndjson_pipeline.usage.glue import billed_dpu_seconds, local_run_usage, runs_usage
 from ndjson_pipeline.usage.prices import PRICES
 from tests.infra import hcl
+from tests.infra.code_facts import published_metrics
 
 
 def _make_usage(**overrides) -> Usage:
@@ -58,7 +59,7 @@ def test_day_cost_per_file_with_fixed_costs_apart():
     assert cost["per_file_usd"] == pytest.approx(total / 1000, rel=1e-6)
     assert sum(cost["share_by_component"].values()) == pytest.approx(1, abs=0.01)
     assert cost["fixed_per_day_usd"]["mwaa_environment"] == pytest.approx(24 * 0.49)
-    assert cost["fixed_per_day_usd"]["vpc_interface_endpoints"] == pytest.approx(24 * 7 * 2 * 0.01)
+    assert cost["fixed_per_day_usd"]["vpc_interface_endpoints"] == pytest.approx(24 * 12 * 2 * 0.01)
     assert cost["fixed_per_file_usd"] == pytest.approx(sum(cost["fixed_per_day_usd"].values()) / 1000, rel=1e-3)
     assert cost["lake_storage_added_usd_per_month"] == pytest.approx(PRICES.s3_storage_gb_month)
     assert cost["dynamodb_units_per_file"] == {"write": 2000.0, "read": 8000.0}
@@ -67,8 +68,9 @@ def test_day_cost_per_file_with_fixed_costs_apart():
 def test_fixed_infrastructure_is_what_the_terraform_declares():
     fixed = FixedInfrastructure()
     network = hcl.module_doc(hcl.INFRA / "modules" / "network")
-    endpoints = hcl.blocks(network, "resource", "aws_vpc_endpoint")["interface"]["for_each"]
-    assert endpoints.count('"') // 2 == fixed.interface_endpoints
+    required = hcl.blocks(network, "locals")["required_endpoints"]
+    assert sum(kind == "Interface" for kind in required.values()) == fixed.interface_endpoints
+    assert len(published_metrics()) == fixed.custom_metrics  # one Dataset each
     variables = hcl.blocks(hcl.module_doc(hcl.ENV_ROOT), "variable")
     assert variables["mwaa_environment_class"]["default"] == fixed.mwaa_environment_class
     mwaa_call = hcl.blocks(hcl.module_doc(hcl.ENV_ROOT), "module")["mwaa"]

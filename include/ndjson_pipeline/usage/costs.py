@@ -34,15 +34,16 @@ class FixedInfrastructure:
     """What runs whatever the volume, as the Terraform in infra/ declares it.
 
     :param mwaa_environment_class: ``mwaa_environment_class`` (infra/envs/prod).
-    :param interface_endpoints: interface endpoints of infra/modules/network.
+    :param interface_endpoints: interface endpoints infra/modules/network requires (all created when
+        no platform team provides them).
     :param availability_zones: subnets the endpoints sit in.
-    :param custom_metrics: metrics the DAGs publish (OldestPendingAgeSeconds, FailedFiles).
+    :param custom_metrics: metrics the DAGs publish (plugins' ``publish_metrics`` calls), one ``Dataset`` each.
     """
 
     mwaa_environment_class: str = "mw1.small"
-    interface_endpoints: int = 7
+    interface_endpoints: int = 12
     availability_zones: int = 2
-    custom_metrics: int = 2
+    custom_metrics: int = 6
 
     def per_day(self, prices: Prices = PRICES) -> dict[str, float]:
         return {

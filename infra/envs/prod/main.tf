@@ -28,6 +28,8 @@ locals {
   glue_log_group_name   = "/aws-glue/jobs/${local.names.glue_job}"
   mwaa_environment_name = coalesce(var.mwaa_environment_name, var.name_prefix)
   metric_namespace      = "NdjsonPipeline"
+  # Glue's NETWORK connection takes one subnet: the job's workers run in the first private subnet.
+  glue_subnet_id = var.subnet_ids[0]
 }
 
 # One key for the data at rest: buckets, ledger, Glue output/bookmarks/logs, MWAA.
@@ -56,6 +58,10 @@ module "storage" {
     assets     = local.names.assets
   }
   kms_key_arn                       = module.data_key.arn
+  s3_vpc_endpoint_id                = module.network.endpoint_ids["s3"]
+  deployer_role_arn                 = var.deployer_role_arn
+  mwaa_execution_role_arn           = module.iam.mwaa_execution_role_arn
+  landing_writer_role_arns          = var.landing_writer_role_arns
   pipeline_retention_days           = var.pipeline_retention_days
   noncurrent_version_retention_days = var.noncurrent_version_retention_days
   # In resources.json, not variables: the settings check the ledger's TTL and the day report prices storage with them.
@@ -91,8 +97,11 @@ module "glue" {
     "s3://${local.names.assets}/${var.glue_extra_py_files_key}",
     "s3://${local.names.assets}/${var.glue_job_py_files_key}",
   ]
-  timeout_minutes    = var.glue_timeout_minutes
-  log_retention_days = var.log_retention_days
+  timeout_minutes             = var.glue_timeout_minutes
+  log_retention_days          = var.log_retention_days
+  subnet_id                   = local.glue_subnet_id
+  endpoint_security_group_ids = module.network.endpoint_security_group_ids
+  s3_prefix_list_id           = module.network.gateway_prefix_list_ids["s3"]
 }
 
 module "catalog" {
@@ -113,6 +122,9 @@ module "monitoring" {
   dlq_name                      = local.names.dlq
   dlq_max_receive_count         = local.spec.queue.dlq_max_receive_count
   glue_job_name                 = local.names.glue_job
+  ledger_table_name             = local.names.ledger
+  ledger_index_name             = local.spec.ledger.work_index.name
+  mwaa_environment_name         = local.mwaa_environment_name
   queue_age_threshold_seconds   = var.queue_age_threshold_seconds
   pending_age_threshold_seconds = var.pending_age_threshold_seconds
   alert_emails                  = var.alert_emails
@@ -137,15 +149,27 @@ module "iam" {
   alerts_topic_arn                 = module.monitoring.topic_arn
   alerts_kms_key_arn               = module.monitoring.kms_key_arn
   metric_namespace                 = local.metric_namespace
+  glue_connection_name             = module.glue.connection_name
+  glue_subnet_id                   = local.glue_subnet_id
+  glue_security_group_id           = module.glue.security_group_id
+  permissions_boundary_arn         = var.permissions_boundary_arn
 }
 
+# Every AWS API the pipeline and MWAA call has an endpoint in the VPC: created there, or named in
+# existing_vpc_endpoint_ids; the plan fails when a required service has neither.
 module "network" {
-  source          = "../../modules/network"
-  count           = var.create_vpc_endpoints ? 1 : 0
-  name_prefix     = var.name_prefix
-  vpc_id          = var.vpc_id
-  subnet_ids      = var.subnet_ids
-  route_table_ids = var.route_table_ids
+  source                = "../../modules/network"
+  name_prefix           = var.name_prefix
+  vpc_id                = var.vpc_id
+  subnet_ids            = var.subnet_ids
+  route_table_ids       = var.route_table_ids
+  existing_endpoint_ids = var.existing_vpc_endpoint_ids
+}
+
+# The endpoints were optional (count) before; they are always declared now.
+moved {
+  from = module.network[0]
+  to   = module.network
 }
 
 module "mwaa" {
@@ -163,5 +187,7 @@ module "mwaa" {
   requirements_s3_object_version = var.mwaa_requirements_s3_object_version
   vpc_id                         = var.vpc_id
   subnet_ids                     = slice(var.subnet_ids, 0, 2)
+  endpoint_security_group_ids    = module.network.endpoint_security_group_ids
+  gateway_prefix_list_ids        = module.network.gateway_prefix_list_ids
   airflow_configuration_options  = var.mwaa_airflow_configuration_options
 }

@@ -30,3 +30,8 @@ output "alerts_topic_arn" {
 output "mwaa_webserver_url" {
   value = try(module.mwaa[0].webserver_url, null)
 }
+
+output "vpc_endpoint_ids" {
+  description = "The VPC endpoint of each AWS service the pipeline and MWAA call (created or named)."
+  value       = module.network.endpoint_ids
+}

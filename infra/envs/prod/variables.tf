@@ -75,23 +75,56 @@ variable "pending_age_threshold_seconds" {
   default     = 1800
 }
 
-variable "create_vpc_endpoints" {
-  type    = bool
-  default = true
-}
-
 variable "vpc_id" {
   type = string
 }
 
 variable "subnet_ids" {
-  description = "Private subnets (at least two, in different availability zones) for the endpoints and MWAA."
+  description = "Private subnets without a route to the internet (at least two, in different availability zones) for the endpoints and MWAA; the Glue job runs in the first."
   type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) >= 2
+    error_message = "subnet_ids needs at least two private subnets in different availability zones (MWAA's requirement)."
+  }
 }
 
 variable "route_table_ids" {
   description = "Route tables of the private subnets (gateway endpoints for S3 and DynamoDB)."
   type        = list(string)
+}
+
+variable "existing_vpc_endpoint_ids" {
+  description = "VPC endpoints a platform team already provides in this VPC, by service (a key of required_endpoints in infra/modules/network, such as \"s3\" or \"ecr.api\") -> vpce id. Every other required service gets an endpoint here."
+  type        = map(string)
+  default     = {}
+}
+
+variable "deployer_role_arn" {
+  description = "ARN of the role that runs Terraform and tools.deploy (from outside the VPC): the bucket policies exempt it from the VPC-endpoint rule. Not the ARN of an assumed-role session."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+", var.deployer_role_arn))
+    error_message = "deployer_role_arn must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)."
+  }
+}
+
+variable "landing_writer_role_arns" {
+  description = "Producer roles that write landing files from outside this VPC: outside the S3 endpoint they may only write. Producers inside the VPC need no entry."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.landing_writer_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+", arn))])
+    error_message = "landing_writer_role_arns must hold IAM role ARNs."
+  }
+}
+
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary (IAM policy ARN) the organisation requires on roles; set on both roles. null for none."
+  type        = string
+  default     = null
 }
 
 variable "create_mwaa_environment" {

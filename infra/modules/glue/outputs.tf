@@ -9,3 +9,11 @@ output "job_arn" {
 output "log_group_name" {
   value = aws_cloudwatch_log_group.job.name
 }
+
+output "security_group_id" {
+  value = aws_security_group.job.id
+}
+
+output "connection_name" {
+  value = aws_glue_connection.vpc.name
+}

@@ -37,3 +37,18 @@ variable "timeout_minutes" {
 variable "log_retention_days" {
   type = number
 }
+
+variable "subnet_id" {
+  description = "The private subnet the job's workers run in (Glue's NETWORK connection takes one)."
+  type        = string
+}
+
+variable "endpoint_security_group_ids" {
+  description = "Security groups of the VPC's interface endpoints: the job's only HTTPS destinations besides S3."
+  type        = list(string)
+}
+
+variable "s3_prefix_list_id" {
+  description = "Prefix list of the S3 gateway endpoint's service."
+  type        = string
+}

@@ -33,6 +33,9 @@ locals {
     glue_log_group_name              = var.glue_log_group_name
     glue_security_configuration_name = var.glue_security_configuration_name
     glue_role_name                   = local.glue_role
+    glue_connection_name             = var.glue_connection_name
+    glue_subnet_id                   = var.glue_subnet_id
+    glue_security_group_id           = var.glue_security_group_id
     alerts_topic_arn                 = var.alerts_topic_arn
     alerts_kms_key_arn               = var.alerts_kms_key_arn
     metric_namespace                 = var.metric_namespace
@@ -58,8 +61,9 @@ data "aws_iam_policy_document" "mwaa_trust" {
 }
 
 resource "aws_iam_role" "mwaa" {
-  name               = "${var.name_prefix}-mwaa-execution"
-  assume_role_policy = data.aws_iam_policy_document.mwaa_trust.json
+  name                 = "${var.name_prefix}-mwaa-execution"
+  assume_role_policy   = data.aws_iam_policy_document.mwaa_trust.json
+  permissions_boundary = var.permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy" "mwaa" {
@@ -87,8 +91,9 @@ data "aws_iam_policy_document" "glue_trust" {
 }
 
 resource "aws_iam_role" "glue" {
-  name               = local.glue_role
-  assume_role_policy = data.aws_iam_policy_document.glue_trust.json
+  name                 = local.glue_role
+  assume_role_policy   = data.aws_iam_policy_document.glue_trust.json
+  permissions_boundary = var.permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy" "glue" {

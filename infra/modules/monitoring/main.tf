@@ -68,6 +68,11 @@ resource "aws_sns_topic_subscription" "email" {
 
 locals {
   actions = [aws_sns_topic.alerts.arn]
+
+  # The data-plane operations the ledger calls (include/ndjson_pipeline/ledger and the sensors'
+  # trigger): SystemErrors exists only per TableName and Operation, so the alarm sums one series
+  # per operation. tests/infra/test_alarms.py keeps this list equal to the code's calls.
+  ledger_operations = ["BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query", "TransactWriteItems", "UpdateItem"]
 }
 
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
@@ -170,6 +175,122 @@ resource "aws_cloudwatch_metric_alarm" "present_but_superseded" {
   ok_actions          = local.actions
 }
 
+# Published on a conversion task's last failed try (a Glue run that failed or could not start,
+# after Airflow's retries): its files go back to PENDING or, out of attempts, to FAILED.
+resource "aws_cloudwatch_metric_alarm" "failed_conversions" {
+  alarm_name          = "${var.name_prefix}-failed-conversions"
+  alarm_description   = "A manifest's conversion failed for good (its task's last try): its files are retried or FAILED."
+  namespace           = var.metric_namespace
+  metric_name         = "FailedConversions"
+  dimensions          = { Dataset = var.dataset }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
+# Throttled reads and writes of the ledger and of its work index (a throttled index write throttles
+# the table write that feeds it). The *ThrottleEvents metrics exist per TableName, and per TableName
+# and GlobalSecondaryIndexName for an index; on an on-demand table they count hot-partition and
+# account-limit throttling. Every ledger write is retried by the SDK, so one throttle is no outage,
+# but throttling in two consecutive periods means the day shards are too hot.
+resource "aws_cloudwatch_metric_alarm" "ledger_throttled" {
+  alarm_name          = "${var.name_prefix}-ledger-throttled"
+  alarm_description   = "DynamoDB throttled reads or writes of ${var.ledger_table_name} or its index ${var.ledger_index_name} in two consecutive 5-minute periods."
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  evaluation_periods  = 2
+  datapoints_to_alarm = 2
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+
+  metric_query {
+    id          = "throttles"
+    expression  = "SUM(METRICS())"
+    label       = "Throttle events of the ledger and its work index"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = {
+      table_reads  = { metric_name = "ReadThrottleEvents", dimensions = { TableName = var.ledger_table_name } }
+      table_writes = { metric_name = "WriteThrottleEvents", dimensions = { TableName = var.ledger_table_name } }
+      index_reads  = { metric_name = "ReadThrottleEvents", dimensions = { TableName = var.ledger_table_name, GlobalSecondaryIndexName = var.ledger_index_name } }
+      index_writes = { metric_name = "WriteThrottleEvents", dimensions = { TableName = var.ledger_table_name, GlobalSecondaryIndexName = var.ledger_index_name } }
+    }
+    content {
+      id = metric_query.key
+      metric {
+        namespace   = "AWS/DynamoDB"
+        metric_name = metric_query.value.metric_name
+        dimensions  = metric_query.value.dimensions
+        period      = 300
+        stat        = "Sum"
+      }
+    }
+  }
+}
+
+# Server-side errors (HTTP 500) of the ledger's requests. The SDK retries them, but they persist
+# through a DynamoDB incident: intake then stops storing events (they wait in the queue) and
+# transitions fail until it ends.
+resource "aws_cloudwatch_metric_alarm" "ledger_system_errors" {
+  alarm_name          = "${var.name_prefix}-ledger-system-errors"
+  alarm_description   = "DynamoDB answered requests to ${var.ledger_table_name} with server errors."
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  evaluation_periods  = 1
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+
+  metric_query {
+    id          = "errors"
+    expression  = "SUM(METRICS())"
+    label       = "System errors of the ledger's operations"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = toset(local.ledger_operations)
+    content {
+      id = lower(metric_query.value)
+      metric {
+        namespace   = "AWS/DynamoDB"
+        metric_name = "SystemErrors"
+        dimensions  = { TableName = var.ledger_table_name, Operation = metric_query.value }
+        period      = 300
+        stat        = "Sum"
+      }
+    }
+  }
+}
+
+# The Airflow metric scheduler_heartbeat as MWAA publishes it: namespace AmazonMWAA (AWS/MWAA holds
+# MWAA's container, queue and database metrics, not Airflow's), dimensions Function = Scheduler and
+# Environment. No heartbeat for 10 minutes, or no data at all, means no scheduler runs: nothing is
+# scheduled, the intake and ingest DAGs stop.
+resource "aws_cloudwatch_metric_alarm" "mwaa_scheduler_heartbeat" {
+  alarm_name          = "${var.name_prefix}-mwaa-scheduler-heartbeat"
+  alarm_description   = "No scheduler of the MWAA environment ${var.mwaa_environment_name} heartbeated: no DAG is scheduled."
+  namespace           = "AmazonMWAA"
+  metric_name         = "SchedulerHeartbeat"
+  dimensions          = { Environment = var.mwaa_environment_name, Function = "Scheduler" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 2
+  comparison_operator = "LessThanThreshold"
+  threshold           = 1
+  treat_missing_data  = "breaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
 # Every non-successful terminal state of a run of the one job (STOPPED is left out:
 # the DAG stops runs on purpose when a task is killed).
 resource "aws_cloudwatch_event_rule" "glue_failed" {
@@ -188,4 +309,22 @@ resource "aws_cloudwatch_event_rule" "glue_failed" {
 resource "aws_cloudwatch_event_target" "glue_failed" {
   rule = aws_cloudwatch_event_rule.glue_failed.name
   arn  = aws_sns_topic.alerts.arn
+}
+
+# The Glue failure rule publishes to SNS on its own: if EventBridge cannot deliver (the topic's key
+# policy or topic policy refuses it), the failure would go unseen. Its delivery failures alarm here.
+resource "aws_cloudwatch_metric_alarm" "glue_failure_rule_undelivered" {
+  alarm_name          = "${var.name_prefix}-glue-failure-alert-undelivered"
+  alarm_description   = "EventBridge could not deliver a Glue run failure of ${var.glue_job_name} to the alerts topic."
+  namespace           = "AWS/Events"
+  metric_name         = "FailedInvocations"
+  dimensions          = { RuleName = aws_cloudwatch_event_rule.glue_failed.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
 }

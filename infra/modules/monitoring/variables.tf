@@ -40,3 +40,17 @@ variable "alert_emails" {
   description = "Addresses subscribed to the alerts topic (each must confirm)."
   type        = list(string)
 }
+
+variable "ledger_table_name" {
+  type = string
+}
+
+variable "ledger_index_name" {
+  description = "The ledger's work index (its throttling is alarmed with the table's)."
+  type        = string
+}
+
+variable "mwaa_environment_name" {
+  description = "The environment whose scheduler heartbeat is alarmed (created here or by a platform team)."
+  type        = string
+}

@@ -23,13 +23,23 @@ resource "aws_security_group" "mwaa" {
     self        = true
   }
 
-  # AWS APIs through the VPC endpoints and PyPI for requirements.txt (through a NAT gateway).
+  # Nothing beyond the VPC: AWS APIs only through the VPC endpoints. requirements.txt installs
+  # from the wheels in plugins.zip (--no-index), so MWAA never needs PyPI. The environment's own
+  # database and web server endpoints carry this group and are reached through the rule above.
   egress {
-    description = "HTTPS to AWS endpoints and PyPI"
-    from_port   = 443
-    to_port     = 443
-    protocol    = "tcp"
-    cidr_blocks = ["0.0.0.0/0"]
+    description     = "HTTPS to the interface endpoints"
+    from_port       = 443
+    to_port         = 443
+    protocol        = "tcp"
+    security_groups = var.endpoint_security_group_ids
+  }
+
+  egress {
+    description     = "HTTPS to S3 and DynamoDB through their gateway endpoints"
+    from_port       = 443
+    to_port         = 443
+    protocol        = "tcp"
+    prefix_list_ids = values(var.gateway_prefix_list_ids)
   }
 }
 

@@ -52,3 +52,13 @@ variable "subnet_ids" {
 variable "airflow_configuration_options" {
   type = map(string)
 }
+
+variable "endpoint_security_group_ids" {
+  description = "Security groups of the VPC's interface endpoints: where the environment's HTTPS to AWS APIs goes."
+  type        = list(string)
+}
+
+variable "gateway_prefix_list_ids" {
+  description = "Prefix lists of the S3 and DynamoDB gateway endpoints' services, by service."
+  type        = map(string)
+}

@@ -141,7 +141,40 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   }
 }
 
-data "aws_iam_policy_document" "tls_only" {
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  # Who may use a bucket from outside the S3 gateway endpoint besides the deploying role, and for
+  # what (statement sid -> bucket, principals, the only actions they keep there):
+  # - MWAA reads its source (dags/, plugins.zip, requirements.txt) with the execution role from
+  #   components AWS runs outside this VPC too: the web server of a private environment, and the
+  #   checks of an environment create or update. Reads only; its writes go through the endpoint.
+  # - Producers that write landing files from elsewhere (var.landing_writer_role_arns): writes only.
+  outside_endpoint_exceptions = {
+    DenyMwaaAnythingButReadsOutsideVpcEndpoint = {
+      bucket     = "assets"
+      principals = [var.mwaa_execution_role_arn]
+      actions    = ["s3:Get*", "s3:List*"]
+    }
+    DenyLandingWritersAnythingButWritesOutsideVpcEndpoint = {
+      bucket     = "landing"
+      principals = var.landing_writer_role_arns
+      actions    = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    }
+  }
+  # Service-linked roles act for AWS services (Access Analyzer, Macie, ...) from AWS's own networks.
+  service_linked_roles = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:role/aws-service-role/*"
+
+  exceptions_by_bucket = {
+    for bucket in keys(var.bucket_names) : bucket => {
+      for sid, exception in local.outside_endpoint_exceptions : sid => exception
+      if exception.bucket == bucket && length(exception.principals) > 0
+    }
+  }
+}
+
+data "aws_iam_policy_document" "bucket" {
   for_each = aws_s3_bucket.this
 
   statement {
@@ -159,13 +192,83 @@ data "aws_iam_policy_document" "tls_only" {
       values   = ["false"]
     }
   }
+
+  # Data moves only through this VPC's S3 gateway endpoint. Not refused: the deploying role
+  # (Terraform and tools.deploy run outside the VPC) and the exceptions above; AWS services acting
+  # with their own service principal (aws:PrincipalIsAWSService), AWS services acting for a caller
+  # with the caller's credentials (aws:ViaAWSService, such as Athena reading the lake for a user),
+  # and service-linked roles. S3's own event notifications to SQS are no request on the bucket.
+  statement {
+    sid       = "DenyOutsideVpcEndpoint"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [each.value.arn, "${each.value.arn}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "StringNotEquals"
+      variable = "aws:SourceVpce"
+      values   = [var.s3_vpc_endpoint_id]
+    }
+    condition {
+      test     = "ArnNotLikeIfExists"
+      variable = "aws:PrincipalArn"
+      values = concat(
+        [var.deployer_role_arn, local.service_linked_roles],
+        flatten([for exception in values(local.exceptions_by_bucket[each.key]) : exception.principals]),
+      )
+    }
+    condition {
+      test     = "BoolIfExists"
+      variable = "aws:PrincipalIsAWSService"
+      values   = ["false"]
+    }
+    condition {
+      test     = "BoolIfExists"
+      variable = "aws:ViaAWSService"
+      values   = ["false"]
+    }
+  }
+
+  # The exceptions keep only their actions outside the endpoint.
+  dynamic "statement" {
+    for_each = local.exceptions_by_bucket[each.key]
+    content {
+      sid         = statement.key
+      effect      = "Deny"
+      not_actions = statement.value.actions
+      resources   = [each.value.arn, "${each.value.arn}/*"]
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+      condition {
+        test     = "StringNotEquals"
+        variable = "aws:SourceVpce"
+        values   = [var.s3_vpc_endpoint_id]
+      }
+      condition {
+        test     = "ArnEquals"
+        variable = "aws:PrincipalArn"
+        values   = statement.value.principals
+      }
+    }
+  }
 }
 
-resource "aws_s3_bucket_policy" "tls_only" {
+# Renamed from tls_only: the policy now also keeps data on the VPC endpoint.
+moved {
+  from = aws_s3_bucket_policy.tls_only
+  to   = aws_s3_bucket_policy.this
+}
+
+resource "aws_s3_bucket_policy" "this" {
   for_each = aws_s3_bucket.this
   # S3 rejects a policy write while the public-access block is being applied.
   depends_on = [aws_s3_bucket_public_access_block.this]
 
   bucket = each.value.id
-  policy = data.aws_iam_policy_document.tls_only[each.key].json
+  policy = data.aws_iam_policy_document.bucket[each.key].json
 }

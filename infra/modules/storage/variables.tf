@@ -37,3 +37,23 @@ variable "landing_noncurrent_version_retention_days" {
   description = "Days to keep expired or overwritten landing versions (resources.json landing_retention.noncurrent_days)."
   type        = number
 }
+
+variable "s3_vpc_endpoint_id" {
+  description = "The S3 gateway endpoint of the VPC: the only network path to the buckets (aws:SourceVpce)."
+  type        = string
+}
+
+variable "deployer_role_arn" {
+  description = "Role that runs Terraform and tools.deploy from outside the VPC: the one principal the endpoint rule does not restrict."
+  type        = string
+}
+
+variable "mwaa_execution_role_arn" {
+  description = "MWAA's execution role: may read the assets bucket from outside the endpoint (its AWS-run components), nothing else."
+  type        = string
+}
+
+variable "landing_writer_role_arns" {
+  description = "Producer roles that write landing files from outside this VPC: they keep s3:PutObject (and AbortMultipartUpload) there, nothing else."
+  type        = list(string)
+}
