@@ -37,6 +37,9 @@ from tools.local_stack import bootstrap_identities, bootstrap_resources, local_p
 
 USERNAME = "admin"
 DEFAULT_PASSWORD = "admin"  # noqa: S105 - a local, loopback-only UI; --password sets another
+# For a stack someone watches (`make ui`, Docker): a day shows several mapped conversions, and a small day is
+# converted a minute after it lands.
+UI_SETTINGS = {"max_files_per_manifest": 10, "max_wait_seconds": 60, "sensor_timeout_seconds": 90}
 
 
 def login_environment(home: Path, password: str) -> dict[str, str]:
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         api_url=args.api_url,
         database_url=args.database_url,
         password=args.password,
+        **UI_SETTINGS,
     )
     write_env_file(env, args.env_file)
     print(f"bootstrapped {settings.names.name_prefix}-* at {args.endpoint}; Airflow's environment: {args.env_file}")

@@ -27,18 +27,9 @@ import psutil
 from tests.soak.dagtest_driver import Job, RunOutcome
 from tests.soak.kills import KillWatch, kill_tree, spark_jobs
 from tests.soak.stack import SoakStack
+from tools.local_airflow import DEFAULT_PASSWORD, USERNAME, login_environment
 from tools.local_stack import free_port
-from tools.ui_stack import (
-    DAG_IDS,
-    DEFAULT_PASSWORD,
-    USERNAME,
-    UiStack,
-    airflow,
-    airflow_processes,
-    login_environment,
-    postgres_database,
-    scheduler_environment,
-)
+from tools.ui_stack import DAG_IDS, UiStack, airflow, airflow_processes, postgres_database, scheduler_environment
 
 FAST_RECOVERY = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
