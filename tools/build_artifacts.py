@@ -4,7 +4,7 @@
 
     dist/dags/...                                   -> s3://<assets>/dags/...
     dist/plugins.zip                                -> s3://<assets>/plugins/plugins.zip
-    dist/requirements.txt                           -> s3://<assets>/requirements/requirements.txt
+    dist/requirements.txt                           -> s3://<assets>/requirements/requirements.txt (offline install)
     dist/glue/scripts/<sha>/ndjson_to_parquet.py    -> same key in the assets bucket
     dist/glue/python/<sha>/ndjson_pipeline.zip      -> same key (the contract modules the job imports)
     dist/glue/python/<sha>/ndjson_job.zip           -> same key (the job itself, beside its entry script)
@@ -18,6 +18,12 @@ package folders (``airflowignore``): MWAA puts the unpacked plugins folder on
 repository reaches them. Glue gets both Glue zips as ``--extra-py-files`` (a
 comma-separated list). Zips get fixed timestamps and sorted entries, so the same
 sources always give the same bytes, hashes and keys.
+
+MWAA installs the deployed requirements.txt with no index (``--no-index``,
+``--find-links /usr/local/airflow/plugins``): plugins.zip also carries, at its root,
+the wheels of what requirements.txt needs beyond MWAA's image
+(``tools/requirements_bundle.py``, listed in build.json under ``requirements_bundle``)
+and the vendored constraints file its ``--constraint`` line now names.
 """
 
 from __future__ import annotations
@@ -32,8 +38,13 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tools.requirements_bundle import MWAA_PLUGINS_DIR, BundleError, bundle, requirement_lines
+
 ROOT = Path(__file__).resolve().parents[1]
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
+# Downloaded resolutions and wheels of the requirements bundle, reused while their inputs stay the same.
+BUNDLE_CACHE = ROOT / ".local" / "requirements-bundle"
+MWAA_IMAGE = "constraints/mwaa-image.txt"
 # Zip's earliest representable time: entries carry no build-time information.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
@@ -116,11 +127,53 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def _check_requirements(text: str, path: Path) -> None:
-    # MWAA refuses to install a requirements.txt without Airflow's constraints.
-    lines = [line.strip() for line in text.splitlines()]
-    if not any(line.startswith(("--constraint", "-c ")) for line in lines):
-        raise BuildError(f"{path} has no --constraint line; MWAA requires one")
+def _constraint_url(text: str, path: Path) -> str:
+    """The one ``--constraint`` of requirements.txt: MWAA refuses to install a requirements.txt without one."""
+    urls = [
+        line.split(None, 1)[1].strip().strip('"')
+        for line in (raw.strip() for raw in text.splitlines())
+        if line.startswith(("--constraint ", "-c ")) and len(line.split()) > 1
+    ]
+    if len(urls) != 1:
+        raise BuildError(f"{path} must have exactly one --constraint line (MWAA requires one), found {len(urls)}")
+    return urls[0]
+
+
+def vendored_constraints(url: str, root: Path) -> Path:
+    """The copy in ``constraints/`` of the constraints file at ``url``: the one whose header names that URL."""
+    for candidate in sorted((root / "constraints").glob("*.txt")):
+        header = candidate.read_text().splitlines()[:5]
+        if any(line.lstrip("# ").strip() == url for line in header):
+            return candidate
+    raise BuildError(f"no file in {root / 'constraints'} names {url} in its header: vendor that constraints file")
+
+
+def _image_requirements(image: Path, constraints_url: str) -> list[str]:
+    """MWAA's image (constraints/mwaa-image.txt), checked to be of the Airflow release the constraints are for."""
+    lines = requirement_lines(image.read_text(), str(image))
+    airflow = [line for line in lines if line.startswith("apache-airflow[") or line.startswith("apache-airflow==")]
+    version = airflow[0].rsplit("==", 1)[-1] if airflow else None
+    if version is None or f"/constraints-{version}/" not in constraints_url:
+        raise BuildError(
+            f"{image} pins apache-airflow=={version} but requirements.txt's constraints are {constraints_url}: "
+            "update both to the Airflow release MWAA runs"
+        )
+    return lines
+
+
+def deployed_requirements(requirements: list[str], constraints_name: str) -> str:
+    """requirements.txt as MWAA installs it without internet: no index, plugins.zip's wheels, its constraints copy."""
+    return "".join(
+        line + "\n"
+        for line in (
+            "# Built by tools/build_artifacts.py from requirements.txt. MWAA installs it without an index: what MWAA's",
+            "# image lacks is a wheel in plugins.zip, which MWAA unpacks to the folder below (docs/deployment.md).",
+            "--no-index",
+            f"--find-links {MWAA_PLUGINS_DIR}",
+            f"--constraint {MWAA_PLUGINS_DIR}/{constraints_name}",
+            *requirements,
+        )
+    )
 
 
 class _Build:
@@ -151,8 +204,11 @@ def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True)
 
 
-def build(out: Path, root: Path = ROOT) -> dict:
-    """Build every artifact from the sources under ``root`` into ``out``; return the build.json document."""
+def build(out: Path, root: Path = ROOT, bundle_cache: Path = BUNDLE_CACHE) -> dict:
+    """Build every artifact from the sources under ``root`` into ``out``; return the build.json document.
+
+    :param bundle_cache: where the requirements bundle's resolutions and wheels are cached.
+    """
     dags = _require(root / "dags", "DAG folder")
     plugins = _require(root / "plugins", "plugins folder")
     package = _require(root / "include" / GLUE_PACKAGE, "package include/ndjson_pipeline")
@@ -162,6 +218,17 @@ def build(out: Path, root: Path = ROOT) -> dict:
     schemas = sorted(_require(root / "glue_scripts" / "schemas", "Glue schema folder").glob("*.json"))
     if not schemas:
         raise BuildError(f"no *.json schema in {root / 'glue_scripts' / 'schemas'}")
+
+    text = requirements.read_text()
+    constraints_url = _constraint_url(text, requirements)
+    constraints = vendored_constraints(constraints_url, root)
+    image_file = _require(root / MWAA_IMAGE, "MWAA image requirements")
+    try:
+        needed = requirement_lines(text, str(requirements))
+        image = _image_requirements(image_file, constraints_url)
+        wheels = bundle(needed, image, constraints, bundle_cache).wheels
+    except BundleError as exc:
+        raise BuildError(str(exc)) from exc
 
     _prepare_out(out)
     result = _Build(out)
@@ -176,12 +243,17 @@ def build(out: Path, root: Path = ROOT) -> dict:
     if clash:
         raise BuildError(f"plugins/ already contains {clash}, which would shadow include/{GLUE_PACKAGE}")
     plugins_zip = plugin_entries | package_entries
+    # The requirements bundle sits at the zip's root: --find-links reads that folder, not below it.
+    bundled = {p.name: p.read_bytes() for p in (*wheels, constraints)}
+    clash = sorted(set(plugins_zip) & set(bundled))
+    if clash:
+        raise BuildError(f"plugins/ already contains {clash}, which the requirements bundle ships")
+    plugins_zip |= bundled
     plugins_zip[AIRFLOWIGNORE] = airflowignore(plugins_zip)
     result.add("plugins", "plugins.zip", "plugins/plugins.zip", deterministic_zip(plugins_zip))
 
-    text = requirements.read_text()
-    _check_requirements(text, requirements)
-    result.add("requirements", "requirements.txt", "requirements/requirements.txt", text.encode())
+    deployed = deployed_requirements(needed, constraints.name)
+    result.add("requirements", "requirements.txt", "requirements/requirements.txt", deployed.encode())
 
     result.add_hashed("glue_script", "glue/scripts", GLUE_SCRIPT, glue_script.read_bytes())
     result.add_hashed("glue_python", "glue/python", f"{GLUE_PACKAGE}.zip", deterministic_zip(package_entries))
@@ -191,7 +263,11 @@ def build(out: Path, root: Path = ROOT) -> dict:
         json.loads(schema.read_text())  # a malformed schema fails the build, not a Glue run
         result.add_hashed("glue_schema", "glue/schemas", schema.name, schema.read_bytes())
 
-    document = {"format": BUILD_FORMAT, "artifacts": [asdict(a) for a in result.artifacts]}
+    document = {
+        "format": BUILD_FORMAT,
+        "artifacts": [asdict(a) for a in result.artifacts],
+        "requirements_bundle": [{"file": p.name, "sha256": _sha256(p.read_bytes())} for p in wheels],
+    }
     (out / "build.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     return document
 

@@ -344,5 +344,7 @@ def local_pipeline_settings(names: ResourceNames, **overrides) -> dict:
         "reprocess_grace_seconds": 1,  # no reader runs queries against the local lake
         # moto reports constant capacity units (none for transactions): the day report computes them instead.
         "usage_capacity_source": "computed",
+        # No MWAA web server here: the metadata cleanup runs the airflow command with the local database.
+        "metadata_cleanup_runner": "local",
         **overrides,
     }

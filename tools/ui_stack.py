@@ -1,11 +1,14 @@
 """The Airflow UI on the embedded local stack: what ``make ui`` runs and the browser tests start.
 
 A throwaway PostgreSQL cluster (MWAA's metadata database is PostgreSQL), the
-moto server with the pipeline's resources, and the four Airflow 3 processes
-(API server with the UI, scheduler, DAG processor, triggerer) with the
-LocalExecutor, all bound to 127.0.0.1. Conversions run the real Glue script on
-local Spark. SimpleAuthManager gets one admin user whose password this module
-writes, so the login is known.
+local AWS (``tools.moto_serve``: IAM enforced, faults through ``/_faults``) with
+the pipeline's resources, and the four Airflow 3 processes (API server with the
+UI, scheduler, DAG processor, triggerer) with the LocalExecutor, all bound to
+127.0.0.1. Their environment is ``tools.local_airflow``'s, the one
+docker-compose.yaml's containers get too: tasks call AWS as the MWAA execution
+role's identity, conversions run the real Glue script on local Spark as the Glue
+job role's. SimpleAuthManager gets one admin user whose password is written
+there, so the login is known.
 """
 
 from __future__ import annotations
@@ -31,25 +34,14 @@ from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.ledger import Ledger
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.storage import Storage
-from tools.local_stack import (
-    REPO_ROOT,
-    airflow_environment,
-    aws_connection_env,
-    bootstrap_resources,
-    client,
-    free_port,
-    local_pipeline_settings,
-    moto_server,
-)
+from tools.local_airflow import DEFAULT_PASSWORD, UI_SETTINGS, USERNAME, airflow_stack_environment
+from tools.local_stack import REPO_ROOT, airflow_environment, client, free_port, moto_server
 from tools.sample_day import SampleDay, sample_day, upload
 
+# The pipeline's DAGs, which the stack waits for and `make ui` unpauses; ndjson_db_cleanup runs from its trigger form.
 DAG_IDS = ("ndjson_intake", "ndjson_ingest", "ndjson_end_of_day", "ndjson_maintenance", "ndjson_reprocess")
-USERNAME = "admin"
-DEFAULT_PASSWORD = "admin"  # noqa: S105 - a local, loopback-only UI; --password sets another
 PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 PG_ROOT = Path("/usr/lib/postgresql")
-# For `make ui`: a day shows several mapped conversions, and a small day is converted a minute after it lands.
-UI_SETTINGS = {"max_files_per_manifest": 10, "max_wait_seconds": 60, "sensor_timeout_seconds": 90}
 
 
 def _as_postgres(*command: str) -> list[str]:
@@ -101,17 +93,6 @@ def scheduler_environment(home: Path, database_url: str, api_port: int) -> dict[
     }
 
 
-def login_environment(home: Path, password: str) -> dict[str, str]:
-    """SimpleAuthManager with one admin user whose password is in a file written here (it keeps existing ones)."""
-    passwords = home / "passwords.json"
-    home.mkdir(parents=True, exist_ok=True)
-    passwords.write_text(json.dumps({USERNAME: password}) + "\n")
-    return {
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-    }
-
-
 def airflow(env: dict[str, str], *args: str, **kwargs: Any) -> subprocess.CompletedProcess:
     """One Airflow CLI command; raises with its output when it fails."""
     done = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True, **kwargs)
@@ -137,7 +118,8 @@ def wait_for_run(env: dict[str, str], dag_id: str, run_id: str, timeout: float) 
     raise TimeoutError(f"{dag_id} run {run_id} did not finish in {timeout:.0f}s")
 
 
-def _wait_for_api(url: str, running: dict[str, subprocess.Popen], timeout: float) -> None:
+def wait_for_api(url: str, running: dict[str, subprocess.Popen], timeout: float) -> None:
+    """Until the API server at ``url`` answers its health check; raises if one of ``running`` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, proc in running.items():
@@ -223,7 +205,7 @@ def airflow_processes(
     try:
         for name in PROCESSES:
             processes.start(name)
-        _wait_for_api(f"http://127.0.0.1:{api_port}", processes.running, timeout)
+        wait_for_api(f"http://127.0.0.1:{api_port}", processes.running, timeout)
         deadline = time.monotonic() + timeout
         while not all(dag_id in airflow(env, "dags", "list", "-o", "plain").stdout for dag_id in DAG_IDS):
             if time.monotonic() > deadline:
@@ -324,18 +306,19 @@ def ui_stack(
         if endpoint is None:
             endpoint = stack.enter_context(moto_server(log_path=str(home / "moto.log")))
         names = PipelineSettings(**({"name_prefix": name_prefix} if name_prefix else {})).names
-        raw_settings = local_pipeline_settings(names, **setting_overrides)
-        settings = PipelineSettings.from_mapping(raw_settings)
-        bootstrap_resources(endpoint, names)
         database = stack.enter_context(postgres_database())
         api_port = free_port()
-        env = {
-            **os.environ,
-            **scheduler_environment(home, database, api_port),
-            **login_environment(home, password),
-            **aws_connection_env(endpoint),
-            "AIRFLOW_VAR_NDJSON_PIPELINE_SETTINGS": json.dumps(raw_settings),
-        }
+        # The same wiring as docker-compose.yaml's: tasks run as the MWAA role's identity, Glue as the Glue role's.
+        stack_env, settings = airflow_stack_environment(
+            endpoint,
+            names,
+            home=home,
+            api_url=f"http://127.0.0.1:{api_port}",
+            database_url=database,
+            password=password,
+            **setting_overrides,
+        )
+        env = {**os.environ, **scheduler_environment(home, database, api_port), **stack_env}
         ui = UiStack(
             url=f"http://127.0.0.1:{api_port}",
             username=USERNAME,
@@ -371,7 +354,7 @@ def main() -> None:
             print(
                 f"""
 Airflow UI    {ui.url}/   (log in as {ui.username} / {ui.password})
-local AWS     {ui.endpoint} (moto), resources named {ui.settings.names.name_prefix}-*
+local AWS     {ui.endpoint} (IAM enforced, faults via /_faults), resources {ui.settings.names.name_prefix}-*
 sample day    {day}: {len(sample.uploads)} objects in s3://{ui.settings.names.landing_bucket}/
               ndjson_intake and ndjson_ingest run every minute; or trigger ndjson_end_of_day with day={day}
               operator actions from the trigger form: ndjson_maintenance, ndjson_reprocess (dry runs by default)

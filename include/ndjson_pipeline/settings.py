@@ -28,6 +28,7 @@ _MiB = 1024 * 1024
 # can still show them for a while. The ledger keeps terminal records at least this much longer than the raw data.
 LIFECYCLE_LAG_DAYS = 7
 CAPACITY_SOURCES = ("reported", "computed")
+METADATA_CLEANUP_RUNNERS = ("mwaa", "local")
 
 
 class SettingsError(ValueError):
@@ -92,6 +93,10 @@ class PipelineSettings:
     # Alerts: FAILED files are logged at ERROR, counted in CloudWatch and, when set, published to this topic.
     alert_topic_arn: str = ""
     metrics_namespace: str = "NdjsonPipeline"
+    # Airflow's metadata database: the cleanup DAG purges what is older (the two every-minute DAGs add about 3,000
+    # runs a day). "mwaa" runs `airflow db clean` through MWAA's CLI endpoint; "local" on the local stack.
+    metadata_retention_days: int = 30
+    metadata_cleanup_runner: str = "mwaa"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -123,6 +128,11 @@ class PipelineSettings:
             raise SettingsError(f"setting 'conversion' must be a ConversionOptions, got {self.conversion!r}")
         if self.intake_wait_seconds > 20:
             raise SettingsError("setting 'intake_wait_seconds' must be at most 20 (SQS long-poll limit)")
+        if self.metadata_cleanup_runner not in METADATA_CLEANUP_RUNNERS:
+            raise SettingsError(
+                f"setting 'metadata_cleanup_runner' must be one of {METADATA_CLEANUP_RUNNERS}, "
+                f"got {self.metadata_cleanup_runner!r}"
+            )
         if self.usage_capacity_source not in CAPACITY_SOURCES:
             raise SettingsError(
                 f"setting 'usage_capacity_source' must be one of {CAPACITY_SOURCES}, got {self.usage_capacity_source!r}"
@@ -161,6 +171,12 @@ class PipelineSettings:
                 f"({self.max_bytes_per_manifest}): a file intake accepts must fit in one manifest"
             )
         retention = landing_retention_days()
+        if self.metadata_retention_days < retention:
+            raise SettingsError(
+                f"setting 'metadata_retention_days' ({self.metadata_retention_days}) must be at least the landing "
+                f"retention ({retention} days, resources.json landing_retention): an operator can still close, "
+                "requeue or reprocess those days, and reads their runs, task logs and records in the UI"
+            )
         if self.terminal_ttl_days < retention + LIFECYCLE_LAG_DAYS:
             raise SettingsError(
                 f"setting 'terminal_ttl_days' ({self.terminal_ttl_days}) must be at least the landing retention "

@@ -15,7 +15,7 @@ from tools.local_stack import REPO_ROOT
 
 DAG_FILES = sorted((REPO_ROOT / "dags").glob("*.py"))
 CONVERTING_DAG_IDS = {"ndjson_ingest", "ndjson_end_of_day"}
-DAG_IDS = {*CONVERTING_DAG_IDS, "ndjson_intake", "ndjson_maintenance", "ndjson_reprocess"}
+DAG_IDS = {*CONVERTING_DAG_IDS, "ndjson_intake", "ndjson_maintenance", "ndjson_reprocess", "ndjson_db_cleanup"}
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +202,21 @@ def test_the_conversion_carries_the_sagas_callbacks(dagbag):
         convert = dagbag.dags[dag_id].get_task("convert_manifest.convert")
         assert list(convert.on_retry_callback) == [stop_run_before_retry]
         assert list(convert.on_failure_callback) == [alert_conversion_failed]
+
+
+def test_the_metadata_cleanup_runs_daily_alone_and_purges_unless_asked_for_a_dry_run(dagbag):
+    from datetime import datetime
+
+    from airflow.sdk.exceptions import ParamValidationError
+    from croniter import croniter
+
+    dag = dagbag.dags["ndjson_db_cleanup"]
+    times = croniter(dag.timetable.expression, datetime(2026, 12, 1))
+    first = times.get_next(datetime)
+    assert (times.get_next(datetime) - first).total_seconds() == 24 * 3600
+    assert (dag.max_active_runs, dag.catchup) == (1, False)
+    assert [t.task_id for t in dag.tasks] == ["purge_metadata_database"]
+    params = dag.params
+    assert params.get_param("dry_run").resolve(params["dry_run"]) is False
+    with pytest.raises(ParamValidationError):
+        params.get_param("dry_run").resolve("no")

@@ -85,7 +85,8 @@ def test_build_without_the_job_package_fails_naming_it(tmp_path):
 
 def test_requirements_keep_the_constraint_line(built):
     out, _ = built
-    assert any(line.startswith("--constraint") for line in (out / "requirements.txt").read_text().splitlines())
+    lines = (out / "requirements.txt").read_text().splitlines()
+    assert len([line for line in lines if line.startswith(("--constraint ", "-c "))]) == 1
 
 
 def test_build_is_deterministic(built, tmp_path):
@@ -108,6 +109,49 @@ def test_requirements_without_constraint_fail_the_build(tmp_path):
     (root / "glue_scripts" / "schemas" / "events.json").write_text("{}")
     (root / "requirements.txt").write_text("apache-airflow-providers-amazon==9.34.0\n")
     with pytest.raises(BuildError, match="--constraint"):
+        build(tmp_path / "out", root=root)
+
+
+def _make_root(tmp_path, **overrides):
+    """A source tree with every folder the build needs; ``overrides`` maps relative paths to file contents."""
+    root = tmp_path / "src"
+    for folder in ("dags", "plugins", "include/ndjson_pipeline", "glue_scripts/schemas", "glue_scripts/ndjson_job"):
+        (root / folder).mkdir(parents=True)
+    files = {
+        "glue_scripts/ndjson_to_parquet.py": "",
+        "glue_scripts/ndjson_job/__init__.py": "",
+        "glue_scripts/schemas/events.json": "{}",
+        "requirements.txt": (SOURCE_ROOT / "requirements.txt").read_text(),
+        "constraints/mwaa-image.txt": (SOURCE_ROOT / "constraints" / "mwaa-image.txt").read_text(),
+        "constraints/airflow-3.3.1-constraints-py3.12.txt": CONSTRAINTS.read_text(),
+        **overrides,
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+CONSTRAINTS = SOURCE_ROOT / "constraints" / "airflow-3.3.1-constraints-py3.12.txt"
+
+
+def test_a_constraint_without_a_vendored_copy_fails_the_build(tmp_path):
+    other = "https://raw.githubusercontent.com/apache/airflow/constraints-3.4.0/constraints-3.12.txt"
+    root = _make_root(tmp_path, **{"requirements.txt": f'--constraint "{other}"\napache-airflow-providers-amazon\n'})
+    with pytest.raises(BuildError, match=r"no file in .*constraints names .*constraints-3\.4\.0"):
+        build(tmp_path / "out", root=root)
+
+
+def test_an_image_of_another_airflow_release_than_the_constraints_fails_the_build(tmp_path):
+    root = _make_root(tmp_path, **{"constraints/mwaa-image.txt": "apache-airflow[celery]==3.2.1\n"})
+    with pytest.raises(BuildError, match=r"pins apache-airflow==3\.2\.1 but requirements.txt's constraints"):
+        build(tmp_path / "out", root=root)
+
+
+def test_an_index_option_mwaa_cannot_honour_offline_fails_the_build(tmp_path):
+    text = (SOURCE_ROOT / "requirements.txt").read_text() + "--extra-index-url https://example.com/simple\n"
+    root = _make_root(tmp_path, **{"requirements.txt": text})
+    with pytest.raises(BuildError, match="--extra-index-url"):
         build(tmp_path / "out", root=root)
 
 

@@ -17,6 +17,7 @@ def test_defaults_are_consistent():
     assert settings.sensor_timeout_seconds > settings.max_wait_seconds + settings.sensor_poll_seconds
     assert settings.lease_seconds > settings.glue_max_wait_seconds + settings.glue_poll_seconds
     assert settings.terminal_ttl_days >= settings.landing_retention_days + LIFECYCLE_LAG_DAYS
+    assert settings.metadata_retention_days >= settings.landing_retention_days
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,10 @@ def test_defaults_are_consistent():
         # Terminal records that expire while the raw file can still be listed let a re-close convert it again.
         ({"terminal_ttl_days": 10}, ["'terminal_ttl_days' (10)", "landing_retention"]),
         ({"usage_capacity_source": "guessed"}, ["'usage_capacity_source'"]),
+        # The runs and records of days an operator can still act on stay in the metadata database.
+        ({"metadata_retention_days": 3}, ["'metadata_retention_days' (3)", "landing_retention"]),
+        ({"metadata_retention_days": 0}, ["'metadata_retention_days'", "positive integer"]),
+        ({"metadata_cleanup_runner": "cli"}, ["'metadata_cleanup_runner'", "'mwaa', 'local'"]),
     ],
 )
 def test_inconsistent_settings_are_refused_naming_them(overrides, named):
@@ -54,3 +59,9 @@ def test_rules_follow_the_values_given():
     assert _make_settings(terminal_ttl_days=minimum).terminal_ttl_days == minimum
     with pytest.raises(SettingsError, match="terminal_ttl_days"):
         _make_settings(terminal_ttl_days=minimum - 1)
+
+
+def test_the_metadata_retention_may_be_as_short_as_the_landing_retention():
+    assert _make_settings(metadata_retention_days=landing_retention_days()).metadata_retention_days == 7
+    with pytest.raises(SettingsError, match="metadata_retention_days"):
+        _make_settings(metadata_retention_days=landing_retention_days() - 1)

@@ -24,21 +24,12 @@ from typing import Any
 
 import psutil
 
+from tools.local_airflow import DEFAULT_PASSWORD, USERNAME, login_environment
 from tools.local_stack import free_port
 from tools.soak.dagtest_driver import Job, RunOutcome
 from tools.soak.kills import KillWatch, kill_tree, spark_jobs
 from tools.soak.stack import SoakStack
-from tools.ui_stack import (
-    DAG_IDS,
-    DEFAULT_PASSWORD,
-    USERNAME,
-    UiStack,
-    airflow,
-    airflow_processes,
-    login_environment,
-    postgres_database,
-    scheduler_environment,
-)
+from tools.ui_stack import DAG_IDS, UiStack, airflow, airflow_processes, postgres_database, scheduler_environment
 
 FAST_RECOVERY = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
