@@ -155,8 +155,9 @@ def test_every_api_row_names_the_calls_and_an_endpoint_the_network_module_provid
         assert row[3], f"{row[1]}: which API operations use it"
         endpoint = row[4] if row[4] == SERVICE_SIDE else _codes(row[4])[0]
         assert endpoint == SERVICE_SIDE or endpoint in required, f"{row[1]}: {row[4]}"
-        services = {action.split(":")[0] for action in _codes(row[2])}
         if endpoint != SERVICE_SIDE:
-            # The endpoint is the actions' service (CloudWatch's is "monitoring", MWAA's operations "airflow.ops").
-            expected = {"cloudwatch": "monitoring", "airflow": "airflow.ops"}
-            assert {expected.get(s, s) for s in services} == {endpoint}, row[1]
+            # The endpoint is the actions' service (CloudWatch's is "monitoring"); MWAA's components publish through
+            # "airflow.ops", its control-plane API (CLI tokens, the REST API) is "airflow.api".
+            expected = {"cloudwatch": "monitoring", "airflow:PublishMetrics": "airflow.ops", "airflow": "airflow.api"}
+            endpoints = {expected.get(a, expected.get(a.split(":")[0], a.split(":")[0])) for a in _codes(row[2])}
+            assert endpoints == {endpoint}, row[1]
