@@ -21,11 +21,11 @@ import http.client
 import shutil
 import signal
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from tools.child_process import child_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_DIR = REPO_ROOT / ".local" / "dynamodb-local"
@@ -62,39 +62,24 @@ def dynamodb_local(port: int, log_path: str | None = None) -> Iterator[str]:
     if java is None:
         raise DynamoDbLocalMissing("DynamoDB Local needs Java 17 on PATH (`java` was not found)")
     jar = jar_path()
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     library_path = f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}"
-    proc = subprocess.Popen(
-        [java, "-Xms64m", "-Xmx1g", library_path, "-jar", str(jar), "-inMemory", "-sharedDb", "-port", str(port)],
+    command = [java, "-Xms64m", "-Xmx1g", library_path, "-jar", str(jar), "-inMemory", "-sharedDb", "-port", str(port)]
+    # The emulator starts no thread before this, so preexec_fn is safe.
+    with child_server(
+        f"DynamoDB Local on port {port}",
+        command,
+        lambda: _listening(port),
+        log_path=log_path,
         cwd=jar.parent,
-        stdout=out,
-        stderr=out,
-        preexec_fn=_die_with_parent,  # the emulator starts no thread before this
-    )
-    try:
-        _wait_until_listening(port, proc)
+        preexec_fn=_die_with_parent,
+    ):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if log_path:
-            out.close()
 
 
-def _wait_until_listening(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"DynamoDB Local exited with code {proc.returncode} before listening on port {port}")
-        with socket.socket() as sock, contextlib.suppress(OSError):
-            sock.settimeout(1)
-            sock.connect(("127.0.0.1", port))
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"DynamoDB Local did not listen on port {port} within {timeout:.0f}s")
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class DynamoDbForwarder:

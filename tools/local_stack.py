@@ -14,9 +14,7 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.dataset_schema import SchemaRegistry
 from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.resources import ResourceNames, glue_job_spec, landing_prefix, ledger_spec, queue_spec
+from tools.child_process import child_server
 from tools.iam_enforcement import ROOT_ACCESS_KEY
 from tools.iam_policies import LOCAL_ACCOUNT, local_policies, role_name
 
@@ -95,41 +94,22 @@ def moto_server(port: int | None = None, log_path: str | None = None) -> Iterato
     """
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     pythonpath = os.pathsep.join(
         p for p in (str(REPO_ROOT), str(REPO_ROOT / "include"), os.environ.get("PYTHONPATH")) if p
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.moto_serve", "--port", str(port), "--dynamodb-port", str(free_port())]
-        + (["--dynamodb-log", f"{log_path}.dynamodb"] if log_path else []),
-        stdout=out,
-        stderr=out,
-        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true", "PYTHONPATH": pythonpath},
-    )
-    try:
-        _wait_until_up(endpoint, proc)
+    command = [sys.executable, "-m", "tools.moto_serve", "--port", str(port), "--dynamodb-port", str(free_port())]
+    command += ["--dynamodb-log", f"{log_path}.dynamodb"] if log_path else []
+    env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true", "PYTHONPATH": pythonpath}
+    with child_server(f"the local AWS at {endpoint}", command, lambda: _answers(endpoint), log_path=log_path, env=env):
         yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if log_path:
-            out.close()
 
 
-def _wait_until_up(endpoint: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited with code {proc.returncode} before answering at {endpoint}")
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):  # noqa: S310 - loopback only
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"moto server did not answer at {endpoint} within {timeout:.0f}s")
+def _answers(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):  # noqa: S310 - loopback only
+            return True
+    except OSError:
+        return False
 
 
 def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:

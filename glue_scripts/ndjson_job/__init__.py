@@ -12,8 +12,9 @@ every executor import the same code. Flow (``job.convert_manifest``):
    that cannot be read or decoded as a whole is quarantined as a file with its
    reason, the others still convert;
 3. every line is parsed once against the declared schema (never inferred) by
-   Arrow's JSON reader; the few lines it refuses are looked at one by one
-   (``lines.classify_line``) and loaded, rescued (unknown fields or type
+   Arrow's JSON reader, in chunks of whole lines with no Python loop over them
+   (``bulk``); the few lines it must not see or refuses are looked at one by
+   one (``lines.classify_line``) and loaded, rescued (unknown fields or type
    mismatches kept in ``_rescued_data``; ``--read_mode rescue``) or quarantined
    with their line number and a reason;
 4. the task writes its group's rows as row groups of one Parquet file per dt,

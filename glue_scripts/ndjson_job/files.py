@@ -10,6 +10,7 @@ non-blank lines is a JSON object (binary data, CSV, logs...), or, under
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ndjson_job.lines import NOT_AN_OBJECT, LineRules, bulk_parse, classify_line
+from ndjson_job.bulk import BlockLines, Piece, ranges_between, read_block
+from ndjson_job.lines import NOT_AN_OBJECT, LineRules, classify_line
 from ndjson_job.reading import MAX_LINE_BYTES, MiB, TextBlock, Unconvertible
 from ndjson_pipeline.conversion import Partitioning, ReadMode
 from ndjson_pipeline.dataset_schema import RESCUED_COLUMN
@@ -57,12 +59,11 @@ class FileConverter:
             reason = f"line too long: over {MAX_LINE_BYTES // MiB} MiB"
             return BlockRows(None, [self._bad_line(block.first_line, block.data, reason)])
         data = block.data[len(_BOM) :] if block.first_line == 1 and block.data.startswith(_BOM) else block.data
-        lines = data.split(b"\n")
         if self.error is not None:
-            self.rows_in += sum(1 for line in lines if line.strip(_BLANK_BYTES))
+            self.rows_in += sum(1 for line in data.split(b"\n") if line.strip(_BLANK_BYTES))
             return BlockRows(None, [])
         utf8_valid = _is_utf8(data)
-        converted = self._convert_lines(lines, block.first_line, utf8_valid, b"\x00" in data)
+        converted = self._convert_lines(BlockLines(data), block.first_line, utf8_valid)
         if not utf8_valid and self.rules.read_mode == ReadMode.STRICT:
             self.error = "invalid UTF-8"  # after the lines, so that binary content is still called so
             return BlockRows(None, [])
@@ -82,46 +83,49 @@ class FileConverter:
             rows_quarantined=self.rows_in if self.error else self.rows_in - self.rows_out,
         )
 
-    def _convert_lines(self, lines: list[bytes], first_line: int, utf8_valid: bool, has_nul: bool) -> BlockRows:
+    def _convert_lines(self, block: BlockLines, first_line: int, utf8_valid: bool) -> BlockRows:
+        """The block's rows: Arrow reads the lines in bulk (``bulk``); ``classify_line`` decides the rest."""
         rules = self.rules
-        candidates: list[bytes] = []  # stripped lines that look like one JSON object
-        candidate_indices: list[int] = []
-        others: list[int] = []  # lines Arrow's reader must not see
-        nonblank: list[int] = []
-        for index, line in enumerate(lines):
-            stripped = line.strip(_BLANK_BYTES)
+        odd = block.odd_lines()
+        if not utf8_valid:  # rare: invalid bytes somewhere in the block, found line by line
+            odd = sorted({*odd, *(i for i in range(block.count) if not _is_utf8(block.line(i)))})
+        read = read_block(block, ranges_between(odd, block.count), rules.schema, rules.threads)
+        # Odd lines: blank ones are skipped; objects with blank characters around them are read in bulk too.
+        blank: set[int] = set()
+        padded: list[tuple[int, bytes]] = []
+        careful = dict(zip(read.left, (block.line(i).strip(_BLANK_BYTES) for i in read.left), strict=True))
+        for index in odd:
+            stripped = block.line(index).strip(_BLANK_BYTES)
             if not stripped:
-                continue
-            nonblank.append(index)
-            # Arrow's reader takes NaN, Inf and Infinity as numbers; JSON has no such values, so classify_line decides.
-            looks_like_object = stripped[:1] == b"{" and stripped[-1:] == b"}" and b"NaN" not in stripped
-            # A NUL byte may end the text for Arrow's parser: only classify_line sees such lines.
-            looks_like_object = looks_like_object and not (has_nul and b"\x00" in stripped)
-            if looks_like_object and b"Inf" not in stripped and (utf8_valid or _is_utf8(stripped)):
-                candidates.append(stripped)
-                candidate_indices.append(index)
+                blank.add(index)
+            elif stripped[:1] == b"{" and stripped[-1:] == b"}" and b"\x00" not in stripped and _is_utf8(stripped):
+                padded.append((index, stripped))
             else:
-                others.append(index)
-        self.rows_in += len(nonblank)
+                careful[index] = stripped
+        pieces = read.pieces
+        if padded:
+            again = BlockLines(b"\n".join(stripped for _, stripped in padded))
+            second = read_block(again, [(0, again.count)], rules.schema, rules.threads)
+            pieces = [*pieces, *(Piece(p.table, [padded[i][0] for i in p.lines]) for p in second.pieces)]
+            careful.update((padded[i][0], padded[i][1]) for i in second.left)
+        self.rows_in += block.count - len(blank)
 
-        tables, accepted, refused = bulk_parse(candidates, rules.schema)
+        tables = [piece.table for piece in pieces]
+        row_lines = [line for piece in pieces for line in piece.lines]
         if rules.read_mode == ReadMode.RESCUE:
             tables = [t.append_column(RESCUED_COLUMN, pa.nulls(t.num_rows, pa.string())) for t in tables]
-        row_indices = [candidate_indices[i] for i in accepted]
-
         slow_rows: list[dict[str, Any]] = []
         bad_lines: list[dict[str, Any]] = []
         not_objects: set[int] = set()
-        for index in sorted([*others, *(candidate_indices[i] for i in refused)]):
-            line = lines[index]
+        for index in sorted(careful):
+            stripped = careful[index]
             reason: str | None
-            if not (utf8_valid or _is_utf8(line)):
+            if not _is_utf8(stripped):
                 reason = "invalid UTF-8"
             else:
-                # The same stripped text the bulk reader saw: the outcome must not depend on the path.
-                row, rescued, reason = classify_line(line.strip(_BLANK_BYTES).decode("utf-8"), rules)
+                row, rescued, reason = classify_line(stripped.decode("utf-8"), rules)
             if reason is not None:
-                bad_lines.append(self._bad_line(first_line + index, line, reason))
+                bad_lines.append(self._bad_line(first_line + index, block.line(index), reason))
                 if reason.startswith(_NOT_AN_OBJECT):
                     not_objects.add(index)
                 continue
@@ -130,19 +134,30 @@ class FileConverter:
                 row[RESCUED_COLUMN] = rescued
                 self.rows_rescued += rescued is not None
             slow_rows.append(row)
-            row_indices.append(index)
-        if self._probed < PROBE_LINES:
-            probe = nonblank[: PROBE_LINES - self._probed]
-            self._probed += len(probe)
-            self._objects += sum(1 for index in probe if index not in not_objects)
-            self._check_probe(final=False)
+            row_lines.append(index)
+        self._probe(block.count, blank, not_objects)
         if slow_rows:
             tables.append(pa.Table.from_pylist(slow_rows, schema=rules.row_schema))
         if not tables:
             return BlockRows(None, sorted(bad_lines, key=lambda b: b["line_number"]))
-        rows = self._with_dt(pa.concat_tables(tables), row_indices, lines, first_line, bad_lines)
+        rows = pa.concat_tables(tables)
+        if padded:  # the padded lines' rows were read apart: back into line order (slow rows stay last)
+            bulk = len(row_lines) - len(slow_rows)
+            order = sorted(range(bulk), key=row_lines.__getitem__) + list(range(bulk, len(row_lines)))
+            rows, row_lines = rows.take(pa.array(order, pa.int64())), [row_lines[i] for i in order]
+        rows = self._with_dt(rows, row_lines, block, first_line, bad_lines)
         self.rows_out += rows.num_rows
         return BlockRows(rows, sorted(bad_lines, key=lambda b: b["line_number"]))
+
+    def _probe(self, count: int, blank: set[int], not_objects: set[int]) -> None:
+        """Look at the file's first ``PROBE_LINES`` non-blank lines: a file without one JSON object is not NDJSON."""
+        if self._probed >= PROBE_LINES:
+            return
+        wanted = PROBE_LINES - self._probed
+        probe = list(itertools.islice((i for i in range(count) if i not in blank), wanted))
+        self._probed += len(probe)
+        self._objects += sum(1 for index in probe if index not in not_objects)
+        self._check_probe(final=False)
 
     def _check_probe(self, final: bool) -> None:
         if self._objects == 0 and self._probed and (final or self._probed >= PROBE_LINES):
@@ -153,12 +168,7 @@ class FileConverter:
         return {"uri": self.file.uri, "line_number": number, "raw": raw, "reason": reason}
 
     def _with_dt(
-        self,
-        rows: pa.Table,
-        row_indices: list[int],
-        lines: list[bytes],
-        first_line: int,
-        bad_lines: list[dict[str, Any]],
+        self, rows: pa.Table, row_lines: list[int], block: BlockLines, first_line: int, bad_lines: list[dict[str, Any]]
     ) -> pa.Table:
         """``rows`` with their dt; under event-time partitioning, rows without a usable time are quarantined."""
         options = self.rules.options
@@ -175,8 +185,8 @@ class FileConverter:
             value = values[index].as_py()
             what = "missing" if value is None else "unparsable"
             reason = f"{what} event time {options.event_time_field}" + ("" if value is None else f": {value}")
-            line_index = row_indices[index]
-            bad_lines.append(self._bad_line(first_line + line_index, lines[line_index], reason))
+            line_index = row_lines[index]
+            bad_lines.append(self._bad_line(first_line + line_index, block.line(line_index), reason))
             self.rows_rescued -= rescued is not None and rescued[index].is_valid
         return rows.append_column(PARTITION_COLUMN, days).filter(keep)
 

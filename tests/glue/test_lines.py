@@ -1,7 +1,8 @@
 """The job's line handling without Spark: Arrow's bulk reader plus the one-by-one fallback.
 
-The fast path (``bulk_parse``) must never change an outcome: every file must come
-out exactly as if each line had been decided by ``classify_line`` alone.
+The fast path (``bulk``: Arrow reading a block's lines in chunks) must never
+change an outcome: every file must come out exactly as if each line had been
+decided by ``classify_line`` alone.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import types as T
 
+from ndjson_job import bulk
+from ndjson_job.bulk import BlockLines, ranges_between, read_block
 from ndjson_job.files import FileConverter
-from ndjson_job.lines import DUPLICATE_KEYS, LineRules, _blocks, bulk_parse, classify_line, conform
+from ndjson_job.lines import DUPLICATE_KEYS, LineRules, classify_line, conform
 from ndjson_job.reading import line_blocks
 from ndjson_job.schema import arrow_type
 from ndjson_pipeline.conversion import ConversionOptions
@@ -188,22 +191,40 @@ def test_conform_nulls_only_what_does_not_fit():
     assert conform(None, items) == (None, True)
 
 
-def test_bulk_parse_accepts_clean_lines_in_one_read_and_finds_bad_ones_among_many():
+def test_the_bulk_reader_reads_clean_lines_in_chunks_and_leaves_every_bad_one_to_the_rules(monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", 16 * 1024)  # many chunks, so refusals land in several of them
     body, kinds = ndjson_body(2000, seed=3, bad_fraction=0.05)
-    lines = [line.encode() for line in body.decode().splitlines()]
-    candidates = [line for line in lines if line.startswith(b"{") and line.endswith(b"}")]
-    tables, accepted, refused = bulk_parse(candidates, ARROW_SCHEMA)
-    assert sorted(accepted + refused) == list(range(len(candidates)))
-    assert sum(t.num_rows for t in tables) == len(accepted) == kinds["good"]
-    # Every refused line really is off: it has something to rescue, or it is quarantined.
-    for i in refused:
-        _, rescued, reason = classify_line(candidates[i].decode(), RULES)
-        assert rescued is not None or reason is not None, candidates[i]
+    block = BlockLines(body)
+    odd = block.odd_lines()
+    read = read_block(block, ranges_between(odd, block.count), ARROW_SCHEMA, threads=2)
+    read_lines = [line for piece in read.pieces for line in piece.lines]
+    assert read_lines == sorted(read_lines)
+    assert sorted(read_lines + read.left + odd) == list(range(block.count))
+    assert sum(piece.table.num_rows for piece in read.pieces) == len(read_lines)
+    # What it did not read is off (it has something to rescue, or it is quarantined), or a clean line that shared a
+    # chunk of a few lines with an off one: such a chunk is handed over whole.
+    off = clean = 0
+    for i in [*read.left, *odd]:
+        _, rescued, reason = classify_line(block.line(i).decode(), RULES)
+        off += rescued is not None or reason is not None
+        clean += rescued is None and reason is None
+    assert off == len(read.left) + len(odd) - clean == 2000 - kinds["good"]
+    assert clean <= bulk._SMALLEST_SPLIT * off
 
 
-def test_blocks_cover_every_line_once_and_stay_under_their_size():
-    lines = [b"x" * n for n in (5, 30, 1, 60, 2, 2, 90)]
-    blocks = _blocks(lines, block_bytes=64)
-    covered = [i for start, end in reversed(blocks) for i in range(start, end)]
-    assert covered == list(range(len(lines)))
-    assert all(sum(len(lines[i]) + 1 for i in range(s, e)) <= 64 or e - s == 1 for s, e in blocks)
+def test_a_block_is_cut_into_chunks_of_whole_lines_that_cover_each_line_once(monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", 64)
+    lines = [b"{" + b"x" * n + b"}" for n in (5, 30, 1, 60, 2, 2, 90)]
+    block = BlockLines(b"\n".join(lines))
+    chunks = list(block.chunks(0, block.count))
+    assert [line for c in chunks for line in range(c.first_line, c.first_line + c.lines)] == list(range(len(lines)))
+    for chunk in chunks:
+        assert block.data[chunk.start : chunk.end] == b"\n".join(
+            lines[chunk.first_line : chunk.first_line + chunk.lines]
+        )
+        assert chunk.end - chunk.start <= 64 + 92 or chunk.lines == 1  # at most one line past the size
+
+
+def test_odd_lines_are_what_arrow_must_not_see():
+    block = BlockLines(b'{"a":1}\n\n  {"b":2}\n[1]\n{"c":3}\r\n{"d":"\x00"}\nnull\n{"e":5} \n{"f":6}')
+    assert block.odd_lines() == [1, 2, 3, 5, 6, 7]  # blank, padded, array, NUL, null, trailing blank

@@ -170,3 +170,10 @@ def assert_day_closed_exactly(ui, sample) -> dict:
     assert report["rows_quarantined"] == sample.expected_bad_lines
     assert report["rows_in"] == report["rows_out"] + report["rows_quarantined"], report
     return report
+
+
+def pytest_collection_modifyitems(items):
+    """The browser tests share one stack (one home, one database): under xdist they all run on one worker."""
+    for item in items:
+        if "tests/ui/" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("ui-stack"))
