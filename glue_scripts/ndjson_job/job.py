@@ -33,7 +33,8 @@ def convert_manifest(
     schema_text = storage.read_bytes(args.schema_uri).decode("utf-8")
     schema = parse_schema(schema_text, args)
     attempt = attempt or uuid.uuid4().hex
-    outputs = run_groups(spark, plan_work(manifest, schema, args, storage, attempt))
+    cores = spark.sparkContext.defaultParallelism
+    outputs = run_groups(spark, plan_work(manifest, schema, args, storage, attempt, cores))
     timings = {"convert_s": time.monotonic() - started}
 
     step = time.monotonic()
@@ -95,11 +96,17 @@ def load_manifest(storage: Storage, args: JobArguments) -> Manifest:
 
 
 def plan_work(
-    manifest: Manifest, schema: T.StructType, args: JobArguments, storage: Storage, attempt: str
+    manifest: Manifest, schema: T.StructType, args: JobArguments, storage: Storage, attempt: str, cores: int = 1
 ) -> list[GroupWork]:
-    """One task's work per output group; each attempt stages under its own prefix."""
-    rules = LineRules(schema=arrow_schema(schema), day=manifest.day, options=args.options)
+    """One task's work per output group; each attempt stages under its own prefix.
+
+    A task reads on its share of the ``cores`` the job runs on: a manifest of fewer groups than cores (few
+    files) still uses them all, through Arrow's threads.
+    """
     staging = f"{args.layout.staging_uri(manifest.manifest_id)}/{attempt}"
+    groups = plan_groups(manifest.files, args.options.target_file_mb)
+    threads = max(1, cores // max(1, len(groups)))
+    rules = LineRules(schema=arrow_schema(schema), day=manifest.day, options=args.options, threads=threads)
     return [
         GroupWork(
             index=index,
@@ -109,7 +116,7 @@ def plan_work(
             staging=staging,
             manifest_id=manifest.manifest_id,
         )
-        for index, files in enumerate(plan_groups(manifest.files, args.options.target_file_mb))
+        for index, files in enumerate(groups)
     ]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
@@ -57,6 +58,8 @@ def landing_keys(draw) -> tuple[list[str], list[str]]:
 
 
 _examples = itertools.count()
+# What the job asks of its Spark session when its tasks run here (``glue_role_tasks``): how many cores it has.
+IN_THIS_PROCESS = SimpleNamespace(sparkContext=SimpleNamespace(defaultParallelism=2))
 
 
 @pytest.fixture
@@ -95,7 +98,7 @@ def test_every_key_s3_allows_is_converted_once_under_its_exact_name(stack, glue_
         assert "outside the landing layout" in record.reason
     refs = plan(stack, owner=f"any-key/{n}")
     for ref in refs:
-        job.convert_manifest(None, stack.settings.job_arguments(ref), glue_role_tasks)
+        job.convert_manifest(IN_THIS_PROCESS, stack.settings.job_arguments(ref), glue_role_tasks)
         finalise(stack, ref)
     for key in inside:
         record = stack.ledger.get_file(identities[key])
