@@ -10,9 +10,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt re
 export PYTHONPATH := include:plugins:.
 export SPARK_LOCAL_IP := 127.0.0.1
 
-# The Glue job also runs on what each supported Glue version ships (requirements-glue5x.txt);
+# The Glue job also runs on what each supported Glue version ships (requirements-glue<version>.txt);
 # Airflow's constraints pin .venv's pyarrow, so each version gets a venv of its own.
-GLUE_ENVS := glue50 glue51
+GLUE_ENVS := glue50 glue51 glue60
 glue_stamp = .venv-$(1)/.installed-$(shell cat requirements-$(1).txt | sha256sum | cut -c1-16)
 GLUE_STAMPS := $(foreach env,$(GLUE_ENVS),$(call glue_stamp,$(env)))
 
