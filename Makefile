@@ -10,9 +10,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt re
 export PYTHONPATH := include:plugins:.
 export SPARK_LOCAL_IP := 127.0.0.1
 
-# The Glue job also runs on what each supported Glue version ships (requirements-glue5x.txt);
+# The Glue job also runs on what each supported Glue version ships (requirements-glue<version>.txt);
 # Airflow's constraints pin .venv's pyarrow, so each version gets a venv of its own.
-GLUE_ENVS := glue50 glue51
+GLUE_ENVS := glue50 glue51 glue60
 glue_stamp = .venv-$(1)/.installed-$(shell cat requirements-$(1).txt | sha256sum | cut -c1-16)
 GLUE_STAMPS := $(foreach env,$(GLUE_ENVS),$(call glue_stamp,$(env)))
 
@@ -80,17 +80,22 @@ test: install install-browser lint iac-check test-glue-envs
 	$(VENV)/bin/python -m pytest
 	$(MAKE) test-provider-next
 
-# The plugin tests (the conversion's double-run guard included) against the next Amazon provider, in a venv of
-# their own: make test stays on MWAA's pins. Only the provider's pin differs from Airflow's constraints.
-PROVIDER_NEXT := 9.35.0
-NEXT_VENV := $(VENV)/provider-next
+# The plugin tests (the conversion's double-run guard included) against the newest Amazon provider that installs with
+# Airflow 3.3.1, in a venv of their own: make test stays on MWAA's pins. 9.37.0 is the newest that installs with only
+# the provider's pin changed; 9.38.0 and later need apache-airflow-providers-common-compat >= 1.22 / 1.23, which
+# Airflow's constraints pin at 1.18.0, so that pin moves too (as a deployment of this provider would have to move it).
+PROVIDER_NEXT := 9.39.0
+COMMON_COMPAT_NEXT := 1.23.0
+NEXT_VENV := .venv-provider-next
 test-provider-next: install
 	@test -x $(NEXT_VENV)/bin/python || $(VENV)/bin/uv venv -q -p $(VENV)/bin/python $(NEXT_VENV)
-	sed 's/^apache-airflow-providers-amazon==.*/apache-airflow-providers-amazon==$(PROVIDER_NEXT)/' \
+	sed -e 's/^apache-airflow-providers-amazon==.*/apache-airflow-providers-amazon==$(PROVIDER_NEXT)/' \
+		-e 's/^apache-airflow-providers-common-compat==.*/apache-airflow-providers-common-compat==$(COMMON_COMPAT_NEXT)/' \
 		constraints/airflow-3.3.1-constraints-py3.12.txt > $(NEXT_VENV)/constraints.txt
 	$(VENV)/bin/uv pip install -q --python $(NEXT_VENV)/bin/python -c $(NEXT_VENV)/constraints.txt apache-airflow==3.3.1 \
-		"apache-airflow-providers-amazon[aiobotocore]==$(PROVIDER_NEXT)" "moto[server]==5.2.5" pytest==8.4.2 pytest-timeout==2.4.0
-	$(NEXT_VENV)/bin/python -m pytest tests/plugins tests/steps/test_converting.py
+		"apache-airflow-providers-amazon[aiobotocore]==$(PROVIDER_NEXT)" "moto[server]==5.2.5" pytest==8.4.2 \
+		pytest-timeout==2.4.0 pytest-xdist==3.8.0
+	$(NEXT_VENV)/bin/python -m pytest -n 2 tests/plugins tests/steps/test_converting.py
 
 test-ui: install install-browser
 	$(VENV)/bin/python -m pytest tests/ui

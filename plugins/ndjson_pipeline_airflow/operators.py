@@ -43,9 +43,18 @@ class ManifestGlueJobOperator(GlueJobOperator):
     done, or deferred to the provider's ``GlueJobCompleteTrigger`` for the run
     converting the manifest. The runs come from :func:`~ndjson_pipeline_airflow.runs.conversion_runs`:
     Glue's, through the provider's public hook (``initialize_job``), or with the
-    ``glue_runner`` setting "local" the same script on local Spark. A retry of
-    this task waits for the run an earlier try started, whatever the provider
-    tracks itself.
+    ``glue_runner`` setting "local" the same script on local Spark.
+
+    Every try and every clear asks the manifest's recorded state which run to wait
+    for, so a retry waits for the run an earlier try started and a clear never
+    converts twice. The provider's own run tracking stays off: ``durable``
+    (apache-airflow-providers-amazon 9.35.0 and later, on by default on Airflow
+    3.3) resumes the run id kept in the task state store for the DAG run, task and
+    map index, across retries and clears, before anything else is asked. That run
+    may convert another manifest (a clear can map the index to another one) or one
+    compensated since, and one that succeeded is returned as done: the ledger is
+    never asked. This operator replaces ``execute``, so that code never runs, and
+    ``durable`` is False so that no inherited path would run it either.
 
     The job name, its arguments and the waiter come from the pipeline settings at
     run time (``settings.names.glue_job``, ``settings.job_arguments``,
@@ -53,6 +62,9 @@ class ManifestGlueJobOperator(GlueJobOperator):
 
     :param manifest: a manifest reference (``ManifestRef.as_dict()``) from the batching task.
     :param aws_conn_id: the Airflow AWS connection.
+
+    ``durable`` is accepted where the provider has it (a DAG's ``default_args`` may
+    set it) and is always False here: the manifest's recorded state decides instead.
     """
 
     template_fields: Sequence[str] = aws_template_fields("manifest")
@@ -63,6 +75,8 @@ class ManifestGlueJobOperator(GlueJobOperator):
             raise ValueError(f"ManifestGlueJobOperator takes {given} from the pipeline settings, not as arguments")
         super().__init__(aws_conn_id=aws_conn_id, **kwargs)
         self.manifest = manifest
+        # The provider's resume from the task state store stays off whatever was asked (see the class docstring).
+        self.durable = False
 
     @property
     def _connection(self) -> dict[str, Any]:

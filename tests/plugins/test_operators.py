@@ -1,14 +1,26 @@
 """ManifestGlueJobOperator over the moto server: it applies the conversion decision and never runs a manifest twice.
 
 moto's Glue runs execute nothing; here they are held active (manual state
-progression) so a retry meets the run an earlier try started.
+progression) so a retry meets the run an earlier try started. A retry or a clear
+is a fresh operator instance with the next try number and the same task state
+store, as in Airflow 3.3: the store is kept per DAG run, task and map index,
+across retries and clears. The retry and clear tests run with the provider's
+``durable`` unset, True and False (the provider has it from 9.35.0 on; on older
+ones those cases are skipped): whatever it says, the manifest's recorded state
+decides, and the provider's run tracking (the store, the ``--airflow_task_uuid``
+argument) is never used.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 
 import pytest
+import requests
+from airflow.providers.amazon import __version__ as PROVIDER_VERSION
+from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferred
 
@@ -16,20 +28,64 @@ from ndjson_pipeline.steps.sweeping import sweep_expired_claims
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 from tests.factories import RecordedRuns, plan, publish_result, register_files
+from tools.local_stack import client
+
+PROVIDER_HAS_DURABLE = "durable" in inspect.signature(GlueJobOperator.__init__).parameters
+_needs_durable = pytest.mark.skipif(
+    not PROVIDER_HAS_DURABLE,
+    reason=f"apache-airflow-providers-amazon {PROVIDER_VERSION} has no `durable` (it came with 9.35.0)",
+)
+DURABLE_MODES = [
+    pytest.param({}, id="durable-unset"),
+    pytest.param({"durable": True}, id="durable-true", marks=_needs_durable),
+    pytest.param({"durable": False}, id="durable-false", marks=_needs_durable),
+]
+# What the provider's run tracking would leave behind: its store key and the argument its runs carry.
+PROVIDER_STORE_KEY = getattr(GlueJobOperator, "external_id_key", "glue_job_run_id")
+PROVIDER_TASK_ARGUMENT = GlueJobOperator.TASK_UUID_ARG
 
 
 class _TaskInstance:
-    """What the operator touches of Airflow's runtime: XCom for the Glue console link."""
+    """What the operator may touch of Airflow's runtime: the try's identity and XCom (empty on every try)."""
 
-    def __init__(self) -> None:
+    def __init__(self, try_number: int, map_index: int) -> None:
+        self.dag_id = "ndjson_ingest"
+        self.task_id = "convert_manifest.convert"
+        self.run_id = "scheduled__2026-11-24T00:00:00+00:00"
+        self.map_index = map_index
+        self.try_number = try_number
+        self.stats_tags: dict[str, str] = {}
         self.xcom: dict[str, object] = {}
 
     def xcom_push(self, key: str, value: object) -> None:
         self.xcom[key] = value
 
+    def xcom_pull(self, *args: object, **kwargs: object) -> None:
+        return None  # Airflow 3 clears a task's XCom before each try
 
-def _make_context() -> dict:
-    return {"ti": _TaskInstance()}
+
+class _TaskStateStore:
+    """One (DAG run, task, map index)'s task state store: kept across retries and clears; every access recorded."""
+
+    def __init__(self, values: dict[str, object] | None = None) -> None:
+        self.values = dict(values or {})
+        self.accessed: list[tuple[str, str]] = []
+
+    def get(self, key: str, default: object = None) -> object:
+        self.accessed.append(("get", key))
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: object, **kwargs: object) -> None:
+        self.accessed.append(("set", key))
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.accessed.append(("delete", key))
+        self.values.pop(key, None)
+
+
+def _make_context(try_number: int = 1, store: _TaskStateStore | None = None, map_index: int = 0) -> dict:
+    return {"ti": _TaskInstance(try_number, map_index), "task_state_store": store or _TaskStateStore()}
 
 
 def _make_operator(ref, **overrides) -> ManifestGlueJobOperator:
@@ -40,16 +96,46 @@ def _runs(stack, manifest_id: str) -> list[str]:
     return [r["Id"] for r in ManifestGlueJobHook(job_name=stack.names.glue_job).runs_of(manifest_id)]
 
 
-def test_a_retry_while_a_run_is_active_never_starts_a_second_run(glue_conversions):
+def _assert_provider_tracking_unused(stack, *stores: _TaskStateStore) -> None:
+    """Neither the task state store nor the provider's task argument: the manifest's recorded state decided."""
+    assert [store.accessed for store in stores] == [[] for _ in stores]
+    runs = client("glue", stack.endpoint).get_job_runs(JobName=stack.names.glue_job)["JobRuns"]
+    assert runs
+    assert all(PROVIDER_TASK_ARGUMENT not in (run.get("Arguments") or {}) for run in runs)
+
+
+def _let_runs_finish(stack) -> None:
+    """moto's runs held RUNNING by the fixture read SUCCEEDED from now on."""
+    transition = {"model_name": "glue::job_run", "transition": {"progression": "immediate"}}
+    requests.post(
+        f"{stack.endpoint}/moto-api/state-manager/set-transition", json=transition, timeout=10
+    ).raise_for_status()
+
+
+def _trigger_gives_up(trigger: GlueJobCompleteTrigger) -> dict:
+    """Run the deferral's own trigger against moto with one poll: the run is still going, so it reports an error."""
+    trigger.waiter_delay, trigger.attempts = 1, 1
+
+    async def first_event() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    return asyncio.run(first_event())
+
+
+@pytest.mark.parametrize("durable", DURABLE_MODES)
+def test_a_retry_after_a_deferral_waits_for_the_run_the_first_try_started(glue_conversions, durable):
     stack = glue_conversions
     register_files(stack, 3)
     (ref,) = plan(stack)
+    store = _TaskStateStore()
 
     with pytest.raises(TaskDeferred) as first:
-        _make_operator(ref).execute(_make_context())
-    # A retry is a fresh operator instance: nothing of the first try survives but what AWS recorded.
+        _make_operator(ref, **durable).execute(_make_context(1, store))
+    # A retry is a fresh operator instance: nothing of the first try survives but what AWS and the store recorded.
     with pytest.raises(TaskDeferred) as retried:
-        _make_operator(ref).execute(_make_context())
+        _make_operator(ref, **durable).execute(_make_context(2, store))
 
     trigger = first.value.trigger
     assert isinstance(trigger, GlueJobCompleteTrigger)
@@ -59,6 +145,107 @@ def test_a_retry_while_a_run_is_active_never_starts_a_second_run(glue_conversion
     assert trigger.job_name == stack.names.glue_job
     assert (trigger.waiter_delay, trigger.attempts) == (5, 120)
     assert first.value.method_name == "execute_complete"
+    _assert_provider_tracking_unused(stack, store)
+
+
+@pytest.mark.parametrize("durable", DURABLE_MODES)
+def test_a_retry_after_its_trigger_failed_waits_for_the_same_run(glue_conversions, durable):
+    """The trigger gives up while the run goes on (#59075, #55804): the try fails, the retry waits for that run."""
+    stack = glue_conversions
+    register_files(stack, 3)
+    (ref,) = plan(stack)
+    store = _TaskStateStore()
+    with pytest.raises(TaskDeferred) as first:
+        _make_operator(ref, **durable).execute(_make_context(1, store))
+    run_id = first.value.trigger.run_id
+
+    event = _trigger_gives_up(first.value.trigger)
+    assert (event["status"], event["run_id"]) == ("error", run_id)
+    with pytest.raises(AirflowException, match=ref.manifest_id):
+        _make_operator(ref, **durable).execute_complete(_make_context(1, store), event)
+    with pytest.raises(TaskDeferred) as retried:
+        _make_operator(ref, **durable).execute(_make_context(2, store))
+
+    assert retried.value.trigger.run_id == run_id
+    assert _runs(stack, ref.manifest_id) == [run_id]
+    _assert_provider_tracking_unused(stack, store)
+
+
+@pytest.mark.parametrize("durable", DURABLE_MODES)
+def test_a_clear_after_the_run_succeeded_starts_no_run(glue_conversions, durable):
+    stack = glue_conversions
+    register_files(stack, 3)
+    (ref,) = plan(stack)
+    store = _TaskStateStore()
+    with pytest.raises(TaskDeferred) as first:
+        _make_operator(ref, **durable).execute(_make_context(1, store))
+    publish_result(stack, ref)  # what the run leaves behind
+    _let_runs_finish(stack)
+    run_id = first.value.trigger.run_id
+    succeeded = {"status": "success", "run_id": run_id}
+    assert _make_operator(ref, **durable).execute_complete(_make_context(1, store), succeeded) == run_id
+
+    # Clearing the task instance: a new try of the same (DAG run, task, map index), its store kept.
+    assert _make_operator(ref, **durable).execute(_make_context(2, store)) is None
+
+    assert _runs(stack, ref.manifest_id) == [run_id]
+    _assert_provider_tracking_unused(stack, store)
+
+
+@pytest.mark.parametrize("durable", DURABLE_MODES)
+def test_a_clear_that_maps_another_manifest_to_the_index_converts_that_manifest(glue_conversions, durable):
+    """The store of map index 0 holds the run of manifest A (as the provider's ``durable`` keeps it), still going;
+    after the clear, index 0 is manifest B: B gets its own run, A's run is left alone."""
+    stack = glue_conversions
+    register_files(stack, 3, prefix="a")
+    (manifest_a,) = plan(stack)
+    register_files(stack, 3, prefix="b")
+    (manifest_b,) = plan(stack, owner="ingest/run-2")
+    with pytest.raises(TaskDeferred) as converting_a:
+        _make_operator(manifest_a, **durable).execute(_make_context(1, map_index=0))
+    run_a = converting_a.value.trigger.run_id
+    store = _TaskStateStore({PROVIDER_STORE_KEY: run_a})
+
+    with pytest.raises(TaskDeferred) as cleared:
+        _make_operator(manifest_b, **durable).execute(_make_context(2, store, map_index=0))
+
+    (run_b,) = _runs(stack, manifest_b.manifest_id)
+    assert cleared.value.trigger.run_id == run_b != run_a
+    assert _runs(stack, manifest_a.manifest_id) == [run_a]
+    _assert_provider_tracking_unused(stack, store)
+
+
+@_needs_durable
+def test_the_providers_durable_resumes_the_stored_run_whatever_it_converts(glue_conversions):
+    """Why the operator keeps ``durable`` off: the plain GlueJobOperator, asked to convert manifest B on map index 0,
+    resumes the run the store holds for that index (manifest A's) and starts none for B."""
+    stack = glue_conversions
+    register_files(stack, 3, prefix="a")
+    (manifest_a,) = plan(stack)
+    register_files(stack, 3, prefix="b")
+    (manifest_b,) = plan(stack, owner="ingest/run-2")
+    with pytest.raises(TaskDeferred) as converting_a:
+        _make_operator(manifest_a).execute(_make_context(1, map_index=0))
+    run_a = converting_a.value.trigger.run_id
+    store = _TaskStateStore({PROVIDER_STORE_KEY: run_a})
+    convert = GlueJobOperator(
+        task_id="convert",
+        job_name=stack.names.glue_job,
+        script_args=stack.settings.job_arguments(manifest_b).to_glue_args(),
+        durable=True,
+        wait_for_completion=False,
+    )
+
+    assert convert.execute(_make_context(2, store, map_index=0)) == run_a
+
+    assert _runs(stack, manifest_b.manifest_id) == []
+    assert ("get", PROVIDER_STORE_KEY) in store.accessed
+
+
+@pytest.mark.parametrize("durable", DURABLE_MODES)
+def test_the_providers_run_tracking_is_off_whatever_durable_asks(durable):
+    operator = ManifestGlueJobOperator(task_id="convert", manifest={"manifest_id": "20261124-aaaa"}, **durable)
+    assert operator.durable is False
 
 
 def test_a_manifest_with_a_result_or_closed_starts_no_run(glue_conversions):
