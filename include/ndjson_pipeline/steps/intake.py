@@ -82,8 +82,13 @@ def parse_notification(body: str) -> ParsedMessage:
                     version_id=obj.get("versionId"),
                 )
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:  # one of the names looked up above
             raise MalformedMessageError(f"record {index} lacks a valid {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            # Not the exception's text: int() quotes the value it refused, and a body is data, never logged.
+            raise MalformedMessageError(
+                f"record {index} has a value of the wrong type ({exc.__class__.__name__})"
+            ) from exc
     return ParsedMessage(created=tuple(created), ignored_events=ignored)
 
 
