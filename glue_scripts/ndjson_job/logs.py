@@ -6,7 +6,7 @@ calls it with the same options, which travel with the task's work. The job's
 loggers (``ndjson_job`` and the contract modules' ``ndjson_pipeline``) then
 write to stderr, which Glue sends to CloudWatch for the driver and each
 executor: as text, or as one JSON object a line whose keys are the message's
-fields (``ndjson_pipeline.log_fields``). Nothing else is reconfigured: Spark's,
+fields (``ndjson_pipeline.logs``). Nothing else is reconfigured: Spark's,
 py4j's (at DEBUG it logs every call into the JVM), boto's and Glue's loggers
 keep whatever the platform gave them.
 """
@@ -19,7 +19,7 @@ import sys
 from datetime import UTC, datetime
 
 from ndjson_pipeline.conversion import LogFormat, LogOptions
-from ndjson_pipeline.log_fields import record_fields
+from ndjson_pipeline.logs import record_fields, take_over
 
 JOB_LOGGERS = ("ndjson_job", "ndjson_pipeline")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -63,11 +63,4 @@ def configure_job_logging(options: LogOptions) -> None:
     handler = _StderrHandler()
     json_lines = options.log_format is LogFormat.JSON
     handler.setFormatter(JsonLineFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
-    for name in JOB_LOGGERS:
-        logger = logging.getLogger(name)
-        for earlier in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
-            logger.removeHandler(earlier)
-        logger.addHandler(handler)
-        logger.setLevel(options.log_level.number)
-        # One line a record, whatever handlers the platform gave the root logger, and at this level.
-        logger.propagate = False
+    take_over(JOB_LOGGERS, handler, options.log_level.number)

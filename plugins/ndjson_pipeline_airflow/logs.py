@@ -32,9 +32,11 @@ import structlog
 from structlog.stdlib import ProcessorFormatter
 
 from ndjson_pipeline.conversion import LogFormat, LogOptions
-from ndjson_pipeline.log_fields import record_fields
+from ndjson_pipeline.logs import record_fields, take_over
 
 TASK_LOGGERS = ("ndjson_pipeline", "ndjson_pipeline_airflow")
+# Keys structlog's processors set themselves, and the call's own arguments: a field by one of these names is dropped.
+_RESERVED = frozenset({"event", "level", "logger", "logger_name", "timestamp", "exc_info", "stack_info", "stack"})
 
 
 class StructlogForwarder(logging.Handler):
@@ -78,17 +80,7 @@ class StructlogForwarder(logging.Handler):
         return logger
 
 
-# Keys structlog's processors set themselves, and the call's own arguments: a field by one of these names is dropped.
-_RESERVED = frozenset({"event", "level", "logger", "logger_name", "timestamp", "exc_info", "stack_info", "stack"})
-
-
 def configure_task_logging(options: LogOptions) -> None:
     """Set the pipeline's loggers to ``options`` in this process; replaces what an earlier call set."""
     handler = StructlogForwarder(with_fields=options.log_format is LogFormat.JSON)
-    for name in TASK_LOGGERS:
-        logger = logging.getLogger(name)
-        for earlier in [h for h in logger.handlers if isinstance(h, StructlogForwarder)]:
-            logger.removeHandler(earlier)
-        logger.addHandler(handler)
-        logger.setLevel(options.log_level.number)
-        logger.propagate = False
+    take_over(TASK_LOGGERS, handler, options.log_level.number)
