@@ -8,12 +8,12 @@ spark-submit, tests) the job runs on a plain SparkSession.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from pyspark.sql import SparkSession
 
 from ndjson_job.job import convert_manifest
+from ndjson_job.logs import configure_job_logging
 from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline.manifest import JobResult
 from ndjson_pipeline.storage import Storage
@@ -33,8 +33,8 @@ def spark_session() -> SparkSession:
 
 def main(argv: list[str]) -> JobResult:
     """Run the job on the arguments Glue passes (``sys.argv``); a bad argument fails naming it."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     arguments = JobArguments.from_argv(argv)
+    configure_job_logging(arguments.logs)
     return convert_manifest(spark_session(), arguments, Storage(recorder=RequestRecorder()))
 
 

@@ -7,6 +7,7 @@ execution role and the Glue job role, with the policies of infra/policies/).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -33,6 +34,19 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # Airflow reads its configuration at first import: give the test session its own home and database.
 os.environ.update(airflow_environment(tempfile.mkdtemp(prefix="airflow-home-")))
+
+
+@pytest.fixture(autouse=True)
+def _pipeline_loggers_restored():
+    """Each side's logging setup (``ndjson_pipeline_airflow.logs``, ``ndjson_job.logs``) sets the pipeline's loggers
+    for the whole process, as a task or a Spark worker wants: put them back after each test."""
+    loggers = [logging.getLogger(name) for name in ("ndjson_pipeline", "ndjson_pipeline_airflow", "ndjson_job")]
+    saved = [(logger, list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(scope="session")

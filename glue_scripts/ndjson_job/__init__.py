@@ -33,6 +33,7 @@ each row into the file of the same name: a rerun that dies half way through
 publishing leaves old and new files holding the same rows, never duplicates.
 
 The package imports the contract modules of ``ndjson_pipeline`` (conversion,
-files, layout, manifest, storage), pyarrow and pyspark; never Airflow, and
-``awsglue`` only in the entry script.
+files, layout, logs, manifest, storage), pyarrow and pyspark; never
+Airflow, and ``awsglue`` only in the entry script. The driver and every task log
+as ``--log_format`` and ``--log_level`` say (``logs``).
 """

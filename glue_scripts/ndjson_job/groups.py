@@ -7,7 +7,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,8 +16,10 @@ from pyspark.sql import SparkSession
 
 from ndjson_job.files import FileConverter
 from ndjson_job.lines import LineRules
+from ndjson_job.logs import configure_job_logging
 from ndjson_job.output import GroupParts, StagedLines, StagedPart
 from ndjson_job.reading import MiB, Unconvertible, text_blocks
+from ndjson_pipeline.conversion import LogOptions
 from ndjson_pipeline.dataset_schema import LINEAGE_COLUMNS
 from ndjson_pipeline.files import FileState, FileVersion
 from ndjson_pipeline.manifest import FileResult
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GroupWork:
-    """Everything one task needs: its files and where its output goes."""
+    """Everything one task needs: its files, where its output goes, and how it logs."""
 
     index: int
     files: tuple[FileVersion, ...]
@@ -37,6 +39,7 @@ class GroupWork:
     storage: Storage
     staging: str
     manifest_id: str
+    logs: LogOptions = field(default_factory=LogOptions)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def convert_group(work: GroupWork) -> GroupOutput:
     Output is built on the task's local disk (``GroupParts``) and stored under the
     attempt's staging prefix at the end.
     """
+    configure_job_logging(work.logs)  # this task's Python worker logs as the driver does
     settled: dict[str, FileResult] = {}  # files quarantined whole after some of their rows were written
     while True:
         with tempfile.TemporaryDirectory(prefix=f"ndjson-group-{work.index:05d}-") as folder:
@@ -96,7 +100,14 @@ def convert_group(work: GroupWork) -> GroupOutput:
                 results = tuple(settled.get(f.identity) or _convert_file(work, f, parts) for f in work.files)
                 staged, lines = parts.stage(work.storage, work.staging, work.index)
             except _QuarantinedAfterWriting as restart:
-                log.warning("%s (%s): converting group %s again without it", restart.result.uri, restart, work.index)
+                log.warning(
+                    "%s (%s): converting group %s of manifest %s again without it",
+                    restart.result.uri,
+                    restart,
+                    work.index,
+                    work.manifest_id,
+                    extra={"manifest_id": work.manifest_id, "day": work.rules.day, "group": work.index},
+                )
                 settled[restart.result.identity] = restart.result
                 continue
             finally:
@@ -117,6 +128,27 @@ def _convert_file(work: GroupWork, file: FileVersion, parts: GroupParts) -> File
         result = FileResult(file.identity, file.uri, FileState.QUARANTINED, reason=exc.reason)
     if result.outcome == FileState.QUARANTINED and not parts.drop_file():
         raise _QuarantinedAfterWriting(result)
+    log.debug(
+        "file %s of manifest %s: %s, %d rows in, %d out, %d rescued, %d quarantined",
+        file.uri,
+        work.manifest_id,
+        result.outcome,
+        result.rows_in,
+        result.rows_out,
+        result.rows_rescued,
+        result.rows_quarantined,
+        extra={
+            "manifest_id": work.manifest_id,
+            "day": work.rules.day,
+            "group": work.index,
+            "uri": file.uri,
+            "outcome": str(result.outcome),
+            "rows_in": result.rows_in,
+            "rows_out": result.rows_out,
+            "rows_rescued": result.rows_rescued,
+            "rows_quarantined": result.rows_quarantined,
+        },
+    )
     return result
 
 

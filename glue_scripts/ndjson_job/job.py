@@ -33,8 +33,23 @@ def convert_manifest(
     schema_text = storage.read_bytes(args.schema_uri).decode("utf-8")
     schema = parse_schema(schema_text, args)
     attempt = attempt or uuid.uuid4().hex
-    cores = spark.sparkContext.defaultParallelism
-    outputs = run_groups(spark, plan_work(manifest, schema, args, storage, attempt, cores))
+    works = plan_work(manifest, schema, args, storage, attempt, spark.sparkContext.defaultParallelism)
+    log.debug(
+        "manifest %s of %s: %d files, %d bytes, in %d group(s)",
+        manifest.manifest_id,
+        manifest.day,
+        len(manifest.files),
+        manifest.total_bytes,
+        len(works),
+        extra={
+            "manifest_id": manifest.manifest_id,
+            "day": manifest.day,
+            "files": len(manifest.files),
+            "bytes": manifest.total_bytes,
+            "groups": len(works),
+        },
+    )
+    outputs = run_groups(spark, works)
     timings = {"convert_s": time.monotonic() - started}
 
     step = time.monotonic()
@@ -61,13 +76,25 @@ def convert_manifest(
     # The completion marker, last.
     storage.write_bytes(args.result_uri, result.to_json().encode())
     log.info(
-        "manifest %s: %s rows in, %s out, %s rescued, %s quarantined, %s output file(s)",
+        "manifest %s of %s: %s rows in, %s out, %s rescued, %s quarantined, %s output file(s)",
         manifest.manifest_id,
+        manifest.day,
         result.rows_in,
         result.rows_out,
         result.rows_rescued,
         result.rows_quarantined,
         len(result.output_files),
+        extra={
+            "manifest_id": manifest.manifest_id,
+            "day": manifest.day,
+            "files": len(result.files),
+            "rows_in": result.rows_in,
+            "rows_out": result.rows_out,
+            "rows_rescued": result.rows_rescued,
+            "rows_quarantined": result.rows_quarantined,
+            "output_files": len(result.output_files),
+            "seconds": round(timings["total_s"], 3),
+        },
     )
     return result
 
@@ -115,6 +142,7 @@ def plan_work(
             storage=storage.for_tasks(),
             staging=staging,
             manifest_id=manifest.manifest_id,
+            logs=args.logs,
         )
         for index, files in enumerate(groups)
     ]

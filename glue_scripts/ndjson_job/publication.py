@@ -76,7 +76,12 @@ def publish(
     existing |= storage.list(layout.quarantine_uri(day, manifest_id) + "/")
     stale = sorted(set(existing) - keep)
     if stale:
-        log.info("deleting %s stale file(s) of manifest %s", len(stale), manifest_id)
+        log.info(
+            "deleting %s stale file(s) of manifest %s",
+            len(stale),
+            manifest_id,
+            extra={"manifest_id": manifest_id, "day": day, "stale_files": len(stale)},
+        )
         storage.delete(stale)
     PublishLog(frozenset(keep)).write(storage, log_uri)
 

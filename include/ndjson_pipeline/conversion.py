@@ -2,19 +2,20 @@
 
 A field's name is its Glue argument name (``read_mode`` is ``--read_mode``) and
 its default is the only default there is: the pipeline settings embed
-``ConversionOptions``, the Airflow side writes ``JobArguments.to_glue_args()``
-and the job reads them back with ``JobArguments.from_argv()``. Shipped to Glue
-with the job, so it imports nothing but the standard library and the layout.
+``ConversionOptions`` and take their ``log_format`` and ``log_level`` defaults
+from ``LogOptions``, the Airflow side writes ``JobArguments.to_glue_args()`` and
+the job reads them back with ``JobArguments.from_argv()``. Shipped to Glue with
+the job, so it imports nothing but the standard library and the layout.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from functools import cache
-from typing import Any, ClassVar, get_type_hints
+from typing import Any, ClassVar, Self, get_type_hints
 
 from ndjson_pipeline.layout import LakeLayout, LayoutError
 
@@ -36,6 +37,23 @@ class Partitioning(StrEnum):
     EVENT_TIME = "event_time"  # dt = the UTC day of each row's event time
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"  # time, level, logger and message on one line
+    JSON = "json"  # one JSON object a line: the message and the record's fields (manifest id, day, counts)
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def number(self) -> int:
+        """The ``logging`` module's number for the level."""
+        return logging.getLevelNamesMapping()[self.name]
+
+
 class OptionError(ValueError):
     """An option or argument has a value it cannot take; ``option`` names it, ``problem`` says why."""
 
@@ -51,12 +69,27 @@ _MINIMUM = {"target_file_mb": 0.01, "max_raw_chars": 1, "max_decompressed_mb": 1
 
 
 @dataclass(frozen=True)
-class ConversionOptions:
-    """How the job turns lines into rows and rows into files.
+class _JobOptions:
+    """Options whose field names are job arguments: values given as text (as Glue passes them) are converted to
+    the field's type and checked here, and a bad one raises ``OptionError`` naming the option."""
 
-    Values may be given as text (as Glue passes them); they are converted and
-    checked here, and a bad one raises ``OptionError`` naming the option.
-    """
+    def __post_init__(self) -> None:
+        for name, kind in get_type_hints(type(self)).items():
+            object.__setattr__(self, name, _coerce(name, kind, getattr(self, name)))
+
+    def to_glue_args(self) -> dict[str, str]:
+        return {f"--{f.name}": _text(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_glue_args(cls, args: Mapping[str, str]) -> Self:
+        """Options from parsed job arguments (names without ``--``); absent or empty ones take their default."""
+        given: dict[str, Any] = {f.name: args[f.name] for f in fields(cls) if args.get(f.name, "") != ""}
+        return cls(**given)
+
+
+@dataclass(frozen=True)
+class ConversionOptions(_JobOptions):
+    """How the job turns lines into rows and rows into files."""
 
     read_mode: ReadMode = ReadMode.RESCUE
     compression: Compression = Compression.SNAPPY
@@ -75,8 +108,7 @@ class ConversionOptions:
     max_decompressed_mb: int = 10_240
 
     def __post_init__(self) -> None:
-        for name, kind in _option_types().items():
-            object.__setattr__(self, name, _coerce(name, kind, getattr(self, name)))
+        super().__post_init__()
         if not _DOTTED_PATH.fullmatch(self.event_time_field):
             raise OptionError("event_time_field", f"must be a dotted field path, not {self.event_time_field!r}")
         if not self.event_time_format.strip():
@@ -91,14 +123,19 @@ class ConversionOptions:
             raise OptionError(unknown[0], f"is not a conversion option; known options are {sorted(known)}")
         return cls(**raw)
 
-    def to_glue_args(self) -> dict[str, str]:
-        return {f"--{f.name}": _text(getattr(self, f.name)) for f in fields(self)}
 
-    @classmethod
-    def from_glue_args(cls, args: Mapping[str, str]) -> ConversionOptions:
-        """Options from parsed job arguments (names without ``--``); absent or empty ones take their default."""
-        given: dict[str, Any] = {f.name: args[f.name] for f in fields(cls) if args.get(f.name, "") != ""}
-        return cls(**given)
+@dataclass(frozen=True)
+class LogOptions(_JobOptions):
+    """How the pipeline logs, in the Airflow tasks and in the job (driver and Spark tasks) alike.
+
+    The settings ``log_format`` and ``log_level`` take these defaults; each side sets its loggers up from them in
+    one place (``ndjson_pipeline_airflow.logs``, ``ndjson_job.logs``).
+    """
+
+    log_format: LogFormat = LogFormat.TEXT
+    # The level of the pipeline's own loggers (ndjson_pipeline, ndjson_pipeline_airflow, ndjson_job); Airflow's,
+    # Spark's and boto's keep theirs.
+    log_level: LogLevel = LogLevel.INFO
 
 
 @dataclass(frozen=True)
@@ -119,6 +156,7 @@ class JobArguments:
     layout: LakeLayout
     schema_uri: str
     options: ConversionOptions = field(default_factory=ConversionOptions)
+    logs: LogOptions = field(default_factory=LogOptions)
 
     def __post_init__(self) -> None:
         if not _DAY.fullmatch(self.day):
@@ -141,6 +179,7 @@ class JobArguments:
             "--dataset": self.layout.dataset,
             "--schema_uri": self.schema_uri,
             **self.options.to_glue_args(),
+            **self.logs.to_glue_args(),
         }
 
     @classmethod
@@ -163,6 +202,7 @@ class JobArguments:
                 layout=layout,
                 schema_uri=args["schema_uri"],
                 options=ConversionOptions.from_glue_args(args),
+                logs=LogOptions.from_glue_args(args),
             )
         except OptionError as exc:
             raise OptionError(f"--{exc.option}", exc.problem) from exc
@@ -193,11 +233,6 @@ def parse_glue_argv(argv: list[str]) -> dict[str, str]:
         else:
             i += 1
     return args
-
-
-@cache
-def _option_types() -> dict[str, type]:
-    return get_type_hints(ConversionOptions)
 
 
 def _coerce(name: str, kind: type, value: Any) -> Any:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ndjson_pipeline.conversion import ConversionOptions, JobArguments, OptionError
+from ndjson_pipeline.conversion import ConversionOptions, JobArguments, LogFormat, LogLevel, LogOptions, OptionError
 from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import ResourceNames, default_names, landing_prefix, landing_retention_days
@@ -97,6 +97,11 @@ class PipelineSettings:
     # runs a day). "mwaa" runs `airflow db clean` through MWAA's CLI endpoint; "local" on the local stack.
     metadata_retention_days: int = 30
     metadata_cleanup_runner: str = "mwaa"
+    # The pipeline's own logs, in the Airflow tasks and in every conversion run (passed as --log_format and
+    # --log_level): "text" or "json" (one object a line, the manifest id, day and counts as fields), and the level
+    # of its loggers. The job's options type holds the defaults (conversion.LogOptions).
+    log_format: LogFormat = LogOptions.log_format
+    log_level: LogLevel = LogOptions.log_level
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -126,6 +131,12 @@ class PipelineSettings:
             raise SettingsError(f"setting 'glue_runner' must be one of ('aws', 'local'), got {self.glue_runner!r}")
         if not isinstance(self.conversion, ConversionOptions):
             raise SettingsError(f"setting 'conversion' must be a ConversionOptions, got {self.conversion!r}")
+        try:
+            logs = LogOptions(log_format=self.log_format, log_level=self.log_level)
+        except OptionError as exc:
+            raise SettingsError(f"setting {exc.option!r} {exc.problem}") from exc
+        object.__setattr__(self, "log_format", logs.log_format)
+        object.__setattr__(self, "log_level", logs.log_level)
         if self.intake_wait_seconds > 20:
             raise SettingsError("setting 'intake_wait_seconds' must be at most 20 (SQS long-poll limit)")
         if self.metadata_cleanup_runner not in METADATA_CLEANUP_RUNNERS:
@@ -190,6 +201,11 @@ class PipelineSettings:
         return landing_retention_days()
 
     @property
+    def logs(self) -> LogOptions:
+        """The log settings as the job's options type: what each side's logging setup and each run get."""
+        return LogOptions(log_format=self.log_format, log_level=self.log_level)
+
+    @property
     def names(self) -> ResourceNames:
         return ResourceNames(self.name_prefix)
 
@@ -216,6 +232,7 @@ class PipelineSettings:
             layout=layout or self.layout,
             schema_uri=self.dataset_schema_uri,
             options=self.conversion,
+            logs=self.logs,
         )
 
     @classmethod

@@ -35,5 +35,7 @@ def purge_metadata_database() -> dict[str, Any]:
             json.dumps(record.held_back_by.as_dict()),
             settings.metadata_retention_days,
         )
-    log.info("metadata cleanup: %s", json.dumps(record.as_dict(), indent=2))
+    log.info(
+        "metadata cleanup: %s", json.dumps(record.as_dict(), indent=2), extra={"metadata_cleanup": record.as_dict()}
+    )
     return record.as_dict()

@@ -45,5 +45,9 @@ def maintain() -> dict[str, Any]:
         )
     except PipelineError as exc:
         raise AirflowFailException(str(exc)) from exc
-    log.info("maintenance: %s", json.dumps(record.as_dict(), indent=2))
+    log.info(
+        "maintenance: %s",
+        json.dumps(record.as_dict(), indent=2),
+        extra={"day": record.day, "maintenance": record.as_dict()},
+    )
     return record.as_dict()

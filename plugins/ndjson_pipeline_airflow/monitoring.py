@@ -48,6 +48,7 @@ def alert_failed_files(
         len(identities),
         settings.max_attempts,
         identities[:10],
+        extra={"alert": "failed_files", "manifest_id": manifest_id, "files_failed": len(identities)},
     )
     publish_metrics(settings, {"FailedFiles": len(identities)}, aws_conn_id)
     _publish(
@@ -63,7 +64,12 @@ def alert_unrepaired_manifest(
     settings: PipelineSettings, manifest_id: str, reason: str, aws_conn_id: str | None = AWS_CONN_ID
 ) -> None:
     """A manifest whose compensation could not complete: its files stay claimed until a sweep repairs it."""
-    log.error("ALERT manifest %s could not be repaired; the next sweep retries: %s", manifest_id, reason)
+    log.error(
+        "ALERT manifest %s could not be repaired; the next sweep retries: %s",
+        manifest_id,
+        reason,
+        extra={"alert": "unrepaired_manifest", "manifest_id": manifest_id},
+    )
     publish_metrics(settings, {"UnrepairedManifests": 1}, aws_conn_id)
     _publish(
         settings,
@@ -82,7 +88,13 @@ def alert_conversion_failed(
     aws_conn_id: str | None = AWS_CONN_ID,
 ) -> None:
     """A conversion that failed for good (its task's last try); its files go back to PENDING or FAILED next."""
-    log.error("ALERT conversion of manifest %s failed for good (%s); files: %s", manifest_id, reason, identities[:10])
+    log.error(
+        "ALERT conversion of manifest %s failed for good (%s); files: %s",
+        manifest_id,
+        reason,
+        identities[:10],
+        extra={"alert": "conversion_failed", "manifest_id": manifest_id, "files": len(identities)},
+    )
     publish_metrics(settings, {"FailedConversions": 1}, aws_conn_id)
     _publish(
         settings,
@@ -103,6 +115,7 @@ def alert_present_but_superseded(
         day,
         len(identities),
         identities[:10],
+        extra={"alert": "present_but_superseded", "day": day, "files": len(identities)},
     )
     publish_metrics(settings, {"PresentButSupersededFiles": len(identities)}, aws_conn_id)
     _publish(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,8 @@ from ndjson_pipeline_airflow.hooks.storage import StorageHook
 from ndjson_pipeline_airflow.runs import conversion_runs
 from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.usage import task_usage
+
+log = logging.getLogger(__name__)  # not the operator's ``self.log``: the pipeline's log settings apply to this one
 
 # A reprocess's conversions take the end-of-day DAG's share of Glue's concurrent runs: both are occasional, and
 # Glue queues what exceeds it (the DAG file sets it on the mapped rebuild: the scheduler reads it from there).
@@ -105,7 +108,15 @@ class ManifestGlueJobOperator(GlueJobOperator):
 
     def _apply(self, context: Any, settings: PipelineSettings, conversion: Conversion) -> str | None:
         """Map what the conversion did to the task: skipped, done, or waiting (deferred) for its run."""
-        self.log.info("%s", conversion.reason)
+        log.info(
+            "%s",
+            conversion.reason,
+            extra={
+                "manifest_id": conversion.manifest_id,
+                "outcome": str(conversion.outcome),
+                "run_id": conversion.run_id,
+            },
+        )
         if conversion.outcome is Outcome.SKIPPED:
             raise AirflowSkipException(conversion.reason)
         if conversion.outcome is Outcome.DONE or conversion.run_id is None:

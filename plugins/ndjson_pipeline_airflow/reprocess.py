@@ -70,7 +70,12 @@ def plan_rebuilds() -> list[dict[str, Any]]:
     except PipelineError as exc:
         raise AirflowFailException(str(exc)) from exc
     summaries = [plan.summary() for plan in plans]
-    log.info("%sreprocess: %s", "dry run: " if dry_run else "", json.dumps(summaries, indent=2))
+    log.info(
+        "%sreprocess: %s",
+        "dry run: " if dry_run else "",
+        json.dumps(summaries, indent=2),
+        extra={"dry_run": dry_run, "reprocess_plans": summaries},
+    )
     context["ti"].xcom_push(key="plans", value=summaries)
     return [] if dry_run else [ref.as_dict() for plan in plans for ref in plan.manifests]
 
@@ -109,7 +114,7 @@ def swap_days(rebuilds: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 triggered_by=getattr(context.get("dag_run"), "triggering_user_name", None),
             )
         except PipelineError as exc:
-            log.error("day %s not swapped: %s", day, exc)
+            log.error("day %s not swapped: %s", day, exc, extra={"day": day})
             refused[day] = str(exc)
             continue
         records.append(record.as_dict())

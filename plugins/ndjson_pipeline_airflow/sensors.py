@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,8 @@ from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 from ndjson_pipeline_airflow.usage import first_day, write_task_usage
+
+log = logging.getLogger(__name__)  # not the sensor's ``self.log``: the pipeline's log settings apply to this one
 
 
 class PendingWorkSensor(BaseSensorOperator):
@@ -49,7 +52,11 @@ class PendingWorkSensor(BaseSensorOperator):
                 LedgerHook(aws_conn_id=self.aws_conn_id).get_ledger(settings), dag_run_name(context)
             )
             if held:
-                self.log.info("this run already holds %d open manifests: planning re-adopts them now", len(held))
+                log.info(
+                    "this run already holds %d open manifests: planning re-adopts them now",
+                    len(held),
+                    extra={"manifest_ids": [record.manifest_id for record in held]},
+                )
                 return []
         self.defer(
             trigger=PendingWorkTrigger(
@@ -72,5 +79,5 @@ class PendingWorkSensor(BaseSensorOperator):
         write_task_usage(load_settings(), first_day(list(event["days"])), Usage.from_dict(event.get("usage")))
         if event["status"] == "timeout":
             raise AirflowSkipException("no open day's pending work became ready before the sensor's timeout")
-        self.log.info("ready: %s", event["summary"])
+        log.info("ready: %s", event["summary"], extra={"days": list(event["days"])})
         return list(event["days"])

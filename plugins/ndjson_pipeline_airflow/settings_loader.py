@@ -5,14 +5,22 @@ from __future__ import annotations
 from airflow.sdk import Variable
 
 from ndjson_pipeline.settings import SETTINGS_VARIABLE, PipelineSettings, SettingsError
+from ndjson_pipeline_airflow.logs import configure_task_logging
 
 
 def load_settings() -> PipelineSettings:
     """Settings from the Variable ``ndjson_pipeline_settings`` (or its ``AIRFLOW_VAR_`` environment variable),
     else ``NDJSON_PIPELINE_SETTINGS``, else the defaults; a bad value raises ``SettingsError`` naming where it was.
 
+    The pipeline's loggers then log as the settings say (``log_format``, ``log_level``) for the rest of the task.
     Call it in ``execute`` or a task, never at DAG import time.
     """
+    settings = _read_settings()
+    configure_task_logging(settings.logs)
+    return settings
+
+
+def _read_settings() -> PipelineSettings:
     raw = Variable.get(SETTINGS_VARIABLE, default=None)
     if raw is None:
         return PipelineSettings.from_env()

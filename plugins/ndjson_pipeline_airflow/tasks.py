@@ -56,7 +56,9 @@ def intake() -> dict[str, Any]:
     sqs = TASK_RECORDER.attach(SqsHook().conn)
     queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
     report = drain_queue(sqs, queue_url, LedgerHook().get_ledger(settings), settings)
-    log.info("intake: %s", json.dumps(report.as_dict()))
+    log.info(
+        "intake: %s", json.dumps(report.as_dict()), extra={"days": sorted(report.days), "intake": report.as_dict()}
+    )
     return report.as_dict()
 
 
@@ -98,7 +100,7 @@ def sweep_expired_claims(days: list[str] | None = None) -> dict[str, Any]:
         "alerted": sorted(alerted),
         "oldest_pending_s": oldest,
     }
-    log.info("sweep: %s", json.dumps(summary))
+    log.info("sweep: %s", json.dumps(summary), extra={"days": days, "sweep": summary})
     if report.unrepaired:
         # Not retried: the next scheduled sweep is the retry, and the alert is out.
         raise AirflowFailException(f"{len(report.unrepaired)} manifests could not be repaired: {report.unrepaired}")
@@ -223,7 +225,7 @@ def reconcile(days: list[str]) -> dict[str, Any]:
     settings = load_settings()
     ledger = LedgerHook().get_ledger(settings)
     report = reconcile_day(StorageHook().conn, ledger, settings, settings.names.landing_bucket, days[0])
-    log.info("reconcile: %s", json.dumps(report.as_dict()))
+    log.info("reconcile: %s", json.dumps(report.as_dict()), extra={"day": days[0], "reconcile": report.as_dict()})
     if report.present_but_superseded:
         # The flush goes on; the day report then finds the day incomplete and names these files.
         alert_present_but_superseded(settings, days[0], report.present_but_superseded)
@@ -243,10 +245,15 @@ def report_day(days: list[str]) -> dict[str, Any]:
     ledger = LedgerHook().get_ledger(settings)
     deadline = time.monotonic() + settings.glue_max_wait_seconds
     while (in_flight := ledger.open_manifests(days[0])) and time.monotonic() < deadline:
-        log.info("waiting for %d manifests of %s still converting in other runs", len(in_flight), days[0])
+        log.info(
+            "waiting for %d manifests of %s still converting in other runs",
+            len(in_flight),
+            days[0],
+            extra={"day": days[0], "manifests_in_flight": len(in_flight)},
+        )
         time.sleep(settings.glue_poll_seconds)
     report = reporting.day_report(ledger, StorageHook().get_storage(), settings, days[0])
-    log.info("day report: %s", json.dumps(report, indent=2))
+    log.info("day report: %s", json.dumps(report, indent=2), extra={"day": days[0], "day_report": report})
     if not report["complete"]:
         raise AirflowFailException(
             f"day {days[0]} is not complete: {report['files_by_state']}; "

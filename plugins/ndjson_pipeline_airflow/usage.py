@@ -47,7 +47,9 @@ def write_task_usage(settings: PipelineSettings, day: str, reported: Usage | Non
     try:
         write_usage(StorageHook().get_storage(), settings.layout, day, _task_try(get_current_context()), usage)
     except Exception:
-        log.exception("could not record the AWS usage of this task try for %s: %s", day, usage.as_dict())
+        log.exception(
+            "could not record the AWS usage of this task try for %s: %s", day, usage.as_dict(), extra={"day": day}
+        )
 
 
 @contextlib.contextmanager
@@ -94,4 +96,9 @@ def record_conversion(settings: PipelineSettings, ref: ManifestRef, rebuild_id: 
         name = f"glue-{ref.manifest_id}" + (f"-rebuild-{rebuild_id}" if rebuild_id else "")
         write_usage(storage, settings.layout, ref.day, name, usage, counts_own_write=False)
     except Exception:
-        log.exception("could not record the Glue usage of manifest %s: %s", ref.manifest_id, usage.as_dict())
+        log.exception(
+            "could not record the Glue usage of manifest %s: %s",
+            ref.manifest_id,
+            usage.as_dict(),
+            extra={"manifest_id": ref.manifest_id, "day": ref.day},
+        )

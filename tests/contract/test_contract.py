@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from ndjson_pipeline.conversion import Compression, ConversionOptions, JobArguments, OptionError, ReadMode
+from ndjson_pipeline.conversion import (
+    Compression,
+    ConversionOptions,
+    JobArguments,
+    LogFormat,
+    LogLevel,
+    LogOptions,
+    OptionError,
+    ReadMode,
+)
 from ndjson_pipeline.files import TERMINAL_STATES, FileId, FileState, FileVersion
 from ndjson_pipeline.layout import LakeLayout, PublishLog
 from ndjson_pipeline.manifest import ManifestRef
@@ -103,6 +112,20 @@ def test_settings_embed_the_options_and_name_a_bad_one():
         PipelineSettings.from_mapping({"conversion": {"compression": "lz4"}})
     with pytest.raises(SettingsError, match=r"conversion\.mode' is not a conversion option"):
         PipelineSettings.from_mapping({"conversion": {"mode": "strict"}})
+
+
+def test_every_run_is_told_the_log_settings_and_reads_them_back():
+    settings = PipelineSettings.from_mapping({"name_prefix": "acme-prod", "log_format": "json", "log_level": "DEBUG"})
+    arguments = settings.job_arguments(ManifestRef("20261124-abc", "2026-11-24", 3, 30))
+    glue_args = arguments.to_glue_args()
+    assert (glue_args["--log_format"], glue_args["--log_level"]) == ("json", "debug")
+    back = JobArguments.from_glue_args({name.removeprefix("--"): value for name, value in glue_args.items()})
+    assert back.logs == LogOptions(log_format=LogFormat.JSON, log_level=LogLevel.DEBUG) == settings.logs
+    # A run started before the job knew these arguments, or by hand without them, logs as before.
+    del glue_args["--log_format"], glue_args["--log_level"]
+    assert JobArguments.from_glue_args({n.removeprefix("--"): v for n, v in glue_args.items()}).logs == LogOptions()
+    with pytest.raises(OptionError, match=r"--log_level must be one of"):
+        JobArguments.from_glue_args({n.removeprefix("--"): v for n, v in glue_args.items()} | {"log_level": "loud"})
 
 
 class _DeleteRefusingS3:

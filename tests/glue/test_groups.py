@@ -115,7 +115,7 @@ BIG_BODY = ndjson_body(4000, seed=7, prefix="b")[0]  # about 1.9 MB
     ids=["truncated gzip", "too large"],
 )
 def test_a_file_quarantined_after_its_rows_were_written_publishes_none_of_them(
-    tmp_path, monkeypatch, caplog, read_mode, body, options, reason
+    tmp_path, monkeypatch, capsys, read_mode, body, options, reason
 ):
     """Row groups small enough that the bad file's rows are written before its end shows what it is."""
     monkeypatch.setattr(output_module, "ROW_GROUP_BYTES", 64 * 1024)
@@ -133,7 +133,8 @@ def test_a_file_quarantined_after_its_rows_were_written_publishes_none_of_them(
     assert results[name].reason.startswith(reason)
     assert _staged_ids(output) == GOOD_IDS
     assert not [line for line in _staged_lines(output) if line["uri"].endswith(name)]
-    assert "converting group 0 again without it" in caplog.text
+    # The task logs as the job's logging setup says: to stderr, text at INFO by default.
+    assert "converting group 0 of manifest m-1 again without it" in capsys.readouterr().err
 
 
 def test_invalid_utf8_late_in_a_large_file_quarantines_it_whole_in_strict_mode(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ndjson_pipeline.conversion import LogFormat, LogLevel, LogOptions
 from ndjson_pipeline.resources import landing_retention_days
 from ndjson_pipeline.settings import LIFECYCLE_LAG_DAYS, PipelineSettings, SettingsError
 
@@ -41,6 +42,9 @@ def test_defaults_are_consistent():
         ({"metadata_retention_days": 3}, ["'metadata_retention_days' (3)", "landing_retention"]),
         ({"metadata_retention_days": 0}, ["'metadata_retention_days'", "positive integer"]),
         ({"metadata_cleanup_runner": "cli"}, ["'metadata_cleanup_runner'", "'mwaa', 'local'"]),
+        ({"log_format": "xml"}, ["'log_format'", "['text', 'json']", "'xml'"]),
+        ({"log_level": "verbose"}, ["'log_level'", "['debug', 'info', 'warning', 'error']", "'verbose'"]),
+        ({"log_level": 10}, ["'log_level'", "10"]),
     ],
 )
 def test_inconsistent_settings_are_refused_naming_them(overrides, named):
@@ -65,3 +69,10 @@ def test_the_metadata_retention_may_be_as_short_as_the_landing_retention():
     assert _make_settings(metadata_retention_days=landing_retention_days()).metadata_retention_days == 7
     with pytest.raises(SettingsError, match="metadata_retention_days"):
         _make_settings(metadata_retention_days=landing_retention_days() - 1)
+
+
+def test_log_settings_default_to_text_at_info_and_take_any_case():
+    assert (_make_settings().log_format, _make_settings().log_level) == ("text", "info")
+    settings = _make_settings(log_format=" JSON", log_level="DEBUG")
+    assert (settings.log_format, settings.log_level) == (LogFormat.JSON, LogLevel.DEBUG)
+    assert settings.logs == LogOptions(log_format="json", log_level="debug")

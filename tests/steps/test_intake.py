@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ndjson_pipeline.files import FileState
-from ndjson_pipeline.steps.intake import drain_queue, parse_notification
+from ndjson_pipeline.steps.intake import MalformedMessageError, drain_queue, parse_notification
 from tests.factories import DAY, DAY_PATH, make_body, make_record, mwaa_ledger, queue_depth, send
 
 
@@ -299,6 +299,22 @@ def test_parse_notification_reads_sequencer_version_and_strips_quotes():
 
     (created,) = parsed.created
     assert (created.etag, created.sequencer, created.version_id) == ("abc", "01", "v1")
+
+
+@pytest.mark.parametrize(("field", "value"), [("size", "SECRET-42"), ("size", ["SECRET-42"]), ("eTag", None)])
+def test_why_a_body_is_malformed_never_quotes_its_values(field, value):
+    """The reason is logged; a body is data. ``int("SECRET-42")`` would quote the value in its error."""
+    record = make_record("b", f"{DAY_PATH}x.ndjson")
+    if value is None:
+        del record["s3"]["object"][field]
+    else:
+        record["s3"]["object"][field] = value
+
+    with pytest.raises(MalformedMessageError) as raised:
+        parse_notification(make_body(record))
+
+    assert "SECRET" not in str(raised.value)
+    assert str(raised.value).startswith("record 0 ")
 
 
 def _long_key(total_bytes: int) -> str:

@@ -103,6 +103,13 @@ def claim_manifest(
                 manifest.total_bytes,
                 day,
                 manifest_id,
+                extra={
+                    "manifest_id": manifest_id,
+                    "day": day,
+                    "groups": len(candidates),
+                    "files": len(manifest.files),
+                    "bytes": manifest.total_bytes,
+                },
             )
             return manifest
         changed = [g.group_id for g, x in zip(candidates, cancellations, strict=False) if x.condition_failed]

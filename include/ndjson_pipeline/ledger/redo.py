@@ -68,7 +68,11 @@ def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int
         if (adopted := _successor_holding(table, manifest_id, table.groups_of(record, all_held=False))) is not None:
             _link(table, manifest_id, adopted)
             return adopted
-        log.info("manifest %s: no file is left to redo (all finished or held by other manifests)", manifest_id)
+        log.info(
+            "manifest %s: no file is left to redo (all finished or held by other manifests)",
+            manifest_id,
+            extra={"manifest_id": manifest_id, "day": record.day},
+        )
         return None
     _link(table, manifest_id, successor.manifest_id)
     log.info(
@@ -77,6 +81,12 @@ def redo_compensated(table: LedgerTable, manifest_id: str, *, lease_seconds: int
         successor.manifest_id,
         len(successor.files),
         record.file_count,
+        extra={
+            "manifest_id": manifest_id,
+            "day": record.day,
+            "redo_manifest_id": successor.manifest_id,
+            "files": len(successor.files),
+        },
     )
     return successor.manifest_id
 

@@ -168,7 +168,12 @@ def compensate_manifest(table: LedgerTable, manifest_id: str, *, max_attempts: i
     _close_manifest(table, manifest_id, ManifestState.COMPENSATED, now, reason)
     if failed:
         log.error(
-            "manifest %s: %d files FAILED after %d attempts: %s", manifest_id, len(failed), max_attempts, failed[:5]
+            "manifest %s: %d files FAILED after %d attempts: %s",
+            manifest_id,
+            len(failed),
+            max_attempts,
+            failed[:5],
+            extra={"manifest_id": manifest_id, "day": record.day, "files_failed": len(failed)},
         )
     return sorted(failed)
 

@@ -149,7 +149,11 @@ def convert(
     active_run_id = runs.active_run_of(ref.manifest_id)
     result_exists = read_result(storage, settings, ref) is not None
     decision = decide_conversion(ref.manifest_id, record, result_exists=result_exists, active_run_id=active_run_id)
-    log.info("%s", decision.reason)
+    log.info(
+        "%s",
+        decision.reason,
+        extra={"manifest_id": ref.manifest_id, "day": ref.day, "decision": str(decision.kind)},
+    )
     if decision.kind is ConversionKind.SKIP:
         if active_run_id and record is not None and record.state is not ManifestState.SUCCEEDED:
             return _give_up(storage, settings, ref, runs, f"run {active_run_id} converts a manifest given up")
@@ -177,7 +181,7 @@ def _give_up(
     runs.stop(ref.manifest_id)
     removed = discard_output(storage, settings, ref)
     reason = f"manifest {ref.manifest_id} was compensated: {why}; run stopped, {removed} output objects removed"
-    log.warning("%s", reason)
+    log.warning("%s", reason, extra={"manifest_id": ref.manifest_id, "day": ref.day, "objects_removed": removed})
     return Conversion(Outcome.SKIPPED, ref.manifest_id, reason)
 
 
@@ -213,7 +217,12 @@ def unfinished_claim(
         return record
     state = record.status if record else "unknown to the ledger"
     found = f"{state} with a result" if result_exists else state
-    log.info("manifest %s is %s: the callback leaves it alone", ref.manifest_id, found)
+    log.info(
+        "manifest %s is %s: the callback leaves it alone",
+        ref.manifest_id,
+        found,
+        extra={"manifest_id": ref.manifest_id, "day": ref.day},
+    )
     return None
 
 
@@ -236,10 +245,19 @@ def clean_up_before_retry(
     if now is None or runs.active_run_of(ref.manifest_id) is not None:
         return 0
     if now.lease_expires_at != seen.lease_expires_at:
-        log.info("manifest %s: a newer try took the claim meanwhile; its output is left alone", ref.manifest_id)
+        log.info(
+            "manifest %s: a newer try took the claim meanwhile; its output is left alone",
+            ref.manifest_id,
+            extra={"manifest_id": ref.manifest_id, "day": ref.day},
+        )
         return 0
     removed = discard_output(storage, settings, ref)
-    log.info("manifest %s: run stopped, %d partial output objects removed before the retry", ref.manifest_id, removed)
+    log.info(
+        "manifest %s: run stopped, %d partial output objects removed before the retry",
+        ref.manifest_id,
+        removed,
+        extra={"manifest_id": ref.manifest_id, "day": ref.day, "objects_removed": removed},
+    )
     return removed
 
 

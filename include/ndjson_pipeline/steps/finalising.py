@@ -63,7 +63,12 @@ def finalise_manifest(
     if record.state is ManifestState.COMPENSATED:
         runs.stop(ref.manifest_id)
         removed = discard_output(storage, settings, ref)
-        log.info("manifest %s was already compensated; removed %d objects of a late run", ref.manifest_id, removed)
+        log.info(
+            "manifest %s was already compensated; removed %d objects of a late run",
+            ref.manifest_id,
+            removed,
+            extra={"manifest_id": ref.manifest_id, "day": ref.day, "objects_removed": removed},
+        )
         return Finalised(ref.manifest_id, ManifestState.COMPENSATED)
     result = read_result(storage, settings, ref)
     if result is not None:
@@ -93,7 +98,12 @@ def record_result(
     if catalog is not None:
         added = catalog.add_partitions_of(result)
         if added:
-            log.info("manifest %s: partitions %s added to the catalog", ref.manifest_id, added)
+            log.info(
+                "manifest %s: partitions %s added to the catalog",
+                ref.manifest_id,
+                added,
+                extra={"manifest_id": ref.manifest_id, "day": ref.day, "partitions_added": added},
+            )
     states = Counter(f.outcome for f in result.files)
     log.info(
         "manifest %s finalised: %d DONE, %d QUARANTINED, rows in %d = out %d + quarantined %d (rescued %d)",
@@ -104,6 +114,16 @@ def record_result(
         result.rows_out,
         result.rows_quarantined,
         result.rows_rescued,
+        extra={
+            "manifest_id": ref.manifest_id,
+            "day": ref.day,
+            "files_done": states[FileState.DONE],
+            "files_quarantined": states[FileState.QUARANTINED],
+            "rows_in": result.rows_in,
+            "rows_out": result.rows_out,
+            "rows_quarantined": result.rows_quarantined,
+            "rows_rescued": result.rows_rescued,
+        },
     )
     return Finalised(
         manifest_id=ref.manifest_id,
@@ -139,7 +159,11 @@ def compensate_fenced(
     runs.stop(ref.manifest_id)
     result = read_result(storage, settings, ref)
     if result is not None:
-        log.info("manifest %s: its run finished before it could be stopped; recording its result", ref.manifest_id)
+        log.info(
+            "manifest %s: its run finished before it could be stopped; recording its result",
+            ref.manifest_id,
+            extra={"manifest_id": ref.manifest_id, "day": ref.day},
+        )
         return record_result(ledger, storage, settings, ref, result, catalog=catalog)
     removed = discard_output(storage, settings, ref)
     failed = ledger.compensate_manifest(ref.manifest_id, max_attempts=settings.max_attempts, reason=reason)
@@ -149,6 +173,12 @@ def compensate_fenced(
         reason,
         removed,
         len(failed),
+        extra={
+            "manifest_id": ref.manifest_id,
+            "day": ref.day,
+            "objects_removed": removed,
+            "files_failed": len(failed),
+        },
     )
     return Finalised(ref.manifest_id, ManifestState.COMPENSATED, files_failed=tuple(failed))
 

@@ -82,8 +82,13 @@ def parse_notification(body: str) -> ParsedMessage:
                     version_id=obj.get("versionId"),
                 )
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:  # one of the names looked up above
             raise MalformedMessageError(f"record {index} lacks a valid {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            # Not the exception's text: int() quotes the value it refused, and a body is data, never logged.
+            raise MalformedMessageError(
+                f"record {index} has a value of the wrong type ({exc.__class__.__name__})"
+            ) from exc
     return ParsedMessage(created=tuple(created), ignored_events=ignored)
 
 
@@ -183,6 +188,17 @@ def drain_queue(
         report.unstored,
         report.deleted,
         report.stopped_because,
+        extra={
+            "days": sorted(report.days),
+            "messages": report.messages,
+            "registered": report.registered,
+            "already_known": report.already_known,
+            "quarantined": report.quarantined,
+            "malformed": report.malformed,
+            "unstored": report.unstored,
+            "deleted": report.deleted,
+            "stopped_because": report.stopped_because,
+        },
     )
     return report
 
@@ -207,6 +223,7 @@ def _store_and_delete(
                 message["MessageId"],
                 message.get("Attributes", {}).get("ApproximateReceiveCount", "?"),
                 exc,
+                extra={"message_id": message["MessageId"]},
             )
             continue
         report.test_events += parsed.test_event
@@ -235,7 +252,12 @@ def _store_and_delete(
     for reg in registrations:
         if reg.rejection and reg.file.identity in outcome.quarantined:
             report.quarantine_reasons[reg.rejection.split(":")[0]] += 1
-            log.warning("quarantined at intake: %s: %s", reg.file.uri, reg.rejection)
+            log.warning(
+                "quarantined at intake: %s: %s",
+                reg.file.uri,
+                reg.rejection,
+                extra={"day": reg.day, "uri": reg.file.uri},
+            )
     stored = outcome.stored()
     ready = [m for m, identities in deletable if all(i in stored for i in identities)]
     report.deleted += _delete_messages(sqs, queue_url, ready)
@@ -252,7 +274,12 @@ def _register(
     try:
         return ledger.register(registrations)
     except Exception as exc:
-        log.warning("registering %d messages at once failed (%s); registering them one by one", len(messages), exc)
+        log.warning(
+            "registering %d messages at once failed (%s); registering them one by one",
+            len(messages),
+            exc,
+            extra={"messages": len(messages)},
+        )
     by_identity = {r.file.identity: r for r in registrations}
     outcome = RegisterOutcome()
     for message, identities in messages:
@@ -266,6 +293,7 @@ def _register(
                 message.get("Attributes", {}).get("ApproximateReceiveCount", "?"),
                 exc.__class__.__name__,
                 exc,
+                extra={"message_id": message["MessageId"]},
             )
     return outcome
 
@@ -280,6 +308,9 @@ def _delete_messages(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -
         )
         for failure in response.get("Failed", []):
             # The record is stored; redelivery of this message will be a no-op.
-            log.warning("could not delete message %s: %s", batch[int(failure["Id"])]["MessageId"], failure.get("Code"))
+            message_id = batch[int(failure["Id"])]["MessageId"]
+            log.warning(
+                "could not delete message %s: %s", message_id, failure.get("Code"), extra={"message_id": message_id}
+            )
         deleted += len(response.get("Successful", []))
     return deleted

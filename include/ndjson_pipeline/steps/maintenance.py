@@ -127,6 +127,15 @@ def _record(
         len(changed),
         "would change" if dry_run else "changed",
         len(unchanged),
+        extra={
+            "action": str(action),
+            "day": day,
+            "manifest_id": manifest_id,
+            "dry_run": dry_run,
+            "selected": selected,
+            "changed": len(changed),
+            "unchanged": len(unchanged),
+        },
     )
     return result
 

@@ -51,7 +51,22 @@ def plan_manifests(
         sum(r.files for r in refs),
         sum(r.bytes for r in refs),
         days,
+        extra={
+            "days": days,
+            "manifests": len(refs),
+            "files": sum(r.files for r in refs),
+            "bytes": sum(r.bytes for r in refs),
+        },
     )
+    for ref in refs:
+        log.debug(
+            "manifest %s of %s: %d files, %d bytes",
+            ref.manifest_id,
+            ref.day,
+            ref.files,
+            ref.bytes,
+            extra={"manifest_id": ref.manifest_id, "day": ref.day, "files": ref.files, "bytes": ref.bytes},
+        )
     return refs
 
 
@@ -72,7 +87,12 @@ def readopt_manifests(ledger: Ledger, owner: str) -> list[Manifest]:
     """The open manifests ``owner`` claimed in an earlier try, on every open day, oldest day first."""
     adopted = [ledger.manifest_of(record) for record in holds_open_manifests(ledger, owner)]
     if adopted:
-        log.info("re-adopting %d manifests claimed by %s in an earlier try", len(adopted), owner)
+        log.info(
+            "re-adopting %d manifests claimed by %s in an earlier try",
+            len(adopted),
+            owner,
+            extra={"owner": owner, "manifest_ids": [m.manifest_id for m in adopted]},
+        )
     return adopted
 
 

@@ -100,7 +100,11 @@ def reconcile_day(
         report.states.update(str(s) for s in states.values())
         report.states += Counter(PENDING=len(outcome.registered), QUARANTINED=len(outcome.quarantined))
         for identity in outcome.registered:
-            log.info("reconcile registered a version no notification announced: %s", regs[identity].file.uri)
+            log.info(
+                "reconcile registered a version no notification announced: %s",
+                regs[identity].file.uri,
+                extra={"day": day, "uri": regs[identity].file.uri},
+            )
     log.info(
         "reconcile %s: %d seen, %d already known, %d newly registered, %d quarantined",
         day,
@@ -108,6 +112,13 @@ def reconcile_day(
         report.already_known,
         report.registered,
         report.quarantined,
+        extra={
+            "day": day,
+            "seen": report.seen,
+            "already_known": report.already_known,
+            "registered": report.registered,
+            "quarantined": report.quarantined,
+        },
     )
     if report.present_but_superseded:
         log.error(
@@ -115,5 +126,6 @@ def reconcile_day(
             day,
             len(report.present_but_superseded),
             report.present_but_superseded[:10],
+            extra={"day": day, "present_but_superseded": len(report.present_but_superseded)},
         )
     return report

@@ -34,7 +34,12 @@ def manifest_to_convert(ledger: Ledger, storage: Storage, settings: PipelineSett
         record = ledger.get_manifest(current.manifest_id)
         if record is not None and record.is_open:
             write_manifest(storage, settings, ledger.manifest_of(record))
-        log.info("manifest %s was compensated; converting its redo %s instead", ref.manifest_id, current.manifest_id)
+        log.info(
+            "manifest %s was compensated; converting its redo %s instead",
+            ref.manifest_id,
+            current.manifest_id,
+            extra={"manifest_id": ref.manifest_id, "day": ref.day, "redo_manifest_id": current.manifest_id},
+        )
     return current
 
 

@@ -151,7 +151,12 @@ def plan_reprocess(
     check_day_can_be_closed(day, settings, today)
     rebuild_id = rebuild_id_for(requested_by, day)
     if swap_record(storage, settings, day, requested_by) is not None:
-        log.info("day %s was swapped in by %s already: nothing to rebuild", day, requested_by)
+        log.info(
+            "day %s was swapped in by %s already: nothing to rebuild",
+            day,
+            requested_by,
+            extra={"day": day, "requested_by": requested_by},
+        )
         return ReprocessPlan(day, rebuild_id, [], 0, 0, 0)
     rebuild = settings.layout.rebuild(rebuild_id)
     manifest_ids: set[str] = set()
@@ -187,7 +192,13 @@ def plan_reprocess(
             storage.write_bytes(rebuild.manifest_uri(day, manifest_id), manifest.to_json().encode())
         refs.append(RebuildRef(ManifestRef.of(manifest), rebuild_id))
     plan = ReprocessPlan(day, rebuild_id, refs, rows["files"], rows["out"], rows["quarantined"])
-    log.info("%sreprocess of %s: %s", "dry run: " if dry_run else "", day, json.dumps(plan.summary()))
+    log.info(
+        "%sreprocess of %s: %s",
+        "dry run: " if dry_run else "",
+        day,
+        json.dumps(plan.summary()),
+        extra={**plan.summary(), "dry_run": dry_run},
+    )
     return plan
 
 
@@ -263,7 +274,12 @@ def swap_day(
         json.dumps(record.as_dict(), indent=2, sort_keys=True).encode(),
     )
     _remove_rebuild(storage, rebuild)
-    log.info("reprocess of %s swapped in: %s", day, json.dumps(record.as_dict()))
+    log.info(
+        "reprocess of %s swapped in: %s",
+        day,
+        json.dumps(record.as_dict()),
+        extra={"day": day, "reprocess": record.as_dict()},
+    )
     return record
 
 

@@ -64,11 +64,19 @@ def sweep_expired_claims(
                 )
             except Exception as exc:
                 report.unrepaired[manifest_id] = f"{exc.__class__.__name__}: {exc}"
-                log.error("manifest %s of %s could not be repaired (%s); next sweep retries", manifest_id, day, exc)
+                log.error(
+                    "manifest %s of %s could not be repaired (%s); next sweep retries",
+                    manifest_id,
+                    day,
+                    exc,
+                    extra={"manifest_id": manifest_id, "day": day},
+                )
         try:
             report.days[day] = ledger.close_day_if_idle(day, now=now)
         except Exception as exc:
-            log.warning("could not check whether %s has work left (%s); next sweep retries", day, exc)
+            log.warning(
+                "could not check whether %s has work left (%s); next sweep retries", day, exc, extra={"day": day}
+            )
     return report
 
 
@@ -93,11 +101,19 @@ def _repair(
     if record.is_open and runs.active_run_of(manifest_id) is not None:
         ledger.extend_lease(manifest_id, settings.lease_seconds)
         report.extended.append(manifest_id)
-        log.info("manifest %s: lease expired but its run is active; lease extended", manifest_id)
+        log.info(
+            "manifest %s: lease expired but its run is active; lease extended",
+            manifest_id,
+            extra={"manifest_id": manifest_id, "day": day},
+        )
         return
     # Conditional on the lease having run out: a conversion that extended it just now keeps its claim.
     if not ledger.fence_manifest(manifest_id, lease_expired_at=now):
-        log.info("manifest %s: a conversion took its claim back; not compensating", manifest_id)
+        log.info(
+            "manifest %s: a conversion took its claim back; not compensating",
+            manifest_id,
+            extra={"manifest_id": manifest_id, "day": day},
+        )
         return
     finalised = compensate_fenced(
         ledger,
@@ -126,7 +142,13 @@ def publish_stranded_alerts(
                 publish(manifest_id, identities)
                 ledger.clear_alerts(manifest_id, identities)
             except Exception as exc:
-                log.error("alert of manifest %s (%d FAILED files) not published: %s", manifest_id, len(identities), exc)
+                log.error(
+                    "alert of manifest %s (%d FAILED files) not published: %s",
+                    manifest_id,
+                    len(identities),
+                    exc,
+                    extra={"manifest_id": manifest_id, "day": day, "files_failed": len(identities)},
+                )
                 continue
             published[manifest_id] = identities
     return published

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,9 @@ from ndjson_pipeline_airflow.hooks import RecordsRequests
 
 if TYPE_CHECKING:
     from mypy_boto3_glue import GlueClient
+
+# The module's logger, not the hook's structlog ``self.log``: the pipeline's log settings apply to it (``logs``).
+log = logging.getLogger(__name__)
 
 MANIFEST_ARGUMENT = "--manifest_id"
 LAKE_ROOT_ARGUMENT = "--lake_root"
@@ -90,8 +94,12 @@ class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
             raise ValueError(f"Glue job {self.conversion_job} does not exist (infra/modules/glue creates it)")
         script_args = {**arguments.to_glue_args(), **(extra_arguments or {})}
         run_id: str = self.initialize_job(script_args)["JobRunId"]
-        self.log.info(
-            "started Glue run %s of job %s for manifest %s", run_id, self.conversion_job, arguments.manifest_id
+        log.info(
+            "started Glue run %s of job %s for manifest %s",
+            run_id,
+            self.conversion_job,
+            arguments.manifest_id,
+            extra={"manifest_id": arguments.manifest_id, "day": arguments.day, "run_id": run_id},
         )
         return run_id
 
@@ -103,7 +111,12 @@ class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
         """
         run_id = self.active_run_of(manifest_id)
         if run_id:
-            self.log.warning("stopping Glue run %s of manifest %s", run_id, manifest_id)
+            log.warning(
+                "stopping Glue run %s of manifest %s",
+                run_id,
+                manifest_id,
+                extra={"manifest_id": manifest_id, "run_id": run_id},
+            )
             self._glue.batch_stop_job_run(JobName=self.conversion_job, JobRunIds=[run_id])
         return run_id
 
