@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
@@ -24,7 +23,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ndjson_job import job
-from ndjson_job.groups import convert_group
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.landing import MAX_KEY_BYTES
 from ndjson_pipeline.manifest import JobResult
@@ -32,6 +30,7 @@ from ndjson_pipeline.steps.intake import drain_queue
 from ndjson_pipeline.steps.reconcile import reconcile_day
 from ndjson_pipeline.storage import Storage
 from tests.factories import DAY, DAY_PATH, TODAY, finalise, make_body, make_record, plan, send
+from tests.glue.in_process import tasks_here
 from tools.sample_data import ndjson_body
 
 pytestmark = pytest.mark.e2e
@@ -58,8 +57,6 @@ def landing_keys(draw) -> tuple[list[str], list[str]]:
 
 
 _examples = itertools.count()
-# What the job asks of its Spark session when its tasks run here (``glue_role_tasks``): how many cores it has.
-IN_THIS_PROCESS = SimpleNamespace(sparkContext=SimpleNamespace(defaultParallelism=2))
 
 
 @pytest.fixture
@@ -67,13 +64,13 @@ def glue_role_tasks(stack, monkeypatch):
     """The job's tasks in this process, reading and writing S3 as the Glue job role (as Spark's tasks would)."""
     for name, value in {**stack.identities.glue.env(), "AWS_ENDPOINT_URL": stack.endpoint}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(job, "run_groups", lambda _spark, works: [convert_group(work) for work in works])
-    return Storage(endpoint_url=stack.endpoint)
+    return tasks_here(monkeypatch), Storage(endpoint_url=stack.endpoint)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(keys=landing_keys())
 def test_every_key_s3_allows_is_converted_once_under_its_exact_name(stack, glue_role_tasks, keys):
+    spark, job_storage = glue_role_tasks
     n = next(_examples)  # keeps each example's objects apart (shrinking runs examples again)
     inside = [k for k in (f"{DAY_PATH}{n}/{name}.ndjson" for name in keys[0]) if _fits(k)]
     outside = [f"/{n}/{name}.ndjson" for name in keys[1]]
@@ -98,7 +95,7 @@ def test_every_key_s3_allows_is_converted_once_under_its_exact_name(stack, glue_
         assert "outside the landing layout" in record.reason
     refs = plan(stack, owner=f"any-key/{n}")
     for ref in refs:
-        job.convert_manifest(IN_THIS_PROCESS, stack.settings.job_arguments(ref), glue_role_tasks)
+        job.convert_manifest(spark, stack.settings.job_arguments(ref), job_storage)
         finalise(stack, ref)
     for key in inside:
         record = stack.ledger.get_file(identities[key])

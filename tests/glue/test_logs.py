@@ -16,8 +16,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ndjson_job import job as job_module
-from ndjson_job.groups import convert_group
 from ndjson_job.job import convert_manifest
 from ndjson_job.logs import configure_job_logging
 from ndjson_pipeline.files import FileVersion
@@ -25,6 +23,7 @@ from ndjson_pipeline.local_glue import run_glue_script_locally
 from ndjson_pipeline.manifest import JobResult, Manifest, ManifestRef
 from ndjson_pipeline.storage import Storage
 from tests.glue.conftest import DAY, LocalJob, make_local_job
+from tests.glue.in_process import tasks_here
 from tests.record_content import MARKER, assert_no_record_content, marked_files
 
 SCRIPT = str(Path(__file__).resolve().parents[2] / "glue_scripts" / "ndjson_to_parquet.py")
@@ -35,12 +34,12 @@ JSON_KEYS = ("timestamp", "level", "event", "logger")
 
 def _run_in_process(tmp_path: Path, monkeypatch, capsys, **args: str) -> tuple[LocalJob, JobResult, str]:
     """Convert the marked files as the entry script would, at DEBUG; the job, its result and everything logged."""
-    monkeypatch.setattr(job_module, "run_groups", lambda spark, works: [convert_group(w) for w in works])
+    spark = tasks_here(monkeypatch)
     bodies = {f"in/{name}": body for name, body in marked_files(DAY).items()}
     job = make_local_job(tmp_path, bodies, partitioning="event_time", log_level="DEBUG", **args)
     capsys.readouterr()
     configure_job_logging(job.arguments.logs)  # what ndjson_to_parquet.main does with the arguments
-    result = convert_manifest(None, job.arguments, Storage(bucket_root=job.bucket_root))
+    result = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
     return job, result, capsys.readouterr().err
 
 
@@ -95,7 +94,7 @@ def test_the_level_argument_holds_back_what_is_below_it(tmp_path, monkeypatch, c
     assert any(json.loads(line)["level"] == "debug" for line in logged.splitlines())
     job = make_local_job(tmp_path / "quiet", {"in/a.ndjson": marked_files(DAY)["marked.ndjson"]}, log_level="warning")
     configure_job_logging(job.arguments.logs)
-    convert_manifest(None, job.arguments, Storage(bucket_root=job.bucket_root))
+    convert_manifest(tasks_here(monkeypatch), job.arguments, Storage(bucket_root=job.bucket_root))
     assert capsys.readouterr().err == ""  # no warning in a clean run: neither the summary nor the per-file lines
 
 
