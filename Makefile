@@ -16,7 +16,7 @@ GLUE_ENVS := glue50 glue51 glue60
 glue_stamp = .venv-$(1)/.installed-$(shell cat requirements-$(1).txt | sha256sum | cut -c1-16)
 GLUE_STAMPS := $(foreach env,$(GLUE_ENVS),$(call glue_stamp,$(env)))
 
-.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-dynamodb-local install-glue-envs test-glue-envs build deploy bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak
+.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-dynamodb-local install-glue-envs test-glue-envs build deploy bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak bench-dag-parse
 
 install: $(STAMP) $(DYNAMODB_LOCAL_STAMP)
 
@@ -109,6 +109,10 @@ deploy: build
 
 bench-ledger: install
 	$(VENV)/bin/python -m benchmarks.ledger_benchmark
+
+# How long each DAG file takes to parse in a warm process, against Airflow's tutorial DAG.
+bench-dag-parse: install
+	$(VENV)/bin/python -m benchmarks.dag_parse_benchmark
 
 bench-glue: install
 	$(VENV)/bin/python -m benchmarks.glue_job_benchmark

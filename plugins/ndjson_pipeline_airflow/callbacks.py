@@ -15,20 +15,22 @@ compensates, and the sweeper repairs every claim whose lease ran out.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ndjson_pipeline.manifest import ManifestRef
-from ndjson_pipeline.settings import PipelineSettings
-from ndjson_pipeline.steps import converting
-from ndjson_pipeline_airflow import monitoring
-from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
-from ndjson_pipeline_airflow.hooks.storage import StorageHook
-from ndjson_pipeline_airflow.runs import conversion_runs
-from ndjson_pipeline_airflow.settings_loader import load_settings
+if TYPE_CHECKING:
+    from ndjson_pipeline.manifest import ManifestRef
+    from ndjson_pipeline.settings import PipelineSettings
+
+# DAG files import this module (through the conversion's task group): what a callback needs is imported when it runs.
 
 
 def stop_run_before_retry(context: Any) -> None:
     """``on_retry_callback`` of the conversion: stop its run, then remove its partial output (``converting``)."""
+    from ndjson_pipeline.steps import converting
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.runs import conversion_runs
+
     settings, ref, aws_conn_id = _of(context)
     ledger = LedgerHook(aws_conn_id=aws_conn_id).get_ledger(settings)
     storage = StorageHook(aws_conn_id=aws_conn_id).get_storage()
@@ -38,6 +40,11 @@ def stop_run_before_retry(context: Any) -> None:
 
 def alert_conversion_failed(context: Any) -> None:
     """``on_failure_callback`` of the conversion: alert once, naming the manifest and its files."""
+    from ndjson_pipeline.steps import converting
+    from ndjson_pipeline_airflow import monitoring
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+
     settings, ref, aws_conn_id = _of(context)
     ledger = LedgerHook(aws_conn_id=aws_conn_id).get_ledger(settings)
     storage = StorageHook(aws_conn_id=aws_conn_id).get_storage()
@@ -50,5 +57,8 @@ def alert_conversion_failed(context: Any) -> None:
 
 
 def _of(context: Any) -> tuple[PipelineSettings, ManifestRef, str | None]:
+    from ndjson_pipeline.manifest import ManifestRef
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     task = context["task"]
     return load_settings(), ManifestRef.from_dict(task.manifest), task.aws_conn_id

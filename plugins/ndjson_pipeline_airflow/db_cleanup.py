@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context, task
 
-from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.metadata_cleanup import AirflowAdmin, purge_metadata
-from ndjson_pipeline.settings import PipelineSettings
-from ndjson_pipeline_airflow.hooks.airflow_admin import LocalAirflowAdmin, MwaaAirflowHook
-from ndjson_pipeline_airflow.settings_loader import load_settings
+if TYPE_CHECKING:
+    from ndjson_pipeline.metadata_cleanup import AirflowAdmin
+    from ndjson_pipeline.settings import PipelineSettings
+
+# The DAG file imports this module: what the task uses beyond Airflow's authoring interface is imported when it runs.
 
 log = logging.getLogger(__name__)
 
 
 def airflow_admin(settings: PipelineSettings) -> AirflowAdmin:
     """Where ``db clean`` runs: MWAA's web server, or the local stack (setting ``metadata_cleanup_runner``)."""
+    from ndjson_pipeline_airflow.hooks.airflow_admin import LocalAirflowAdmin, MwaaAirflowHook
+
     return LocalAirflowAdmin() if settings.metadata_cleanup_runner == "local" else MwaaAirflowHook()
 
 
 @task(multiple_outputs=False)
 def purge_metadata_database() -> dict[str, Any]:
     """Purge the metadata database's rows older than ``metadata_retention_days``; rows of unfinished runs stay."""
+    from ndjson_pipeline.clock import utcnow
+    from ndjson_pipeline.metadata_cleanup import purge_metadata
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     settings = load_settings()
     dry_run = bool(get_current_context()["params"]["dry_run"])
     record = purge_metadata(airflow_admin(settings), utcnow(), settings.metadata_retention_days, dry_run=dry_run)

@@ -1,4 +1,7 @@
-"""The maintenance DAG's task: one operator action on a day's files, as the run's params ask."""
+"""The maintenance DAG's task: one operator action on a day's files, as the run's params ask.
+
+The DAG file imports this module: what the task uses beyond Airflow's authoring interface is imported when it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +12,7 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from ndjson_pipeline.steps import PipelineError
-from ndjson_pipeline.steps.maintenance import MaintenanceAction, run_action
 from ndjson_pipeline_airflow import dag_run_name
-from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
-from ndjson_pipeline_airflow.hooks.storage import StorageHook
-from ndjson_pipeline_airflow.settings_loader import load_settings
 from ndjson_pipeline_airflow.usage import records_usage
 
 log = logging.getLogger(__name__)
@@ -28,6 +26,12 @@ def _day_param() -> str:
 @records_usage(_day_param)
 def maintain() -> dict[str, Any]:
     """Apply the ``action`` param to the FAILED or quarantined files of ``day`` (or of ``manifest_id``)."""
+    from ndjson_pipeline.steps import PipelineError
+    from ndjson_pipeline.steps.maintenance import MaintenanceAction, run_action
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     context = get_current_context()
     params = context["params"]
     settings = load_settings()

@@ -18,7 +18,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.sns import SnsHook
 
 from ndjson_pipeline.settings import PipelineSettings
-from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
+from ndjson_pipeline_airflow import AWS_CONN_ID
 from ndjson_pipeline_airflow.hooks.cloudwatch import CloudWatchMetricsHook
 
 log = logging.getLogger(__name__)

@@ -1,32 +1,26 @@
-"""The conversion step: one run per manifest (Glue's, or the same script on local Spark), never two at once."""
+"""The conversion step: one run per manifest (Glue's, or the same script on local Spark), never two at once.
+
+DAG files import this module, so it imports nothing at module level but
+Airflow's authoring interface: the provider's hooks and trigger, boto3 and the
+pipeline's core are imported when a task runs (the DAG processor parses the
+DAG files on every loop).
+"""
 
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.links.glue import GlueJobRunDetailsLink
-from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
-from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
-from airflow.providers.amazon.aws.utils import validate_execute_complete_event
-from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
-from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import conversion_slots
-from ndjson_pipeline.settings import PipelineSettings
-from ndjson_pipeline.steps import converting
-from ndjson_pipeline.steps.converting import Conversion, ConversionRuns, Outcome
-from ndjson_pipeline.steps.reprocessing import RebuildRef
-from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
-from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
-from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
-from ndjson_pipeline_airflow.hooks.storage import StorageHook
-from ndjson_pipeline_airflow.runs import conversion_runs
-from ndjson_pipeline_airflow.settings_loader import load_settings
-from ndjson_pipeline_airflow.usage import task_usage
+from ndjson_pipeline_airflow import AWS_CONN_ID
+
+if TYPE_CHECKING:
+    from ndjson_pipeline.settings import PipelineSettings
+    from ndjson_pipeline.steps.converting import Conversion, ConversionRuns
 
 log = logging.getLogger(__name__)  # not the operator's ``self.log``: the pipeline's log settings apply to this one
 
@@ -37,7 +31,7 @@ REBUILD_SLOTS = conversion_slots("end_of_day")
 _FROM_SETTINGS = ("job_name", "script_location", "script_args", "waiter_delay", "waiter_max_attempts")
 
 
-class ManifestGlueJobOperator(GlueJobOperator):
+class ManifestGlueJobOperator(BaseOperator):
     """Converts one manifest with the Glue job, never with two runs at once.
 
     ``execute`` runs :func:`~ndjson_pipeline.steps.converting.convert` (the whole
@@ -50,14 +44,13 @@ class ManifestGlueJobOperator(GlueJobOperator):
 
     Every try and every clear asks the manifest's recorded state which run to wait
     for, so a retry waits for the run an earlier try started and a clear never
-    converts twice. The provider's own run tracking stays off: ``durable``
-    (apache-airflow-providers-amazon 9.35.0 and later, on by default on Airflow
-    3.3) resumes the run id kept in the task state store for the DAG run, task and
-    map index, across retries and clears, before anything else is asked. That run
-    may convert another manifest (a clear can map the index to another one) or one
-    compensated since, and one that succeeded is returned as done: the ledger is
-    never asked. This operator replaces ``execute``, so that code never runs, and
-    ``durable`` is False so that no inherited path would run it either.
+    converts twice. It is not the provider's ``GlueJobOperator``: that one's
+    ``durable`` execution (apache-airflow-providers-amazon 9.35.0 and later, on by
+    default on Airflow 3.3) resumes the run id kept in the task state store for the
+    DAG run, task and map index before anything else is asked, and that run may
+    convert another manifest (a clear can map the index to another one) or one
+    compensated since. Subclassing it would also make every DAG file import boto3
+    when it is parsed.
 
     The job name, its arguments and the waiter come from the pipeline settings at
     run time (``settings.names.glue_job``, ``settings.job_arguments``,
@@ -65,21 +58,38 @@ class ManifestGlueJobOperator(GlueJobOperator):
 
     :param manifest: a manifest reference (``ManifestRef.as_dict()``) from the batching task.
     :param aws_conn_id: the Airflow AWS connection.
-
-    ``durable`` is accepted where the provider has it (a DAG's ``default_args`` may
-    set it) and is always False here: the manifest's recorded state decides instead.
+    :param region_name: the AWS region (the connection's when None).
+    :param verify: whether and how to verify TLS certificates (botocore's ``verify``).
+    :param botocore_config: options of the botocore clients (botocore's ``Config`` as a dict).
+    :param deferrable: wait for a Glue run in the triggerer (no worker slot held), or in the task.
+    :param verbose: print the Glue run's logs into the task log while waiting.
     """
 
-    template_fields: Sequence[str] = aws_template_fields("manifest")
+    template_fields: Sequence[str] = ("aws_conn_id", "region_name", "verify", "botocore_config", "manifest")
 
-    def __init__(self, *, manifest: dict[str, Any], aws_conn_id: str | None = AWS_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        manifest: dict[str, Any],
+        aws_conn_id: str | None = AWS_CONN_ID,
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        deferrable: bool = True,
+        verbose: bool = False,
+        **kwargs: Any,
+    ) -> None:
         given = sorted(set(_FROM_SETTINGS) & set(kwargs))
         if given:
             raise ValueError(f"ManifestGlueJobOperator takes {given} from the pipeline settings, not as arguments")
-        super().__init__(aws_conn_id=aws_conn_id, **kwargs)
+        super().__init__(**kwargs)
         self.manifest = manifest
-        # The provider's resume from the task state store stays off whatever was asked (see the class docstring).
-        self.durable = False
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+        self.deferrable = deferrable
+        self.verbose = verbose
 
     @property
     def _connection(self) -> dict[str, Any]:
@@ -92,13 +102,23 @@ class ManifestGlueJobOperator(GlueJobOperator):
         }
 
     def _runs(self, settings: PipelineSettings) -> ConversionRuns:
+        from ndjson_pipeline_airflow.runs import conversion_runs
+
         return conversion_runs(settings, **self._connection)
 
     def execute(self, context: Any) -> str | None:
+        from ndjson_pipeline_airflow.usage import task_usage
+
         with task_usage(self.manifest["day"]):
             return self._convert(context)
 
     def _convert(self, context: Any) -> str | None:
+        from ndjson_pipeline.manifest import ManifestRef
+        from ndjson_pipeline.steps import converting
+        from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+        from ndjson_pipeline_airflow.hooks.storage import StorageHook
+        from ndjson_pipeline_airflow.settings_loader import load_settings
+
         settings = load_settings()
         context["manifest_id"] = self.manifest["manifest_id"]  # labels the mapped task in the UI
         ledger = LedgerHook(**self._connection).get_ledger(settings)
@@ -108,6 +128,11 @@ class ManifestGlueJobOperator(GlueJobOperator):
 
     def _apply(self, context: Any, settings: PipelineSettings, conversion: Conversion) -> str | None:
         """Map what the conversion did to the task: skipped, done, or waiting (deferred) for its run."""
+        from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
+
+        from ndjson_pipeline.steps.converting import Outcome
+        from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
+
         log.info(
             "%s",
             conversion.reason,
@@ -121,16 +146,15 @@ class ManifestGlueJobOperator(GlueJobOperator):
             raise AirflowSkipException(conversion.reason)
         if conversion.outcome is Outcome.DONE or conversion.run_id is None:
             return conversion.run_id
-        glue = ManifestGlueJobHook(job_name=settings.names.glue_job, **self._connection)
-        GlueJobRunDetailsLink.persist(
-            context=context,
-            operator=self,
-            region_name=glue.conn_region_name,
-            aws_partition=glue.conn_partition,
-            job_name=urllib.parse.quote(settings.names.glue_job, safe=""),
-            job_run_id=conversion.run_id,
+        log.info(
+            "waiting for Glue run %s of job %s (manifest %s)",
+            conversion.run_id,
+            settings.names.glue_job,
+            conversion.manifest_id,
+            extra={"manifest_id": conversion.manifest_id, "run_id": conversion.run_id},
         )
         if not self.deferrable:
+            glue = ManifestGlueJobHook(job_name=settings.names.glue_job, **self._connection)
             glue.job_completion(settings.names.glue_job, conversion.run_id, self.verbose)
             return conversion.run_id
         self.defer(
@@ -150,6 +174,8 @@ class ManifestGlueJobOperator(GlueJobOperator):
         return None  # not reached: defer() raises
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+
         manifest_id = self.manifest["manifest_id"]
         context["manifest_id"] = manifest_id  # the label is rendered after resuming, too
         validated = validate_execute_complete_event(event)
@@ -160,6 +186,11 @@ class ManifestGlueJobOperator(GlueJobOperator):
 
     def on_kill(self) -> None:
         """Ask for the manifest's run to stop (the finaliser and the sweeper make sure it ends)."""
+        from ndjson_pipeline.manifest import ManifestRef
+        from ndjson_pipeline.steps import converting
+        from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+        from ndjson_pipeline_airflow.settings_loader import load_settings
+
         settings = load_settings()
         ledger = LedgerHook(**self._connection).get_ledger(settings)
         converting.request_stop(ledger, ManifestRef.from_dict(self.manifest), self._runs(settings))
@@ -178,10 +209,18 @@ class RebuildGlueJobOperator(ManifestGlueJobOperator):
     """
 
     def _runs(self, settings: PipelineSettings) -> ConversionRuns:
+        from ndjson_pipeline.steps.reprocessing import RebuildRef
+        from ndjson_pipeline_airflow.runs import conversion_runs
+
         layout = settings.layout.rebuild(RebuildRef.from_dict(self.manifest).rebuild_id)
         return conversion_runs(settings, layout, **self._connection)
 
     def _convert(self, context: Any) -> str | None:
+        from ndjson_pipeline.steps import converting
+        from ndjson_pipeline.steps.reprocessing import RebuildRef
+        from ndjson_pipeline_airflow.hooks.storage import StorageHook
+        from ndjson_pipeline_airflow.settings_loader import load_settings
+
         settings = load_settings()
         context["manifest_id"] = self.manifest["manifest_id"]
         storage = StorageHook(**self._connection).get_storage()
@@ -189,4 +228,6 @@ class RebuildGlueJobOperator(ManifestGlueJobOperator):
         return self._apply(context, settings, converting.rebuild(storage, settings, ref, self._runs(settings)))
 
     def on_kill(self) -> None:
+        from ndjson_pipeline_airflow.settings_loader import load_settings
+
         self._runs(load_settings()).request_stop(self.manifest["manifest_id"])

@@ -11,14 +11,10 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from ndjson_pipeline.clock import utcnow
-from ndjson_pipeline.steps import PipelineError
-from ndjson_pipeline.steps.reprocessing import RebuildRef, plan_reprocess, swap_day, swap_record
 from ndjson_pipeline_airflow import dag_run_name
-from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
-from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
-from ndjson_pipeline_airflow.hooks.storage import StorageHook
-from ndjson_pipeline_airflow.settings_loader import load_settings
-from ndjson_pipeline_airflow.usage import record_conversion, records_usage
+from ndjson_pipeline_airflow.usage import records_usage
+
+# The DAG file imports this module: what a task uses beyond Airflow's authoring interface is imported when it runs.
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +53,12 @@ def plan_rebuilds() -> list[dict[str, Any]]:
 
     A dry run returns no manifest, so nothing is rebuilt or swapped; its ``plans`` say what a real run would do.
     """
+    from ndjson_pipeline.steps import PipelineError
+    from ndjson_pipeline.steps.reprocessing import plan_reprocess
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     context = get_current_context()
     params = context["params"]
     settings = load_settings()
@@ -90,6 +92,14 @@ def swap_days(rebuilds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     is swapped, one that lacks some is left as it was and fails the task once
     the others are done (clear its failed rebuilds, then this task).
     """
+    from ndjson_pipeline.steps import PipelineError
+    from ndjson_pipeline.steps.reprocessing import RebuildRef, swap_day, swap_record
+    from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+    from ndjson_pipeline_airflow.usage import record_conversion
+
     context = get_current_context()
     settings = load_settings()
     ledger, storage, catalog = (

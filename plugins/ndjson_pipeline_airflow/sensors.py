@@ -1,4 +1,8 @@
-"""Deferrable sensor: waits for pending work without holding a worker slot."""
+"""Deferrable sensor: waits for pending work without holding a worker slot.
+
+DAG files import this module: what the sensor needs beyond Airflow's authoring
+interface (the ledger, the trigger, boto3) is imported when it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
-from ndjson_pipeline.clock import iso, utcnow
-from ndjson_pipeline.ledger import WorkIndex
-from ndjson_pipeline.steps.planning import holds_open_manifests
-from ndjson_pipeline.usage import Usage
-from ndjson_pipeline_airflow import dag_run_name
-from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
-from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
-from ndjson_pipeline_airflow.settings_loader import load_settings
-from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
-from ndjson_pipeline_airflow.usage import first_day, write_task_usage
+from ndjson_pipeline_airflow import AWS_CONN_ID, dag_run_name
 
 log = logging.getLogger(__name__)  # not the sensor's ``self.log``: the pipeline's log settings apply to this one
 
@@ -46,6 +41,13 @@ class PendingWorkSensor(BaseSensorOperator):
         self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Any) -> list[str]:
+        from ndjson_pipeline.clock import iso, utcnow
+        from ndjson_pipeline.ledger import WorkIndex
+        from ndjson_pipeline.steps.planning import holds_open_manifests
+        from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+        from ndjson_pipeline_airflow.settings_loader import load_settings
+        from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
+
         settings = load_settings()
         if context["ti"].try_number > 1:
             held = holds_open_manifests(
@@ -73,6 +75,10 @@ class PendingWorkSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[str]:
+        from ndjson_pipeline.usage import Usage
+        from ndjson_pipeline_airflow.settings_loader import load_settings
+        from ndjson_pipeline_airflow.usage import first_day, write_task_usage
+
         if not isinstance(event, dict) or event.get("status") not in ("ready", "timeout"):
             raise AirflowException(f"unexpected event from PendingWorkTrigger: {event!r}")
         # The trigger's polls, which no client of this process sent, under the newest ready day (else today).

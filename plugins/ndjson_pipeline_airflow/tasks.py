@@ -1,7 +1,9 @@
 """The pipeline's Airflow tasks, shared by the ingest and end-of-day DAGs.
 
 Each task reads the settings at run time, builds its clients through the
-provider's hooks and calls one plain function of ``ndjson_pipeline``.
+provider's hooks and calls one plain function of ``ndjson_pipeline``. DAG files
+import this module, so it imports only Airflow's authoring interface at module
+level: each task imports what it uses when it runs.
 """
 
 from __future__ import annotations
@@ -13,33 +15,15 @@ from datetime import date, timedelta
 from functools import partial
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.sdk import Asset, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ndjson_pipeline.clock import utc_day, utcnow
-from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import conversion_slots
-from ndjson_pipeline.steps import finalising, planning, reporting, sweeping
-from ndjson_pipeline.steps.intake import drain_queue
-from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed, reconcile_day
-from ndjson_pipeline.steps.redoing import manifest_to_finalise
 from ndjson_pipeline_airflow import dag_run_name
 from ndjson_pipeline_airflow.callbacks import alert_conversion_failed, stop_run_before_retry
-from ndjson_pipeline_airflow.hooks import TASK_RECORDER
-from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
-from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
-from ndjson_pipeline_airflow.hooks.storage import StorageHook
-from ndjson_pipeline_airflow.monitoring import (
-    alert_failed_files,
-    alert_present_but_superseded,
-    alert_unrepaired_manifest,
-    publish_metrics,
-)
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
-from ndjson_pipeline_airflow.runs import conversion_runs
-from ndjson_pipeline_airflow.settings_loader import load_settings
-from ndjson_pipeline_airflow.usage import first_day, record_conversion, records_usage
+from ndjson_pipeline_airflow.usage import first_day, records_usage
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +36,13 @@ PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet")
 @records_usage(lambda: utc_day(utcnow()))
 def intake() -> dict[str, Any]:
     """Drain S3 notifications into the ledger (which opens the days that received work); return the counts."""
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    from ndjson_pipeline.steps.intake import drain_queue
+    from ndjson_pipeline_airflow.hooks import TASK_RECORDER
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     settings = load_settings()
     sqs = TASK_RECORDER.attach(SqsHook().conn)
     queue_url = sqs.get_queue_url(QueueName=settings.names.queue)["QueueUrl"]
@@ -72,6 +63,14 @@ def sweep_expired_claims(days: list[str] | None = None) -> dict[str, Any]:
     alerted and fails the task once every other one was handled; the next sweep
     tries it again.
     """
+    from ndjson_pipeline.steps import sweeping
+    from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.monitoring import alert_failed_files, alert_unrepaired_manifest, publish_metrics
+    from ndjson_pipeline_airflow.runs import conversion_runs
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     settings = load_settings()
     ledger = LedgerHook().get_ledger(settings)
     days = days if days is not None else ledger.open_days()
@@ -111,6 +110,11 @@ def sweep_expired_claims(days: list[str] | None = None) -> dict[str, Any]:
 @records_usage(first_day)
 def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
     """Claim pending files of ``days`` into manifests; return manifest references for the mapped conversion."""
+    from ndjson_pipeline.steps import planning
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     context = get_current_context()
     settings = load_settings()
     refs = planning.plan_manifests(
@@ -132,6 +136,17 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     what an earlier try failed; a compensation that cannot complete is alerted
     and left for the sweeper.
     """
+    from ndjson_pipeline.manifest import ManifestRef
+    from ndjson_pipeline.steps import finalising
+    from ndjson_pipeline.steps.redoing import manifest_to_finalise
+    from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.monitoring import alert_failed_files, alert_unrepaired_manifest
+    from ndjson_pipeline_airflow.runs import conversion_runs
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+    from ndjson_pipeline_airflow.usage import record_conversion
+
     context = get_current_context()
     ref = ManifestRef.from_dict(manifest)
     context["manifest_id"] = ref.manifest_id  # type: ignore[typeddict-unknown-key]  # the mapped task's UI label
@@ -199,6 +214,9 @@ def convert_manifest(manifest: dict[str, Any], dag_kind: str) -> None:
 @task
 def resolve_day() -> list[str]:
     """The day to close: the ``day`` param, else the day before the run's logical date (or before today)."""
+    from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     context = get_current_context()
     requested = context["params"].get("day")
     if requested:
@@ -222,6 +240,12 @@ def resolve_day() -> list[str]:
 @records_usage(first_day)
 def reconcile(days: list[str]) -> dict[str, Any]:
     """Register every object of the day's landing listing that the ledger lacks (lost notifications)."""
+    from ndjson_pipeline.steps.reconcile import reconcile_day
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.monitoring import alert_present_but_superseded
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     settings = load_settings()
     ledger = LedgerHook().get_ledger(settings)
     report = reconcile_day(StorageHook().conn, ledger, settings, settings.names.landing_bucket, days[0])
@@ -241,6 +265,11 @@ def report_day(days: list[str]) -> dict[str, Any]:
     Manifests another run is still converting (an ingest run overlapping this
     one) are waited for, up to the conversion time limit, before judging.
     """
+    from ndjson_pipeline.steps import reporting
+    from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     settings = load_settings()
     ledger = LedgerHook().get_ledger(settings)
     deadline = time.monotonic() + settings.glue_max_wait_seconds

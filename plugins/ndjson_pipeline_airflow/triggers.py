@@ -12,7 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.ledger import OpenDaysScan, PendingSummary, PendingSummaryScan, WorkIndex
 from ndjson_pipeline.usage import RequestRecorder
-from ndjson_pipeline_airflow.hooks import AWS_CONN_ID
+from ndjson_pipeline_airflow import AWS_CONN_ID
 from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
 
 

@@ -14,19 +14,19 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context
 
 from ndjson_pipeline.clock import utc_day, utcnow
-from ndjson_pipeline.manifest import ManifestRef
-from ndjson_pipeline.outputs import read_result
-from ndjson_pipeline.settings import PipelineSettings
-from ndjson_pipeline.usage import Usage, write_usage
-from ndjson_pipeline_airflow.hooks import TASK_RECORDER
-from ndjson_pipeline_airflow.hooks.storage import StorageHook
-from ndjson_pipeline_airflow.runs import conversion_runs
-from ndjson_pipeline_airflow.settings_loader import load_settings
+
+if TYPE_CHECKING:
+    from ndjson_pipeline.manifest import ManifestRef
+    from ndjson_pipeline.settings import PipelineSettings
+    from ndjson_pipeline.usage import Usage
+
+# DAG files import this module (``records_usage`` decorates tasks): the hooks, boto3 and the usage records are
+# imported when a task runs.
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ def _task_try(context: Any) -> str:
 
 def write_task_usage(settings: PipelineSettings, day: str, reported: Usage | None = None) -> None:
     """Write what this task try counted (plus ``reported``, e.g. by its trigger) under ``day``."""
+    from ndjson_pipeline.usage import Usage, write_usage
+    from ndjson_pipeline_airflow.hooks import TASK_RECORDER
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+
     usage = TASK_RECORDER.take().add(reported or Usage())
     try:
         write_usage(StorageHook().get_storage(), settings.layout, day, _task_try(get_current_context()), usage)
@@ -55,6 +59,9 @@ def write_task_usage(settings: PipelineSettings, day: str, reported: Usage | Non
 @contextlib.contextmanager
 def task_usage(day: str) -> Iterator[None]:
     """Count this task try's requests while the block runs, and write them under ``day`` however it ends."""
+    from ndjson_pipeline_airflow.hooks import TASK_RECORDER
+    from ndjson_pipeline_airflow.settings_loader import load_settings
+
     settings = load_settings()
     TASK_RECORDER.computed_capacity = settings.usage_capacity_source == "computed"
     TASK_RECORDER.take()  # a process may have run code before this task
@@ -86,6 +93,11 @@ def record_conversion(settings: PipelineSettings, ref: ManifestRef, rebuild_id: 
     What the runs were billed comes from the runs themselves (``ConversionRuns.billed``: on AWS GetJobRuns'
     DPU-seconds; a local run priced from the job's own timing). Written again by a retry with the same content.
     """
+    from ndjson_pipeline.outputs import read_result
+    from ndjson_pipeline.usage import write_usage
+    from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.runs import conversion_runs
+
     storage = StorageHook().get_storage()
     layout = settings.layout.rebuild(rebuild_id) if rebuild_id else settings.layout
     result = read_result(storage, settings, ref, layout)

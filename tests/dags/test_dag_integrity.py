@@ -81,37 +81,42 @@ def test_end_of_day_takes_a_validated_day_param(dagbag):
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
-def test_import_is_fast_and_offline(dag_file: Path, tmp_path):
+def test_import_is_fast_and_offline_and_loads_nothing_tasks_need_at_run_time(dag_file: Path, tmp_path):
     """Import each DAG file in a fresh interpreter with AWS and the Variable store made unreachable.
 
-    Airflow itself and the provider are loaded first, as the DAG processor has
-    them loaded; the figure is the DAG file's own cost.
+    Airflow's authoring interface is loaded first, as the DAG processor has it
+    loaded; the DAG file must not pull in boto3, the Amazon provider's hooks or
+    triggers, pyarrow or the pipeline's ledger (tasks import them when they run),
+    and its own cost stays far under the ceiling (``make bench-dag-parse`` prints
+    the real figures against Airflow's tutorial DAG).
     """
     probe = textwrap.dedent(
         f"""
         import importlib.util, json, sys, time
-        import airflow.sdk, botocore.client
-        import airflow.providers.amazon.aws.operators.glue
+        import airflow.sdk
         from airflow.sdk import Variable
 
-        calls = []
         def refuse(*args, **kwargs):
-            calls.append(args[1] if len(args) > 1 else "call")
-            raise RuntimeError("network or Variable access at import time")
-        botocore.client.BaseClient._make_api_call = refuse
+            raise RuntimeError("Variable access at import time")
         Variable.get = staticmethod(refuse)
         spec = importlib.util.spec_from_file_location("dag_under_test", {str(dag_file)!r})
         module = importlib.util.module_from_spec(spec)
         started = time.perf_counter()
         spec.loader.exec_module(module)
-        print(json.dumps({{"seconds": time.perf_counter() - started, "calls": calls}}))
+        heavy = sorted(
+            m for m in sys.modules
+            if m.split(".")[0] in ("boto3", "botocore", "aiobotocore", "pyarrow", "pyspark")
+            or m.startswith(("airflow.providers.amazon.aws.hooks", "airflow.providers.amazon.aws.triggers"))
+            or m.startswith(("ndjson_pipeline.ledger", "ndjson_pipeline.steps", "ndjson_pipeline_airflow.hooks"))
+        )
+        print(json.dumps({{"seconds": time.perf_counter() - started, "heavy": heavy[:10]}}))
         """
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "include"), str(REPO_ROOT / "plugins")])}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     figures = json.loads(out.stdout.strip().splitlines()[-1])
-    assert figures["calls"] == []
-    assert figures["seconds"] < 1.0, figures
+    assert figures["heavy"] == []
+    assert figures["seconds"] < 0.5, figures
 
 
 def test_the_day_report_is_one_xcom(dagbag):

@@ -4,11 +4,10 @@ moto's Glue runs execute nothing; here they are held active (manual state
 progression) so a retry meets the run an earlier try started. A retry or a clear
 is a fresh operator instance with the next try number and the same task state
 store, as in Airflow 3.3: the store is kept per DAG run, task and map index,
-across retries and clears. The retry and clear tests run with the provider's
-``durable`` unset, True and False (the provider has it from 9.35.0 on; on older
-ones those cases are skipped): whatever it says, the manifest's recorded state
-decides, and the provider's run tracking (the store, the ``--airflow_task_uuid``
-argument) is never used.
+across retries and clears. The operator is not the provider's
+``GlueJobOperator``, so the provider's ``durable`` run tracking (9.35.0 and later:
+the store, the ``--airflow_task_uuid`` argument) never applies: the manifest's
+recorded state decides, and the tests check neither is ever used.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import requests
 from airflow.providers.amazon import __version__ as PROVIDER_VERSION
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
+from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferred
 
 from ndjson_pipeline.steps.sweeping import sweep_expired_claims
@@ -35,11 +35,6 @@ _needs_durable = pytest.mark.skipif(
     not PROVIDER_HAS_DURABLE,
     reason=f"apache-airflow-providers-amazon {PROVIDER_VERSION} has no `durable` (it came with 9.35.0)",
 )
-DURABLE_MODES = [
-    pytest.param({}, id="durable-unset"),
-    pytest.param({"durable": True}, id="durable-true", marks=_needs_durable),
-    pytest.param({"durable": False}, id="durable-false", marks=_needs_durable),
-]
 # What the provider's run tracking would leave behind: its store key and the argument its runs carry.
 PROVIDER_STORE_KEY = getattr(GlueJobOperator, "external_id_key", "glue_job_run_id")
 PROVIDER_TASK_ARGUMENT = GlueJobOperator.TASK_UUID_ARG
@@ -124,18 +119,17 @@ def _trigger_gives_up(trigger: GlueJobCompleteTrigger) -> dict:
     return asyncio.run(first_event())
 
 
-@pytest.mark.parametrize("durable", DURABLE_MODES)
-def test_a_retry_after_a_deferral_waits_for_the_run_the_first_try_started(glue_conversions, durable):
+def test_a_retry_after_a_deferral_waits_for_the_run_the_first_try_started(glue_conversions):
     stack = glue_conversions
     register_files(stack, 3)
     (ref,) = plan(stack)
     store = _TaskStateStore()
 
     with pytest.raises(TaskDeferred) as first:
-        _make_operator(ref, **durable).execute(_make_context(1, store))
+        _make_operator(ref).execute(_make_context(1, store))
     # A retry is a fresh operator instance: nothing of the first try survives but what AWS and the store recorded.
     with pytest.raises(TaskDeferred) as retried:
-        _make_operator(ref, **durable).execute(_make_context(2, store))
+        _make_operator(ref).execute(_make_context(2, store))
 
     trigger = first.value.trigger
     assert isinstance(trigger, GlueJobCompleteTrigger)
@@ -148,52 +142,49 @@ def test_a_retry_after_a_deferral_waits_for_the_run_the_first_try_started(glue_c
     _assert_provider_tracking_unused(stack, store)
 
 
-@pytest.mark.parametrize("durable", DURABLE_MODES)
-def test_a_retry_after_its_trigger_failed_waits_for_the_same_run(glue_conversions, durable):
+def test_a_retry_after_its_trigger_failed_waits_for_the_same_run(glue_conversions):
     """The trigger gives up while the run goes on (#59075, #55804): the try fails, the retry waits for that run."""
     stack = glue_conversions
     register_files(stack, 3)
     (ref,) = plan(stack)
     store = _TaskStateStore()
     with pytest.raises(TaskDeferred) as first:
-        _make_operator(ref, **durable).execute(_make_context(1, store))
+        _make_operator(ref).execute(_make_context(1, store))
     run_id = first.value.trigger.run_id
 
     event = _trigger_gives_up(first.value.trigger)
     assert (event["status"], event["run_id"]) == ("error", run_id)
     with pytest.raises(AirflowException, match=ref.manifest_id):
-        _make_operator(ref, **durable).execute_complete(_make_context(1, store), event)
+        _make_operator(ref).execute_complete(_make_context(1, store), event)
     with pytest.raises(TaskDeferred) as retried:
-        _make_operator(ref, **durable).execute(_make_context(2, store))
+        _make_operator(ref).execute(_make_context(2, store))
 
     assert retried.value.trigger.run_id == run_id
     assert _runs(stack, ref.manifest_id) == [run_id]
     _assert_provider_tracking_unused(stack, store)
 
 
-@pytest.mark.parametrize("durable", DURABLE_MODES)
-def test_a_clear_after_the_run_succeeded_starts_no_run(glue_conversions, durable):
+def test_a_clear_after_the_run_succeeded_starts_no_run(glue_conversions):
     stack = glue_conversions
     register_files(stack, 3)
     (ref,) = plan(stack)
     store = _TaskStateStore()
     with pytest.raises(TaskDeferred) as first:
-        _make_operator(ref, **durable).execute(_make_context(1, store))
+        _make_operator(ref).execute(_make_context(1, store))
     publish_result(stack, ref)  # what the run leaves behind
     _let_runs_finish(stack)
     run_id = first.value.trigger.run_id
     succeeded = {"status": "success", "run_id": run_id}
-    assert _make_operator(ref, **durable).execute_complete(_make_context(1, store), succeeded) == run_id
+    assert _make_operator(ref).execute_complete(_make_context(1, store), succeeded) == run_id
 
     # Clearing the task instance: a new try of the same (DAG run, task, map index), its store kept.
-    assert _make_operator(ref, **durable).execute(_make_context(2, store)) is None
+    assert _make_operator(ref).execute(_make_context(2, store)) is None
 
     assert _runs(stack, ref.manifest_id) == [run_id]
     _assert_provider_tracking_unused(stack, store)
 
 
-@pytest.mark.parametrize("durable", DURABLE_MODES)
-def test_a_clear_that_maps_another_manifest_to_the_index_converts_that_manifest(glue_conversions, durable):
+def test_a_clear_that_maps_another_manifest_to_the_index_converts_that_manifest(glue_conversions):
     """The store of map index 0 holds the run of manifest A (as the provider's ``durable`` keeps it), still going;
     after the clear, index 0 is manifest B: B gets its own run, A's run is left alone."""
     stack = glue_conversions
@@ -202,12 +193,12 @@ def test_a_clear_that_maps_another_manifest_to_the_index_converts_that_manifest(
     register_files(stack, 3, prefix="b")
     (manifest_b,) = plan(stack, owner="ingest/run-2")
     with pytest.raises(TaskDeferred) as converting_a:
-        _make_operator(manifest_a, **durable).execute(_make_context(1, map_index=0))
+        _make_operator(manifest_a).execute(_make_context(1, map_index=0))
     run_a = converting_a.value.trigger.run_id
     store = _TaskStateStore({PROVIDER_STORE_KEY: run_a})
 
     with pytest.raises(TaskDeferred) as cleared:
-        _make_operator(manifest_b, **durable).execute(_make_context(2, store, map_index=0))
+        _make_operator(manifest_b).execute(_make_context(2, store, map_index=0))
 
     (run_b,) = _runs(stack, manifest_b.manifest_id)
     assert cleared.value.trigger.run_id == run_b != run_a
@@ -217,7 +208,7 @@ def test_a_clear_that_maps_another_manifest_to_the_index_converts_that_manifest(
 
 @_needs_durable
 def test_the_providers_durable_resumes_the_stored_run_whatever_it_converts(glue_conversions):
-    """Why the operator keeps ``durable`` off: the plain GlueJobOperator, asked to convert manifest B on map index 0,
+    """Why the operator is not a GlueJobOperator: the provider's, durable, asked to convert manifest B on map index 0,
     resumes the run the store holds for that index (manifest A's) and starts none for B."""
     stack = glue_conversions
     register_files(stack, 3, prefix="a")
@@ -242,10 +233,11 @@ def test_the_providers_durable_resumes_the_stored_run_whatever_it_converts(glue_
     assert ("get", PROVIDER_STORE_KEY) in store.accessed
 
 
-@pytest.mark.parametrize("durable", DURABLE_MODES)
-def test_the_providers_run_tracking_is_off_whatever_durable_asks(durable):
-    operator = ManifestGlueJobOperator(task_id="convert", manifest={"manifest_id": "20261124-aaaa"}, **durable)
-    assert operator.durable is False
+def test_the_providers_durable_never_applies_to_the_conversion():
+    assert not issubclass(ManifestGlueJobOperator, GlueJobOperator)
+    with DAG("durable_by_default", schedule=None, default_args={"durable": True}):  # a DAG-wide default: ignored
+        operator = ManifestGlueJobOperator(task_id="convert", manifest={"manifest_id": "20261124-aaaa"})
+    assert not hasattr(operator, "durable")
 
 
 def test_a_manifest_with_a_result_or_closed_starts_no_run(glue_conversions):

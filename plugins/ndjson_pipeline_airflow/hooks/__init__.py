@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
 from ndjson_pipeline.usage import RequestRecorder
 
-AWS_CONN_ID: str = AwsBaseHook.default_conn_name
 # This task process's AWS requests (a task runs in a process of its own).
 TASK_RECORDER = RequestRecorder()
 
