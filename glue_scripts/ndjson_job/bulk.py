@@ -2,13 +2,14 @@
 
 On the happy path no Python touches a line: the block's bytes go to Arrow's JSON
 reader in chunks of whole lines, split at line breaks found with C-level byte
-searches. Python only looks at the lines those searches single out (a line that
+searches and Arrow's vectorised kernels. Python only looks at the lines those searches single out (a line that
 does not start with ``{`` or end with ``}``, a NUL byte, invalid UTF-8: blank
 lines, arrays, scalars, a bare ``null`` that crashes pyarrow 25's reader,
 truncated lines) and at the lines Arrow refuses. A refusal costs the re-parse of
-the chunk before the refused line, so chunks stay small (``CHUNK_BYTES``): a few
+the chunk around the refused line, so chunks stay small (``CHUNK_BYTES``): a few
 bad lines in a block cost a few small re-parses, not a second pass over the
-block. Chunks are read on ``threads`` threads (Arrow releases the GIL).
+block. Chunks are read on ``threads`` threads (Arrow releases the GIL), and the
+block's rows come back as one table, checked once for values JSON cannot hold.
 
 Arrow is only a faster way to reach the decision ``lines.classify_line`` would
 take: whatever it reads is what ``classify_line`` would load, and everything
@@ -17,7 +18,7 @@ else is decided by ``classify_line`` (tests/glue/test_lines.py holds them to it)
 
 from __future__ import annotations
 
-import io
+import itertools
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,19 +36,13 @@ _SMALLEST_SPLIT = 8
 _LINE_BREAK, _CARRIAGE_RETURN, _OPEN, _CLOSE = 0x0A, 0x0D, ord("{"), ord("}")
 
 
-@dataclass(frozen=True)
-class Piece:
-    """Rows Arrow read: ``table``'s rows are the lines ``lines`` of the block (0-based), in order."""
-
-    table: pa.Table
-    lines: range | list[int]
-
-
 @dataclass
 class BulkRead:
-    """What a block gave: the pieces Arrow read (in line order), and the lines left to the rules (sorted)."""
+    """What Arrow read of a block: ``table``'s rows are the lines ``lines`` (0-based, in order); ``left``: the
+    lines left to the rules (sorted)."""
 
-    pieces: list[Piece] = field(default_factory=list)
+    table: pa.Table | None = None
+    lines: list[int] = field(default_factory=list)
     left: list[int] = field(default_factory=list)
 
 
@@ -68,11 +63,16 @@ class BlockLines:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self._bytes = pa.Array.from_buffers(pa.uint8(), len(data), [None, pa.py_buffer(data)])
-        breaks = pc.indices_nonzero(pc.equal(self._bytes, _LINE_BREAK)).cast(pa.int64())
-        self.count = len(breaks) + (0 if data.endswith(b"\n") or not data else 1)
-        # Each line's first byte and the offset of its line break (or the block's end), as int64 arrays.
-        self._starts = pa.concat_arrays([pa.array([0], pa.int64()), pc.add(breaks, 1)])[: self.count]
-        self._ends = pa.concat_arrays([breaks, pa.array([len(data)], pa.int64())])[: self.count]
+        # Each line's length from one C-level split; its end (the offset of its line break, or the block's end)
+        # and its first byte follow by a cumulative sum.
+        lines = data.split(b"\n") if data else []
+        if data.endswith(b"\n"):
+            lines.pop()
+        self.count = len(lines)
+        lengths = pa.array(map(len, lines), pa.int64(), size=self.count)
+        del lines
+        self._ends = pc.subtract(pc.cumulative_sum(pc.add(lengths, 1)), 1)
+        self._starts = pc.subtract(self._ends, lengths)
 
     def start(self, line: int) -> int:
         return int(self._starts[line].as_py())
@@ -133,9 +133,9 @@ def read_block(block: BlockLines, good: list[tuple[int, int]], schema: pa.Schema
     it, then the lines after it); without a name it is halved, and a chunk of a
     few lines is left whole to the rules.
     """
-    result = BulkRead()
+    read: list[tuple[_Chunk, pa.Table]] = []
+    left: list[int] = []
     pending = [chunk for first, stop in good for chunk in block.chunks(first, stop)]
-    check_doubles = any(_has_doubles(f.type) for f in schema)
     executor = ThreadPoolExecutor(threads) if threads > 1 else None
     mapper = executor.map if executor is not None else map
     try:
@@ -144,13 +144,11 @@ def read_block(block: BlockLines, good: list[tuple[int, int]], schema: pa.Schema
             retry: list[_Chunk] = []
             for chunk, (table, bad_row) in zip(pending, outcomes, strict=True):
                 if table is not None:
-                    piece = _piece(table, chunk, result.left, check_doubles)
-                    if piece.lines:
-                        result.pieces.append(piece)
+                    read.append((chunk, table))
                 elif chunk.lines <= _SMALLEST_SPLIT:
-                    result.left.extend(range(chunk.first_line, chunk.first_line + chunk.lines))
+                    left.extend(range(chunk.first_line, chunk.first_line + chunk.lines))
                 elif bad_row is not None and bad_row < chunk.lines:
-                    result.left.append(chunk.first_line + bad_row)
+                    left.append(chunk.first_line + bad_row)
                     retry += block.split(chunk, bad_row, bad_row + 1)
                 else:
                     retry += block.split(chunk, chunk.lines // 2, chunk.lines // 2)
@@ -158,21 +156,17 @@ def read_block(block: BlockLines, good: list[tuple[int, int]], schema: pa.Schema
     finally:
         if executor is not None:
             executor.shutdown()
-    result.pieces.sort(key=lambda piece: piece.lines[0])
-    result.left.sort()
-    return result
-
-
-def _piece(table: pa.Table, chunk: _Chunk, left: list[int], check_doubles: bool) -> Piece:
-    """A chunk's rows, less those holding a value JSON cannot have (left to the rules)."""
-    lines = range(chunk.first_line, chunk.first_line + chunk.lines)
-    bad = rows_not_finite(table) if check_doubles else []
-    if not bad:
-        return Piece(table, lines)
-    dropped = set(bad)
-    keep = [i for i in range(chunk.lines) if i not in dropped]
-    left.extend(lines[i] for i in bad)
-    return Piece(table.take(pa.array(keep, pa.int64())), [lines[i] for i in keep])
+    if not read:
+        return BulkRead(left=sorted(left))
+    read.sort(key=lambda pair: pair[0].first_line)
+    table = pa.concat_tables(t for _, t in read)
+    lines = list(itertools.chain.from_iterable(range(c.first_line, c.first_line + c.lines) for c, _ in read))
+    if any(_has_doubles(f.type) for f in schema) and (bad := rows_not_finite(table)):
+        # Rows holding a value JSON cannot have are left to the rules.
+        left.extend(lines[i] for i in bad)
+        keep = sorted(set(range(len(lines))) - set(bad))
+        table, lines = table.take(pa.array(keep, pa.int64())), [lines[i] for i in keep]
+    return BulkRead(table, lines, sorted(left))
 
 
 def _read_chunk(data: bytes, chunk: _Chunk, schema: pa.Schema) -> tuple[pa.Table | None, int | None]:
@@ -180,7 +174,7 @@ def _read_chunk(data: bytes, chunk: _Chunk, schema: pa.Schema) -> tuple[pa.Table
     view = memoryview(data)[chunk.start : chunk.end]
     try:
         table = pa_json.read_json(
-            io.BytesIO(view),
+            pa.BufferReader(pa.py_buffer(view)),  # no copy of the chunk
             # One block for the whole chunk and no threads of its own: chunks are read in parallel instead.
             read_options=pa_json.ReadOptions(use_threads=False, block_size=max(len(view), 1) + 1),
             parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
@@ -228,12 +222,8 @@ def rows_not_finite(table: pa.Table) -> list[int]:
     """
     rows: set[int] = set()
     for column in table.columns:
-        if not _has_doubles(column.type):
-            continue
-        start = 0
-        for chunk in column.chunks:
-            rows |= {start + index for index in _not_finite_at(chunk)}
-            start += len(chunk)
+        if _has_doubles(column.type):
+            rows |= _not_finite_at(column.combine_chunks())
     return sorted(rows)
 
 
@@ -242,7 +232,7 @@ def _not_finite_at(array: pa.Array) -> set[int]:
         bad = pc.or_(pc.is_inf(array), pc.is_nan(array))
         return set(pc.indices_nonzero(pc.fill_null(bad, False)).to_pylist())
     if pa.types.is_struct(array.type):
-        return set().union(*(_not_finite_at(child) for child in array.flatten()))
+        return set().union(*(_not_finite_at(child) for child in array.flatten() if _has_doubles(child.type)))
     if pa.types.is_list(array.type):
         inner = _not_finite_at(array.flatten())
         if not inner:

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ndjson_job.bulk import BlockLines, Piece, ranges_between, read_block
+from ndjson_job.bulk import BlockLines, ranges_between, read_block
 from ndjson_job.lines import NOT_AN_OBJECT, LineRules, classify_line
 from ndjson_job.reading import MAX_LINE_BYTES, MiB, TextBlock, Unconvertible
 from ndjson_pipeline.conversion import Partitioning, ReadMode
@@ -102,16 +102,17 @@ class FileConverter:
                 padded.append((index, stripped))
             else:
                 careful[index] = stripped
-        pieces = read.pieces
+        tables = [] if read.table is None else [read.table]
+        row_lines = read.lines
         if padded:
             again = BlockLines(b"\n".join(stripped for _, stripped in padded))
             second = read_block(again, [(0, again.count)], rules.schema, rules.threads)
-            pieces = [*pieces, *(Piece(p.table, [padded[i][0] for i in p.lines]) for p in second.pieces)]
+            if second.table is not None:
+                tables.append(second.table)
+                row_lines = [*row_lines, *(padded[i][0] for i in second.lines)]
             careful.update((padded[i][0], padded[i][1]) for i in second.left)
         self.rows_in += block.count - len(blank)
 
-        tables = [piece.table for piece in pieces]
-        row_lines = [line for piece in pieces for line in piece.lines]
         if rules.read_mode == ReadMode.RESCUE:
             tables = [t.append_column(RESCUED_COLUMN, pa.nulls(t.num_rows, pa.string())) for t in tables]
         slow_rows: list[dict[str, Any]] = []

@@ -197,10 +197,10 @@ def test_the_bulk_reader_reads_clean_lines_in_chunks_and_leaves_every_bad_one_to
     block = BlockLines(body)
     odd = block.odd_lines()
     read = read_block(block, ranges_between(odd, block.count), ARROW_SCHEMA, threads=2)
-    read_lines = [line for piece in read.pieces for line in piece.lines]
-    assert read_lines == sorted(read_lines)
-    assert sorted(read_lines + read.left + odd) == list(range(block.count))
-    assert sum(piece.table.num_rows for piece in read.pieces) == len(read_lines)
+    assert read.table is not None
+    assert read.lines == sorted(read.lines)
+    assert sorted(read.lines + read.left + odd) == list(range(block.count))
+    assert read.table.num_rows == len(read.lines)
     # What it did not read is off (it has something to rescue, or it is quarantined), or a clean line that shared a
     # chunk of a few lines with an off one: such a chunk is handed over whole.
     off = clean = 0
