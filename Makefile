@@ -93,7 +93,7 @@ test-provider-next: install
 		-e 's/^apache-airflow-providers-common-compat==.*/apache-airflow-providers-common-compat==$(COMMON_COMPAT_NEXT)/' \
 		constraints/airflow-3.3.1-constraints-py3.12.txt > $(NEXT_VENV)/constraints.txt
 	$(VENV)/bin/uv pip install -q --python $(NEXT_VENV)/bin/python -c $(NEXT_VENV)/constraints.txt apache-airflow==3.3.1 \
-		"apache-airflow-providers-amazon[aiobotocore]==$(PROVIDER_NEXT)" "moto[server]==5.2.5" pytest==8.4.2 \
+		"apache-airflow-providers-amazon[aiobotocore]==$(PROVIDER_NEXT)" -r requirements-local.txt pytest==8.4.2 \
 		pytest-timeout==2.4.0 pytest-xdist==3.8.0
 	$(NEXT_VENV)/bin/python -m pytest -n 2 tests/plugins tests/steps/test_converting.py
 
