@@ -46,7 +46,7 @@ def _first_day_param() -> str:
     return str(get_current_context()["params"]["day"])
 
 
-@task
+@task(multiple_outputs=False)
 @records_usage(_first_day_param)
 def plan_rebuilds() -> list[dict[str, Any]]:
     """The manifests to convert again (the rebuilds are mapped over them); each day's plan is the ``plans`` XCom.

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 PARQUET_ASSET = Asset(name="ndjson_pipeline_parquet")
 
 
-@task
+@task(multiple_outputs=False)
 @records_usage(lambda: utc_day(utcnow()))
 def intake() -> dict[str, Any]:
     """Drain S3 notifications into the ledger (which opens the days that received work); return the counts."""
@@ -53,7 +53,7 @@ def intake() -> dict[str, Any]:
     return report.as_dict()
 
 
-@task(trigger_rule="all_done")
+@task(trigger_rule="all_done", multiple_outputs=False)
 @records_usage(lambda days=None: first_day(days or []))
 def sweep_expired_claims(days: list[str] | None = None) -> dict[str, Any]:
     """Repair claims a finaliser never closed, publish alerts one never sent, close days without work.
@@ -106,7 +106,7 @@ def sweep_expired_claims(days: list[str] | None = None) -> dict[str, Any]:
     return summary
 
 
-@task
+@task(multiple_outputs=False)
 @records_usage(first_day)
 def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
     """Claim pending files of ``days`` into manifests; return manifest references for the mapped conversion."""
@@ -127,7 +127,7 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
     return [ref.as_dict() for ref in refs]
 
 
-@task(trigger_rule="all_done", map_index_template="{{ manifest_id }}", outlets=[PARQUET_ASSET])
+@task(trigger_rule="all_done", map_index_template="{{ manifest_id }}", outlets=[PARQUET_ASSET], multiple_outputs=False)
 @records_usage(lambda manifest: manifest["day"])
 def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
     """Record the conversion's outcome in the ledger, or compensate when it failed for good.
@@ -211,7 +211,7 @@ def convert_manifest(manifest: dict[str, Any], dag_kind: str) -> None:
     convert >> finalise(manifest)
 
 
-@task
+@task(multiple_outputs=False)
 def resolve_day() -> list[str]:
     """The day to close: the ``day`` param, else the day before the run's logical date (or before today)."""
     from ndjson_pipeline.steps.reconcile import DayTooOldError, check_day_can_be_closed
@@ -236,7 +236,7 @@ def resolve_day() -> list[str]:
     return [day.isoformat()]
 
 
-@task
+@task(multiple_outputs=False)
 @records_usage(first_day)
 def reconcile(days: list[str]) -> dict[str, Any]:
     """Register every object of the day's landing listing that the ledger lacks (lost notifications)."""
