@@ -281,19 +281,30 @@ def type_string(spark_type: Any) -> str:
     return str(kind)
 
 
-def field_paths(fields: list[dict[str, Any]] | tuple[dict[str, Any], ...], prefix: str = "") -> Iterator[str]:
-    """Every declared path: ``user``, ``user.id``, ``items``, ``items[].sku`` (``{}`` for a map's values)."""
+def field_paths(fields: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> Iterator[str]:
+    """Every declared path: ``user``, ``user.id``, ``items``, ``items[]`` (its items), ``items[].sku``; ``{}``
+    names a map's values."""
+    return (path for path, _ in field_types(fields))
+
+
+def field_types(
+    fields: list[dict[str, Any]] | tuple[dict[str, Any], ...], prefix: str = ""
+) -> Iterator[tuple[str, Any]]:
+    """Every declared path with its declared type, parents first."""
     for f in fields:
         path = f"{prefix}{f['name']}"
-        yield path
+        yield path, f["type"]
         yield from _type_paths(f["type"], path)
 
 
-def _type_paths(spark_type: Any, path: str) -> Iterator[str]:
-    if isinstance(spark_type, dict):
-        if spark_type.get("type") == "struct":
-            yield from field_paths(spark_type["fields"], f"{path}.")
-        elif spark_type.get("type") == "array":
-            yield from _type_paths(spark_type["elementType"], f"{path}[]")
-        elif spark_type.get("type") == "map":
-            yield from _type_paths(spark_type["valueType"], f"{path}{{}}")
+def _type_paths(spark_type: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if not isinstance(spark_type, dict):
+        return
+    if spark_type.get("type") == "struct":
+        yield from field_types(spark_type["fields"], f"{path}.")
+        return
+    inner = {"array": ("elementType", "[]"), "map": ("valueType", "{}")}.get(str(spark_type.get("type")))
+    if inner is not None:
+        key, suffix = inner
+        yield f"{path}{suffix}", spark_type[key]
+        yield from _type_paths(spark_type[key], f"{path}{suffix}")
