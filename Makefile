@@ -16,7 +16,7 @@ GLUE_ENVS := glue50 glue51 glue60
 glue_stamp = .venv-$(1)/.installed-$(shell cat requirements-$(1).txt | sha256sum | cut -c1-16)
 GLUE_STAMPS := $(foreach env,$(GLUE_ENVS),$(call glue_stamp,$(env)))
 
-.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-dynamodb-local install-glue-envs test-glue-envs build deploy bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak bench-dag-parse
+.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-dynamodb-local install-glue-envs test-glue-envs build deploy schema-propose schema-check bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak bench-dag-parse
 
 install: $(STAMP) $(DYNAMODB_LOCAL_STAMP)
 
@@ -103,9 +103,18 @@ test-ui: install install-browser
 build: install
 	$(VENV)/bin/python -m tools.build_artifacts --out dist
 
-# make deploy NAME_PREFIX=my-pipeline [DRY_RUN=1]
+# make deploy NAME_PREFIX=my-pipeline [DATASET=orders] [DRY_RUN=1]
 deploy: build
-	$(VENV)/bin/python -m tools.deploy --name-prefix $(NAME_PREFIX) --dist dist $(if $(DRY_RUN),--dry-run)
+	$(VENV)/bin/python -m tools.deploy --name-prefix $(NAME_PREFIX) --dist dist $(if $(DATASET),--dataset $(DATASET)) \
+		$(if $(DRY_RUN),--dry-run)
+
+# Onboard a dataset: make schema-propose DATASET=orders SAMPLES="s3://bucket/prefix/ local.ndjson.gz", then review
+# glue_scripts/schemas/orders.json and make schema-check DATASET=orders (README, Onboard a dataset).
+schema-propose: install
+	PYTHONPATH=include:plugins:glue_scripts:. $(VENV)/bin/python -m tools.schema propose $(SAMPLES) --dataset $(DATASET)
+
+schema-check: install
+	PYTHONPATH=include:plugins:glue_scripts:. $(VENV)/bin/python -m tools.schema check glue_scripts/schemas/$(DATASET).json
 
 bench-ledger: install
 	$(VENV)/bin/python -m benchmarks.ledger_benchmark

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ndjson_pipeline.dataset_schema import DeclaredSchema, output_fields
+from ndjson_pipeline.drift import Drift
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.landing import registration_for
 from ndjson_pipeline.layout import LakeLayout, PublishLog
@@ -130,8 +131,13 @@ def publish_result(
     quarantined_per_file: int = 1,
     outputs: int = 1,
     layout: LakeLayout | None = None,
+    rescued_per_file: int = 0,
+    drift: Drift | None = None,
 ) -> list[str]:
-    """What a successful run leaves behind in ``layout`` (the lake's by default): output, publish log, then result."""
+    """What a successful run leaves behind in ``layout`` (the lake's by default): output, publish log, then result.
+
+    ``drift``: the field paths the job found in ``_rescued_data`` (None: a result written before they were counted).
+    """
     layout = layout or stack.settings.layout
     manifest = Manifest.from_json(stack.storage.read_bytes(layout.manifest_uri(ref.day, ref.manifest_id)))
     uris = [layout.part_uri(ref.day, ref.manifest_id, n, "snappy") for n in range(outputs)]
@@ -146,7 +152,7 @@ def publish_result(
             None,
             rows_per_file + quarantined_per_file,
             rows_per_file,
-            0,
+            rescued_per_file,
             quarantined_per_file,
         )
         for f in manifest.files
@@ -159,6 +165,7 @@ def publish_result(
         tuple(OutputFile(u, 4, rows if i == 0 else 0) for i, u in enumerate(uris)),
         schema={"type": "struct", "fields": output_fields(EVENTS_SCHEMA.fields, rescue=True, lineage=True)},
         schema_version=EVENTS_SCHEMA.version,
+        drift=drift,
     )
     stack.job_storage.write_bytes(layout.result_uri(ref.day, ref.manifest_id), result.to_json().encode())
     return uris

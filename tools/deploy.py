@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 
 from ndjson_pipeline.resources import ResourceNames, default_names
+from ndjson_pipeline.settings import PipelineSettings
 from tools.build_artifacts import echo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,7 @@ SHA_METADATA = "sha256"  # stored as x-amz-meta-sha256 on every uploaded object
 DAGS_PREFIX = "dags/"
 # The zips a Glue run imports, in --extra-py-files order.
 GLUE_PY_FILES = ("glue_python", "glue_job_python")
+DEFAULT_DATASET = PipelineSettings().dataset
 
 
 class DeployError(RuntimeError):
@@ -55,17 +57,22 @@ def load_build(dist: Path) -> list[dict[str, Any]]:
     return artifacts
 
 
-def settings_for(bucket: str, artifacts: list[dict[str, Any]]) -> dict[str, str]:
-    """The ``ndjson_pipeline_settings`` keys that point a run at this build's Glue code."""
+def settings_for(bucket: str, artifacts: list[dict[str, Any]], dataset: str = DEFAULT_DATASET) -> dict[str, str]:
+    """The ``ndjson_pipeline_settings`` keys that point a run at this build's Glue code and ``dataset``'s schema."""
     by_kind = {a["kind"]: a["key"] for a in artifacts}
-    schemas = [a["key"] for a in artifacts if a["kind"] == "glue_schema"]
+    schemas = {
+        a["key"].rsplit("/", 1)[1].removesuffix(".json"): a["key"] for a in artifacts if a["kind"] == "glue_schema"
+    }
+    if dataset not in schemas:
+        raise DeployError(f"the build has no schema of dataset {dataset!r} (glue_scripts/schemas/): {sorted(schemas)}")
     settings = {
         "glue_script_uri": f"s3://{bucket}/{by_kind['glue_script']}",
         # Glue's --extra-py-files takes a comma-separated list: the contract package, then the job's own.
         "glue_extra_py_files_uri": ",".join(f"s3://{bucket}/{by_kind[kind]}" for kind in GLUE_PY_FILES),
+        "schema_uri": f"s3://{bucket}/{schemas[dataset]}",
     }
-    if schemas:
-        settings["schema_uri"] = f"s3://{bucket}/{schemas[0]}"
+    if dataset != DEFAULT_DATASET:
+        settings["dataset"] = dataset
     return settings
 
 
@@ -138,12 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint-url", help="S3 endpoint (a moto server in tests)")
     parser.add_argument("--region", default=None, help="AWS region (default: the SDK's)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be uploaded; make no AWS call")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, help=f"the deployment's dataset ({DEFAULT_DATASET})")
     args = parser.parse_args(argv)
 
     names = ResourceNames(args.name_prefix) if args.name_prefix else default_names()
     bucket = args.bucket or names.assets_bucket
     try:
         artifacts = load_build(args.dist)
+        settings = settings_for(bucket, artifacts, args.dataset)
     except DeployError as exc:
         echo("deploy failed: %s", exc, err=True)
         return 1
@@ -161,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         apply(s3, args.dist, deploy_plan)
         _report(s3, bucket, artifacts)
 
-    settings = settings_for(bucket, artifacts)
     if args.name_prefix:
         settings["name_prefix"] = args.name_prefix
     echo("Airflow Variable ndjson_pipeline_settings must contain (merge with your other settings):")

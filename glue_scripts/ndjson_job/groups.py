@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
+from ndjson_job.drift import group_drift
 from ndjson_job.files import FileConverter
 from ndjson_job.lines import LineRules
 from ndjson_job.logs import configure_job_logging
@@ -21,6 +22,7 @@ from ndjson_job.output import GroupParts, StagedLines, StagedPart
 from ndjson_job.reading import MiB, Unconvertible, text_blocks
 from ndjson_pipeline.conversion import LogOptions
 from ndjson_pipeline.dataset_schema import LINEAGE_COLUMNS
+from ndjson_pipeline.drift import Drift
 from ndjson_pipeline.files import FileState, FileVersion
 from ndjson_pipeline.manifest import FileResult
 from ndjson_pipeline.storage import Storage
@@ -51,6 +53,7 @@ class GroupOutput:
     parts: tuple[StagedPart, ...]
     lines: StagedLines | None
     usage: Usage | None = None  # the task's own requests, when the job records usage
+    drift: Drift | None = None  # the field paths its rows hold in _rescued_data (ndjson_job.drift)
 
 
 class _QuarantinedAfterWriting(Exception):
@@ -99,6 +102,7 @@ def convert_group(work: GroupWork) -> GroupOutput:
             try:
                 results = tuple(settled.get(f.identity) or _convert_file(work, f, parts) for f in work.files)
                 staged, lines = parts.stage(work.storage, work.staging, work.index)
+                drift = group_drift(Path(folder), work.rules.schema)
             except _QuarantinedAfterWriting as restart:
                 log.warning(
                     "%s (%s): converting group %s of manifest %s again without it",
@@ -113,7 +117,7 @@ def convert_group(work: GroupWork) -> GroupOutput:
             finally:
                 parts.close()
         usage = None if work.storage.recorder is None else work.storage.recorder.take()
-        return GroupOutput(index=work.index, files=results, parts=staged, lines=lines, usage=usage)
+        return GroupOutput(index=work.index, files=results, parts=staged, lines=lines, usage=usage, drift=drift)
 
 
 def _convert_file(work: GroupWork, file: FileVersion, parts: GroupParts) -> FileResult:

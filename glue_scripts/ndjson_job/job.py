@@ -16,6 +16,7 @@ from ndjson_job.lines import LineRules
 from ndjson_job.publication import Publication, plan_publication, previous_dts, publish
 from ndjson_job.schema import JobArgumentError, arrow_schema, output_schema, parse_schema, schema_version
 from ndjson_pipeline.conversion import JobArguments
+from ndjson_pipeline.drift import Drift
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.manifest import FileResult, JobResult, Manifest, OutputFile
 from ndjson_pipeline.storage import Storage
@@ -65,6 +66,7 @@ def convert_manifest(
         ),
         schema=output_schema(schema, args.options).jsonValue(),
         schema_version=schema_version(schema_text, args),
+        drift=manifest_drift(outputs),
     )
     result.check_reconciled(manifest)
     replace_output(storage, args, manifest, publication)
@@ -109,6 +111,15 @@ def record_usage(
             usage.add(output.usage)
     usage.requests["s3.PutObject"] += 1  # the result, written after this record
     write_usage(storage, args.layout, manifest.day, f"job-{manifest.manifest_id}-{attempt}", usage)
+
+
+def manifest_drift(outputs: list[GroupOutput]) -> Drift:
+    """The groups' drift added up, cut to the paths of most rows (``drift.MAX_PATHS``)."""
+    total = Drift()
+    for output in outputs:
+        if output.drift is not None:
+            total.merge(output.drift)
+    return total.limited()
 
 
 def load_manifest(storage: Storage, args: JobArguments) -> Manifest:

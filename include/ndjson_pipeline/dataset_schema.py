@@ -98,6 +98,36 @@ def _type_problems(old: Any, new: Any, name: str) -> Iterator[str]:
         yield from _type_problems(old["elementType"], new["elementType"], f"{name}[]")
 
 
+def field_name_problems(fields: list[dict[str, Any]] | tuple[dict[str, Any], ...], path: str = "") -> list[str]:
+    """Names no table can hold (empty, or equal to another's but for case, at any depth; empty: none).
+
+    The Glue Data Catalog and Athena fold column and struct member names to lower case, so ``User`` and
+    ``user`` in one struct would be one column to them.
+    """
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for f in fields:
+        name = f.get("name")
+        if not isinstance(name, str) or not name:
+            problems.append(f"a field in {path.rstrip('.') or 'the top level'} has no name")
+            continue
+        if name.lower() in seen:
+            problems.append(f"fields {path + seen[name.lower()]!r} and {path + name!r} differ only in case")
+        seen.setdefault(name.lower(), name)
+        problems += _type_name_problems(f.get("type"), f"{path}{name}")
+    return problems
+
+
+def _type_name_problems(spark_type: Any, path: str) -> list[str]:
+    if type_kind(spark_type) == "struct":
+        return field_name_problems(spark_type["fields"], f"{path}.")
+    if type_kind(spark_type) == "array":
+        return _type_name_problems(spark_type["elementType"], f"{path}[]")
+    if type_kind(spark_type) == "map":
+        return _type_name_problems(spark_type["valueType"], f"{path}{{}}")
+    return []
+
+
 def type_kind(spark_type: Any) -> str:
     """``string``, ``long``, ... for a simple type; ``struct`` or ``array`` for a complex one."""
     return spark_type if isinstance(spark_type, str) else str(spark_type.get("type"))

@@ -119,6 +119,9 @@ class LakeLayout:
     def result_uri(self, day: str, manifest_id: str) -> str:
         return self._pipeline_uri("results", day, f"{manifest_id}.json")
 
+    def results_prefix(self, day: str) -> str:
+        return self._pipeline_uri("results", day, "")
+
     def publish_log_uri(self, day: str, manifest_id: str) -> str:
         return self._pipeline_uri("published", day, f"{manifest_id}.json")
 

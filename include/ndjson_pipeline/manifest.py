@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from ndjson_pipeline.drift import Drift
 from ndjson_pipeline.files import JOB_OUTCOMES, FileState, FileVersion
 
 MANIFEST_FORMAT = 1
@@ -187,6 +188,8 @@ class JobResult:
     schema: dict[str, Any] | None = None
     schema_version: int | None = None
     timings: dict[str, float] | None = None
+    # Field paths found in _rescued_data (ndjson_pipeline.drift); None in results written before they were counted.
+    drift: Drift | None = None
 
     @property
     def rows_in(self) -> int:
@@ -222,7 +225,8 @@ class JobResult:
             raise ReconciliationError(f"manifest {self.manifest_id} does not reconcile: " + "; ".join(problems))
 
     def to_json(self) -> str:
-        doc = {"format": RESULT_FORMAT, **asdict(self)}
+        drift = None if self.drift is None else self.drift.to_json()
+        doc = {"format": RESULT_FORMAT, **asdict(replace(self, drift=None)), "drift": drift}
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -244,6 +248,7 @@ class JobResult:
                 schema=doc.get("schema"),
                 schema_version=doc.get("schema_version"),
                 timings=doc.get("timings"),
+                drift=None if doc.get("drift") is None else Drift.from_json(doc["drift"]),
             )
         except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
             raise ManifestError(f"job result is malformed: {exc!r}") from exc

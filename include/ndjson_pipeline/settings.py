@@ -93,6 +93,9 @@ class PipelineSettings:
     # Alerts: FAILED files are logged at ERROR, counted in CloudWatch and, when set, published to this topic.
     alert_topic_arn: str = ""
     metrics_namespace: str = "NdjsonPipeline"
+    # The day report alerts when more than this percentage of the day's rows kept values in _rescued_data: the
+    # data carries fields or types the declared schema does not read (the report lists them).
+    rescued_rows_alert_percent: float = 1.0
     # Airflow's metadata database: the cleanup DAG purges what is older (the two every-minute DAGs add about 3,000
     # runs a day). "mwaa" runs `airflow db clean` through MWAA's CLI endpoint; "local" on the local stack.
     metadata_retention_days: int = 30
@@ -137,6 +140,10 @@ class PipelineSettings:
             raise SettingsError(f"setting {exc.option!r} {exc.problem}") from exc
         object.__setattr__(self, "log_format", logs.log_format)
         object.__setattr__(self, "log_level", logs.log_level)
+        percent = self.rescued_rows_alert_percent
+        if isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 <= percent <= 100:
+            raise SettingsError(f"setting 'rescued_rows_alert_percent' must be a number from 0 to 100, got {percent!r}")
+        object.__setattr__(self, "rescued_rows_alert_percent", float(percent))
         if self.intake_wait_seconds > 20:
             raise SettingsError("setting 'intake_wait_seconds' must be at most 20 (SQS long-poll limit)")
         if self.metadata_cleanup_runner not in METADATA_CLEANUP_RUNNERS:

@@ -127,6 +127,49 @@ def alert_present_but_superseded(
     )
 
 
+def report_rescued_rows(
+    settings: PipelineSettings, day: str, drift: Mapping[str, Any], aws_conn_id: str | None = AWS_CONN_ID
+) -> None:
+    """The day's rescued share as a metric; over ``rescued_rows_alert_percent``, an alert naming the new fields.
+
+    ``drift`` is the day report's ``drift`` section. A day without rows publishes nothing.
+    """
+    percent = drift["rows_rescued_percent"]
+    if percent is None:
+        return
+    publish_metrics(settings, {"RescuedRowsPercent": percent, "RescuedRowsAlerts": int(drift["alert"])}, aws_conn_id)
+    if not drift["alert"]:
+        return
+    new_fields = [f["path"] for f in drift["new_fields"]]
+    log.error(
+        "ALERT day %s: %.3f%% of the rows kept values in _rescued_data (over rescued_rows_alert_percent %s); "
+        "fields the schema does not declare: %s; values of another type: %s. The day report proposes the next "
+        "schema version",
+        day,
+        percent,
+        settings.rescued_rows_alert_percent,
+        new_fields[:10],
+        [f["path"] for f in drift["mismatched"]][:10],
+        extra={"alert": "rescued_rows", "day": day, "rows_rescued_percent": percent},
+    )
+    next_schema = drift["next_schema"]
+    _publish(
+        settings,
+        f"ndjson pipeline: {percent:.1f}% of the rows of {day} rescued",
+        {
+            "kind": "rescued_rows",
+            "day": day,
+            "rows_rescued_percent": percent,
+            "new_fields": new_fields,
+            "mismatched": [f["path"] for f in drift["mismatched"]],
+            "next_schema_version": None if next_schema is None else next_schema["version"],
+            "report_uri": settings.layout.report_uri(day),
+        },
+        alert_id("rescued_rows", day),
+        aws_conn_id,
+    )
+
+
 def _publish(
     settings: PipelineSettings, subject: str, body: dict[str, Any], identifier: str, aws_conn_id: str | None
 ) -> None:

@@ -268,6 +268,7 @@ def report_day(days: list[str]) -> dict[str, Any]:
     from ndjson_pipeline.steps import reporting
     from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
     from ndjson_pipeline_airflow.hooks.storage import StorageHook
+    from ndjson_pipeline_airflow.monitoring import report_rescued_rows
     from ndjson_pipeline_airflow.settings_loader import load_settings
 
     settings = load_settings()
@@ -283,6 +284,7 @@ def report_day(days: list[str]) -> dict[str, Any]:
         time.sleep(settings.glue_poll_seconds)
     report = reporting.day_report(ledger, StorageHook().get_storage(), settings, days[0])
     log.info("day report: %s", json.dumps(report, indent=2), extra={"day": days[0], "day_report": report})
+    report_rescued_rows(settings, days[0], report["drift"])
     if not report["complete"]:
         raise AirflowFailException(
             f"day {days[0]} is not complete: {report['files_by_state']}; "

@@ -105,3 +105,15 @@ def test_settings_point_at_content_hashed_keys(built, kind):
     key = next(a["key"] for a in document["artifacts"] if a["kind"] == kind)
     uris = [uri for value in settings.values() for uri in value.split(",")]
     assert f"s3://bucket/{key}" in uris
+
+
+def test_settings_point_at_the_schema_of_the_deployments_dataset(built):
+    _, document = built
+    schema = next(a for a in document["artifacts"] if a["kind"] == "glue_schema")
+    orders = {**schema, "key": schema["key"].rsplit("/", 2)[0] + "/0123abcd/orders.json"}
+    artifacts = [*document["artifacts"], orders]
+    assert deploy.settings_for("bucket", artifacts)["schema_uri"] == f"s3://bucket/{schema['key']}"
+    settings = deploy.settings_for("bucket", artifacts, "orders")
+    assert (settings["schema_uri"], settings["dataset"]) == (f"s3://bucket/{orders['key']}", "orders")
+    with pytest.raises(deploy.DeployError, match="no schema of dataset 'clicks'"):
+        deploy.settings_for("bucket", artifacts, "clicks")

@@ -53,6 +53,13 @@ def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_sta
     # The day's listing: 12 batches, the gzip file, the key with '#', '?', '%', '+', '//' and unicode in it, and the
     # overwritten key's new version convert; notes.txt (suffix) and the empty file are rejected at intake.
     assert report["files_by_state"] == {"DONE": 15, "QUARANTINED": 2}
+    # Every result counted the paths it rescued: the sample's rescued rows are its values given as text.
+    drift = report["drift"]
+    assert (drift["manifests_unknown"], drift["new_fields"], drift["next_schema"]) == (0, [], None)
+    assert drift["manifests"] >= 1
+    assert [(m["path"], m["rows"], m["declared"]) for m in drift["mismatched"]] == [
+        ("value", report["rows_rescued"], "double")
+    ]
     awkward = next(k for k, _ in sample.uploads if "#" in k)
     assert f"s3://{stack.names.landing_bucket}/{awkward}" in parquet_source_uris(stack)
     # The overwritten key's first version is no longer in S3: quarantined as superseded, its rows never loaded.

@@ -39,6 +39,8 @@ AWS_METRICS = {
 # Published but deliberately not alarmed, and why.
 NOT_ALARMED = {
     "OpenDays": "informational: how many days still hold unfinished work; a stuck day shows as OldestPendingAgeSeconds",
+    "RescuedRowsPercent": "informational: the day's rescued share; the report judges it against the setting "
+    "rescued_rows_alert_percent (the threshold's one home) and the alarm watches RescuedRowsAlerts",
 }
 
 

@@ -45,6 +45,8 @@ def test_defaults_are_consistent():
         ({"log_format": "xml"}, ["'log_format'", "['text', 'json']", "'xml'"]),
         ({"log_level": "verbose"}, ["'log_level'", "['debug', 'info', 'warning', 'error']", "'verbose'"]),
         ({"log_level": 10}, ["'log_level'", "10"]),
+        ({"rescued_rows_alert_percent": 101}, ["'rescued_rows_alert_percent'", "from 0 to 100", "101"]),
+        ({"rescued_rows_alert_percent": "5"}, ["'rescued_rows_alert_percent'", "'5'"]),
     ],
 )
 def test_inconsistent_settings_are_refused_naming_them(overrides, named):
@@ -52,6 +54,12 @@ def test_inconsistent_settings_are_refused_naming_them(overrides, named):
         _make_settings(**overrides)
     for text in named:
         assert text in str(caught.value)
+
+
+def test_the_rescued_rows_alert_percent_takes_any_number_from_0_to_100():
+    assert _make_settings().rescued_rows_alert_percent == 1.0
+    assert _make_settings(rescued_rows_alert_percent=0).rescued_rows_alert_percent == 0.0
+    assert _make_settings(rescued_rows_alert_percent=12.5).rescued_rows_alert_percent == 12.5
 
 
 def test_rules_follow_the_values_given():

@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.dataset_schema import DeclaredSchema
+from ndjson_pipeline.drift import drift_section, read_day_drift
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.landing import day_listing_pages
 from ndjson_pipeline.ledger import Ledger
@@ -61,6 +63,10 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
                 finished = datetime.fromisoformat(record.finished_at)
                 latencies.append(max(0.0, (finished - arrived).total_seconds()))
     usage, usage_records = read_day_usage(storage, settings.layout, day)
+    day_drift = read_day_drift(storage, settings.layout, day)
+    current = None
+    if day_drift.drift.paths:  # where the new fields go: the schema the next runs read
+        current = DeclaredSchema.from_json(storage.read_bytes(settings.dataset_schema_uri), settings.dataset_schema_uri)
     files = sum(states.values())
     landing_days = settings.landing_retention_days + landing_noncurrent_days()
     report = {
@@ -82,6 +88,10 @@ def day_report(ledger: Ledger, storage: Storage, settings: PipelineSettings, day
         "present_but_superseded": present_but_superseded[:20],
         "usage": {**usage.as_dict(), "records": usage_records},
         "cost": day_cost(usage, files=files, landing_bytes=totals["bytes"], landing_days=landing_days),
+        # Fields the declared schema does not read, found in _rescued_data, and the next version that reads them.
+        "drift": drift_section(
+            day_drift, current, totals["rows_out"], totals["rows_rescued"], settings.rescued_rows_alert_percent
+        ),
         # Operator actions on the day's files (maintenance and reprocess DAGs), oldest first.
         "maintenance": [_summary(r) for r in read_records(storage, settings, day)],
     }

@@ -175,6 +175,24 @@ resource "aws_cloudwatch_metric_alarm" "present_but_superseded" {
   ok_actions          = local.actions
 }
 
+# Published by every day report: 1 when more of the day's rows than the pipeline setting rescued_rows_alert_percent
+# (the threshold's one home) kept values in _rescued_data, else 0.
+resource "aws_cloudwatch_metric_alarm" "rescued_rows" {
+  alarm_name          = "${var.name_prefix}-rescued-rows"
+  alarm_description   = "More of a day's rows than the setting rescued_rows_alert_percent kept values in _rescued_data: the data carries fields or types the declared schema does not read. The day report lists them and proposes the next schema version."
+  namespace           = var.metric_namespace
+  metric_name         = "RescuedRowsAlerts"
+  dimensions          = { Dataset = var.dataset }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
 # Published on a conversion task's last failed try (a Glue run that failed or could not start,
 # after Airflow's retries): its files go back to PENDING or, out of attempts, to FAILED.
 resource "aws_cloudwatch_metric_alarm" "failed_conversions" {
