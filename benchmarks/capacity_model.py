@@ -8,10 +8,12 @@ return at the first message, up to 10 messages, until a receive brings fewer tha
 message limit is hit); every ``schedule_seconds`` an ingest run (never more than
 ``max_active_runs`` at once) sweeps, defers a sensor that polls the pending files until ``min_batch_files``,
 ``min_batch_bytes`` or ``max_wait_seconds`` (oldest registration) is reached or
-``sensor_timeout_seconds`` ends, claims at most ``max_manifests_per_run``
-manifests, then converts them with at most ``conversion_slots`` conversions at a
-time over all runs (a deferred conversion keeps its slot), each followed by its
-finaliser. ``separate_intake=False`` models the former design, where each ingest
+``sensor_timeout_seconds`` ends (polling as the trigger does: every ``sensor_poll_seconds``, and at the
+instant the oldest file comes of age, so the waiting sensors of overlapping runs wake together), resumes,
+then its planner claims at most ``max_manifests_per_run`` manifests of what is pending by then (nothing,
+when another run's planner came first: an empty plan), then converts them with at most
+``conversion_slots`` conversions at a time over all runs (a deferred conversion keeps its slot), each
+followed by its finaliser. ``separate_intake=False`` models the former design, where each ingest
 run drained the queue itself before its sensor.
 
 Latencies of single steps are ``Assumptions`` (every one printed by the benchmark);
@@ -207,8 +209,15 @@ class Outcome:
             "files_per_manifest": round(statistics.fmean(self.manifests), 1) if self.manifests else 0,
             "glue_dpu_s_per_file": round(self.glue_dpu_seconds / max(1, done), 3),
             "sensor_timeouts": self.sensor_timeouts,
-            "ingest_runs_per_hour": round(self.counts["run"] / max(1e-9, self.counts["arrival_hours"]), 1),
+            "ingest_runs_per_hour": self.per_hour("run"),
+            "glue_runs_per_day": round(24 * self.per_hour("claim"), 1),
+            "empty_plans_per_hour": self.per_hour("plan.empty"),
+            "task_starts_per_hour": self.per_hour("task_start"),
         }
+
+    def per_hour(self, step: str) -> float:
+        """How often ``step`` ran per hour while files arrived."""
+        return round(self.counts[step] / max(1e-9, self.counts["arrival_hours"]), 1)
 
 
 class PipelineModel:
@@ -250,6 +259,7 @@ class PipelineModel:
 
     def intake(self) -> Generator:
         self._count("task.intake")
+        self._count("task_start")
         yield self.a.task_start_s
         deadline = self.sim.now + self.s.intake_time_budget_seconds
         received = 0
@@ -284,22 +294,32 @@ class PipelineModel:
             return True
         return self.sim.now - self.pending[0][0] >= self.s.max_wait_seconds
 
+    def _next_poll_in(self, deadline: float) -> float:
+        """As the trigger sleeps: a poll interval, or less when the oldest pending file comes of age or the
+        deadline falls sooner (so every waiting trigger wakes at the same instant for a file coming of age)."""
+        due = [deadline, self.sim.now + self.s.sensor_poll_seconds]
+        if self.pending:
+            comes_of_age = self.pending[0][0] + self.s.max_wait_seconds
+            if comes_of_age > self.sim.now:
+                due.append(comes_of_age)
+        return max(0.0, min(due) - self.sim.now)
+
     def sensor(self, outcome: list[bool]) -> Generator:
         self._count("task.sensor")
+        self._count("task_start")
         yield self.a.task_start_s
         deadline = self.sim.now + self.s.sensor_timeout_seconds
         while True:
             self._count("sensor.poll")
             if self.sim.now <= self.arrivals_end:
                 self.poll_pending.append(len(self.pending))
-            if self._ready():
-                yield self.a.task_start_s  # the resumed task
-                outcome.append(True)
+            ready = self._ready()
+            if ready or self.sim.now >= deadline:
+                self._count("task_start")  # the task resumes on a worker, to plan or to skip the run
+                yield self.a.task_start_s
+                outcome.append(ready)
                 return
-            if self.sim.now >= deadline:
-                outcome.append(False)
-                return
-            yield self.s.sensor_poll_seconds
+            yield self._next_poll_in(deadline)
 
     def claim(self) -> list[list[float]]:
         per_manifest = min(self.s.max_files_per_manifest, self.s.max_bytes_per_manifest // self.a.file_bytes)
@@ -318,6 +338,7 @@ class PipelineModel:
 
     def conversion(self, files: list[float], finished: list[int]) -> Generator:
         yield self.slots
+        self._count("task_start", 3)  # the conversion, its resumption after the run, its finaliser
         yield self.a.task_start_s + self.r.seconds("conversion_start", self.a)
         # Deferred right after StartJobRun: the run starts, runs, and the completion trigger notices its end at
         # its next poll; then the task resumes on a worker and gives its slot back.
@@ -336,6 +357,7 @@ class PipelineModel:
     def ingest_run(self) -> Generator:
         self._count("run")
         self._count("task.sweep")
+        self._count("task_start")
         self.runs += 1
         self.active_runs += 1
         if not self.d.separate_intake:
@@ -344,10 +366,14 @@ class PipelineModel:
         ready: list[bool] = []
         yield from self.sensor(ready)
         if ready and ready[0]:
-            manifests = self.claim()
             self._count("task.plan")
+            self._count("task_start")
+            yield self.a.task_start_s
+            manifests = self.claim()  # what is pending when the planner runs, not when its sensor fired
             self._count("claim", len(manifests))
-            yield self.a.task_start_s + len(manifests) * self.r.seconds("claim", self.a)
+            if not manifests:
+                self._count("plan.empty")
+            yield len(manifests) * self.r.seconds("claim", self.a)
             finished: list[int] = []
             for files in manifests:
                 self.manifests.append(len(files))
