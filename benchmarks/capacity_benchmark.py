@@ -80,6 +80,8 @@ def per_file_by_step(measured: Measured, counts: Counter, poll_pending: list[int
         "intake (empty receives)": ("intake.empty_receive", counts["intake.empty_receive"]),
         "sweep": ("sweep.task", counts["task.sweep"]),
         "sensor polls": ("sensor.poll", counts["sensor.poll"]),
+        "wakes taken": ("wake.take", counts["wake.take"]),
+        "wakes released": ("wake.release", counts["wake.release"]),
         "plan (task)": ("plan.task", counts["task.plan"]),
         "claims + manifests": ("claim", counts["claim"]),
         "conversion start": ("conversion.start", counts["task.convert"]),
@@ -273,17 +275,16 @@ def main() -> None:
                 "intake_time_budget_seconds",
                 "intake_wait_seconds",
                 "intake_max_messages",
-                "min_batch_files",
-                "min_batch_bytes",
-                "max_wait_seconds",
+                "latency_budget_seconds",
                 "sensor_poll_seconds",
-                "sensor_timeout_seconds",
                 "max_files_per_manifest",
+                "max_bytes_per_manifest",
                 "max_manifests_per_run",
                 "glue_poll_seconds",
             )
         )
     )
+    print(f"batch thresholds in effect: {settings.batching}")
     print("assumptions:\n  " + "\n  ".join(assumptions.described()))
     requests = step_requests(measured) if measured else StepRequests()
     print(f"step requests in the model's timeline: {requests}")
