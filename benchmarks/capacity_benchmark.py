@@ -1,5 +1,5 @@
-"""Capacity and cost per file of the ingest design: latency and backlog at 100K/day, 500K/day and a burst,
-and every AWS request and DynamoDB unit a file costs end to end.
+"""Capacity and cost per file of the ingest design: latency, backlog, Glue runs and cost at 10K, 100K and 500K
+files a day and a burst, and every AWS request and DynamoDB unit a file costs end to end.
 
 Two parts:
 
@@ -42,6 +42,7 @@ from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.usage import Usage
 from ndjson_pipeline.usage.capacity import READ_UNIT_BYTES
 from ndjson_pipeline.usage.costs import day_cost
+from ndjson_pipeline.usage.prices import PRICES
 from tools.local_stack import (
     airflow_environment,
     aws_connection_env,
@@ -49,6 +50,7 @@ from tools.local_stack import (
 )
 
 SCENARIOS = (
+    Scenario("10K files/day", 10_000, hours=6),
     Scenario("100K files/day", 100_000, hours=6),
     Scenario("500K files/day", 500_000, hours=6),
     Scenario("50K burst in 1 h (on 100K/day)", 100_000, hours=4, burst_files=50_000, burst_start_h=1),
@@ -78,6 +80,8 @@ def per_file_by_step(measured: Measured, counts: Counter, poll_pending: list[int
         "intake (empty receives)": ("intake.empty_receive", counts["intake.empty_receive"]),
         "sweep": ("sweep.task", counts["task.sweep"]),
         "sensor polls": ("sensor.poll", counts["sensor.poll"]),
+        "wakes taken": ("wake.take", counts["wake.take"]),
+        "wakes released": ("wake.release", counts["wake.release"]),
         "plan (task)": ("plan.task", counts["task.plan"]),
         "claims + manifests": ("claim", counts["claim"]),
         "conversion start": ("conversion.start", counts["task.convert"]),
@@ -104,10 +108,25 @@ def per_file_by_step(measured: Measured, counts: Counter, poll_pending: list[int
     return {name: _times(usage, 1 / files) for name, usage in steps.items()}
 
 
-def print_per_file(by_step: dict[str, Usage], glue_dpu_s: float, settings: PipelineSettings) -> None:
+def _total(by_step: dict[str, Usage]) -> Usage:
     total = Usage()
     for usage in by_step.values():
         total.add(usage)
+    return total
+
+
+def cost_per_file(by_step: dict[str, Usage], glue_dpu_s: float, settings: PipelineSettings) -> dict:
+    """The day report's cost of one file: every step's requests and units, and the Glue DPU-seconds it was billed."""
+    return day_cost(
+        replace(_total(by_step), glue_dpu_seconds=glue_dpu_s),
+        files=1,
+        landing_bytes=Assumptions().file_bytes,
+        landing_days=settings.landing_retention_days + landing_noncurrent_days(),
+    )
+
+
+def print_per_file(by_step: dict[str, Usage], glue_dpu_s: float, settings: PipelineSettings) -> None:
+    total = _total(by_step)
     print(f"  {'step':<24} {'requests':>9} {'WRU':>7} {'RRU':>7}")
     for name, usage in by_step.items():
         print(f"  {name:<24} {sum(usage.requests.values()):9.3f} {usage.write_units:7.3f} {usage.read_units:7.3f}")
@@ -116,12 +135,7 @@ def print_per_file(by_step: dict[str, Usage], glue_dpu_s: float, settings: Pipel
     for service, ops in sorted(_by_service(total).items()):
         detail = ", ".join(f"{op} {n:.3f}" for op, n in sorted(ops.items()))
         print(f"    {service:<11} {sum(ops.values()):7.3f}  {detail}")
-    cost = day_cost(
-        replace(total, glue_dpu_seconds=glue_dpu_s),
-        files=1,
-        landing_bytes=Assumptions().file_bytes,
-        landing_days=settings.landing_retention_days + landing_noncurrent_days(),
-    )
+    cost = cost_per_file(by_step, glue_dpu_s, settings)
     parts = ", ".join(f"{k} {v * 1e6:.1f}" for k, v in cost["variable_usd"].items() if v)
     print(f"  variable cost per file: {cost['per_file_usd'] * 1e6:.1f} µ$ ({parts} µ$)")
 
@@ -197,9 +211,24 @@ def _ceiling(found: dict[str, float], name: str) -> str:
     return f"{found[name]:,.0f}" if name in found else f"beyond the scan's {SCAN_LIMIT:,}"
 
 
-def median_summary(outcomes: list[Outcome]) -> dict:
+def _glue_dpu_s_per_file(outcome: Outcome) -> float:
+    return outcome.glue_dpu_seconds / max(1, len(outcome.latencies))
+
+
+def _priced(outcome: Outcome, measured: Measured | None, settings: PipelineSettings) -> dict:
+    """The outcome's figures, with what Glue and (when measured) everything else cost per file, in µ$."""
+    summary = outcome.summary()
+    summary["glue_usd_per_file"] = round(_glue_dpu_s_per_file(outcome) / 3600 * PRICES.glue_dpu_hour * 1e6, 1)
+    summary["variable_usd_per_file"] = math.nan
+    if measured:
+        by_step = per_file_by_step(measured, outcome.counts, outcome.poll_pending, outcome.arrived)
+        cost = cost_per_file(by_step, _glue_dpu_s_per_file(outcome), settings)
+        summary["variable_usd_per_file"] = round(cost["per_file_usd"] * 1e6, 1)
+    return summary
+
+
+def median_summary(summaries: list[dict]) -> dict:
     """Each figure's median over the seeds (a burst's tail moves with where the runs fall)."""
-    summaries = [o.summary() for o in outcomes]
     return {key: statistics.median(s[key] for s in summaries) for key in summaries[0]}
 
 
@@ -246,25 +275,28 @@ def main() -> None:
                 "intake_time_budget_seconds",
                 "intake_wait_seconds",
                 "intake_max_messages",
-                "min_batch_files",
-                "min_batch_bytes",
-                "max_wait_seconds",
+                "latency_budget_seconds",
                 "sensor_poll_seconds",
-                "sensor_timeout_seconds",
                 "max_files_per_manifest",
+                "max_bytes_per_manifest",
                 "max_manifests_per_run",
                 "glue_poll_seconds",
             )
         )
     )
+    print(f"batch thresholds in effect: {settings.batching}")
     print("assumptions:\n  " + "\n  ".join(assumptions.described()))
     requests = step_requests(measured) if measured else StepRequests()
     print(f"step requests in the model's timeline: {requests}")
     columns = [("p50 s", "p50_s"), ("p95 s", "p95_s"), ("max s", "max_s"), ("peak backlog", "peak_backlog")]
     columns += [
         ("files/manifest", "files_per_manifest"),
-        ("DPU-s/file", "glue_dpu_s_per_file"),
-        ("runs/h", "ingest_runs_per_hour"),
+        ("Glue runs/day", "glue_runs_per_day"),
+        ("Glue µ$/file", "glue_usd_per_file"),
+        ("all-in µ$/file", "variable_usd_per_file"),
+        ("ingest runs/h", "ingest_runs_per_hour"),
+        ("empty plans/h", "empty_plans_per_hour"),
+        ("task starts/h", "task_starts_per_hour"),
     ]
     print("\n" + f"{'scenario':<34}" + "".join(f"{title:>15}" for title, _ in columns))
     outcomes = {}
@@ -274,20 +306,24 @@ def main() -> None:
             for seed in SEEDS
         ]
         outcomes[scenario.name] = runs[0]
-        summary = median_summary(runs)
+        summary = median_summary([_priced(outcome, measured, settings) for outcome in runs])
         print(f"{scenario.name:<34}" + "".join(f"{summary[key]:>15g}" for _, key in columns))
-    print(f"(medians over {len(SEEDS)} seeds of arrivals and Glue start times)")
+    print(
+        f"(medians over {len(SEEDS)} seeds of arrivals and Glue start times; Glue runs/day at the scenario's rate "
+        "while files arrive; all-in: the variable cost of a file, every request, unit and DPU-second, fixed costs "
+        "apart" + ("" if measured else "; not measured: --skip-measure") + ")"
+    )
     found = ceilings(settings, design, assumptions, requests)
     print(
         f"ceiling: p95 within {LATENCY_TARGET_S // 60} minutes up to {_ceiling(found, 'latency')} files/day; "
         f"the backlog stops growing up to {_ceiling(found, 'throughput')} files/day"
     )
     if measured:
-        for scenario in SCENARIOS[:2]:
+        for scenario in SCENARIOS[1:3]:
             outcome = outcomes[scenario.name]
             by_step = per_file_by_step(measured, outcome.counts, outcome.poll_pending, outcome.arrived)
             print(f"\nper file at {scenario.name} (requests measured per step x executions modelled):")
-            print_per_file(by_step, outcome.glue_dpu_seconds / max(1, len(outcome.latencies)), settings)
+            print_per_file(by_step, _glue_dpu_s_per_file(outcome), settings)
     print(f"\nbenchmark took {time.monotonic() - started:.0f}s")
 
 

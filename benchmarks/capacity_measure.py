@@ -24,6 +24,7 @@ from urllib.parse import quote_plus
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileId
+from ndjson_pipeline.ledger import wakes
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.schema import table_schema
 from ndjson_pipeline.settings import PipelineSettings
@@ -181,6 +182,7 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
 
     trigger = PendingWorkTrigger(
         work_index=ledger.work_index.as_dict(),
+        dag_run="bench/sensor",
         enough_files=10**9,
         enough_bytes=10**15,
         max_wait_seconds=10**9,
@@ -206,6 +208,13 @@ def measure(endpoint: str, files: int, settings: PipelineSettings) -> Measured:
         f"  sensor.poll            {dict(poll.requests)} (a pending group's index entry is {entry} bytes "
         f"for {group['file_count']['N']} files)"
     )
+
+    # A ready day's wake: taken by one trigger (the others' refused writes cost the same), released by its planner.
+    dynamodb = LedgerHook().conn  # counted, as every hook client
+    dynamodb.update_item(**wakes.take_request(ledger.work_index, day, "bench/sensor", utcnow()))
+    take("wake.take")
+    wakes.release(dynamodb, ledger.work_index, day, "bench/sensor", utcnow())
+    take("wake.release")
 
     # One manifest at a time, each claimed by its own plan call, so each step is measured on two manifest sizes.
     refs = []

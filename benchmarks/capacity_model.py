@@ -6,11 +6,15 @@ an intake run (never two at once) drains SQS into the ledger (long polls that
 return at the first message, up to 10 messages, until a receive brings fewer than
 10 or waits ``intake_wait_seconds`` for nothing, the time budget ends or the
 message limit is hit); every ``schedule_seconds`` an ingest run (never more than
-``max_active_runs`` at once) sweeps, defers a sensor that polls the pending files until ``min_batch_files``,
-``min_batch_bytes`` or ``max_wait_seconds`` (oldest registration) is reached or
-``sensor_timeout_seconds`` ends, claims at most ``max_manifests_per_run``
-manifests, then converts them with at most ``conversion_slots`` conversions at a
-time over all runs (a deferred conversion keeps its slot), each followed by its
+``max_active_runs`` at once) sweeps, defers a sensor that polls the pending files until the batch
+thresholds in effect (``PipelineSettings.batching``: files, bytes, or the oldest registration's wait) are
+reached or the sensor's timeout ends (polling as the trigger does: every ``sensor_poll_seconds``, and at
+the instant the oldest file comes of age, so the waiting sensors of overlapping runs see it together). A
+ready day wakes one of them, the one that takes the day's wake (``Design.one_run_per_batch``); it resumes,
+then its planner claims at most ``max_manifests_per_run`` manifests of what is pending by then (full
+manifests, and a partial one only once its oldest file waited: ``Design.batches_only``; nothing, when
+another run's planner came first: an empty plan), then converts them with at most ``conversion_slots``
+conversions at a time over all runs (a deferred conversion keeps its slot), each followed by its
 finaliser. ``separate_intake=False`` models the former design, where each ingest
 run drained the queue itself before its sensor.
 
@@ -31,6 +35,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ndjson_pipeline.ledger import wakes
 from ndjson_pipeline.resources import conversion_slots
 from ndjson_pipeline.settings import PipelineSettings
 
@@ -100,6 +105,12 @@ class Design:
     conversion_slots: int = field(default_factory=lambda: conversion_slots("ingest"))
     separate_intake: bool = True  # dags/ndjson_intake.py
     intake_interval_seconds: int = 60
+    # A ready day wakes one run: the sensor that takes the day's wake (ledger/wakes.py), freed when its planner
+    # has claimed. False: every waiting sensor that sees the day ready resumes, and all but one plan nothing.
+    one_run_per_batch: bool = True
+    # The woken planner claims full manifests, and fewer files only once the oldest waited the batch wait
+    # (steps/planning.py, woken). False: it claims everything pending.
+    batches_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -207,8 +218,15 @@ class Outcome:
             "files_per_manifest": round(statistics.fmean(self.manifests), 1) if self.manifests else 0,
             "glue_dpu_s_per_file": round(self.glue_dpu_seconds / max(1, done), 3),
             "sensor_timeouts": self.sensor_timeouts,
-            "ingest_runs_per_hour": round(self.counts["run"] / max(1e-9, self.counts["arrival_hours"]), 1),
+            "ingest_runs_per_hour": self.per_hour("run"),
+            "glue_runs_per_day": round(24 * self.per_hour("claim"), 1),
+            "empty_plans_per_hour": self.per_hour("plan.empty"),
+            "task_starts_per_hour": self.per_hour("task_start"),
         }
+
+    def per_hour(self, step: str) -> float:
+        """How often ``step`` ran per hour while files arrived."""
+        return round(self.counts[step] / max(1e-9, self.counts["arrival_hours"]), 1)
 
 
 class PipelineModel:
@@ -222,6 +240,9 @@ class PipelineModel:
         seed: int = 7,
     ) -> None:
         self.s, self.d, self.a, self.r = settings, design, assumptions, requests
+        self.batching = settings.batching
+        # The day's wake: which run holds it, since when, and when its planner claimed (ledger/wakes.py).
+        self.wake: tuple[int, float, float | None] | None = None
         self.arrivals = arrivals
         self.rng = random.Random(seed)
         self.sim = _Sim()
@@ -250,6 +271,7 @@ class PipelineModel:
 
     def intake(self) -> Generator:
         self._count("task.intake")
+        self._count("task_start")
         yield self.a.task_start_s
         deadline = self.sim.now + self.s.intake_time_budget_seconds
         received = 0
@@ -280,32 +302,65 @@ class PipelineModel:
         files = len(self.pending)
         if not files:
             return False
-        if files >= self.s.min_batch_files or files * self.a.file_bytes >= self.s.min_batch_bytes:
+        if files >= self.batching.files or files * self.a.file_bytes >= self.batching.bytes:
             return True
-        return self.sim.now - self.pending[0][0] >= self.s.max_wait_seconds
+        return self.sim.now - self.pending[0][0] >= self.batching.wait_seconds
 
-    def sensor(self, outcome: list[bool]) -> Generator:
+    def _take_wake(self, run: int) -> bool:
+        """As the trigger's conditional write: free, this run's already, its lease run out, or planned and settled."""
+        if self.d.one_run_per_batch:
+            self._count("wake.take")  # a refused conditional write is billed too
+        if self.d.one_run_per_batch and self.wake is not None:
+            holder, taken_at, planned_at = self.wake
+            expired = self.sim.now >= taken_at + wakes.LEASE_SECONDS
+            settled = planned_at is not None and self.sim.now >= planned_at + wakes.SETTLE_SECONDS
+            if holder != run and not expired and not settled:
+                return False
+        self.wake = (run, self.sim.now, None)
+        return True
+
+    def _release_wake(self, run: int) -> None:
+        if self.d.one_run_per_batch:
+            self._count("wake.release")
+        if self.wake is not None and self.wake[0] == run:
+            self.wake = (run, self.wake[1], self.sim.now)
+
+    def _next_poll_in(self, deadline: float) -> float:
+        """As the trigger sleeps: a poll interval, or less when the oldest pending file comes of age or the
+        deadline falls sooner (so every waiting trigger wakes at the same instant for a file coming of age)."""
+        due = [deadline, self.sim.now + self.s.sensor_poll_seconds]
+        if self.pending:
+            comes_of_age = self.pending[0][0] + self.batching.wait_seconds
+            if comes_of_age > self.sim.now:
+                due.append(comes_of_age)
+        return max(0.0, min(due) - self.sim.now)
+
+    def sensor(self, run: int, outcome: list[bool]) -> Generator:
         self._count("task.sensor")
+        self._count("task_start")
         yield self.a.task_start_s
-        deadline = self.sim.now + self.s.sensor_timeout_seconds
+        deadline = self.sim.now + self.batching.sensor_timeout_seconds
         while True:
             self._count("sensor.poll")
             if self.sim.now <= self.arrivals_end:
                 self.poll_pending.append(len(self.pending))
-            if self._ready():
-                yield self.a.task_start_s  # the resumed task
-                outcome.append(True)
+            ready = self._ready() and self._take_wake(run)
+            if ready or self.sim.now >= deadline:
+                self._count("task_start")  # the task resumes on a worker, to plan or to skip the run
+                yield self.a.task_start_s
+                outcome.append(ready)
                 return
-            if self.sim.now >= deadline:
-                outcome.append(False)
-                return
-            yield self.s.sensor_poll_seconds
+            yield self._next_poll_in(deadline)
 
     def claim(self) -> list[list[float]]:
         per_manifest = min(self.s.max_files_per_manifest, self.s.max_bytes_per_manifest // self.a.file_bytes)
+        waited = self.sim.now - self.batching.wait_seconds
         manifests = []
         while self.pending and len(manifests) < self.s.max_manifests_per_run:
             take = min(per_manifest, len(self.pending))
+            batch = take >= self.batching.files or take * self.a.file_bytes >= self.batching.bytes
+            if self.d.batches_only and take < per_manifest and not batch and self.pending[0][0] > waited:
+                break  # a young remainder waits to fill a later run
             manifests.append([self.pending.popleft()[1] for _ in range(take)])
         return manifests
 
@@ -318,6 +373,7 @@ class PipelineModel:
 
     def conversion(self, files: list[float], finished: list[int]) -> Generator:
         yield self.slots
+        self._count("task_start", 3)  # the conversion, its resumption after the run, its finaliser
         yield self.a.task_start_s + self.r.seconds("conversion_start", self.a)
         # Deferred right after StartJobRun: the run starts, runs, and the completion trigger notices its end at
         # its next poll; then the task resumes on a worker and gives its slot back.
@@ -336,18 +392,25 @@ class PipelineModel:
     def ingest_run(self) -> Generator:
         self._count("run")
         self._count("task.sweep")
+        self._count("task_start")
         self.runs += 1
+        run = self.runs
         self.active_runs += 1
         if not self.d.separate_intake:
             yield from self.intake()
         yield self.a.task_start_s + self.r.seconds("sweep", self.a)
         ready: list[bool] = []
-        yield from self.sensor(ready)
+        yield from self.sensor(run, ready)
         if ready and ready[0]:
-            manifests = self.claim()
             self._count("task.plan")
+            self._count("task_start")
+            yield self.a.task_start_s
+            manifests = self.claim()  # what is pending when the planner runs, not when its sensor fired
+            self._release_wake(run)
             self._count("claim", len(manifests))
-            yield self.a.task_start_s + len(manifests) * self.r.seconds("claim", self.a)
+            if not manifests:
+                self._count("plan.empty")
+            yield len(manifests) * self.r.seconds("claim", self.a)
             finished: list[int] = []
             for files in manifests:
                 self.manifests.append(len(files))

@@ -154,11 +154,12 @@ def measure_memory(endpoint: str, pending: int) -> dict:
     dynamodb = client("dynamodb", endpoint)
     ledger = Ledger(dynamodb, settings.names.ledger_table)
     _bulk_load_pending(dynamodb, ledger, settings, pending)
+    batching = settings.batching
 
     started = time.monotonic()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    summary = ledger.pending_summary(DAY, enough_files=settings.min_batch_files, enough_bytes=settings.min_batch_bytes)
+    summary = ledger.pending_summary(DAY, enough_files=batching.files, enough_bytes=batching.bytes)
     manifest = ledger.claim_batch(DAY, max_files=99, max_bytes=settings.max_bytes_per_manifest, lease_seconds=3600)
     streamed = sum(1 for _ in ledger.iter_pending(DAY, page_size=PAGE))
     peak = tracemalloc.get_traced_memory()[1]

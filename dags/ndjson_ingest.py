@@ -4,7 +4,9 @@ Runs every minute, and up to ``MAX_ACTIVE_RUNS`` runs overlap: while one run's
 conversions are still running, the next run's sensor is already waiting for the
 next batch, so a long conversion never holds up the files behind it. That is
 safe because each file is claimed by exactly one manifest (a conditional
-write), and every step is safe to retry. Together the runs never start more
+write), and every step is safe to retry. A ready batch wakes one of the waiting
+runs (its sensor takes the day's wake, a conditional write), whose planner
+claims it and frees the wake for the next batch. Together the runs never start more
 conversions than ``conversion_slots("ingest")``. The files come from the
 ledger, where the ``ndjson_intake`` DAG puts them. The sweep and the sensor
 cover every day the ledger lists as open, however old. Settings are read at run
@@ -51,7 +53,7 @@ def ndjson_ingest():
     # stops the conversion of work already in the ledger.
     ready_days = PendingWorkSensor(task_id="wait_for_pending_work", trigger_rule="all_done")
     sweep_expired_claims() >> ready_days
-    manifests = plan_manifests(ready_days.output)
+    manifests = plan_manifests(ready_days.output, woken=True)
     convert_manifest.partial(dag_kind="ingest").expand(manifest=manifests)
 
 

@@ -12,7 +12,8 @@ DeleteObjects refuses key by key in its ``Errors``.
 DynamoDB calls are served by Amazon's DynamoDB Local (tools/dynamodb_local.py),
 which this process starts and stops: moto's DynamoDB applies transactions
 neither atomically nor in isolation, and tests of concurrent writers must meet
-DynamoDB's own semantics, concurrently. Everything else is moto.
+DynamoDB's own semantics, concurrently. Everything else is moto, whose Glue job
+runs keep the execution class they were started in, as Glue's do.
 """
 
 from __future__ import annotations
@@ -230,6 +231,29 @@ def _json_answer(start_response, status: str, payload: dict):
     return [body]
 
 
+def keep_glue_execution_classes() -> None:
+    """moto drops StartJobRun's ``ExecutionClass``: Glue keeps it on the run and reports it (GetJobRun, GetJobRuns),
+    and the day report prices each run at its class's rate. Here a run takes its class from the request, else its
+    job's, as on Glue."""
+    from moto.glue.models import FakeJobRun
+    from moto.glue.responses import GlueResponse
+
+    start_job_run, as_dict = GlueResponse.start_job_run, FakeJobRun.as_dict
+
+    def start_with_class(self):
+        result = start_job_run(self)
+        job = self.glue_backend.get_job(self._get_param("JobName"))
+        run = next(r for r in job.job_runs if r.job_run_id == result.result["JobRunId"])
+        run.execution_class = self._get_param("ExecutionClass") or job.execution_class
+        return result
+
+    def with_class(self):
+        return {**as_dict(self), "ExecutionClass": getattr(self, "execution_class", "STANDARD")}
+
+    GlueResponse.start_job_run = start_with_class
+    FakeJobRun.as_dict = with_class
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -241,6 +265,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # A terminated emulator stops its DynamoDB Local on the way out.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    keep_glue_execution_classes()
     with dynamodb_local(args.dynamodb_port, args.dynamodb_log) as dynamodb_endpoint:
         app = DomainDispatcherApplication(create_backend_app)
         local_aws = LocalAws(app, DynamoDbForwarder(dynamodb_endpoint), seed=args.fault_seed)

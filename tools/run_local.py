@@ -101,8 +101,8 @@ def print_cost(report: dict) -> None:
     )
     print(
         f"    {cost['requests_per_file']} requests/file {cost['requests_by_service']}; DynamoDB units/file "
-        f"{cost['dynamodb_units_per_file']}; Glue {usage['glue_runs']} runs, {usage['glue_dpu_seconds']:.0f} DPU-s "
-        f"billed ({usage['records']} usage records)"
+        f"{cost['dynamodb_units_per_file']}; Glue {usage['glue_runs']} runs ({usage['glue_flex_runs']} in FLEX), "
+        f"{usage['glue_dpu_seconds']:.0f} DPU-s billed ({usage['records']} usage records)"
     )
     fixed = cost["fixed_per_day_usd"]
     print(

@@ -13,12 +13,14 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 from ndjson_pipeline.conversion import ConversionOptions, JobArguments, LogFormat, LogLevel, LogOptions, OptionError
 from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import ResourceNames, default_names, landing_prefix, landing_retention_days
+from ndjson_pipeline.usage.glue import ExecutionClass
 
 SETTINGS_VARIABLE = "ndjson_pipeline_settings"
 SETTINGS_ENV = "NDJSON_PIPELINE_SETTINGS"
@@ -39,6 +41,37 @@ class SettingsError(ValueError):
 # object lists them and the finaliser records them. A claim is one transaction of whole registration groups, so a
 # manifest can never hold more than 99 groups either, whatever this says.
 MAX_FILES_PER_MANIFEST = 1000
+# What a file's end-to-end latency (S3 event to DONE) holds besides its batch's wait, at the 95th percentile of
+# make bench-capacity's model with the Glue job of resources.json: up to a minute before intake registers it (the
+# intake DAG's schedule), the sensor's and the planner's task starts, Glue's start (10-30 s), a run of a full
+# manifest (under a minute on 2 x G.1X), up to glue_poll_seconds before its end is noticed, the finaliser. A batch
+# may wait for more files for what the latency budget leaves after this.
+PIPELINE_LATENCY_SECONDS = 180
+
+
+class RunKind(StrEnum):
+    """Why a conversion run runs. Only ingest's runs are latency-bound: files wait on them within the budget."""
+
+    INGEST = "ingest"  # the ingest DAG's batches
+    END_OF_DAY = "end_of_day"  # the end-of-day DAG's flush of a closed day
+    REPROCESS = "reprocess"  # a reprocess's rebuild of a day
+    COMPACTION = "compaction"  # rewriting a day's small Parquet files
+
+
+@dataclass(frozen=True)
+class Batching:
+    """When a day's pending work is a batch, and how long one sensor waits for one: the thresholds in effect.
+
+    :param files: pending files that make a day ready.
+    :param bytes: pending bytes that make a day ready.
+    :param wait_seconds: age of the oldest pending file (since registration) that makes a day ready.
+    :param sensor_timeout_seconds: how long one ingest run's sensor waits for a ready day.
+    """
+
+    files: int
+    bytes: int
+    wait_seconds: int
+    sensor_timeout_seconds: int
 
 
 @dataclass(frozen=True)
@@ -54,11 +87,15 @@ class PipelineSettings:
     # Under the intake DAG's one-minute schedule: a run ends before the next one is due.
     intake_time_budget_seconds: int = 45
     intake_wait_seconds: int = 20
-    # Batching thresholds: a day is ready at N files or B bytes, or when its oldest file waited W. A Glue run is
-    # billed at least a minute: at 500K files a day a run fills up on bytes in under a minute; at 100K W decides.
-    min_batch_files: int = 300
-    min_batch_bytes: int = 1024 * _MiB
-    max_wait_seconds: int = 120
+    # The end-to-end latency (S3 event to DONE) batches are sized for, at the 95th percentile: a batch waits for
+    # more files as long as the budget allows (see ``batching``), so runs are as few and as large as it allows.
+    # 10 minutes keeps the 15-minute target with a third to spare.
+    latency_budget_seconds: int = 600
+    # Explicit batch thresholds, each overriding what the budget derives (``batching``): a day is ready at N files
+    # or B bytes, or when its oldest file waited W; a sensor gives up after T.
+    min_batch_files: int | None = None
+    min_batch_bytes: int | None = None
+    max_wait_seconds: int | None = None
     # One manifest is one Glue run; a registration group never holds more than a manifest may, and a claim takes
     # whole groups (see MAX_FILES_PER_MANIFEST).
     max_files_per_manifest: int = 600
@@ -70,10 +107,10 @@ class PipelineSettings:
     lease_seconds: int = 3900
     max_attempts: int = 3
     terminal_ttl_days: int = 14
-    # Waiting for work: how often the trigger polls, and how long one sensor waits before the next run takes over.
-    # The wait outlasts max_wait_seconds plus a poll, so a file the run registered becomes ready within the run.
+    # Waiting for work: how often the trigger polls, and how long one sensor waits before the next run takes over
+    # (derived from the batch wait unless given: it must outlast the wait plus a poll, see ``batching``).
     sensor_poll_seconds: int = 20
-    sensor_timeout_seconds: int = 240
+    sensor_timeout_seconds: int | None = None
     # The conversion job. ``glue_runner`` "local" runs the same script on local Spark (see local_glue.py).
     glue_runner: str = "aws"
     glue_script_uri: str = ""
@@ -84,6 +121,9 @@ class PipelineSettings:
     glue_poll_seconds: int = 30
     # As long as the Glue job's own timeout (Terraform glue_timeout_minutes, 60).
     glue_max_wait_seconds: int = 3600
+    # Glue's execution class for the runs no file waits on (every ``RunKind`` but ingest): FLEX costs a third less
+    # per DPU-hour and may wait up to 20 minutes for capacity before it starts. Ingest's runs are always STANDARD.
+    background_execution_class: ExecutionClass = ExecutionClass.FLEX
     # Where the day report's DynamoDB capacity units come from: "reported" (DynamoDB's ConsumedCapacity, on AWS)
     # or "computed" from item sizes with DynamoDB's rules (emulators report none or constants).
     usage_capacity_source: str = "reported"
@@ -109,7 +149,9 @@ class PipelineSettings:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            if f.type == "int | None" and value is None:
+                continue  # derived (``batching``)
+            if f.type in ("int", "int | None") and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise SettingsError(f"setting {f.name!r} must be a positive integer, got {value!r}")
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}[a-z0-9]", self.name_prefix):
             raise SettingsError(
@@ -155,15 +197,33 @@ class PipelineSettings:
             raise SettingsError(
                 f"setting 'usage_capacity_source' must be one of {CAPACITY_SOURCES}, got {self.usage_capacity_source!r}"
             )
+        classes = [c.value for c in ExecutionClass]
+        execution_class = self.background_execution_class
+        if not isinstance(execution_class, str) or execution_class.upper() not in classes:
+            raise SettingsError(
+                f"setting 'background_execution_class' must be one of {classes}, got {execution_class!r}"
+            )
+        object.__setattr__(self, "background_execution_class", ExecutionClass(execution_class.upper()))
         self._check_consistency()
 
     def _check_consistency(self) -> None:
         """Rules between settings: each names the settings involved and the value that would work."""
-        if self.sensor_timeout_seconds <= self.max_wait_seconds + self.sensor_poll_seconds:
+        if self.max_wait_seconds is None and self.latency_budget_seconds < PIPELINE_LATENCY_SECONDS + (
+            self.sensor_poll_seconds
+        ):
             raise SettingsError(
-                f"setting 'sensor_timeout_seconds' ({self.sensor_timeout_seconds}) must exceed 'max_wait_seconds' "
-                f"({self.max_wait_seconds}) + 'sensor_poll_seconds' ({self.sensor_poll_seconds}): otherwise the "
-                "sensor gives up before a file it waits on is old enough, and a lone file waits for a later run"
+                f"setting 'latency_budget_seconds' ({self.latency_budget_seconds}) must be at least the pipeline's "
+                f"own latency ({PIPELINE_LATENCY_SECONDS} s: intake, task starts, Glue's start and a run) + "
+                f"'sensor_poll_seconds' ({self.sensor_poll_seconds}), so a batch can wait at least one poll; "
+                "or set 'max_wait_seconds' explicitly"
+            )
+        batching = self.batching
+        if batching.sensor_timeout_seconds <= batching.wait_seconds + self.sensor_poll_seconds:
+            raise SettingsError(
+                f"setting 'sensor_timeout_seconds' ({batching.sensor_timeout_seconds}) must exceed the batch wait "
+                f"({batching.wait_seconds}: 'max_wait_seconds', or what 'latency_budget_seconds' leaves) + "
+                f"'sensor_poll_seconds' ({self.sensor_poll_seconds}): otherwise the sensor gives up before a file "
+                "it waits on is old enough, and a lone file waits for a later run"
             )
         # The trigger's last poll comes up to one poll after the wait's end, and a local run is killed at the
         # wait's end: a lease that outlasts both is never swept from under a conversion still being waited for.
@@ -201,6 +261,30 @@ class PipelineSettings:
                 f"({retention} days, resources.json landing_retention) + {LIFECYCLE_LAG_DAYS}: a file version still "
                 "listed after its ledger record expired would be registered and converted a second time"
             )
+
+    @property
+    def batching(self) -> Batching:
+        """The batch thresholds in effect: each explicit setting, else what the latency budget leaves.
+
+        A batch waits for more files for the budget minus the pipeline's own latency
+        (``PIPELINE_LATENCY_SECONDS``), and closes early only when it fills a manifest
+        (``max_files_per_manifest``/``max_bytes_per_manifest``): waiting longer could not make its run any larger,
+        only add a second one. So at any arrival rate a run is as large as the budget allows: a full manifest
+        when files arrive fast enough to fill one within the wait, else all that arrived within it. The manifest
+        limits still bound each run's memory and time, whatever the rate. A sensor outlasts the wait by two polls.
+        """
+        wait = self.max_wait_seconds or self.latency_budget_seconds - PIPELINE_LATENCY_SECONDS
+        return Batching(
+            files=self.min_batch_files or self.max_files_per_manifest,
+            bytes=self.min_batch_bytes or self.max_bytes_per_manifest,
+            wait_seconds=wait,
+            sensor_timeout_seconds=self.sensor_timeout_seconds or wait + 2 * self.sensor_poll_seconds,
+        )
+
+    def execution_class(self, kind: RunKind) -> ExecutionClass:
+        """Glue's execution class for a run of ``kind``: ingest's always STANDARD (files wait on it), the others
+        ``background_execution_class``."""
+        return ExecutionClass.STANDARD if kind is RunKind.INGEST else self.background_execution_class
 
     @property
     def landing_retention_days(self) -> int:

@@ -57,6 +57,8 @@ class ManifestGlueJobOperator(BaseOperator):
     ``glue_poll_seconds``/``glue_max_wait_seconds``); passing them here is an error.
 
     :param manifest: a manifest reference (``ManifestRef.as_dict()``) from the batching task.
+    :param run_kind: why the run runs (a ``RunKind`` value: "ingest" or "end_of_day"), which decides its Glue
+        execution class (``PipelineSettings.execution_class``).
     :param aws_conn_id: the Airflow AWS connection.
     :param region_name: the AWS region (the connection's when None).
     :param verify: whether and how to verify TLS certificates (botocore's ``verify``).
@@ -71,6 +73,7 @@ class ManifestGlueJobOperator(BaseOperator):
         self,
         *,
         manifest: dict[str, Any],
+        run_kind: str = "ingest",
         aws_conn_id: str | None = AWS_CONN_ID,
         region_name: str | None = None,
         verify: bool | str | None = None,
@@ -84,6 +87,7 @@ class ManifestGlueJobOperator(BaseOperator):
             raise ValueError(f"ManifestGlueJobOperator takes {given} from the pipeline settings, not as arguments")
         super().__init__(**kwargs)
         self.manifest = manifest
+        self.run_kind = run_kind
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.verify = verify
@@ -102,9 +106,10 @@ class ManifestGlueJobOperator(BaseOperator):
         }
 
     def _runs(self, settings: PipelineSettings) -> ConversionRuns:
+        from ndjson_pipeline.settings import RunKind
         from ndjson_pipeline_airflow.runs import conversion_runs
 
-        return conversion_runs(settings, **self._connection)
+        return conversion_runs(settings, kind=RunKind(self.run_kind), **self._connection)
 
     def execute(self, context: Any) -> str | None:
         from ndjson_pipeline_airflow.usage import task_usage
@@ -205,15 +210,18 @@ class RebuildGlueJobOperator(ManifestGlueJobOperator):
     rebuild layout's, keyed by manifest id and ``--lake_root``) is waited for;
     otherwise one run starts.
 
+    Its runs are a reprocess's (``RunKind.REPROCESS``), whatever ``run_kind`` says.
+
     :param manifest: a rebuild reference (``RebuildRef.as_dict()``) from the reprocess's planning task.
     """
 
     def _runs(self, settings: PipelineSettings) -> ConversionRuns:
+        from ndjson_pipeline.settings import RunKind
         from ndjson_pipeline.steps.reprocessing import RebuildRef
         from ndjson_pipeline_airflow.runs import conversion_runs
 
         layout = settings.layout.rebuild(RebuildRef.from_dict(self.manifest).rebuild_id)
-        return conversion_runs(settings, layout, **self._connection)
+        return conversion_runs(settings, layout, RunKind.REPROCESS, **self._connection)
 
     def _convert(self, context: Any) -> str | None:
         from ndjson_pipeline.steps import converting

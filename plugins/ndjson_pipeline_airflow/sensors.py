@@ -22,9 +22,11 @@ class PendingWorkSensor(BaseSensorOperator):
     """Defers to :class:`PendingWorkTrigger` and returns the days that are ready to batch.
 
     The trigger watches every day the ledger lists as open, so nothing upstream
-    has to guess days. Thresholds come from the pipeline settings at run time.
-    When nothing becomes ready before ``sensor_timeout_seconds`` the task is
-    skipped, and the next scheduled run takes over.
+    has to guess days. Thresholds come from the pipeline settings at run time
+    (``PipelineSettings.batching``). A ready day wakes one run only: the one whose
+    trigger takes the day's wake (``ledger.wakes``); the others keep waiting.
+    When nothing becomes ready for this run before the sensor's timeout the task
+    is skipped, and the next scheduled run takes over.
 
     A retried or cleared run may already hold claims (its planner claimed, then
     the run was cleared): then the sensor does not wait at all and returns no
@@ -49,6 +51,7 @@ class PendingWorkSensor(BaseSensorOperator):
         from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 
         settings = load_settings()
+        batching = settings.batching
         if context["ti"].try_number > 1:
             held = holds_open_manifests(
                 LedgerHook(aws_conn_id=self.aws_conn_id).get_ledger(settings), dag_run_name(context)
@@ -63,15 +66,16 @@ class PendingWorkSensor(BaseSensorOperator):
         self.defer(
             trigger=PendingWorkTrigger(
                 work_index=WorkIndex.of(settings.names.ledger_table).as_dict(),
-                enough_files=settings.min_batch_files,
-                enough_bytes=settings.min_batch_bytes,
-                max_wait_seconds=settings.max_wait_seconds,
-                deadline=iso(utcnow() + timedelta(seconds=settings.sensor_timeout_seconds)),
+                dag_run=dag_run_name(context),
+                enough_files=batching.files,
+                enough_bytes=batching.bytes,
+                max_wait_seconds=batching.wait_seconds,
+                deadline=iso(utcnow() + timedelta(seconds=batching.sensor_timeout_seconds)),
                 poll_seconds=settings.sensor_poll_seconds,
                 aws_conn_id=self.aws_conn_id,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=settings.sensor_timeout_seconds + 300),
+            timeout=timedelta(seconds=batching.sensor_timeout_seconds + 300),
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[str]:

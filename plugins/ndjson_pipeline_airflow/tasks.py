@@ -107,9 +107,13 @@ def sweep_expired_claims(days: list[str] | None = None) -> dict[str, Any]:
 
 
 @task(multiple_outputs=False)
-@records_usage(first_day)
-def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
-    """Claim pending files of ``days`` into manifests; return manifest references for the mapped conversion."""
+@records_usage(lambda days, woken=False: first_day(days))
+def plan_manifests(days: list[str], woken: bool = False) -> list[dict[str, Any]]:
+    """Claim pending files of ``days`` into manifests; return manifest references for the mapped conversion.
+
+    ``woken``: the ingest run's sensor took the days' wakes: claim batches only and release the wakes
+    (``steps.planning.plan_manifests``); otherwise (the end-of-day flush) claim everything pending.
+    """
     from ndjson_pipeline.steps import planning
     from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
     from ndjson_pipeline_airflow.hooks.storage import StorageHook
@@ -123,20 +127,22 @@ def plan_manifests(days: list[str]) -> list[dict[str, Any]]:
         settings,
         days,
         owner=dag_run_name(context),
+        woken=woken,
     )
     return [ref.as_dict() for ref in refs]
 
 
 @task(trigger_rule="all_done", map_index_template="{{ manifest_id }}", outlets=[PARQUET_ASSET], multiple_outputs=False)
-@records_usage(lambda manifest: manifest["day"])
-def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
+@records_usage(lambda manifest, dag_kind="ingest": manifest["day"])
+def finalise(manifest: dict[str, Any], dag_kind: str = "ingest") -> dict[str, Any]:
     """Record the conversion's outcome in the ledger, or compensate when it failed for good.
 
     FAILED files are alerted from the ledger's markers, so a retry alerts for
     what an earlier try failed; a compensation that cannot complete is alerted
-    and left for the sweeper.
+    and left for the sweeper. ``dag_kind``: the ``RunKind`` of the conversion's runs (what they were billed at).
     """
     from ndjson_pipeline.manifest import ManifestRef
+    from ndjson_pipeline.settings import RunKind
     from ndjson_pipeline.steps import finalising
     from ndjson_pipeline.steps.redoing import manifest_to_finalise
     from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
@@ -167,7 +173,7 @@ def finalise(manifest: dict[str, Any]) -> dict[str, Any]:
         if record is not None and record.status == "COMPENSATING":  # the compensation began and stopped half way
             alert_unrepaired_manifest(settings, ref.manifest_id, f"{exc.__class__.__name__}: {exc}")
         raise
-    record_conversion(settings, ref)
+    record_conversion(settings, ref, kind=RunKind(dag_kind))
     failed = finalising.publish_alerts(ledger, ref.manifest_id, partial(alert_failed_files, settings))
     if failed:
         raise AirflowFailException(
@@ -192,7 +198,9 @@ def convert_manifest(manifest: dict[str, Any], dag_kind: str) -> None:
     """One manifest: the conversion job, then finalise (which also runs, and compensates, if it failed).
 
     ``dag_kind`` ("ingest" or "end_of_day") says whose share of Glue's concurrent runs the conversions take
-    (``resources.conversion_slots``): together the DAGs never start more runs than the Glue job accepts.
+    (``resources.conversion_slots``): together the DAGs never start more runs than the Glue job accepts. It is
+    also the runs' ``RunKind``: the end-of-day flush runs in ``background_execution_class`` (no file's latency
+    waits on it), ingest's in STANDARD.
 
     The saga: the conversion's callbacks are its fast path (before a retry, stop
     the failed run and remove its partial output; on final failure, alert);
@@ -202,13 +210,14 @@ def convert_manifest(manifest: dict[str, Any], dag_kind: str) -> None:
     convert = ManifestGlueJobOperator(
         task_id="convert",
         manifest=manifest,
+        run_kind=dag_kind,
         deferrable=True,
         map_index_template="{{ manifest_id }}",
         max_active_tis_per_dag=conversion_slots(dag_kind),
         on_retry_callback=stop_run_before_retry,
         on_failure_callback=alert_conversion_failed,
     )
-    convert >> finalise(manifest)
+    convert >> finalise(manifest, dag_kind)
 
 
 @task(multiple_outputs=False)

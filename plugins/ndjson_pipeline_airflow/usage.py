@@ -22,7 +22,7 @@ from ndjson_pipeline.clock import utc_day, utcnow
 
 if TYPE_CHECKING:
     from ndjson_pipeline.manifest import ManifestRef
-    from ndjson_pipeline.settings import PipelineSettings
+    from ndjson_pipeline.settings import PipelineSettings, RunKind
     from ndjson_pipeline.usage import Usage
 
 # DAG files import this module (``records_usage`` decorates tasks): the hooks, boto3 and the usage records are
@@ -85,23 +85,29 @@ def records_usage(day_of: Callable[..., str]) -> Callable[[Callable[..., Any]], 
     return decorate
 
 
-def record_conversion(settings: PipelineSettings, ref: ManifestRef, rebuild_id: str | None = None) -> None:
+def record_conversion(
+    settings: PipelineSettings, ref: ManifestRef, rebuild_id: str | None = None, kind: RunKind | None = None
+) -> None:
     """What Glue billed for the manifest's runs and the Parquet they published, in one record per manifest.
 
     ``rebuild_id``: the runs of a reprocess that converted the manifest again (recorded apart, under the day).
+    ``kind``: why the runs ran (ingest unless said; a rebuild's are a reprocess's).
 
     What the runs were billed comes from the runs themselves (``ConversionRuns.billed``: on AWS GetJobRuns'
-    DPU-seconds; a local run priced from the job's own timing). Written again by a retry with the same content.
+    execution class and DPU-seconds; a local run priced from the job's own timing, in the execution class its
+    kind asks for). Written again by a retry with the same content.
     """
     from ndjson_pipeline.outputs import read_result
+    from ndjson_pipeline.settings import RunKind
     from ndjson_pipeline.usage import write_usage
     from ndjson_pipeline_airflow.hooks.storage import StorageHook
     from ndjson_pipeline_airflow.runs import conversion_runs
 
     storage = StorageHook().get_storage()
     layout = settings.layout.rebuild(rebuild_id) if rebuild_id else settings.layout
+    kind = RunKind.REPROCESS if rebuild_id else kind or RunKind.INGEST
     result = read_result(storage, settings, ref, layout)
-    usage = conversion_runs(settings, layout).billed(ref.manifest_id, result)
+    usage = conversion_runs(settings, layout, kind).billed(ref.manifest_id, result)
     usage.output_bytes = sum(o.bytes for o in result.output_files) if result else 0
     try:
         # Its PutObject is the finaliser's, counted in the finaliser's record.

@@ -24,9 +24,14 @@ from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferred
 
+from ndjson_pipeline.manifest import JobResult
+from ndjson_pipeline.settings import RunKind
+from ndjson_pipeline.steps.reprocessing import RebuildRef
 from ndjson_pipeline.steps.sweeping import sweep_expired_claims
+from ndjson_pipeline.usage.glue import ExecutionClass
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
-from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
+from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator, RebuildGlueJobOperator
+from ndjson_pipeline_airflow.runs import conversion_runs
 from tests.factories import RecordedRuns, plan, publish_result, register_files
 from tools.local_stack import client
 
@@ -300,7 +305,7 @@ def test_a_manifest_compensated_while_its_run_starts_gets_the_run_stopped(glue_c
     (ref,) = plan(stack)
     real_start = ManifestGlueJobHook.start_run
 
-    def start_after_a_compensation(hook, arguments, extra=None):
+    def start_after_a_compensation(hook, arguments, extra=None, **run_options):
         # This try stalled past its lease; the other DAG's sweeper found the claim expired and gave it up.
         stack.ledger.extend_lease(ref.manifest_id, 1)
         time.sleep(1.5)
@@ -312,7 +317,7 @@ def test_a_manifest_compensated_while_its_run_starts_gets_the_run_stopped(glue_c
             runs=RecordedRuns(),
             catalog=None,
         )
-        return real_start(hook, arguments, extra)
+        return real_start(hook, arguments, extra, **run_options)
 
     monkeypatch.setattr(ManifestGlueJobHook, "start_run", start_after_a_compensation)
 
@@ -323,3 +328,40 @@ def test_a_manifest_compensated_while_its_run_starts_gets_the_run_stopped(glue_c
     assert len(glue_stops) == 1
     assert stack.ledger.get_manifest(ref.manifest_id).state == "COMPENSATED"
     assert set(stack.ledger.get_states(identities).values()) == {"PENDING"}
+
+
+def test_the_end_of_day_flush_runs_in_flex_and_is_billed_at_its_rate_while_ingest_runs_standard(glue_conversions):
+    """The run kind decides the execution class Glue is asked for; what finalise records is what each run reports."""
+    stack = glue_conversions
+    register_files(stack, 3)
+    (ingest,) = plan(stack, owner="ndjson_ingest/run-1")
+    register_files(stack, 2, prefix="late")
+    (flush,) = plan(stack, owner="ndjson_end_of_day/run-1")
+
+    for ref, kind in ((ingest, "ingest"), (flush, "end_of_day")):
+        with pytest.raises(TaskDeferred):
+            _make_operator(ref, run_kind=kind).execute(_make_context())
+    _let_runs_finish(stack)
+
+    runs = client("glue", stack.endpoint).get_job_runs(JobName=stack.names.glue_job)["JobRuns"]
+    classes = {run["Arguments"]["--manifest_id"]: run["ExecutionClass"] for run in runs}
+    assert classes == {ingest.manifest_id: "STANDARD", flush.manifest_id: "FLEX"}
+    settings = stack.settings
+    billed = conversion_runs(settings, kind=RunKind.END_OF_DAY).billed(flush.manifest_id, None)
+    assert (billed.glue_runs, billed.glue_flex_runs) == (1, 1)
+    assert billed.glue_flex_dpu_seconds == billed.glue_dpu_seconds > 0
+    assert conversion_runs(settings).billed(ingest.manifest_id, None).glue_flex_runs == 0
+    # A reprocess's rebuilds are not latency-bound either; with the setting at STANDARD nothing runs in FLEX.
+    rebuild = RebuildGlueJobOperator(task_id="rebuild", manifest=RebuildRef(flush, "rebuild-1").as_dict())
+    assert rebuild._runs(settings).execution_class is ExecutionClass.FLEX
+    standard = settings.replace(background_execution_class="STANDARD")
+    assert rebuild._runs(standard).execution_class is ExecutionClass.STANDARD
+
+
+def test_a_local_run_is_billed_in_the_execution_class_its_kind_asks_for(glue_conversions):
+    local = glue_conversions.settings.replace(glue_runner="local")
+    result = JobResult("20261124-aaaa", "2026-11-24", (), timings={"total_s": 30.0})
+    flex = conversion_runs(local, kind=RunKind.END_OF_DAY).billed("20261124-aaaa", result)
+    standard = conversion_runs(local, kind=RunKind.INGEST).billed("20261124-aaaa", result)
+    assert (flex.glue_flex_runs, flex.glue_flex_dpu_seconds, flex.glue_dpu_seconds) == (1, 120, 120)
+    assert (standard.glue_flex_runs, standard.glue_dpu_seconds) == (0, 120)

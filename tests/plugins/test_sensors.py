@@ -50,3 +50,14 @@ def test_a_first_try_and_a_run_holding_nothing_wait_for_work(stack, sensor):
         sensor.execute(_context(try_number=1))
     with pytest.raises(TaskDeferred):
         sensor.execute(_context(try_number=2, run_id="scheduled__2026-11-24T10:01:00+00:00"))
+
+
+def test_the_trigger_waits_for_the_batch_the_latency_budget_sizes_and_wakes_this_run_only(stack, sensor):
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(_context(try_number=1))
+    trigger = deferred.value.trigger
+    batching = stack.settings.batching
+    assert trigger.dag_run == OWNER  # who takes a ready day's wake
+    assert (trigger.enough_files, trigger.enough_bytes) == (batching.files, batching.bytes)
+    assert trigger.max_wait_seconds == batching.wait_seconds == 420
+    assert deferred.value.timeout.total_seconds() == batching.sensor_timeout_seconds + 300

@@ -16,6 +16,7 @@ import pytest
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.ledger import WorkIndex
 from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.usage import Usage
 from ndjson_pipeline_airflow import triggers
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 from tests.factories import DAY, register_files
@@ -27,6 +28,7 @@ OLD_DAY = "2026-10-02"
 def _make_trigger(**overrides) -> PendingWorkTrigger:
     kwargs = {
         "work_index": WorkIndex.of("t-ledger").as_dict(),
+        "dag_run": "ndjson_ingest/scheduled__2026-11-24T10:00:00+00:00",
         "enough_files": 5,
         "enough_bytes": 10**9,
         "max_wait_seconds": 3600,
@@ -97,11 +99,14 @@ class _FakeClock:
 
     def __init__(self, start: datetime) -> None:
         self.now = start
+        self.idle_polls = 0
 
     def utcnow(self) -> datetime:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        self.idle_polls = self.idle_polls + 1 if seconds == 0 else 0
+        assert self.idle_polls < 10, "the trigger polls again at once, over and over"
         self.now += timedelta(seconds=seconds)
 
 
@@ -118,10 +123,11 @@ def _with_defaults(stack, started: datetime, **overrides) -> PendingWorkTrigger:
     defaults = PipelineSettings()
     kwargs = {
         "work_index": _work_index(stack),
-        "enough_files": defaults.min_batch_files,
-        "enough_bytes": defaults.min_batch_bytes,
-        "max_wait_seconds": defaults.max_wait_seconds,
-        "deadline": iso(started + timedelta(seconds=defaults.sensor_timeout_seconds)),
+        "dag_run": "ndjson_ingest/scheduled__2026-11-24T10:00:00+00:00",
+        "enough_files": defaults.batching.files,
+        "enough_bytes": defaults.batching.bytes,
+        "max_wait_seconds": defaults.batching.wait_seconds,
+        "deadline": iso(started + timedelta(seconds=defaults.batching.sensor_timeout_seconds)),
         "poll_seconds": defaults.sensor_poll_seconds,
         "aws_conn_id": "aws_default",
         **overrides,
@@ -139,7 +145,8 @@ def test_a_lone_file_of_an_old_day_fires_once_it_has_waited_not_a_poll_later(air
     assert payload["status"] == "ready"
     assert payload["summary"][OLD_DAY]["reason"] == "wait"
     waited = (fake_clock.now - before).total_seconds()
-    assert PipelineSettings().max_wait_seconds <= waited < PipelineSettings().max_wait_seconds + 2
+    wait = PipelineSettings().batching.wait_seconds
+    assert wait <= waited < wait + 2
 
 
 def test_times_out_at_its_deadline_not_a_poll_later(airflow_aws, fake_clock):
@@ -150,3 +157,20 @@ def test_times_out_at_its_deadline_not_a_poll_later(airflow_aws, fake_clock):
 
     assert payload["status"] == "timeout"
     assert deadline <= fake_clock.now < deadline + timedelta(seconds=1)
+
+
+def test_a_run_another_run_was_woken_for_keeps_polling_at_its_interval_until_its_deadline(airflow_aws, fake_clock):
+    """The day stays ready until the woken run's planner claims it: the others poll on, a poll apart, not at once."""
+    register_files(airflow_aws, 1)
+    fake_clock.now += timedelta(seconds=PipelineSettings().batching.wait_seconds + 1)  # the file has come of age
+    woken = _first_event(_with_defaults(airflow_aws, fake_clock.now, dag_run="ndjson_ingest/run-a"))
+    assert woken["status"] == "ready"
+
+    started = fake_clock.now
+    deadline = started + timedelta(seconds=100)
+    other = _first_event(_with_defaults(airflow_aws, started, dag_run="ndjson_ingest/run-b", deadline=iso(deadline)))
+
+    assert other["status"] == "timeout"
+    assert deadline <= fake_clock.now < deadline + timedelta(seconds=1)
+    tries = Usage.from_dict(other["usage"]).requests["dynamodb.UpdateItem"]  # one refused take a poll
+    assert tries == 100 // PipelineSettings().sensor_poll_seconds + 1

@@ -6,7 +6,15 @@ import pytest
 
 from ndjson_pipeline.conversion import LogFormat, LogLevel, LogOptions
 from ndjson_pipeline.resources import landing_retention_days
-from ndjson_pipeline.settings import LIFECYCLE_LAG_DAYS, PipelineSettings, SettingsError
+from ndjson_pipeline.settings import (
+    LIFECYCLE_LAG_DAYS,
+    PIPELINE_LATENCY_SECONDS,
+    Batching,
+    PipelineSettings,
+    RunKind,
+    SettingsError,
+)
+from ndjson_pipeline.usage.glue import ExecutionClass
 
 
 def _make_settings(**overrides) -> PipelineSettings:
@@ -15,7 +23,8 @@ def _make_settings(**overrides) -> PipelineSettings:
 
 def test_defaults_are_consistent():
     settings = _make_settings()
-    assert settings.sensor_timeout_seconds > settings.max_wait_seconds + settings.sensor_poll_seconds
+    batching = settings.batching
+    assert batching.sensor_timeout_seconds > batching.wait_seconds + settings.sensor_poll_seconds
     assert settings.lease_seconds > settings.glue_max_wait_seconds + settings.glue_poll_seconds
     assert settings.terminal_ttl_days >= settings.landing_retention_days + LIFECYCLE_LAG_DAYS
     assert settings.metadata_retention_days >= settings.landing_retention_days
@@ -25,9 +34,15 @@ def test_defaults_are_consistent():
     ("overrides", "named"),
     [
         # A sensor that gives up before its oldest file reaches max_wait_seconds never fires on age.
-        ({"sensor_timeout_seconds": 100}, ["'sensor_timeout_seconds' (100)", "'max_wait_seconds' (120)"]),
-        ({"sensor_timeout_seconds": 130}, ["'sensor_timeout_seconds' (130)", "'sensor_poll_seconds' (20)"]),
-        ({"max_wait_seconds": 600}, ["'sensor_timeout_seconds' (240)", "'max_wait_seconds' (600)"]),
+        ({"sensor_timeout_seconds": 100}, ["'sensor_timeout_seconds' (100)", "batch wait (420"]),
+        ({"sensor_timeout_seconds": 430}, ["'sensor_timeout_seconds' (430)", "'sensor_poll_seconds' (20)"]),
+        (
+            {"max_wait_seconds": 600, "sensor_timeout_seconds": 240},
+            ["'sensor_timeout_seconds' (240)", "batch wait (600", "'max_wait_seconds'"],
+        ),
+        ({"latency_budget_seconds": 190}, ["'latency_budget_seconds' (190)", "own latency (180 s", "max_wait_seconds"]),
+        ({"background_execution_class": "spot"}, ["'background_execution_class'", "['STANDARD', 'FLEX']", "'spot'"]),
+        ({"min_batch_files": 0}, ["'min_batch_files'", "positive integer"]),
         ({"max_files_per_manifest": 1001}, ["'max_files_per_manifest'", "1000"]),
         # A lease that ends while the conversion is still waited for lets the sweeper repair a running claim.
         ({"lease_seconds": 3600}, ["'lease_seconds' (3600)", "'glue_max_wait_seconds' (3600)"]),
@@ -84,3 +99,40 @@ def test_log_settings_default_to_text_at_info_and_take_any_case():
     settings = _make_settings(log_format=" JSON", log_level="DEBUG")
     assert (settings.log_format, settings.log_level) == (LogFormat.JSON, LogLevel.DEBUG)
     assert settings.logs == LogOptions(log_format="json", log_level="debug")
+
+
+def test_the_latency_budget_leaves_a_batch_its_wait_and_a_full_manifest_closes_it_early():
+    """A batch waits what the budget leaves after the pipeline's own latency, and closes early only when it fills a
+    manifest: waiting longer could not make its run larger. The manifest limits bound every run."""
+    assert _make_settings().batching == Batching(
+        files=600, bytes=2048 * 1024**2, wait_seconds=600 - PIPELINE_LATENCY_SECONDS, sensor_timeout_seconds=460
+    )
+    tighter = _make_settings(latency_budget_seconds=300, max_files_per_manifest=400, sensor_poll_seconds=10)
+    assert tighter.batching == Batching(
+        files=400, bytes=2048 * 1024**2, wait_seconds=300 - PIPELINE_LATENCY_SECONDS, sensor_timeout_seconds=140
+    )
+
+
+def test_explicit_thresholds_override_what_the_budget_derives_one_by_one():
+    settings = _make_settings(latency_budget_seconds=900, min_batch_files=50)
+    assert settings.batching == Batching(
+        files=50, bytes=2048 * 1024**2, wait_seconds=900 - PIPELINE_LATENCY_SECONDS, sensor_timeout_seconds=760
+    )
+    explicit = _make_settings(min_batch_bytes=10**6, max_wait_seconds=30, sensor_timeout_seconds=90)
+    assert explicit.batching == Batching(files=600, bytes=10**6, wait_seconds=30, sensor_timeout_seconds=90)
+    # An explicit wait needs no budget to leave one: the budget is not consulted.
+    assert _make_settings(latency_budget_seconds=60, max_wait_seconds=5).batching.wait_seconds == 5
+
+
+def test_a_replaced_budget_derives_the_thresholds_again():
+    assert _make_settings().replace(latency_budget_seconds=400).batching.wait_seconds == 400 - PIPELINE_LATENCY_SECONDS
+
+
+def test_only_runs_no_file_waits_on_take_the_background_execution_class():
+    settings = _make_settings()
+    assert settings.background_execution_class is ExecutionClass.FLEX
+    assert settings.execution_class(RunKind.INGEST) is ExecutionClass.STANDARD
+    background = (RunKind.END_OF_DAY, RunKind.REPROCESS, RunKind.COMPACTION)
+    assert {settings.execution_class(kind) for kind in background} == {ExecutionClass.FLEX}
+    standard = _make_settings(background_execution_class="standard")
+    assert {standard.execution_class(kind) for kind in RunKind} == {ExecutionClass.STANDARD}

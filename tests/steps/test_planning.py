@@ -7,6 +7,8 @@ and end to end in tests/e2e.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ndjson_pipeline.files import FileState
@@ -71,3 +73,30 @@ def test_a_retried_plan_readopts_its_manifests_of_every_day(small_batches):
     retried = plan_manifests(stack.ledger, stack.storage, stack.settings, [DAY], owner="ingest/run-1")
 
     assert sorted(r.manifest_id for r in retried) == sorted(r.manifest_id for r in first)
+
+
+def test_a_woken_plan_leaves_a_young_remainder_to_fill_a_later_run_and_takes_it_once_it_waited(small_batches):
+    """A batch that became ready on its size is claimed as full manifests; the files left over would make a small
+    run of their own (a Glue run is billed at least a minute), so they wait for more, up to the batch wait."""
+    stack = small_batches
+    identities = register_files(stack, 10)  # two full manifests of 4, and 2 files more
+
+    refs = plan(stack, woken=True)
+
+    assert [r.files for r in refs] == [4, 4]
+    assert sum(s == FileState.PENDING for s in file_states(stack, identities).values()) == 2
+    assert plan(stack, owner="ingest/run-2", woken=True) == []  # still young: nothing to plan
+
+    stack.settings = stack.settings.replace(max_wait_seconds=1)  # the remainder has now waited the batch wait
+    time.sleep(1.1)
+    (late,) = plan(stack, owner="ingest/run-3", woken=True)
+
+    assert late.files == 2
+    assert set(file_states(stack, identities).values()) == {FileState.CLAIMED}
+
+
+def test_the_end_of_day_flush_claims_whatever_is_pending(small_batches):
+    stack = small_batches
+    identities = register_files(stack, 6)
+    assert [r.files for r in plan(stack, owner="end_of_day/run-1")] == [4, 2]
+    assert set(file_states(stack, identities).values()) == {FileState.CLAIMED}

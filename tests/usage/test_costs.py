@@ -9,7 +9,7 @@ import pytest
 
 from ndjson_pipeline.usage import Usage
 from ndjson_pipeline.usage.costs import GB, FixedInfrastructure, day_cost, variable_costs
-from ndjson_pipeline.usage.glue import billed_dpu_seconds, local_run_usage, runs_usage
+from ndjson_pipeline.usage.glue import ExecutionClass, billed_dpu_seconds, local_run_usage, runs_usage
 from ndjson_pipeline.usage.prices import PRICES
 from tests.infra import hcl
 from tests.infra.code_facts import published_metrics
@@ -80,10 +80,13 @@ def test_fixed_infrastructure_is_what_the_terraform_declares():
 def test_glue_bills_each_run_at_least_a_minute_of_its_capacity():
     short = {"JobRunState": "SUCCEEDED", "ExecutionTime": 24, "WorkerType": "G.1X", "NumberOfWorkers": 2}
     long = {**short, "ExecutionTime": 150}
-    autoscaled = {**short, "DPUSeconds": 95.5}
     assert billed_dpu_seconds(short) == 120
     assert billed_dpu_seconds(long) == 300
-    assert billed_dpu_seconds(autoscaled) == 95.5
+    # Flex and auto-scaling runs report their DPU-seconds, and the minimum holds for them too.
+    assert billed_dpu_seconds({**short, "DPUSeconds": 95.5}) == 120
+    assert billed_dpu_seconds({**long, "DPUSeconds": 250.5}) == 250.5
+    # A run that never started consumed nothing and is not billed.
+    assert billed_dpu_seconds({**short, "JobRunState": "EXPIRED", "ExecutionTime": 0}) == 0
     start = datetime(2026, 11, 24, tzinfo=UTC)
     runs = [
         {**short, "StartedOn": start, "CompletedOn": start + timedelta(seconds=44)},
@@ -95,7 +98,23 @@ def test_glue_bills_each_run_at_least_a_minute_of_its_capacity():
     assert usage.requests == {"glue.GetJobRun": 3}  # 44 s at one poll per 30 s, plus the last
 
 
-def test_a_local_run_is_priced_as_the_glue_job_would_be():
+def test_each_run_is_priced_at_its_execution_class_rate():
+    standard = {"JobRunState": "SUCCEEDED", "ExecutionTime": 150, "WorkerType": "G.1X", "NumberOfWorkers": 2}
+    flex = {**standard, "ExecutionClass": "FLEX", "ExecutionTime": 20, "DPUSeconds": 38.0}
+    usage = runs_usage([standard, flex, {**flex, "JobRunState": "WAITING"}], poll_seconds=30)
+    assert (usage.glue_runs, usage.glue_dpu_seconds) == (2, 300 + 120)
+    assert (usage.glue_flex_runs, usage.glue_flex_dpu_seconds) == (1, 120)  # its minute, at Flex's rate
+    glue = variable_costs(usage, landing_bytes=0, landing_days=30)["glue"]
+    assert glue == pytest.approx(300 / 3600 * PRICES.glue_dpu_hour + 120 / 3600 * PRICES.glue_flex_dpu_hour)
+    assert PRICES.glue_flex_dpu_hour < PRICES.glue_dpu_hour
+    # A record written before execution classes were recorded reads as all STANDARD.
+    assert Usage.from_dict({"glue_runs": 1, "glue_dpu_seconds": 120}).glue_flex_dpu_seconds == 0
+    assert Usage.from_dict(usage.as_dict()) == usage
+
+
+def test_a_local_run_is_priced_as_the_glue_job_would_be_in_the_class_it_was_asked_for():
     spec = {"worker_type": "G.1X", "number_of_workers": 2}
-    assert local_run_usage(12.3, spec).glue_dpu_seconds == 120
-    assert local_run_usage(61.2, spec).glue_dpu_seconds == 124
+    assert local_run_usage(12.3, spec, ExecutionClass.STANDARD).glue_dpu_seconds == 120
+    assert local_run_usage(61.2, spec, ExecutionClass.STANDARD).glue_dpu_seconds == 124
+    flex = local_run_usage(61.2, spec, ExecutionClass.FLEX)
+    assert (flex.glue_runs, flex.glue_flex_runs, flex.glue_dpu_seconds, flex.glue_flex_dpu_seconds) == (1, 1, 124, 124)

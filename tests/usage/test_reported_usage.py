@@ -21,6 +21,7 @@ def test_the_pending_work_trigger_reports_every_poll_in_its_event(stack, monkeyp
     register_files(stack, 1, prefix="g", day_path="incoming/2026/11/23/")
     trigger = PendingWorkTrigger(
         work_index=WorkIndex.of(stack.names.ledger_table).as_dict(),
+        dag_run="ndjson_ingest/scheduled__2026-11-24T10:00:00+00:00",
         enough_files=5,
         enough_bytes=10**9,
         max_wait_seconds=3600,

@@ -20,6 +20,7 @@ finding work reads only work and no day has a single hot key. Modules:
 - ``registration``, ``claims``, ``transitions``: the state machine's writes;
 - ``days``: the open-days registry (which days have open work) and closing idle days;
 - ``work``: ``WorkIndex``, the pending-work and open-days scans (no client needed);
+- ``wakes``: each day's wake, so one ready batch wakes one ingest run (requests, no client needed);
 - ``ledger``: ``Ledger``, the entry point.
 """
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from ndjson_pipeline.ledger import groups
 from ndjson_pipeline.ledger.codec import encode_item
 from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import Group, GroupState, ManifestState
-from ndjson_pipeline.ledger.schema import work_sort_key
+from ndjson_pipeline.ledger.schema import instant_of, work_sort_key
 from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.ledger.transactions import (
     CONFLICT_RETRIES,
@@ -50,15 +51,21 @@ def claim_batch(
     lease_seconds: int,
     owner: str = "",
     start_shard: int | None = None,
+    batch: Batch | None = None,
 ) -> Manifest | None:
     """Claim pending groups of a day, up to ``max_files``/``max_bytes``, for one manifest, or None if none is pending.
 
     The limits count whole groups: the first group is taken whatever its size.
     ``owner`` (the claiming task) lets a retry of that task find the manifests it claimed.
+    ``batch``: when the pending groups do not fill a manifest (the end of the pending groups, not a limit, stopped
+    the choice), claim them only if they make a batch; else claim nothing and leave them to grow. None: claim
+    whatever is pending.
     """
     shard = random.randrange(table.schema.pending_shards) if start_shard is None else start_shard  # noqa: S311
-    candidates = _take_candidates(table, day, max_files, max_bytes, shard)
-    return claim_manifest(table, day, candidates, lease_seconds=lease_seconds, owner=owner)
+    chosen = _take_candidates(table, day, max_files, max_bytes, shard)
+    if batch is not None and not chosen.full and not batch.made_by(chosen):
+        return None  # files that can still wait for more: a later claim makes a larger run of them
+    return claim_manifest(table, day, chosen.groups, lease_seconds=lease_seconds, owner=owner)
 
 
 def claim_manifest(
@@ -179,21 +186,61 @@ def mark_failure_alerted(table: LedgerTable, manifest_id: str) -> None:
     )
 
 
-def _take_candidates(table: LedgerTable, day: str, max_files: int, max_bytes: int, shard: int) -> list[Group]:
+@dataclass(frozen=True)
+class Batch:
+    """When pending files that do not fill a manifest are worth a run of their own: ``files`` of them, ``bytes``
+    of them, or the oldest registered before ``registered_before`` (``clock.iso``): it has waited long enough."""
+
+    files: int
+    bytes: int
+    registered_before: str
+
+    def made_by(self, candidates: Candidates) -> bool:
+        oldest = candidates.oldest_registered_at
+        waited = oldest is not None and oldest < self.registered_before
+        return candidates.files >= self.files or candidates.bytes >= self.bytes or waited
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The pending groups a claim would take, read as the index shows them.
+
+    :param groups: the groups, read again (those still pending).
+    :param full: whether they fill a manifest (a limit stopped the choice, not the end of the pending groups).
+    :param files: their files, as the index counted them.
+    :param bytes: their bytes, as the index counted them.
+    :param oldest_registered_at: the oldest one's registration (None when there are none).
+    """
+
+    groups: list[Group]
+    full: bool
+    files: int
+    bytes: int
+    oldest_registered_at: str | None
+
+
+def _take_candidates(table: LedgerTable, day: str, max_files: int, max_bytes: int, shard: int) -> Candidates:
     """Pending groups of a day, oldest first from ``shard``, until the next would pass a limit."""
     chosen: list[str] = []
     files = total = 0
+    full = False
+    oldest: str | None = None
     for item in table.pending_items(day, MAX_GROUPS_PER_MANIFEST, shard):
         count, size = int(item["file_count"]), int(item["total_bytes"])
         if chosen and (files + count > max_files or total + size > max_bytes):
+            full = True
             break
         chosen.append(str(item["group_id"]))
+        registered_at = instant_of(str(item[table.schema.index_sort_key]))
+        oldest = registered_at if oldest is None else min(oldest, registered_at)
         files, total = files + count, total + size
         if len(chosen) >= MAX_GROUPS_PER_MANIFEST or files >= max_files or total >= max_bytes:
+            full = True
             break
     # The index is eventually consistent: a group it shows may be claimed already.
     found = table.groups(chosen)
-    return [found[g] for g in chosen if g in found and found[g].state is GroupState.PENDING]
+    pending = [found[g] for g in chosen if g in found and found[g].state is GroupState.PENDING]
+    return Candidates(pending, full, files, total, oldest)
 
 
 def manifest_put(

@@ -8,7 +8,8 @@ from typing import Any
 
 from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import FileId, FileState, FileVersion
-from ndjson_pipeline.ledger import claims, days, maintenance, redo, registration, transitions
+from ndjson_pipeline.ledger import claims, days, maintenance, redo, registration, transitions, wakes
+from ndjson_pipeline.ledger.claims import Batch
 from ndjson_pipeline.ledger.days import DayState
 from ndjson_pipeline.ledger.records import FileRecord, GroupState, ManifestRecord
 from ndjson_pipeline.ledger.registration import GroupLimits, RegisterOutcome, Registration
@@ -127,8 +128,13 @@ class Ledger:
         lease_seconds: int,
         owner: str = "",
         start_shard: int | None = None,
+        batch: Batch | None = None,
     ) -> Manifest | None:
-        """Atomically claim up to ``max_files``/``max_bytes`` pending files of a day for one manifest."""
+        """Atomically claim up to ``max_files``/``max_bytes`` pending files of a day for one manifest.
+
+        ``batch``: claim fewer files than the limits allow only when they make a batch; None claims whatever is
+        pending (see ``claims.claim_batch``).
+        """
         return claims.claim_batch(
             self._table,
             day,
@@ -137,7 +143,13 @@ class Ledger:
             lease_seconds=lease_seconds,
             owner=owner,
             start_shard=start_shard,
+            batch=batch,
         )
+
+    def release_wake(self, day: str, run: str) -> bool:
+        """``run`` planned the batch that woke it: the day's next batch may wake a run (see ``wakes``); whether
+        ``run`` held the wake."""
+        return wakes.release(self._table.client, self.work_index, day, run, utcnow())
 
     # ------------------------------------------------------------------ manifests
 

@@ -8,6 +8,7 @@ bootstrap read too. Item layout::
     group          <pk> = G#<group_id>       <sk> = GROUP       (versions registered together; ``groups``)
     manifest       <pk> = M#<manifest_id>    <sk> = MANIFEST
     open day       <pk> = OPEN_DAYS          <sk> = <day>#<shard>   (a day with open work; ``days``)
+    day's wake     <pk> = WAKE#<day>         <sk> = WAKE        (the ingest run its ready batch woke; ``wakes``)
 
 Only work carries the index keys (a sparse index)::
 
@@ -37,6 +38,7 @@ from ndjson_pipeline.resources import ledger_spec
 MANIFEST_SORT_KEY = "MANIFEST"
 GROUP_SORT_KEY = "GROUP"
 OPEN_DAYS_PARTITION = "OPEN_DAYS"
+WAKE_SORT_KEY = "WAKE"
 _PLACEHOLDER = re.compile(r"#\w+")
 # Attribute names that are DynamoDB reserved words, by the placeholder expressions use for them.
 _RESERVED = {"#state": "state", "#size": "size", "#bucket": "bucket", "#key": "key"}
@@ -144,6 +146,10 @@ def table_schema() -> TableSchema:
 
 def _file_partition(bucket: str, key: str) -> str:
     return f"F#{bucket}/{key}"
+
+
+def wake_partition(day: str) -> str:
+    return f"WAKE#{day}"
 
 
 def pending_partition(day: str, shard: int) -> str:

@@ -25,7 +25,8 @@ from ndjson_pipeline.ledger.schema import (
 
 @dataclass(frozen=True)
 class WorkIndex:
-    """Where the ledger's open work is found: the sparse index (name, keys, pending shards) and the open-days registry.
+    """Where the ledger's open work is found: the sparse index (name, keys, pending shards), the open-days
+    registry and the days' wakes (``wakes``) in the table.
 
     JSON-serialisable (``as_dict``), so a trigger can carry it.
     """
@@ -37,6 +38,7 @@ class WorkIndex:
     shards: int
     table_partition_key: str
     table_sort_key: str
+    ttl_attribute: str
 
     @classmethod
     def of(cls, table: str, schema: TableSchema | None = None) -> WorkIndex:
@@ -49,6 +51,7 @@ class WorkIndex:
             schema.pending_shards,
             schema.partition_key,
             schema.sort_key,
+            schema.ttl_attribute,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.ledger import Ledger, ManifestRecord
+from ndjson_pipeline.ledger.claims import Batch
 from ndjson_pipeline.manifest import Manifest, ManifestRef
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import PipelineError
@@ -21,6 +24,7 @@ def plan_manifests(
     *,
     owner: str,
     max_manifests: int | None = None,
+    woken: bool = False,
 ) -> list[ManifestRef]:
     """Claim the pending files of ``days`` into manifests and write each manifest to S3.
 
@@ -29,8 +33,18 @@ def plan_manifests(
     retry never creates a second manifest for the same files and never leaves
     one to wait out its lease. Then, up to ``max_manifests`` in all, it claims
     more; the rest of the pending files stay unclaimed for the next run.
+
+    ``woken``: an ingest run whose sensor took the days' wakes (``ledger.wakes``). It claims batches only: full
+    manifests, and files that do not fill one only when they make a batch themselves (the thresholds of
+    ``PipelineSettings.batching``: by default, once the oldest waited the batch wait). So a day that became
+    ready on its size leaves its young remainder to grow into the next run instead of a small run of its own.
+    Then it releases the wakes, so the days' next batches can wake a run. Otherwise (the end-of-day flush) it
+    claims whatever is pending.
     """
     limit = max_manifests or settings.max_manifests_per_run
+    batching = settings.batching
+    waited = iso(utcnow() - timedelta(seconds=batching.wait_seconds))
+    batch = Batch(files=batching.files, bytes=batching.bytes, registered_before=waited) if woken else None
     planned = readopt_manifests(ledger, owner)
     for day in days:
         while len(planned) < limit:
@@ -40,11 +54,15 @@ def plan_manifests(
                 max_bytes=settings.max_bytes_per_manifest,
                 lease_seconds=settings.lease_seconds,
                 owner=owner,
+                batch=batch,
             )
             if manifest is None:
                 break
             planned.append(manifest)
     refs = [write_manifest(storage, settings, manifest) for manifest in planned]
+    if woken:
+        for day in days:
+            ledger.release_wake(day, owner)
     log.info(
         "planned %d manifests (%d files, %d bytes) for days %s",
         len(refs),

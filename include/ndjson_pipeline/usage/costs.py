@@ -2,7 +2,8 @@
 
 Formula (prices from ``prices.PRICES``)::
 
-    glue        = billed DPU-seconds / 3600 x DPU-hour price   (runs' own figures, 1-minute minimum each)
+    glue        = billed DPU-seconds / 3600 x the DPU-hour price of each run's execution class (STANDARD or FLEX;
+                  the runs' own figures, 1-minute minimum each)
     s3          = PUT/COPY/POST/LIST requests x tier-1 price + GET/HEAD/other x tier-2 price (DELETE free)
     sqs         = requests x request price
     dynamodb    = write units x WRU price + read units x RRU price
@@ -76,7 +77,11 @@ def variable_costs(usage: Usage, *, landing_bytes: int, landing_days: int, price
         elif service not in UNBILLED_SERVICES | {"dynamodb", "cloudwatch", "sns"}:
             raise ValueError(f"no price for {name}: add it to ndjson_pipeline/usage/prices.py")
     return {
-        "glue": usage.glue_dpu_seconds / 3600 * prices.glue_dpu_hour,
+        "glue": (
+            (usage.glue_dpu_seconds - usage.glue_flex_dpu_seconds) * prices.glue_dpu_hour
+            + usage.glue_flex_dpu_seconds * prices.glue_flex_dpu_hour
+        )
+        / 3600,
         "s3_requests": s3_tier1 * prices.s3_tier1_per_request + s3_tier2 * prices.s3_tier2_per_request,
         "dynamodb": usage.write_units * prices.dynamodb_write_unit + usage.read_units * prices.dynamodb_read_unit,
         **other,

@@ -16,7 +16,8 @@ SOURCES = {
     "s3": "https://aws.amazon.com/s3/pricing/ (Standard storage, first 50 TB; requests)",
     "sqs": "https://aws.amazon.com/sqs/pricing/ (standard queue; each 64 KB chunk is a request)",
     "dynamodb": "https://aws.amazon.com/dynamodb/pricing/on-demand/ (prices of November 2024)",
-    "glue": "https://aws.amazon.com/glue/pricing/ (Spark jobs, G.1X = 1 DPU, per second, 1-minute minimum)",
+    "glue": "https://aws.amazon.com/glue/pricing/ (Spark jobs, G.1X = 1 DPU, per second, 1-minute minimum; "
+    "the Flex execution class at its own DPU-hour price, billed the same way)",
     "cloudwatch": "https://aws.amazon.com/cloudwatch/pricing/ (PutMetricData; custom metrics)",
     "sns": "https://aws.amazon.com/sns/pricing/ (standard topic publishes)",
     "mwaa": "https://aws.amazon.com/managed-workflows-for-apache-airflow/pricing/ (environment hours)",
@@ -34,6 +35,7 @@ class Prices:
     dynamodb_write_unit: float = 0.625 / 1_000_000
     dynamodb_read_unit: float = 0.125 / 1_000_000
     glue_dpu_hour: float = 0.44
+    glue_flex_dpu_hour: float = 0.29
     glue_minimum_seconds: int = 60
     cloudwatch_per_put_metric_data: float = 0.01 / 1000
     cloudwatch_custom_metric_month: float = 0.30

@@ -32,6 +32,8 @@ class Usage:
     :param write_units: DynamoDB write request units.
     :param glue_runs: Glue job runs.
     :param glue_dpu_seconds: DPU-seconds Glue bills for them (its 1-minute minimum included).
+    :param glue_flex_runs: of those runs, the ones in Glue's FLEX execution class.
+    :param glue_flex_dpu_seconds: of those DPU-seconds, the ones billed at FLEX's rate.
     :param output_bytes: bytes of Parquet published.
     """
 
@@ -40,6 +42,8 @@ class Usage:
     write_units: float = 0.0
     glue_runs: int = 0
     glue_dpu_seconds: float = 0.0
+    glue_flex_runs: int = 0
+    glue_flex_dpu_seconds: float = 0.0
     output_bytes: int = 0
 
     def add(self, other: Usage) -> Usage:
@@ -48,6 +52,8 @@ class Usage:
         self.write_units += other.write_units
         self.glue_runs += other.glue_runs
         self.glue_dpu_seconds += other.glue_dpu_seconds
+        self.glue_flex_runs += other.glue_flex_runs
+        self.glue_flex_dpu_seconds += other.glue_flex_dpu_seconds
         self.output_bytes += other.output_bytes
         return self
 
@@ -64,6 +70,8 @@ class Usage:
             "write_units": round(self.write_units, 3),
             "glue_runs": self.glue_runs,
             "glue_dpu_seconds": round(self.glue_dpu_seconds, 3),
+            "glue_flex_runs": self.glue_flex_runs,
+            "glue_flex_dpu_seconds": round(self.glue_flex_dpu_seconds, 3),
             "output_bytes": self.output_bytes,
         }
 
@@ -76,6 +84,8 @@ class Usage:
             write_units=float(raw.get("write_units", 0)),
             glue_runs=int(raw.get("glue_runs", 0)),
             glue_dpu_seconds=float(raw.get("glue_dpu_seconds", 0)),
+            glue_flex_runs=int(raw.get("glue_flex_runs", 0)),
+            glue_flex_dpu_seconds=float(raw.get("glue_flex_dpu_seconds", 0)),
             output_bytes=int(raw.get("output_bytes", 0)),
         )
 

@@ -94,7 +94,7 @@ resource "aws_glue_job" "this" {
   glue_version           = var.spec.glue_version
   worker_type            = var.spec.worker_type
   number_of_workers      = var.spec.number_of_workers
-  execution_class        = "STANDARD" # FLEX runs can wait many minutes for capacity: too slow for the latency target.
+  execution_class        = "STANDARD" # ingest's runs; the others ask StartJobRun for FLEX (background_execution_class).
   security_configuration = aws_glue_security_configuration.job.name
   connections            = [aws_glue_connection.vpc.name]
   timeout                = var.timeout_minutes

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 
 from ndjson_pipeline.conversion import JobArguments
+from ndjson_pipeline.usage.glue import ExecutionClass
 from ndjson_pipeline_airflow.hooks import RecordsRequests
 
 if TYPE_CHECKING:
@@ -83,8 +84,14 @@ class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
     def is_active(self, manifest_id: str) -> bool:
         return self.active_run_of(manifest_id) is not None
 
-    def start_run(self, arguments: JobArguments, extra_arguments: dict[str, str] | None = None) -> str:
-        """Start one run converting ``arguments.manifest_id``; return its run id.
+    def start_run(
+        self,
+        arguments: JobArguments,
+        extra_arguments: dict[str, str] | None = None,
+        *,
+        execution_class: ExecutionClass = ExecutionClass.STANDARD,
+    ) -> str:
+        """Start one run converting ``arguments.manifest_id`` in ``execution_class``; return its run id.
 
         .. seealso::
             - :meth:`GlueJobHook.initialize_job`
@@ -93,13 +100,19 @@ class ManifestGlueJobHook(RecordsRequests, GlueJobHook):
             # initialize_job would create a job with no script; the real one comes from Terraform.
             raise ValueError(f"Glue job {self.conversion_job} does not exist (infra/modules/glue creates it)")
         script_args = {**arguments.to_glue_args(), **(extra_arguments or {})}
-        run_id: str = self.initialize_job(script_args)["JobRunId"]
+        run_id: str = self.initialize_job(script_args, {"ExecutionClass": str(execution_class)})["JobRunId"]
         log.info(
-            "started Glue run %s of job %s for manifest %s",
+            "started Glue run %s of job %s for manifest %s (%s)",
             run_id,
             self.conversion_job,
             arguments.manifest_id,
-            extra={"manifest_id": arguments.manifest_id, "day": arguments.day, "run_id": run_id},
+            execution_class,
+            extra={
+                "manifest_id": arguments.manifest_id,
+                "day": arguments.day,
+                "run_id": run_id,
+                "execution_class": str(execution_class),
+            },
         )
         return run_id
 
