@@ -84,8 +84,8 @@ def test_end_of_day_takes_a_validated_day_param(dagbag):
 def test_import_is_fast_and_offline_and_loads_nothing_tasks_need_at_run_time(dag_file: Path, tmp_path):
     """Import each DAG file in a fresh interpreter with AWS and the Variable store made unreachable.
 
-    Airflow's authoring interface is loaded first, as the DAG processor has it
-    loaded; the DAG file must not pull in boto3, the Amazon provider's hooks or
+    Airflow's authoring interface (``dag``, ``task``, the base operator and sensor)
+    is loaded first, as the DAG processor has it loaded; the DAG file must not pull in boto3, the Amazon provider's hooks or
     triggers, pyarrow or the pipeline's ledger (tasks import them when they run),
     and its own cost stays far under the ceiling (``make bench-dag-parse`` prints
     the real figures against Airflow's tutorial DAG).
@@ -94,7 +94,7 @@ def test_import_is_fast_and_offline_and_loads_nothing_tasks_need_at_run_time(dag
         f"""
         import importlib.util, json, sys, time
         import airflow.sdk
-        from airflow.sdk import Variable
+        from airflow.sdk import BaseOperator, BaseSensorOperator, Variable, dag, task  # loaded in a DAG processor
 
         def refuse(*args, **kwargs):
             raise RuntimeError("Variable access at import time")
