@@ -15,7 +15,15 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ndjson_pipeline.conversion import ConversionOptions, JobArguments, LogFormat, LogLevel, LogOptions, OptionError
+from ndjson_pipeline.conversion import (
+    ConversionOptions,
+    JobArguments,
+    LogFormat,
+    LogLevel,
+    LogOptions,
+    OptionError,
+    RunKind,
+)
 from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import ResourceNames, default_names, landing_prefix, landing_retention_days
@@ -221,10 +229,13 @@ class PipelineSettings:
     def dataset_schema_uri(self) -> str:
         return self.schema_uri or f"s3://{self.names.assets_bucket}/glue/schemas/{self.dataset}.json"
 
-    def job_arguments(self, ref: ManifestRef, layout: LakeLayout | None = None) -> JobArguments:
-        """The conversion run's arguments for one manifest, the same for Glue and for the local runner.
+    def job_arguments(
+        self, ref: ManifestRef, layout: LakeLayout | None = None, run_kind: RunKind = RunKind.CONVERT
+    ) -> JobArguments:
+        """The run's arguments for one manifest, the same for Glue and for the local runner.
 
-        ``layout``: where the run reads its manifest and writes (a reprocess's rebuild layout); the lake's by default.
+        ``layout``: where the run reads its manifest and writes (a reprocess's or a compaction's); the lake's by
+        default. ``run_kind``: what the run does with the manifest's files.
         """
         return JobArguments(
             manifest_id=ref.manifest_id,
@@ -233,6 +244,7 @@ class PipelineSettings:
             schema_uri=self.dataset_schema_uri,
             options=self.conversion,
             logs=self.logs,
+            run_kind=run_kind,
         )
 
     @classmethod
