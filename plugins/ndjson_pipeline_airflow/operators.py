@@ -197,7 +197,7 @@ class ManifestGlueJobOperator(BaseOperator):
 
 
 class RebuildGlueJobOperator(ManifestGlueJobOperator):
-    """Converts one manifest again for a reprocess, into the reprocess's rebuild layout, with one run at a time.
+    """Converts one manifest again for a reprocess (or compacts one), into the run's layout, one run at a time.
 
     Runs :func:`~ndjson_pipeline.steps.converting.rebuild`: the manifest is
     SUCCEEDED and stays so (no claim, lease or redo); its result in the rebuild
@@ -205,14 +205,15 @@ class RebuildGlueJobOperator(ManifestGlueJobOperator):
     rebuild layout's, keyed by manifest id and ``--lake_root``) is waited for;
     otherwise one run starts.
 
-    :param manifest: a rebuild reference (``RebuildRef.as_dict()``) from the reprocess's planning task.
+    :param manifest: a rebuild reference (``RebuildRef.as_dict()``) from the reprocess DAG's planning task; its
+        ``kind`` says whether the run rebuilds (``--run_kind rebuild``) or compacts (``--run_kind compact``).
     """
 
     def _runs(self, settings: PipelineSettings) -> ConversionRuns:
         from ndjson_pipeline.steps.reprocessing import RebuildRef
         from ndjson_pipeline_airflow.runs import conversion_runs
 
-        layout = settings.layout.rebuild(RebuildRef.from_dict(self.manifest).rebuild_id)
+        layout = RebuildRef.from_dict(self.manifest).work_layout(settings.layout)
         return conversion_runs(settings, layout, **self._connection)
 
     def _convert(self, context: Any) -> str | None:

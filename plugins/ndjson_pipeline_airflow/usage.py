@@ -23,6 +23,7 @@ from ndjson_pipeline.clock import utc_day, utcnow
 if TYPE_CHECKING:
     from ndjson_pipeline.manifest import ManifestRef
     from ndjson_pipeline.settings import PipelineSettings
+    from ndjson_pipeline.steps.reprocessing import RebuildRef
     from ndjson_pipeline.usage import Usage
 
 # DAG files import this module (``records_usage`` decorates tasks): the hooks, boto3 and the usage records are
@@ -85,10 +86,11 @@ def records_usage(day_of: Callable[..., str]) -> Callable[[Callable[..., Any]], 
     return decorate
 
 
-def record_conversion(settings: PipelineSettings, ref: ManifestRef, rebuild_id: str | None = None) -> None:
+def record_conversion(settings: PipelineSettings, ref: ManifestRef, rebuild: RebuildRef | None = None) -> None:
     """What Glue billed for the manifest's runs and the Parquet they published, in one record per manifest.
 
-    ``rebuild_id``: the runs of a reprocess that converted the manifest again (recorded apart, under the day).
+    ``rebuild``: the runs of a reprocess that converted the manifest again, or of a compaction (recorded apart,
+    under the day).
 
     What the runs were billed comes from the runs themselves (``ConversionRuns.billed``: on AWS GetJobRuns'
     DPU-seconds; a local run priced from the job's own timing). Written again by a retry with the same content.
@@ -99,13 +101,13 @@ def record_conversion(settings: PipelineSettings, ref: ManifestRef, rebuild_id: 
     from ndjson_pipeline_airflow.runs import conversion_runs
 
     storage = StorageHook().get_storage()
-    layout = settings.layout.rebuild(rebuild_id) if rebuild_id else settings.layout
+    layout = rebuild.work_layout(settings.layout) if rebuild else settings.layout
     result = read_result(storage, settings, ref, layout)
     usage = conversion_runs(settings, layout).billed(ref.manifest_id, result)
     usage.output_bytes = sum(o.bytes for o in result.output_files) if result else 0
     try:
         # Its PutObject is the finaliser's, counted in the finaliser's record.
-        name = f"glue-{ref.manifest_id}" + (f"-rebuild-{rebuild_id}" if rebuild_id else "")
+        name = f"glue-{ref.manifest_id}" + (f"-{rebuild.kind}-{rebuild.rebuild_id}" if rebuild else "")
         write_usage(storage, settings.layout, ref.day, name, usage, counts_own_write=False)
     except Exception:
         log.exception(
