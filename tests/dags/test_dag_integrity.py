@@ -154,7 +154,9 @@ def test_reprocess_is_manual_validated_dry_run_by_default_and_maps_rebuilds_by_m
     params = dag.params
     assert params.get_param("dry_run").resolve(params["dry_run"]) is True
     assert params.get_param("last_day").resolve(None) is None
-    for name, bad in (("day", "24/11/2026"), ("last_day", "2026-11"), ("dry_run", "no")):
+    assert params.get_param("action").resolve(params["action"]) == "reprocess"
+    assert params.get_param("action").resolve("compact") == "compact"
+    for name, bad in (("day", "24/11/2026"), ("last_day", "2026-11"), ("dry_run", "no"), ("action", "merge")):
         with pytest.raises(ParamValidationError):
             params.get_param(name).resolve(bad)
     rebuild = dag.get_task("rebuild")
