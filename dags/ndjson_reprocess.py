@@ -1,4 +1,7 @@
-"""Reprocess: rebuild the Parquet of a day (or a range of days) from its raw files, and swap it in whole.
+"""Reprocess or compact: rebuild the Parquet of a day (or a range of days), and swap it in whole.
+
+``action`` ``reprocess`` (the default) converts the day again from its raw files; ``compact`` merges the
+day's small Parquet files into target-sized ones (a closed day; rows, lineage and counts unchanged).
 
 For a fix of the job, a new schema or new conversion settings, after they are
 deployed. Each SUCCEEDED manifest of the day is converted again, under its own
@@ -41,6 +44,13 @@ DEFAULT_ARGS = {
     default_args=DEFAULT_ARGS,
     tags=["ndjson-pipeline", "maintenance"],
     params={
+        "action": Param(
+            "reprocess",
+            type="string",
+            enum=["reprocess", "compact"],
+            description="reprocess: convert the day again from its raw files; compact: merge its small Parquet "
+            "files into target-sized ones.",
+        ),
         "day": Param(
             type="string",
             format="date",

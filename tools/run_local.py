@@ -83,7 +83,7 @@ def copy_dataset(storage: Storage, settings: PipelineSettings, target: Path) -> 
     dataset = settings.layout.dataset_uri + "/"
     copied = 0
     for uri in storage.list(dataset):
-        if uri.endswith(".parquet") and "/_staging/" not in uri:
+        if uri.endswith(".parquet"):
             path = target / uri.removeprefix(dataset)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(storage.read_bytes(uri))

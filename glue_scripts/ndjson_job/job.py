@@ -1,4 +1,9 @@
-"""The job's flow: one manifest in, its Parquet, quarantine and result out (``convert_manifest``)."""
+"""The job's flow: one manifest in, its Parquet, quarantine and result out (``convert_manifest``).
+
+A manifest of landing files is converted; with ``--run_kind compact`` it lists
+Parquet files of the lake, whose rows are merged (``compaction``). Publication
+and the result are the same for both.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,12 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from ndjson_job.compaction import plan_compaction_work, run_compaction
 from ndjson_job.groups import GroupOutput, GroupWork, plan_groups, run_groups
 from ndjson_job.lines import LineRules
 from ndjson_job.publication import Publication, plan_publication, previous_dts, publish
 from ndjson_job.schema import JobArgumentError, arrow_schema, output_schema, parse_schema, schema_version
-from ndjson_pipeline.conversion import JobArguments
+from ndjson_pipeline.conversion import JobArguments, RunKind
 from ndjson_pipeline.drift import Drift
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.manifest import FileResult, JobResult, Manifest, OutputFile
@@ -28,29 +34,29 @@ log = logging.getLogger(__name__)
 def convert_manifest(
     spark: SparkSession, args: JobArguments, storage: Storage, *, attempt: str | None = None
 ) -> JobResult:
-    """Convert one manifest end to end and write its result; return the result."""
+    """Convert (or compact) one manifest end to end and write its result; return the result."""
     started = time.monotonic()
     manifest = load_manifest(storage, args)
-    schema_text = storage.read_bytes(args.schema_uri).decode("utf-8")
-    schema = parse_schema(schema_text, args)
     attempt = attempt or uuid.uuid4().hex
-    works = plan_work(manifest, schema, args, storage, attempt, spark.sparkContext.defaultParallelism)
-    log.debug(
-        "manifest %s of %s: %d files, %d bytes, in %d group(s)",
-        manifest.manifest_id,
-        manifest.day,
-        len(manifest.files),
-        manifest.total_bytes,
-        len(works),
-        extra={
-            "manifest_id": manifest.manifest_id,
-            "day": manifest.day,
-            "files": len(manifest.files),
-            "bytes": manifest.total_bytes,
-            "groups": len(works),
-        },
-    )
-    outputs = run_groups(spark, works)
+    result_schema: dict[str, Any] | None = None
+    result_schema_version: int | None = None
+    if args.run_kind is RunKind.COMPACT:
+        # The files' rows are copied as they are: their schema is the one their manifests' results record.
+        compactions = plan_compaction_work(
+            manifest, args, storage, f"{args.layout.staging_uri(manifest.manifest_id)}/{attempt}"
+        )
+        log_planned(manifest, len(compactions))
+        outputs = run_compaction(spark, compactions)
+    else:
+        schema_text = storage.read_bytes(args.schema_uri).decode("utf-8")
+        schema = parse_schema(schema_text, args)
+        works = plan_work(manifest, schema, args, storage, attempt, spark.sparkContext.defaultParallelism)
+        log_planned(manifest, len(works))
+        outputs = run_groups(spark, works)
+        result_schema, result_schema_version = (
+            output_schema(schema, args.options).jsonValue(),
+            schema_version(schema_text, args),
+        )
     timings = {"convert_s": time.monotonic() - started}
 
     step = time.monotonic()
@@ -60,13 +66,11 @@ def convert_manifest(
         manifest_id=manifest.manifest_id,
         day=manifest.day,
         files=results,
-        output_files=tuple(
-            OutputFile(path=path, bytes=publication.sizes[path], rows=publication.rows[path])
-            for path in sorted(publication.rows)
-        ),
-        schema=output_schema(schema, args.options).jsonValue(),
-        schema_version=schema_version(schema_text, args),
-        drift=manifest_drift(outputs),
+        output_files=output_files(publication, outputs, args, manifest),
+        schema=result_schema,
+        schema_version=result_schema_version,
+        # A compaction copies rows already counted by the conversions that wrote them.
+        drift=None if args.run_kind is RunKind.COMPACT else manifest_drift(outputs),
     )
     result.check_reconciled(manifest)
     replace_output(storage, args, manifest, publication)
@@ -99,6 +103,40 @@ def convert_manifest(
         },
     )
     return result
+
+
+def log_planned(manifest: Manifest, groups: int) -> None:
+    log.debug(
+        "manifest %s of %s: %d files, %d bytes, in %d group(s)",
+        manifest.manifest_id,
+        manifest.day,
+        len(manifest.files),
+        manifest.total_bytes,
+        groups,
+        extra={
+            "manifest_id": manifest.manifest_id,
+            "day": manifest.day,
+            "files": len(manifest.files),
+            "bytes": manifest.total_bytes,
+            "groups": groups,
+        },
+    )
+
+
+def output_files(
+    publication: Publication, outputs: list[GroupOutput], args: JobArguments, manifest: Manifest
+) -> tuple[OutputFile, ...]:
+    """The result's output files; a compaction's name the files each one merged (one file a group)."""
+    sources: dict[str, tuple[str, ...]] = {}
+    if args.run_kind is RunKind.COMPACT:
+        for output in outputs:
+            for part in output.parts:
+                final = args.layout.part_uri(part.dt, manifest.manifest_id, output.index, args.options.compression)
+                sources[final] = tuple(f.identity for f in output.files)
+    return tuple(
+        OutputFile(path=path, bytes=publication.sizes[path], rows=publication.rows[path], sources=sources.get(path, ()))
+        for path in sorted(publication.rows)
+    )
 
 
 def record_usage(

@@ -32,6 +32,14 @@ class Compression(StrEnum):
     NONE = "none"
 
 
+class RunKind(StrEnum):
+    """Why a run of the job exists: what it reads, and whether anyone waits for it."""
+
+    CONVERT = "convert"  # a manifest of landing files into the lake (latency-bound: files wait for it)
+    REBUILD = "rebuild"  # the same, again, into a reprocess's layout (an operator's action)
+    COMPACT = "compact"  # a manifest of a day's small Parquet files into target-sized ones, in a compaction's layout
+
+
 class Partitioning(StrEnum):
     ARRIVAL = "arrival"  # dt = the manifest's landing day
     EVENT_TIME = "event_time"  # dt = the UTC day of each row's event time
@@ -157,6 +165,7 @@ class JobArguments:
     schema_uri: str
     options: ConversionOptions = field(default_factory=ConversionOptions)
     logs: LogOptions = field(default_factory=LogOptions)
+    run_kind: RunKind = RunKind.CONVERT
 
     def __post_init__(self) -> None:
         if not _DAY.fullmatch(self.day):
@@ -178,6 +187,7 @@ class JobArguments:
             "--quarantine_root": self.layout.quarantine_root,
             "--dataset": self.layout.dataset,
             "--schema_uri": self.schema_uri,
+            "--run_kind": str(self.run_kind),
             **self.options.to_glue_args(),
             **self.logs.to_glue_args(),
         }
@@ -203,6 +213,7 @@ class JobArguments:
                 schema_uri=args["schema_uri"],
                 options=ConversionOptions.from_glue_args(args),
                 logs=LogOptions.from_glue_args(args),
+                run_kind=_coerce("run_kind", RunKind, args.get("run_kind") or RunKind.CONVERT),
             )
         except OptionError as exc:
             raise OptionError(f"--{exc.option}", exc.problem) from exc

@@ -2,8 +2,8 @@
 
 ::
 
-    <lake_root>/<dataset>/dt=YYYY-MM-DD/part-<manifest_id>-<group><codec>.parquet   the dataset
-    <lake_root>/<dataset>/_staging/<manifest_id>/<attempt>/...                       a run's work in progress
+    <lake_root>/<dataset>/dt=YYYY-MM-DD/part-<manifest_id>-<group><codec>.parquet   the dataset: published files only
+    <lake_root>/_work/<dataset>/staging/<manifest_id>/<attempt>/...                  a run's work in progress
     <lake_root>/_pipeline/manifests/dt=<day>/<manifest_id>.json                     what to convert
     <lake_root>/_pipeline/published/dt=<day>/<manifest_id>.json                     what a run published (PublishLog)
     <lake_root>/_pipeline/results/dt=<day>/<manifest_id>.json                       the job result, written last
@@ -11,12 +11,20 @@
     <lake_root>/_pipeline/maintenance/dt=<day>/<action>-<run>.json                  an operator action's record
     <quarantine_root>/<dataset>/dt=<day>/manifest=<manifest_id>/lines-NNNNN.json    quarantined lines
     <quarantine_root>/<dataset>/dt=<day>/manifest=<manifest_id>/files.json          files quarantined whole
-    <lake_root>/<dataset>/_rebuilds/<rebuild_id>/...    a reprocess's layout (``rebuild``), gone after its swap
+    <lake_root>/_work/<dataset>/rebuilds/<rebuild_id>/...        a reprocess's layout (``rebuild``), gone after its swap
+    <lake_root>/_work/<dataset>/compactions/<compaction_id>/...  a compaction's layout (``compaction``), likewise
+    <quarantine_root>/_work/<dataset>/{rebuilds,compactions}/<id>/...   their quarantine
 
 Roots are ``s3://<bucket>`` on AWS, or local directories in tests. Names derive
 from the manifest id, never from an attempt, so every attempt of a manifest
-writes each object under the same name. Prefixes starting with ``_`` are
-ignored by Spark, Athena and Hive readers of the dataset.
+writes each object under the same name.
+
+Nothing is ever written under ``<dataset>/`` before it is published: work in
+progress lives under ``_work/<dataset>/``, a sibling of the dataset, so a reader
+that lists the dataset's directory (DuckDB's ``<dataset>/**/*.parquet``, Polars,
+pyarrow.dataset, Spark) sees published files only, whatever its rules for
+``_`` prefixes. The catalog may point a partition into ``_work/`` for a while (a
+reprocess's or a compaction's switch): readers of the catalog read that copy.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 PIPELINE_PREFIX = "_pipeline"
+# Beside the datasets, never inside one: see the module docstring.
+WORK_PREFIX = "_work"
 PARTITION_COLUMN = "dt"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -86,19 +96,31 @@ class LakeLayout:
         marker = f"/{PARTITION_COLUMN}="
         return uri.split(marker, 1)[1].split("/", 1)[0] if marker in uri else None
 
+    @property
+    def work_uri(self) -> str:
+        """Where this layout's runs and reprocesses keep what they have not published yet."""
+        return f"{self.lake_root}/{WORK_PREFIX}/{self.dataset}"
+
     def staging_uri(self, manifest_id: str) -> str:
-        return f"{self.dataset_uri}/_staging/{manifest_id}"
+        return f"{self.work_uri}/staging/{manifest_id}"
 
     def rebuild(self, rebuild_id: str) -> LakeLayout:
-        """The layout a reprocess converts into: this one's names under ``<dataset>/_rebuilds/<rebuild_id>``.
+        """The layout a reprocess converts into: this one's names under ``_work/<dataset>/rebuilds/<rebuild_id>``."""
+        return self._work_layout("rebuilds", "rebuild_id", rebuild_id)
 
-        Inside the dataset prefix (readers skip ``_`` prefixes; the roles that
-        write the dataset may write there), in both buckets, so a rebuilt
-        object's name relative to its root is the name it replaces.
+    def compaction(self, compaction_id: str) -> LakeLayout:
+        """The layout a compaction writes into: this one's names under ``_work/<dataset>/compactions/<id>``."""
+        return self._work_layout("compactions", "compaction_id", compaction_id)
+
+    def _work_layout(self, kind: str, id_name: str, work_id: str) -> LakeLayout:
+        """A layout of this one's names under ``_work/<dataset>/<kind>/<work_id>``, in both buckets.
+
+        Outside the dataset prefix, so no reader of the dataset's directory sees
+        it; a rebuilt object's name relative to its root is the name it replaces.
         """
-        if not _SAFE_ID.fullmatch(rebuild_id):
-            raise LayoutError("rebuild_id", f"must be letters, digits, '-' or '_', not {rebuild_id!r}")
-        suffix = f"{self.dataset}/_rebuilds/{rebuild_id}"
+        if not _SAFE_ID.fullmatch(work_id):
+            raise LayoutError(id_name, f"must be letters, digits, '-' or '_', not {work_id!r}")
+        suffix = f"{WORK_PREFIX}/{self.dataset}/{kind}/{work_id}"
         return LakeLayout(f"{self.lake_root}/{suffix}", f"{self.quarantine_root}/{suffix}", self.dataset)
 
     def moved_to(self, uri: str, other: LakeLayout) -> str:

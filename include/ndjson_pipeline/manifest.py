@@ -172,9 +172,15 @@ class FileResult:
 
 @dataclass(frozen=True)
 class OutputFile:
+    """A Parquet file a manifest's rows are in, and how many of them.
+
+    ``sources``: in a compaction's result, the identities of the files whose rows it merged.
+    """
+
     path: str
     bytes: int
     rows: int
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,9 @@ class JobResult:
             if bad:
                 raise ManifestError(f"result outcome must be DONE or QUARANTINED for {bad}")
             files = tuple(FileResult(**{**raw, "outcome": FileState(raw["outcome"])}) for raw in doc["files"])
-            outputs = tuple(OutputFile(**raw) for raw in doc.get("output_files", []))
+            outputs = tuple(
+                OutputFile(**{**raw, "sources": tuple(raw.get("sources", ()))}) for raw in doc.get("output_files", [])
+            )
             return cls(
                 manifest_id=str(doc["manifest_id"]),
                 day=str(doc["day"]),

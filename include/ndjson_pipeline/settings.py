@@ -16,7 +16,15 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from ndjson_pipeline.conversion import ConversionOptions, JobArguments, LogFormat, LogLevel, LogOptions, OptionError
+from ndjson_pipeline.conversion import (
+    ConversionOptions,
+    JobArguments,
+    LogFormat,
+    LogLevel,
+    LogOptions,
+    OptionError,
+    RunKind,
+)
 from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.manifest import ManifestRef
 from ndjson_pipeline.resources import ResourceNames, default_names, landing_prefix, landing_retention_days
@@ -49,7 +57,7 @@ MAX_FILES_PER_MANIFEST = 1000
 PIPELINE_LATENCY_SECONDS = 180
 
 
-class RunKind(StrEnum):
+class RunPurpose(StrEnum):
     """Why a conversion run runs. Only ingest's runs are latency-bound: files wait on them within the budget."""
 
     INGEST = "ingest"  # the ingest DAG's batches
@@ -121,7 +129,7 @@ class PipelineSettings:
     glue_poll_seconds: int = 30
     # As long as the Glue job's own timeout (Terraform glue_timeout_minutes, 60).
     glue_max_wait_seconds: int = 3600
-    # Glue's execution class for the runs no file waits on (every ``RunKind`` but ingest): FLEX costs a third less
+    # Glue's execution class for the runs no file waits on (every ``RunPurpose`` but ingest): FLEX costs a third less
     # per DPU-hour and may wait up to 20 minutes for capacity before it starts. Ingest's runs are always STANDARD.
     background_execution_class: ExecutionClass = ExecutionClass.FLEX
     # Where the day report's DynamoDB capacity units come from: "reported" (DynamoDB's ConsumedCapacity, on AWS)
@@ -281,10 +289,10 @@ class PipelineSettings:
             sensor_timeout_seconds=self.sensor_timeout_seconds or wait + 2 * self.sensor_poll_seconds,
         )
 
-    def execution_class(self, kind: RunKind) -> ExecutionClass:
-        """Glue's execution class for a run of ``kind``: ingest's always STANDARD (files wait on it), the others
+    def execution_class(self, purpose: RunPurpose) -> ExecutionClass:
+        """Glue's execution class for a run of ``purpose``: ingest's always STANDARD (files wait on it), the others
         ``background_execution_class``."""
-        return ExecutionClass.STANDARD if kind is RunKind.INGEST else self.background_execution_class
+        return ExecutionClass.STANDARD if purpose is RunPurpose.INGEST else self.background_execution_class
 
     @property
     def landing_retention_days(self) -> int:
@@ -312,10 +320,13 @@ class PipelineSettings:
     def dataset_schema_uri(self) -> str:
         return self.schema_uri or f"s3://{self.names.assets_bucket}/glue/schemas/{self.dataset}.json"
 
-    def job_arguments(self, ref: ManifestRef, layout: LakeLayout | None = None) -> JobArguments:
-        """The conversion run's arguments for one manifest, the same for Glue and for the local runner.
+    def job_arguments(
+        self, ref: ManifestRef, layout: LakeLayout | None = None, run_kind: RunKind = RunKind.CONVERT
+    ) -> JobArguments:
+        """The run's arguments for one manifest, the same for Glue and for the local runner.
 
-        ``layout``: where the run reads its manifest and writes (a reprocess's rebuild layout); the lake's by default.
+        ``layout``: where the run reads its manifest and writes (a reprocess's or a compaction's); the lake's by
+        default. ``run_kind``: what the run does with the manifest's files.
         """
         return JobArguments(
             manifest_id=ref.manifest_id,
@@ -324,6 +335,7 @@ class PipelineSettings:
             schema_uri=self.dataset_schema_uri,
             options=self.conversion,
             logs=self.logs,
+            run_kind=run_kind,
         )
 
     @classmethod

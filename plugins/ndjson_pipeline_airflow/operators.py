@@ -57,7 +57,7 @@ class ManifestGlueJobOperator(BaseOperator):
     ``glue_poll_seconds``/``glue_max_wait_seconds``); passing them here is an error.
 
     :param manifest: a manifest reference (``ManifestRef.as_dict()``) from the batching task.
-    :param run_kind: why the run runs (a ``RunKind`` value: "ingest" or "end_of_day"), which decides its Glue
+    :param purpose: why the run runs (a ``RunPurpose`` value: "ingest" or "end_of_day"), which decides its Glue
         execution class (``PipelineSettings.execution_class``).
     :param aws_conn_id: the Airflow AWS connection.
     :param region_name: the AWS region (the connection's when None).
@@ -73,7 +73,7 @@ class ManifestGlueJobOperator(BaseOperator):
         self,
         *,
         manifest: dict[str, Any],
-        run_kind: str = "ingest",
+        purpose: str = "ingest",
         aws_conn_id: str | None = AWS_CONN_ID,
         region_name: str | None = None,
         verify: bool | str | None = None,
@@ -87,7 +87,7 @@ class ManifestGlueJobOperator(BaseOperator):
             raise ValueError(f"ManifestGlueJobOperator takes {given} from the pipeline settings, not as arguments")
         super().__init__(**kwargs)
         self.manifest = manifest
-        self.run_kind = run_kind
+        self.purpose = purpose
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.verify = verify
@@ -106,10 +106,10 @@ class ManifestGlueJobOperator(BaseOperator):
         }
 
     def _runs(self, settings: PipelineSettings) -> ConversionRuns:
-        from ndjson_pipeline.settings import RunKind
+        from ndjson_pipeline.settings import RunPurpose
         from ndjson_pipeline_airflow.runs import conversion_runs
 
-        return conversion_runs(settings, kind=RunKind(self.run_kind), **self._connection)
+        return conversion_runs(settings, purpose=RunPurpose(self.purpose), **self._connection)
 
     def execute(self, context: Any) -> str | None:
         from ndjson_pipeline_airflow.usage import task_usage
@@ -202,7 +202,7 @@ class ManifestGlueJobOperator(BaseOperator):
 
 
 class RebuildGlueJobOperator(ManifestGlueJobOperator):
-    """Converts one manifest again for a reprocess, into the reprocess's rebuild layout, with one run at a time.
+    """Converts one manifest again for a reprocess (or compacts one), into the run's layout, one run at a time.
 
     Runs :func:`~ndjson_pipeline.steps.converting.rebuild`: the manifest is
     SUCCEEDED and stays so (no claim, lease or redo); its result in the rebuild
@@ -210,18 +210,18 @@ class RebuildGlueJobOperator(ManifestGlueJobOperator):
     rebuild layout's, keyed by manifest id and ``--lake_root``) is waited for;
     otherwise one run starts.
 
-    Its runs are a reprocess's (``RunKind.REPROCESS``), whatever ``run_kind`` says.
+    Its runs' purpose is the reference's (``RebuildRef.purpose``), whatever ``purpose`` says.
 
-    :param manifest: a rebuild reference (``RebuildRef.as_dict()``) from the reprocess's planning task.
+    :param manifest: a rebuild reference (``RebuildRef.as_dict()``) from the reprocess DAG's planning task; its
+        ``kind`` says whether the run rebuilds (``--run_kind rebuild``) or compacts (``--run_kind compact``).
     """
 
     def _runs(self, settings: PipelineSettings) -> ConversionRuns:
-        from ndjson_pipeline.settings import RunKind
         from ndjson_pipeline.steps.reprocessing import RebuildRef
         from ndjson_pipeline_airflow.runs import conversion_runs
 
-        layout = settings.layout.rebuild(RebuildRef.from_dict(self.manifest).rebuild_id)
-        return conversion_runs(settings, layout, RunKind.REPROCESS, **self._connection)
+        rebuild = RebuildRef.from_dict(self.manifest)
+        return conversion_runs(settings, rebuild.work_layout(settings.layout), rebuild.purpose, **self._connection)
 
     def _convert(self, context: Any) -> str | None:
         from ndjson_pipeline.steps import converting

@@ -1,4 +1,8 @@
-"""The reprocess DAG's tasks: plan the days' rebuilds, convert each manifest again, swap each day in."""
+"""The reprocess DAG's tasks: plan the days' rebuilds (or compactions), run each, swap each day in.
+
+The ``action`` param says which: ``reprocess`` converts each SUCCEEDED manifest of the day again from its raw
+files; ``compact`` merges the day's small Parquet files. Both swap the day in through the catalog the same way.
+"""
 
 from __future__ import annotations
 
@@ -46,14 +50,19 @@ def _first_day_param() -> str:
     return str(get_current_context()["params"]["day"])
 
 
+def _compacting() -> bool:
+    return get_current_context()["params"].get("action") == "compact"
+
+
 @task(multiple_outputs=False)
 @records_usage(_first_day_param)
 def plan_rebuilds() -> list[dict[str, Any]]:
-    """The manifests to convert again (the rebuilds are mapped over them); each day's plan is the ``plans`` XCom.
+    """The manifests to run (the rebuilds are mapped over them); each day's plan is the ``plans`` XCom.
 
     A dry run returns no manifest, so nothing is rebuilt or swapped; its ``plans`` say what a real run would do.
     """
     from ndjson_pipeline.steps import PipelineError
+    from ndjson_pipeline.steps.compacting import plan_compaction
     from ndjson_pipeline.steps.reprocessing import plan_reprocess
     from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
     from ndjson_pipeline_airflow.hooks.storage import StorageHook
@@ -64,17 +73,19 @@ def plan_rebuilds() -> list[dict[str, Any]]:
     settings = load_settings()
     dry_run = bool(params["dry_run"])
     ledger, storage = LedgerHook().get_ledger(settings), StorageHook().get_storage()
+    plan = plan_compaction if _compacting() else plan_reprocess
     try:
         plans = [
-            plan_reprocess(ledger, storage, settings, day, requested_by=_requested_by(), dry_run=dry_run)
+            plan(ledger, storage, settings, day, requested_by=_requested_by(), dry_run=dry_run)
             for day in requested_days(params["day"], params.get("last_day") or None)
         ]
     except PipelineError as exc:
         raise AirflowFailException(str(exc)) from exc
     summaries = [plan.summary() for plan in plans]
     log.info(
-        "%sreprocess: %s",
+        "%s%s: %s",
         "dry run: " if dry_run else "",
+        params.get("action") or "reprocess",
         json.dumps(summaries, indent=2),
         extra={"dry_run": dry_run, "reprocess_plans": summaries},
     )
@@ -86,13 +97,15 @@ def plan_rebuilds() -> list[dict[str, Any]]:
 @task(trigger_rule="all_done", multiple_outputs=False)
 @records_usage(lambda rebuilds: str(rebuilds[0]["day"]) if rebuilds else _first_day_param())
 def swap_days(rebuilds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Swap each day's rebuilt Parquet in (``steps.reprocessing.swap_day``), newest day first.
+    """Swap each day's rebuilt (``steps.reprocessing.swap_day``) or compacted (``steps.compacting.swap_compaction``)
+    Parquet in, newest day first.
 
     Runs whatever became of the rebuilds: a day whose rebuilds all have results
     is swapped, one that lacks some is left as it was and fails the task once
     the others are done (clear its failed rebuilds, then this task).
     """
     from ndjson_pipeline.steps import PipelineError
+    from ndjson_pipeline.steps.compacting import compaction_record, swap_compaction
     from ndjson_pipeline.steps.reprocessing import RebuildRef, swap_day, swap_record
     from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
     from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
@@ -108,21 +121,22 @@ def swap_days(rebuilds: list[dict[str, Any]]) -> list[dict[str, Any]]:
         CatalogHook().get_catalog(settings),
     )
     requested_by = _requested_by()
+    triggered_by = getattr(context.get("dag_run"), "triggering_user_name", None)
     records, refused = [], {}
     for day in sorted({str(ref["day"]) for ref in rebuilds}, reverse=True):
-        if swap_record(storage, settings, day, requested_by) is None:  # a retry: the rebuild layout is gone
+        swapped = compaction_record if _compacting() else swap_record
+        if swapped(storage, settings, day, requested_by) is None:  # a retry: the layout is gone
             for ref in (RebuildRef.from_dict(r) for r in rebuilds if r["day"] == day):
-                record_conversion(settings, ref.manifest, ref.rebuild_id)
+                record_conversion(settings, ref.manifest, ref)
         try:
-            record = swap_day(
-                ledger,
-                storage,
-                settings,
-                catalog,
-                day,
-                requested_by=requested_by,
-                triggered_by=getattr(context.get("dag_run"), "triggering_user_name", None),
-            )
+            if _compacting():
+                record: Any = swap_compaction(
+                    storage, settings, catalog, day, requested_by=requested_by, triggered_by=triggered_by
+                )
+            else:
+                record = swap_day(
+                    ledger, storage, settings, catalog, day, requested_by=requested_by, triggered_by=triggered_by
+                )
         except PipelineError as exc:
             log.error("day %s not swapped: %s", day, exc, extra={"day": day})
             refused[day] = str(exc)

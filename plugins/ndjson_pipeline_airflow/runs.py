@@ -13,7 +13,7 @@ from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.manifest import JobResult
 from ndjson_pipeline.resources import glue_job_spec
-from ndjson_pipeline.settings import PipelineSettings, RunKind
+from ndjson_pipeline.settings import PipelineSettings, RunPurpose
 from ndjson_pipeline.steps.converting import ConversionRuns
 from ndjson_pipeline.usage import Usage
 from ndjson_pipeline.usage.glue import ExecutionClass, local_run_usage, runs_usage
@@ -116,12 +116,12 @@ class LocalRuns:
 def conversion_runs(
     settings: PipelineSettings,
     layout: LakeLayout | None = None,
-    kind: RunKind = RunKind.INGEST,
+    purpose: RunPurpose = RunPurpose.INGEST,
     **connection: Any,
 ) -> ConversionRuns:
     """The runs of ``layout`` (the lake's by default) as the ``glue_runner`` setting says: Glue, or local Spark;
-    started in the execution class ``kind`` takes (``PipelineSettings.execution_class``)."""
-    execution_class = settings.execution_class(kind)
+    started in the execution class ``purpose`` takes (``PipelineSettings.execution_class``)."""
+    execution_class = settings.execution_class(purpose)
     if settings.glue_runner == "local":
         return LocalRuns(settings, StorageHook(**connection).endpoint_url, execution_class)
     return GlueRuns(settings, (layout or settings.layout).lake_root, execution_class, **connection)

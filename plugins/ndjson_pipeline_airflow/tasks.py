@@ -139,10 +139,10 @@ def finalise(manifest: dict[str, Any], dag_kind: str = "ingest") -> dict[str, An
 
     FAILED files are alerted from the ledger's markers, so a retry alerts for
     what an earlier try failed; a compensation that cannot complete is alerted
-    and left for the sweeper. ``dag_kind``: the ``RunKind`` of the conversion's runs (what they were billed at).
+    and left for the sweeper. ``dag_kind``: the ``RunPurpose`` of the conversion's runs (what they were billed at).
     """
     from ndjson_pipeline.manifest import ManifestRef
-    from ndjson_pipeline.settings import RunKind
+    from ndjson_pipeline.settings import RunPurpose
     from ndjson_pipeline.steps import finalising
     from ndjson_pipeline.steps.redoing import manifest_to_finalise
     from ndjson_pipeline_airflow.hooks.catalog import CatalogHook
@@ -173,7 +173,7 @@ def finalise(manifest: dict[str, Any], dag_kind: str = "ingest") -> dict[str, An
         if record is not None and record.status == "COMPENSATING":  # the compensation began and stopped half way
             alert_unrepaired_manifest(settings, ref.manifest_id, f"{exc.__class__.__name__}: {exc}")
         raise
-    record_conversion(settings, ref, kind=RunKind(dag_kind))
+    record_conversion(settings, ref, purpose=RunPurpose(dag_kind))
     failed = finalising.publish_alerts(ledger, ref.manifest_id, partial(alert_failed_files, settings))
     if failed:
         raise AirflowFailException(
@@ -199,7 +199,7 @@ def convert_manifest(manifest: dict[str, Any], dag_kind: str) -> None:
 
     ``dag_kind`` ("ingest" or "end_of_day") says whose share of Glue's concurrent runs the conversions take
     (``resources.conversion_slots``): together the DAGs never start more runs than the Glue job accepts. It is
-    also the runs' ``RunKind``: the end-of-day flush runs in ``background_execution_class`` (no file's latency
+    also the runs' ``RunPurpose``: the end-of-day flush runs in ``background_execution_class`` (no file's latency
     waits on it), ingest's in STANDARD.
 
     The saga: the conversion's callbacks are its fast path (before a retry, stop
@@ -210,7 +210,7 @@ def convert_manifest(manifest: dict[str, Any], dag_kind: str) -> None:
     convert = ManifestGlueJobOperator(
         task_id="convert",
         manifest=manifest,
-        run_kind=dag_kind,
+        purpose=dag_kind,
         deferrable=True,
         map_index_template="{{ manifest_id }}",
         max_active_tis_per_dag=conversion_slots(dag_kind),

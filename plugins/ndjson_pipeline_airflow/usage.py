@@ -22,7 +22,8 @@ from ndjson_pipeline.clock import utc_day, utcnow
 
 if TYPE_CHECKING:
     from ndjson_pipeline.manifest import ManifestRef
-    from ndjson_pipeline.settings import PipelineSettings, RunKind
+    from ndjson_pipeline.settings import PipelineSettings, RunPurpose
+    from ndjson_pipeline.steps.reprocessing import RebuildRef
     from ndjson_pipeline.usage import Usage
 
 # DAG files import this module (``records_usage`` decorates tasks): the hooks, boto3 and the usage records are
@@ -86,32 +87,32 @@ def records_usage(day_of: Callable[..., str]) -> Callable[[Callable[..., Any]], 
 
 
 def record_conversion(
-    settings: PipelineSettings, ref: ManifestRef, rebuild_id: str | None = None, kind: RunKind | None = None
+    settings: PipelineSettings, ref: ManifestRef, rebuild: RebuildRef | None = None, purpose: RunPurpose | None = None
 ) -> None:
     """What Glue billed for the manifest's runs and the Parquet they published, in one record per manifest.
 
-    ``rebuild_id``: the runs of a reprocess that converted the manifest again (recorded apart, under the day).
-    ``kind``: why the runs ran (ingest unless said; a rebuild's are a reprocess's).
+    ``rebuild``: the runs of a reprocess that converted the manifest again, or of a compaction (recorded apart,
+    under the day; their purpose is the rebuild's). ``purpose``: why the other runs ran (ingest unless said).
 
     What the runs were billed comes from the runs themselves (``ConversionRuns.billed``: on AWS GetJobRuns'
     execution class and DPU-seconds; a local run priced from the job's own timing, in the execution class its
-    kind asks for). Written again by a retry with the same content.
+    purpose asks for). Written again by a retry with the same content.
     """
     from ndjson_pipeline.outputs import read_result
-    from ndjson_pipeline.settings import RunKind
+    from ndjson_pipeline.settings import RunPurpose
     from ndjson_pipeline.usage import write_usage
     from ndjson_pipeline_airflow.hooks.storage import StorageHook
     from ndjson_pipeline_airflow.runs import conversion_runs
 
     storage = StorageHook().get_storage()
-    layout = settings.layout.rebuild(rebuild_id) if rebuild_id else settings.layout
-    kind = RunKind.REPROCESS if rebuild_id else kind or RunKind.INGEST
+    layout = rebuild.work_layout(settings.layout) if rebuild else settings.layout
+    purpose = rebuild.purpose if rebuild else purpose or RunPurpose.INGEST
     result = read_result(storage, settings, ref, layout)
-    usage = conversion_runs(settings, layout, kind).billed(ref.manifest_id, result)
+    usage = conversion_runs(settings, layout, purpose).billed(ref.manifest_id, result)
     usage.output_bytes = sum(o.bytes for o in result.output_files) if result else 0
     try:
         # Its PutObject is the finaliser's, counted in the finaliser's record.
-        name = f"glue-{ref.manifest_id}" + (f"-rebuild-{rebuild_id}" if rebuild_id else "")
+        name = f"glue-{ref.manifest_id}" + (f"-{rebuild.kind}-{rebuild.rebuild_id}" if rebuild else "")
         write_usage(storage, settings.layout, ref.day, name, usage, counts_own_write=False)
     except Exception:
         log.exception(

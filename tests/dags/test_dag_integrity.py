@@ -85,8 +85,9 @@ def test_import_is_fast_and_offline_and_loads_nothing_tasks_need_at_run_time(dag
     """Import each DAG file in a fresh interpreter with AWS and the Variable store made unreachable.
 
     Airflow's authoring interface (``dag``, ``task``, the base operator and sensor)
-    is loaded first, as the DAG processor has it loaded; the DAG file must not pull in boto3, the Amazon provider's hooks or
-    triggers, pyarrow or the pipeline's ledger (tasks import them when they run),
+    is loaded first, as the DAG processor has it loaded; the DAG file must not
+    pull in boto3, the Amazon provider's hooks or triggers, pyarrow or the
+    pipeline's ledger (tasks import them when they run),
     and its own cost stays far under the ceiling (``make bench-dag-parse`` prints
     the real figures against Airflow's tutorial DAG).
     """
@@ -160,7 +161,9 @@ def test_reprocess_is_manual_validated_dry_run_by_default_and_maps_rebuilds_by_m
     params = dag.params
     assert params.get_param("dry_run").resolve(params["dry_run"]) is True
     assert params.get_param("last_day").resolve(None) is None
-    for name, bad in (("day", "24/11/2026"), ("last_day", "2026-11"), ("dry_run", "no")):
+    assert params.get_param("action").resolve(params["action"]) == "reprocess"
+    assert params.get_param("action").resolve("compact") == "compact"
+    for name, bad in (("day", "24/11/2026"), ("last_day", "2026-11"), ("dry_run", "no"), ("action", "merge")):
         with pytest.raises(ParamValidationError):
             params.get_param(name).resolve(bad)
     rebuild = dag.get_task("rebuild")

@@ -147,7 +147,6 @@ def parquet_snapshot(stack: Stack) -> dict[str, str]:
         obj["Key"]: obj["ETag"]
         for page in paginator.paginate(Bucket=stack.names.lake_bucket, Prefix=f"{stack.settings.dataset}/")
         for obj in page.get("Contents", [])
-        if "/_staging/" not in obj["Key"]
     }
 
 
@@ -167,7 +166,7 @@ def _download(stack: Stack, bucket: str, prefix: str, suffix: str) -> list[str]:
     paths = []
     for page in stack.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for n, obj in enumerate(page.get("Contents", [])):
-            if obj["Key"].endswith(suffix) and "/_staging/" not in obj["Key"] and obj["Size"] > 0:
+            if obj["Key"].endswith(suffix) and obj["Size"] > 0:
                 path = target / f"{len(paths):05d}-{n}-{obj['Key'].rsplit('/', 1)[-1]}"
                 stack.s3.download_file(bucket, obj["Key"], str(path))
                 paths.append(str(path))

@@ -61,7 +61,7 @@ def _download_parquet(stack, target: Path) -> list[Path]:
     paths = []
     for page in owner.get_paginator("list_objects_v2").paginate(Bucket=stack.names.lake_bucket, Prefix="events/"):
         for obj in page.get("Contents", []):
-            if obj["Key"].endswith(".parquet") and "/_staging/" not in obj["Key"]:
+            if obj["Key"].endswith(".parquet"):
                 path = target / obj["Key"]  # keeps events/dt=.../part-....parquet for hive partitioning
                 path.parent.mkdir(parents=True, exist_ok=True)
                 owner.download_file(stack.names.lake_bucket, obj["Key"], str(path))

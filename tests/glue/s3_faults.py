@@ -1,8 +1,11 @@
-"""An HTTP proxy in front of the moto server that makes chosen S3 GETs fail the way S3 does.
+"""An HTTP proxy in front of the moto server that makes chosen S3 GETs fail the way S3 does, or stops a caller.
 
 botocore talks to the proxy as to S3: an injected fault is a real HTTP answer
 (an S3 error document with its status, or a body cut off mid-transfer), so the
 client's own retries, error parsing and streaming errors are what the job sees.
+``on_request`` sees every request before it is forwarded (any service's): the
+caller waits for its answer meanwhile, so a test can look at the world at that
+exact moment of a run, or answer with a fault of its own choosing.
 Everything else is forwarded unchanged. Bound to 127.0.0.1 only.
 """
 
@@ -10,9 +13,10 @@ from __future__ import annotations
 
 import http.client
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 
 @dataclass
@@ -27,6 +31,26 @@ class Fault:
     cut_after: int | None = None
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request as the proxy received it; ``headers`` with lower-case names."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def key(self) -> str:
+        """The object key of a path-style S3 request (``/<bucket>/<key>``), unquoted."""
+        return unquote(self.path.split("?")[0].split("/", 2)[-1])
+
+    @property
+    def access_key_id(self) -> str:
+        """Who signed it (SigV4 ``Credential=<key id>/...``)."""
+        return self.headers.get("authorization", "").partition("Credential=")[2].split("/")[0]
+
+
 class FaultyS3:
     """``with FaultyS3(moto_endpoint) as proxy:`` point clients at ``proxy.endpoint``; ``proxy.faults`` and ``gets``."""
 
@@ -34,6 +58,8 @@ class FaultyS3:
         self.upstream = urlparse(upstream)
         self.faults: list[Fault] = []
         self.gets: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every GET seen
+        # Called with each request before it is forwarded; a Fault it returns is the answer instead.
+        self.on_request: Callable[[Request], Fault | None] | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -81,6 +107,9 @@ def _handler(proxy: FaultyS3) -> type[BaseHTTPRequestHandler]:
             if self.command == "GET":
                 proxy.gets.append((self.path, dict(self.headers)))
             fault = proxy.take_fault(self.command, self.path)
+            if proxy.on_request is not None:
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                fault = proxy.on_request(Request(self.command, self.path, headers, body)) or fault
             if fault is not None and fault.status:
                 error = f"<Error><Code>{fault.code}</Code><Message>{fault.message}</Message></Error>".encode()
                 self.send_response(fault.status)

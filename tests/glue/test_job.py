@@ -166,7 +166,7 @@ def test_a_run_that_dies_while_publishing_then_a_rerun_equal_one_clean_run(tmp_p
     assert len(ids) == len(set(ids)) == clean_result.rows_out == result.rows_out
     assert sorted(ids) == sorted(r[0] for r in _lake_rows(clean)) == EXPECTED_IDS
     assert _lake_files(job) == _lake_files(clean)
-    assert not list(job.lake_dir.glob("_staging/*"))
+    assert not list(Path(job.arguments.layout.work_uri).glob("staging/*"))
     written = JobResult.from_json(job.result_path.read_text())
     assert [o.rows for o in written.output_files] == [o.rows for o in clean_result.output_files]
 

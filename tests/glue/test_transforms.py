@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -114,7 +115,7 @@ def test_result_reconciles_and_is_written_last(rescue_run):
         sum(f["rows_out"] for f in written["files"]) == result.rows_out == _column(job, "select count(*) from LAKE")[0]
     )
     assert sum(o["rows"] for o in written["output_files"]) == result.rows_out
-    assert not list(job.lake_dir.glob("_staging/*/*")), "staging is cleaned up"
+    assert not list(Path(job.arguments.layout.work_uri).glob("staging/*/*")), "staging is cleaned up"
 
 
 def test_good_file_loads_every_row_with_lineage(rescue_run):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ndjson_pipeline.layout import WORK_PREFIX
 from ndjson_pipeline.resources import landing_noncurrent_days, landing_retention_days
 from ndjson_pipeline.settings import LIFECYCLE_LAG_DAYS, PipelineSettings
 from tests.infra import hcl
@@ -38,3 +39,15 @@ def test_expired_landing_versions_and_their_markers_go_too():
 
 def test_the_ledger_outlasts_the_landing_data_by_default():
     assert PipelineSettings().terminal_ttl_days >= landing_retention_days() + LIFECYCLE_LAG_DAYS
+
+
+def test_work_in_progress_outside_the_datasets_expires_and_keeps_no_old_versions():
+    rule = _dynamic_rules()["expire-work-in-progress"]
+    assert rule["for_each"] == '${contains(["lake", "quarantine"], each.key) ? [""] : []}'
+    assert rule["filter"] == [{"prefix": f"{WORK_PREFIX}/"}]
+    assert rule["expiration"] == [{"days": "${var.pipeline_retention_days}"}]
+    assert rule["noncurrent_version_expiration"] == [{"noncurrent_days": 1}]
+    layout = PipelineSettings().layout
+    for uri in (layout.staging_uri("m"), layout.rebuild("r").lake_root, layout.compaction("c").quarantine_root):
+        assert f"/{WORK_PREFIX}/" in uri
+        assert not uri.startswith(layout.dataset_uri + "/")

@@ -25,7 +25,7 @@ from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferred
 
 from ndjson_pipeline.manifest import JobResult
-from ndjson_pipeline.settings import RunKind
+from ndjson_pipeline.settings import RunPurpose
 from ndjson_pipeline.steps.reprocessing import RebuildRef
 from ndjson_pipeline.steps.sweeping import sweep_expired_claims
 from ndjson_pipeline.usage.glue import ExecutionClass
@@ -340,14 +340,14 @@ def test_the_end_of_day_flush_runs_in_flex_and_is_billed_at_its_rate_while_inges
 
     for ref, kind in ((ingest, "ingest"), (flush, "end_of_day")):
         with pytest.raises(TaskDeferred):
-            _make_operator(ref, run_kind=kind).execute(_make_context())
+            _make_operator(ref, purpose=kind).execute(_make_context())
     _let_runs_finish(stack)
 
     runs = client("glue", stack.endpoint).get_job_runs(JobName=stack.names.glue_job)["JobRuns"]
     classes = {run["Arguments"]["--manifest_id"]: run["ExecutionClass"] for run in runs}
     assert classes == {ingest.manifest_id: "STANDARD", flush.manifest_id: "FLEX"}
     settings = stack.settings
-    billed = conversion_runs(settings, kind=RunKind.END_OF_DAY).billed(flush.manifest_id, None)
+    billed = conversion_runs(settings, purpose=RunPurpose.END_OF_DAY).billed(flush.manifest_id, None)
     assert (billed.glue_runs, billed.glue_flex_runs) == (1, 1)
     assert billed.glue_flex_dpu_seconds == billed.glue_dpu_seconds > 0
     assert conversion_runs(settings).billed(ingest.manifest_id, None).glue_flex_runs == 0
@@ -361,7 +361,7 @@ def test_the_end_of_day_flush_runs_in_flex_and_is_billed_at_its_rate_while_inges
 def test_a_local_run_is_billed_in_the_execution_class_its_kind_asks_for(glue_conversions):
     local = glue_conversions.settings.replace(glue_runner="local")
     result = JobResult("20261124-aaaa", "2026-11-24", (), timings={"total_s": 30.0})
-    flex = conversion_runs(local, kind=RunKind.END_OF_DAY).billed("20261124-aaaa", result)
-    standard = conversion_runs(local, kind=RunKind.INGEST).billed("20261124-aaaa", result)
+    flex = conversion_runs(local, purpose=RunPurpose.END_OF_DAY).billed("20261124-aaaa", result)
+    standard = conversion_runs(local, purpose=RunPurpose.INGEST).billed("20261124-aaaa", result)
     assert (flex.glue_flex_runs, flex.glue_flex_dpu_seconds, flex.glue_dpu_seconds) == (1, 120, 120)
     assert (standard.glue_flex_runs, standard.glue_dpu_seconds) == (0, 120)

@@ -11,7 +11,7 @@ from ndjson_pipeline.settings import (
     PIPELINE_LATENCY_SECONDS,
     Batching,
     PipelineSettings,
-    RunKind,
+    RunPurpose,
     SettingsError,
 )
 from ndjson_pipeline.usage.glue import ExecutionClass
@@ -131,8 +131,8 @@ def test_a_replaced_budget_derives_the_thresholds_again():
 def test_only_runs_no_file_waits_on_take_the_background_execution_class():
     settings = _make_settings()
     assert settings.background_execution_class is ExecutionClass.FLEX
-    assert settings.execution_class(RunKind.INGEST) is ExecutionClass.STANDARD
-    background = (RunKind.END_OF_DAY, RunKind.REPROCESS, RunKind.COMPACTION)
+    assert settings.execution_class(RunPurpose.INGEST) is ExecutionClass.STANDARD
+    background = (RunPurpose.END_OF_DAY, RunPurpose.REPROCESS, RunPurpose.COMPACTION)
     assert {settings.execution_class(kind) for kind in background} == {ExecutionClass.FLEX}
     standard = _make_settings(background_execution_class="standard")
-    assert {standard.execution_class(kind) for kind in RunKind} == {ExecutionClass.STANDARD}
+    assert {standard.execution_class(kind) for kind in RunPurpose} == {ExecutionClass.STANDARD}

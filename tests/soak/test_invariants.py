@@ -113,11 +113,12 @@ def test_output_of_a_compensated_manifest_points_at_late_output():
 
 
 def test_staging_objects_of_a_compensated_manifest_point_at_the_staging_defect():
-    seen, book = _make_end_state(staging=[f"{LAKE}/_staging/{M2}/attempt/data/dt=2026-12-01/part-00000.parquet"])
+    staged = f"{SETTINGS.layout.staging_uri(M2)}/attempt/data/dt=2026-12-01/part-00000.parquet"
+    seen, book = _make_end_state(staging=[staged])
     seen.manifests[M2] = _manifest(M2, ManifestState.COMPENSATED)
-    assert _violated(seen, book) == {"no _staging/ object left": "staging-left"}
+    assert _violated(seen, book) == {"no work-in-progress object left (_work/)": "staging-left"}
     seen.manifests[M2] = _manifest(M2, ManifestState.CLAIMED)
-    assert _violated(seen, book) == {"no _staging/ object left": None}
+    assert _violated(seen, book) == {"no work-in-progress object left (_work/)": None}
 
 
 def test_a_failed_file_without_an_alert_and_a_file_that_failed_with_an_unreadable_one():

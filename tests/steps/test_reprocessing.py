@@ -15,10 +15,10 @@ import pytest
 from ndjson_pipeline.catalog import DatasetCatalog, TableDefinition, ensure_table
 from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.files import FileState
-from ndjson_pipeline.manifest import JobResult
+from ndjson_pipeline.manifest import JobResult, OutputFile
 from ndjson_pipeline.steps import PipelineError
 from ndjson_pipeline.steps.reconcile import DayTooOldError, reconcile_day
-from ndjson_pipeline.steps.reprocessing import plan_reprocess, rebuild_id_for, swap_day
+from ndjson_pipeline.steps.reprocessing import plan_reprocess, rebuild_id_for, sharing_files, swap_day
 from ndjson_pipeline.storage import Storage
 from tests.factories import DAY, DAY_PATH, EVENTS_SCHEMA, TODAY, file_result, finalise, plan, publish_result
 from tools.local_stack import client
@@ -248,3 +248,20 @@ def test_a_manifest_with_a_file_quarantined_whole_keeps_its_outcome_in_the_lakes
         whole.identity: FileState.QUARANTINED,
     }
     lake_result.check_reconciled(stack.ledger.manifest_of(stack.ledger.get_manifest(ref.manifest_id)))
+
+
+def test_a_reprocess_of_a_compacted_day_takes_in_every_manifest_sharing_a_file_however_indirectly():
+    """m1 shares a file with m2, m2 another with m3: rebuilding m1 must replace both files, so all three."""
+
+    def result(manifest_id: str, *paths: str) -> JobResult:
+        return JobResult(manifest_id, DAY, (), tuple(OutputFile(p, 10, 1) for p in paths))
+
+    results = {
+        "m1": result("m1", "a"),
+        "m2": result("m2", "a", "b"),
+        "m3": result("m3", "b"),
+        "m4": result("m4", "c"),
+    }
+    assert sharing_files(results, {"m1"}) == {"m1", "m2", "m3"}
+    assert sharing_files(results, {"m4"}) == {"m4"}
+    assert sharing_files(results, {"gone"}) == {"gone"}  # a manifest with no result shares nothing

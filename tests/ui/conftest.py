@@ -142,10 +142,7 @@ def day_parquet_snapshot(ui: UiStack, day: str) -> dict[str, str]:
         .paginate(Bucket=ui.settings.names.lake_bucket, Prefix=f"{ui.settings.dataset}/dt={day}/")
     )
     return {
-        obj["Key"]: obj["ETag"]
-        for page in pages
-        for obj in page.get("Contents", [])
-        if obj["Key"].endswith(".parquet") and "/_staging/" not in obj["Key"]
+        obj["Key"]: obj["ETag"] for page in pages for obj in page.get("Contents", []) if obj["Key"].endswith(".parquet")
     }
 
 

@@ -50,5 +50,5 @@ def test_reprocess_from_the_trigger_form_rebuilds_and_swaps_the_day(ui, page, sc
         DatabaseName=ui.settings.names.catalog_database, TableName="events", PartitionValues=[sample.day]
     )["Partition"]
     assert partition["StorageDescriptor"]["Location"] == f"{ui.settings.layout.partition_uri(sample.day)}/"
-    leftovers = ui.s3().list_objects_v2(Bucket=ui.settings.names.lake_bucket, Prefix="events/_rebuilds/")
+    leftovers = ui.s3().list_objects_v2(Bucket=ui.settings.names.lake_bucket, Prefix="_work/events/rebuilds/")
     assert leftovers.get("KeyCount", 0) == 0, "the rebuild layout is removed"

@@ -1,7 +1,7 @@
 """The soak's end state, judged: each invariant held or not, and which known defects a violation points at.
 
 A problem is attributed to a known defect (``DEFECTS``) only when its own
-evidence has that defect's signature (e.g. a ``_staging/`` object of a
+evidence has that defect's signature (e.g. a ``_work/`` staging object of a
 COMPENSATED manifest); a violation counts as explained only when every one of
 its problems is attributed.
 """
@@ -25,7 +25,7 @@ DEFECTS = {
     "readopt": "a retried/cleared ingest run re-adopts only manifests of days ready now",
     "alerts-forgotten": "a retried finalise forgets FAILED files' alerts",
     "late-output": "a manifest compensated while its run was still publishing keeps late output",
-    "staging-left": "compensated manifests' _staging/ objects are never deleted",
+    "staging-left": "compensated manifests' staging objects (_work/) are never deleted",
     "long-keys": "keys longer than ~930 bytes overflow DynamoDB's key limit at intake",
     "unreadable-fails-run": "the Glue job fails a whole run on one unreadable (403) file",
 }
@@ -224,7 +224,7 @@ def _objects(seen: Observed, compensated: set[str]) -> list[Check]:
     return [
         check("every Parquet object listed by a SUCCEEDED manifest's result", orphans, f"{len(seen.parquet)} objects"),
         check("every output a result lists exists", sorted(listed - set(seen.parquet)), f"{len(listed)} listed"),
-        check("no _staging/ object left", staging, "none"),
+        check("no work-in-progress object left (_work/)", staging, "none"),
         check("no quarantine object of a manifest without a result", quarantine, f"{len(seen.quarantine_objects)}"),
         check("every result belongs to a SUCCEEDED manifest", stray_results, f"{len(seen.results)} results"),
     ]

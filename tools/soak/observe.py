@@ -1,8 +1,8 @@
 """What a soak ended with, read straight from the local AWS as the account owner: not from the day report.
 
 The ledger is scanned whole (file versions and manifests), the queue and DLQ are
-counted and read, the lake, its staging prefix and the quarantine bucket are
-listed, every job result is read, every Parquet row's ``event_id`` is loaded
+counted and read, the lake's dataset, its work prefix (staging) and the
+quarantine bucket are listed, every job result is read, every Parquet row's ``event_id`` is loaded
 (DuckDB), and the alerts are read from the alert topic's inbox and CloudWatch.
 """
 
@@ -35,9 +35,9 @@ class Observed:
     files: dict[str, FileRecord] = field(default_factory=dict)
     manifests: dict[str, ManifestRecord] = field(default_factory=dict)
     results: dict[str, JobResult] = field(default_factory=dict)  # manifest id -> its result object
-    parquet: list[str] = field(default_factory=list)  # dataset objects outside _staging/
+    parquet: list[str] = field(default_factory=list)  # the dataset's Parquet objects
     other_dataset_objects: list[str] = field(default_factory=list)
-    staging: list[str] = field(default_factory=list)
+    staging: list[str] = field(default_factory=list)  # work in progress: objects under _work/<dataset>/
     quarantine_objects: list[str] = field(default_factory=list)
     rows: list[tuple[str, str]] = field(default_factory=list)  # (event_id, manifest id of its file), duplicates kept
     quarantined_lines: int = 0
@@ -86,10 +86,9 @@ def _ledger(stack: SoakStack, seen: Observed) -> None:
 
 def _lake(stack: SoakStack, seen: Observed) -> None:
     storage, layout = stack.storage(), stack.settings.layout
+    seen.staging = sorted(storage.list(layout.work_uri + "/"))
     for uri in storage.list(layout.dataset_uri + "/"):
-        if "/_staging/" in uri:
-            seen.staging.append(uri)
-        elif uri.endswith(".parquet"):
+        if uri.endswith(".parquet"):
             seen.parquet.append(uri)
         else:
             seen.other_dataset_objects.append(uri)

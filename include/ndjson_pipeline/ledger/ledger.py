@@ -95,6 +95,10 @@ class Ledger:
         """Every day with open work (pending files, open manifests, alerts to publish), newest first."""
         return days.open_days(self._table)
 
+    def has_open_work(self, day: str) -> bool:
+        """Whether the day has pending files, open manifests or alerts to publish (the work index, as it is now)."""
+        return days.has_open_work(self._table, day)
+
     def close_day_if_idle(self, day: str, *, now: datetime | None = None) -> DayState:
         """One pass of closing a day without work (two quiet passes close it; see ``ledger.days``)."""
         return days.close_if_idle(self._table, day, now or utcnow())

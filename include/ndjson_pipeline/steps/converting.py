@@ -15,7 +15,8 @@ here and runs without Airflow:
   the run's attachment after it are both refused once the manifest is fenced,
   and a run found too late is stopped and its output removed at once.
 - ``rebuild``: the same for a reprocess's conversion of a SUCCEEDED manifest
-  into its rebuild layout (no claim, no lease, no redo).
+  into its rebuild layout, or a compaction's run of a manifest of Parquet
+  files into its layout (no claim, no lease, no redo).
 - ``clean_up_before_retry``: the retry callback's fast path: stop the failed
   try's run and remove its partial output, unless a newer try took over.
 - ``unfinished_claim``: whether a callback may act at all.
@@ -186,19 +187,19 @@ def _give_up(
 
 
 def rebuild(storage: Storage, settings: PipelineSettings, ref: RebuildRef, runs: ConversionRuns) -> Conversion:
-    """What a reprocess's conversion of one SUCCEEDED manifest does: done, wait for its run, or start one.
+    """What a reprocess's (or a compaction's) run of one manifest does: done, wait for its run, or start one.
 
-    ``runs`` are the rebuild layout's. A retry after a failed run starts another:
+    ``runs`` are the work layout's. A retry after a failed run starts another:
     the job replaces whatever an earlier run of the manifest published there.
     """
-    layout = settings.layout.rebuild(ref.rebuild_id)
+    layout = ref.work_layout(settings.layout)
     manifest_id = ref.manifest.manifest_id
     if read_result(storage, settings, ref.manifest, layout) is not None:
         return Conversion(
             Outcome.DONE, manifest_id, f"manifest {manifest_id} is rebuilt already under {layout.lake_root}"
         )
     active_run_id = runs.active_run_of(manifest_id)
-    run_id = active_run_id or runs.start(settings.job_arguments(ref.manifest, layout))
+    run_id = active_run_id or runs.start(settings.job_arguments(ref.manifest, layout, ref.kind))
     reason = f"rebuilding manifest {manifest_id} under {layout.lake_root} with run {run_id}"
     return Conversion(Outcome.DONE if runs.synchronous else Outcome.RUNNING, manifest_id, reason, run_id)
 

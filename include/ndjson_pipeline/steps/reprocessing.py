@@ -29,7 +29,13 @@ A manifest of the day that finishes during 3-5 is visible from 5 on: delayed,
 never mixed in. Every step is safe to repeat, so a failed swap is retried from
 the start (a swap that failed after 2 leaves readers on the rebuilt copy, the
 new day, until its retry); once the record exists a retry only removes what is
-left.
+left. Steps 2, 3 and 5 are ``switch_partitions``, which a compaction's swap
+(``compacting``) goes through too.
+
+A compacted day holds files that merge several manifests' rows (each result
+lists them with its own rows): a reprocess rebuilds every manifest whose rows
+share such a file with one it rebuilds, and the swap replaces the shared files
+with the rebuilt manifests' own.
 """
 
 from __future__ import annotations
@@ -46,19 +52,22 @@ from typing import Any
 
 from ndjson_pipeline.catalog import DatasetCatalog
 from ndjson_pipeline.clock import utcnow
+from ndjson_pipeline.conversion import RunKind
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.landing import day_listing_pages
 from ndjson_pipeline.layout import LakeLayout, PublishLog
 from ndjson_pipeline.ledger import Ledger, ManifestState
 from ndjson_pipeline.manifest import JobResult, Manifest, ManifestRef, OutputFile, ReconciliationError
-from ndjson_pipeline.settings import PipelineSettings
+from ndjson_pipeline.settings import PipelineSettings, RunPurpose
 from ndjson_pipeline.steps import PipelineError
+from ndjson_pipeline.steps.maintenance import read_records
 from ndjson_pipeline.steps.reconcile import check_day_can_be_closed
 from ndjson_pipeline.storage import Storage
 
 log = logging.getLogger(__name__)
 
 ACTION = "reprocess_day"
+COMPACTED = "compact_day"  # the action of a compaction's record (``compacting``)
 
 
 def rebuild_id_for(requested_by: str, day: str) -> str:
@@ -72,20 +81,35 @@ def rebuild_id_for(requested_by: str, day: str) -> str:
 
 @dataclass(frozen=True)
 class RebuildRef:
-    """What the planning task passes to a rebuild conversion: one manifest of the day, in one reprocess."""
+    """What the planning task passes to a rebuild run: one manifest of the day, in one reprocess or compaction.
+
+    ``kind``: ``rebuild`` converts the manifest's landing files again into the reprocess's layout; ``compact``
+    merges the Parquet files the manifest lists into the compaction's layout.
+    """
 
     manifest: ManifestRef
     rebuild_id: str
+    kind: RunKind = RunKind.REBUILD
+
+    def work_layout(self, lake: LakeLayout) -> LakeLayout:
+        """Where the run reads its manifest and writes: the reprocess's or the compaction's layout of ``lake``."""
+        return lake.compaction(self.rebuild_id) if self.kind is RunKind.COMPACT else lake.rebuild(self.rebuild_id)
+
+    @property
+    def purpose(self) -> RunPurpose:
+        """Why the run runs, which decides its Glue execution class."""
+        return RunPurpose.COMPACTION if self.kind is RunKind.COMPACT else RunPurpose.REPROCESS
 
     def as_dict(self) -> dict[str, Any]:
-        """The manifest reference's fields and ``rebuild_id``, flat: the task reads ``day`` and ``manifest_id``."""
-        return {**self.manifest.as_dict(), "rebuild_id": self.rebuild_id}
+        """The manifest reference's fields, ``rebuild_id`` and ``kind``, flat (the task reads ``manifest_id``)."""
+        return {**self.manifest.as_dict(), "rebuild_id": self.rebuild_id, "kind": str(self.kind)}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RebuildRef:
         fields = dict(raw)
         rebuild_id = str(fields.pop("rebuild_id"))
-        return cls(ManifestRef.from_dict(fields), rebuild_id)
+        kind = RunKind(fields.pop("kind", RunKind.REBUILD))
+        return cls(ManifestRef.from_dict(fields), rebuild_id, kind)
 
 
 @dataclass(frozen=True)
@@ -167,6 +191,8 @@ def plan_reprocess(
         for file in ledger.get_files(identities).values():
             if file.state is FileState.DONE and file.manifest_id:
                 manifest_ids.add(file.manifest_id)
+    if any(record.get("action") == COMPACTED for record in read_records(storage, settings, day)):
+        manifest_ids = sharing_files(day_results(storage, settings.layout, day), manifest_ids)
     refs: list[RebuildRef] = []
     for manifest_id in sorted(manifest_ids):
         record = ledger.get_manifest(manifest_id)
@@ -233,25 +259,32 @@ def swap_day(
     if done is not None:
         _remove_rebuild(storage, rebuild)
         return done
-    rebuilt = _rebuilt_results(storage, rebuild, day)
-    old = {m: _replaced_result(storage, lake, rebuild, day, m) for m in rebuilt}
+    rebuilt = work_results(storage, rebuild, day)
+    old = {m: replaced_result(storage, lake, rebuild, day, m) for m in rebuilt}
     _check_nothing_lost(day, rebuilt)
-    _keep_replaced(storage, rebuild, day, old)
+    keep_replaced(storage, rebuild, day, old)
     names = tuple(f"part-{manifest_id}-" for manifest_id in rebuilt)
+    # Files of the old results: a compacted file holds rebuilt manifests' rows under another manifest's name.
+    old_paths = {o.path for result in old.values() for o in result.output_files}
     dts = {dt for result in [*rebuilt.values(), *old.values()] for dt in _dts(result)}
     newest = max(rebuilt.values(), key=lambda r: r.schema_version or 0)
-    _carry_late_files(storage, lake, rebuild, dts, names)
-    if catalog is not None:
-        catalog.point_partitions(newest, {dt: rebuild.partition_uri(dt) + "/" for dt in dts}, existing_only=True)
-        # What other manifests published between the listing and the switch: visible again at once.
-        _carry_late_files(storage, lake, rebuild, dts, names)
-        sleep(settings.reprocess_grace_seconds)
-    for manifest_id, result in rebuilt.items():
-        _replace_manifest_output(storage, lake, rebuild, day, manifest_id, result, old[manifest_id], dts)
-        ledger.restate_files(manifest_id, result.files)
-    if catalog is not None:
-        catalog.point_partitions(newest, {dt: lake.partition_uri(dt) + "/" for dt in dts}, existing_only=False)
-        sleep(settings.reprocess_grace_seconds)
+
+    def replace_in_lake() -> None:
+        for manifest_id, result in rebuilt.items():
+            _replace_manifest_output(storage, lake, rebuild, day, manifest_id, result, old[manifest_id], dts)
+            ledger.restate_files(manifest_id, result.files)
+
+    switch_partitions(
+        storage,
+        settings,
+        catalog,
+        rebuild,
+        dts,
+        replaced=lambda uri: uri in old_paths or uri.rsplit("/", 1)[-1].startswith(names),
+        described_by=newest,
+        replace_in_lake=replace_in_lake,
+        sleep=sleep,
+    )
     for uri in storage.list(rebuild.usage_prefix(day)):
         storage.copy(uri, rebuild.moved_to(uri, lake))  # the reprocess's own cost counts for the day
     record = ReprocessRecord(
@@ -283,16 +316,39 @@ def swap_day(
     return record
 
 
-def _rebuilt_results(storage: Storage, rebuild: LakeLayout, day: str) -> dict[str, JobResult]:
-    """Each rebuilt manifest's result; every manifest the plan wrote must have one."""
-    manifests = sorted(storage.list(rebuild.manifest_uri(day, "").removesuffix(".json")))
+def day_results(storage: Storage, lake: LakeLayout, day: str) -> dict[str, JobResult]:
+    """The lake's results of the day's manifests, by manifest id (a compensated manifest has none)."""
+    prefix = lake.result_uri(day, "").removesuffix(".json")
+    results = (JobResult.from_json(storage.read_bytes(uri)) for uri in storage.list(prefix))
+    return {result.manifest_id: result for result in results}
+
+
+def sharing_files(results: dict[str, JobResult], manifest_ids: set[str]) -> set[str]:
+    """``manifest_ids`` and every manifest whose rows share a file with theirs, however indirectly."""
+    holders: dict[str, set[str]] = {}
+    for manifest_id, result in results.items():
+        for output in result.output_files:
+            holders.setdefault(output.path, set()).add(manifest_id)
+    found, todo = set(manifest_ids), list(manifest_ids)
+    while todo:
+        outputs = results[manifest_id].output_files if (manifest_id := todo.pop()) in results else ()
+        for output in outputs:
+            for other in holders[output.path] - found:
+                found.add(other)
+                todo.append(other)
+    return found
+
+
+def work_results(storage: Storage, work: LakeLayout, day: str) -> dict[str, JobResult]:
+    """The result of each manifest planned in ``work`` (a reprocess's or a compaction's); every one must have one."""
+    manifests = sorted(storage.list(work.manifest_uri(day, "").removesuffix(".json")))
     if not manifests:
-        raise PipelineError(f"day {day}: the reprocess planned no manifest under {rebuild.lake_root}")
+        raise PipelineError(f"day {day}: nothing was planned under {work.lake_root}")
     results: dict[str, JobResult] = {}
     missing = []
     for uri in manifests:
         manifest = Manifest.from_json(storage.read_bytes(uri))
-        body = storage.read_bytes_if_exists(rebuild.result_uri(day, manifest.manifest_id))
+        body = storage.read_bytes_if_exists(work.result_uri(day, manifest.manifest_id))
         if body is None:
             missing.append(manifest.manifest_id)
             continue
@@ -301,19 +357,19 @@ def _rebuilt_results(storage: Storage, rebuild: LakeLayout, day: str) -> dict[st
             result.check_reconciled(manifest)
         except ReconciliationError as exc:
             raise PipelineError(
-                f"day {day}: a rebuilt manifest does not reconcile, nothing was swapped: {exc}"
+                f"day {day}: a manifest rebuilt under {work.lake_root} does not reconcile, nothing was swapped: {exc}"
             ) from exc
         results[manifest.manifest_id] = result
     if missing:
         raise PipelineError(
-            f"day {day}: {len(missing)} rebuilt manifests have no result (their conversion failed: clear it), "
+            f"day {day}: {len(missing)} manifests under {work.lake_root} have no result (their run failed: clear it), "
             f"e.g. {missing[:3]}; nothing was swapped"
         )
     return results
 
 
-def _replaced_result(storage: Storage, lake: LakeLayout, rebuild: LakeLayout, day: str, manifest_id: str) -> JobResult:
-    """The lake's result the rebuild replaces, as it was before the swap (``_keep_replaced`` keeps it aside)."""
+def replaced_result(storage: Storage, lake: LakeLayout, rebuild: LakeLayout, day: str, manifest_id: str) -> JobResult:
+    """The lake's result the rebuild replaces, as it was before the swap (``keep_replaced`` keeps it aside)."""
     kept = storage.read_bytes_if_exists(rebuild.replaced_result_uri(day, manifest_id))
     body = kept if kept is not None else storage.read_bytes_if_exists(lake.result_uri(day, manifest_id))
     if body is None:
@@ -323,7 +379,7 @@ def _replaced_result(storage: Storage, lake: LakeLayout, rebuild: LakeLayout, da
     return JobResult.from_json(body)
 
 
-def _keep_replaced(storage: Storage, rebuild: LakeLayout, day: str, old: dict[str, JobResult]) -> None:
+def keep_replaced(storage: Storage, rebuild: LakeLayout, day: str, old: dict[str, JobResult]) -> None:
     """Keep the replaced results aside before any is overwritten, so a retried swap reports the same figures."""
     for manifest_id, result in old.items():
         uri = rebuild.replaced_result_uri(day, manifest_id)
@@ -366,25 +422,53 @@ def _done_rows(old: JobResult, rebuilt: JobResult, name: str) -> int:
     return sum(getattr(f, name) for f in old.files if f.identity in identities)
 
 
-def _carry_late_files(
-    storage: Storage, lake: LakeLayout, rebuild: LakeLayout, dts: set[str], rebuilt_names: tuple[str, ...]
+def switch_partitions(
+    storage: Storage,
+    settings: PipelineSettings,
+    catalog: DatasetCatalog | None,
+    work: LakeLayout,
+    dts: set[str],
+    *,
+    replaced: Callable[[str], bool],
+    described_by: JobResult,
+    replace_in_lake: Callable[[], None],
+    sleep: Callable[[float], None],
 ) -> None:
-    """Make the rebuilt partitions hold, besides the rebuilt files, exactly what other manifests have in the lake's.
+    """Change the lake's ``dts`` partitions for readers of the catalog in one switch each: old, or new, never a mix.
+
+    ``work`` holds the new files of the partitions (rebuilt or compacted);
+    ``replaced(uri)`` says whether a file of the lake (or its name in ``work``)
+    is one of them or one they replace. Everything else the lake's partitions hold
+    is carried into ``work``'s, the catalog points there, and after the grace
+    ``replace_in_lake`` changes the lake's files; then the catalog points back, and
+    the grace passes again (steps 2, 3 and 5 of the module doc).
+    """
+    lake = settings.layout
+    carry_late_files(storage, lake, work, dts, replaced)
+    if catalog is not None:
+        catalog.point_partitions(described_by, {dt: work.partition_uri(dt) + "/" for dt in dts}, existing_only=True)
+        # What other manifests published between the listing and the switch: visible again at once.
+        carry_late_files(storage, lake, work, dts, replaced)
+        sleep(settings.reprocess_grace_seconds)
+    replace_in_lake()
+    if catalog is not None:
+        catalog.point_partitions(described_by, {dt: lake.partition_uri(dt) + "/" for dt in dts}, existing_only=False)
+        sleep(settings.reprocess_grace_seconds)
+
+
+def carry_late_files(
+    storage: Storage, lake: LakeLayout, work: LakeLayout, dts: set[str], replaced: Callable[[str], bool]
+) -> None:
+    """Make ``work``'s partitions hold, besides the new files, exactly what else the lake's hold.
 
     Copies what is missing, and removes copies whose original is gone (a
     manifest compensated since an earlier try), so a retry carries no stale rows.
     """
     for dt in sorted(dts):
         wanted = {
-            lake.moved_to(uri, rebuild): uri
-            for uri in storage.list(lake.partition_uri(dt) + "/")
-            if not uri.rsplit("/", 1)[-1].startswith(rebuilt_names)
+            lake.moved_to(uri, work): uri for uri in storage.list(lake.partition_uri(dt) + "/") if not replaced(uri)
         }
-        carried = {
-            uri
-            for uri in storage.list(rebuild.partition_uri(dt) + "/")
-            if not uri.rsplit("/", 1)[-1].startswith(rebuilt_names)
-        }
+        carried = {uri for uri in storage.list(work.partition_uri(dt) + "/") if not replaced(work.moved_to(uri, lake))}
         stale = sorted(carried - set(wanted))
         if stale:
             storage.delete(stale)

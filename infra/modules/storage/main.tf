@@ -123,6 +123,27 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     }
   }
 
+  # Work in progress (a run's staging, a reprocess's or a compaction's copy of a day, under _work/) is removed by
+  # whoever wrote it or by the saga's cleanup; what is left when all of those died goes after the pipeline
+  # retention. Nothing there is worth recovering once deleted: its noncurrent versions go after a day, not
+  # noncurrent_version_retention_days (S3 applies the shorter of two overlapping expirations).
+  dynamic "rule" {
+    for_each = contains(["lake", "quarantine"], each.key) ? [""] : []
+    content {
+      id     = "expire-work-in-progress"
+      status = "Enabled"
+      filter {
+        prefix = "_work/"
+      }
+      expiration {
+        days = var.pipeline_retention_days
+      }
+      noncurrent_version_expiration {
+        noncurrent_days = 1
+      }
+    }
+  }
+
   # Manifests and job results are only needed while the ledger still holds the
   # files they describe (terminal ledger items expire by TTL too); usage records
   # only until the day report has priced them.
