@@ -44,7 +44,7 @@ class FixedInfrastructure:
     mwaa_environment_class: str = "mw1.small"
     interface_endpoints: int = 12
     availability_zones: int = 2
-    custom_metrics: int = 6
+    custom_metrics: int = 8
 
     def per_day(self, prices: Prices = PRICES) -> dict[str, float]:
         return {
