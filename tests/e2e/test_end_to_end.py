@@ -26,6 +26,7 @@ from ndjson_pipeline.steps.planning import plan_manifests
 from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
 from tests.e2e.conftest import (
+    BOTH_FORMATS,
     configure,
     ingest,
     land,
@@ -42,6 +43,7 @@ from tools.local_stack import airflow_environment, client
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
 
+@BOTH_FORMATS
 def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_stack):
     stack = pipeline_stack
     sample = land(stack, files=12)
@@ -72,6 +74,7 @@ def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_sta
     assert sum(e["rows_out"] for e in extras) == len(parquet_event_ids(stack))
 
 
+@BOTH_FORMATS
 def test_glue_failure_then_success_on_retry(dags, pipeline_stack, monkeypatch):
     stack = pipeline_stack
     sample = land(stack, files=4)
@@ -132,9 +135,10 @@ def test_failure_past_max_attempts_ends_failed_with_alert(dags, aws_endpoint, mo
     assert parquet_event_ids(stack) == []
 
 
-def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, monkeypatch):
+@pytest.mark.parametrize("table_format", ["hive", "iceberg"])
+def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, monkeypatch, table_format):
     # The killed task's claims carry the shortest lease the settings accept; the DAG runs with the defaults.
-    stack = make_stack(aws_endpoint, **SHORT_LEASE)
+    stack = make_stack(aws_endpoint, table_format=table_format, **SHORT_LEASE)
     configure(stack, monkeypatch)
     sample = land(stack, files=3)
     # A batching task claimed the files, then its worker was killed: nobody will finalise or compensate.
@@ -150,6 +154,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, mo
     assert_day_converted_exactly(stack, sample)
 
 
+@BOTH_FORMATS
 def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_stack):
     stack = pipeline_stack
     sample = land(stack, files=5)
@@ -174,6 +179,7 @@ def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_
     assert_day_converted_exactly(stack, sample)
 
 
+@BOTH_FORMATS
 def test_end_of_day_overlapping_an_ingest_run(dags, pipeline_stack, tmp_path):
     """Both DAGs claim from the same day at once: no file is claimed twice, no row is written twice.
 
