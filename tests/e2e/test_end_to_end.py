@@ -71,6 +71,7 @@ def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_sta
         extras = [e.extra for e in session.query(AssetEvent).filter(AssetEvent.source_run_id.in_(runs))]
     assert extras
     assert {e["uri"] for e in extras} == {stack.settings.layout.dataset_uri + "/"}
+    assert {e["table_format"] for e in extras} == {stack.settings.table_format}
     assert sum(e["rows_out"] for e in extras) == len(parquet_event_ids(stack))
 
 

@@ -325,3 +325,26 @@ def test_concurrent_commits_all_land(iceberg_stack):
     rows = _rows(dataset)
     assert len(rows) == len({r["event_id"] for r in rows}) == 12
     assert sorted(s.summary[MANIFESTS_PROPERTY] for s in _snapshots(dataset)) == sorted(manifests)
+
+
+def test_a_compensation_withdraws_what_was_committed_and_commits_nothing_otherwise(aws_endpoint):
+    """A finaliser committed a manifest, then died; its result was lost. The compensation that follows takes the
+    manifest's rows out of the table by a commit, and one of a manifest never committed makes no commit at all."""
+    from ndjson_pipeline.ledger import ManifestState
+    from tests.factories import finalise, plan, register_files
+
+    stack = make_stack(aws_endpoint, table_format="iceberg", max_files_per_manifest=2, max_attempts=2)
+    register_files(stack, 4)
+    committed, never = plan(stack)
+    dataset = _dataset(stack)
+    dataset.publish(committed, _result(committed.manifest_id, [_output(stack, committed.manifest_id, ["x1", "x2"])]))
+    assert len(_rows(dataset)) == 2
+
+    assert finalise(stack, committed, catalog=dataset).status == ManifestState.COMPENSATED
+
+    assert _rows(dataset) == []
+    (withdrawn,) = [s for s in _snapshots(dataset) if s.summary[ACTION_PROPERTY] == "withdraw"]
+    assert withdrawn.summary[MANIFESTS_PROPERTY] == committed.manifest_id
+    snapshots = len(_snapshots(dataset))
+    assert finalise(stack, never, catalog=dataset).status == ManifestState.COMPENSATED
+    assert len(_snapshots(dataset)) == snapshots
