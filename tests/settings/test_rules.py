@@ -76,3 +76,13 @@ def test_log_settings_default_to_text_at_info_and_take_any_case():
     settings = _make_settings(log_format=" JSON", log_level="DEBUG")
     assert (settings.log_format, settings.log_level) == (LogFormat.JSON, LogLevel.DEBUG)
     assert settings.logs == LogOptions(log_format="json", log_level="debug")
+
+
+def test_the_table_format_is_hive_or_iceberg_and_iceberg_needs_the_lineage_column():
+    assert _make_settings().table_format == "hive"
+    assert _make_settings(table_format="iceberg").table_format == "iceberg"
+    with pytest.raises(SettingsError, match="'table_format' must be one of"):
+        _make_settings(table_format="delta")
+    # A commit finds the rows a manifest committed before by _manifest_id: without it, no rerun could replace them.
+    with pytest.raises(SettingsError, match=r"'table_format' 'iceberg' needs 'conversion.lineage'"):
+        _make_settings(table_format="iceberg", conversion={"lineage": False})
