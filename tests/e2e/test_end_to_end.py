@@ -171,7 +171,7 @@ def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_
 
     from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 
-    manifest_id = next(iter(before)).split("part-", 1)[1][:29]
+    manifest_id = next(key for key in before if "part-" in key).split("part-", 1)[1][:29]
     ref = stack.ledger.get_manifest(manifest_id).ref()
     operator = ManifestGlueJobOperator(task_id="convert", manifest=ref.as_dict())
     with pytest.raises(AirflowSkipException, match="SUCCEEDED"):
