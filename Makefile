@@ -59,8 +59,10 @@ test-glue-envs: $(GLUE_STAMPS)
 		.venv-$$env/bin/python -m pytest tests/glue -m "not e2e" -q -p no:cacheprovider || exit 1; \
 	done
 
+# TABLE_FORMAT=iceberg make run: the dataset as an Iceberg table (the setting table_format; hive by default).
+TABLE_FORMAT ?= hive
 run: install
-	$(VENV)/bin/python -m tools.run_local
+	$(VENV)/bin/python -m tools.run_local --table-format $(TABLE_FORMAT)
 
 ui: install
 	$(VENV)/bin/python -m tools.ui_stack

@@ -90,7 +90,7 @@ class Stack:
 
 def make_stack(endpoint: str, **setting_overrides: Any) -> Stack:
     settings = PipelineSettings(name_prefix=f"t-{uuid.uuid4().hex[:10]}", intake_wait_seconds=1, **setting_overrides)
-    bootstrap_resources(endpoint, settings.names)
+    bootstrap_resources(endpoint, settings.names, settings.table_format)
     identities = bootstrap_identities(endpoint, settings.names, settings.dataset)
     sqs = client("sqs", endpoint)
     mwaa_dynamodb = client("dynamodb", endpoint, identities.mwaa)

@@ -337,10 +337,23 @@ def _glue(call: Call, params: dict, environ: dict, account: str) -> list[Authori
     if database:
         # Data Catalog calls are authorised on the catalog, the database and (when named) the table.
         resources = [f"{base}:catalog", f"{base}:database/{database}"]
-        if params.get("TableName"):
-            resources.append(f"{base}:table/{database}/{params['TableName']}")
+        table = _glue_table(call.operation, params)
+        if table:
+            resources.append(f"{base}:table/{database}/{table}")
         return [Authorization(f"glue:{call.operation}", resource) for resource in resources]
     return _generic(call, params, environ, account)
+
+
+def _glue_table(operation: str, params: dict) -> str | None:
+    """The table a Data Catalog call names: ``TableName``, ``Name`` of GetTable, ``TableInput.Name`` of a write."""
+    if params.get("TableName"):
+        return str(params["TableName"])
+    if operation in ("GetTable", "DeleteTable") and params.get("Name"):
+        return str(params["Name"])
+    table_input = params.get("TableInput")
+    if operation in ("CreateTable", "UpdateTable") and isinstance(table_input, dict) and table_input.get("Name"):
+        return str(table_input["Name"])
+    return None
 
 
 def _sns(call: Call, params: dict, environ: dict, account: str) -> list[Authorization]:

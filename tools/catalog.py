@@ -1,11 +1,13 @@
 """Render the catalog table definitions Terraform reads, from the dataset schemas; or check they are current.
 
-``python -m tools.catalog``          writes infra/modules/catalog/tables/<dataset>.json
+``python -m tools.catalog``          writes infra/modules/catalog/tables/<dataset>.json (the Hive table)
+                                     and <dataset>.iceberg.json (the Iceberg table: ids, partition spec, properties)
 ``python -m tools.catalog --check``  fails when a rendered file is missing or stale (CI runs this as a test)
 
-The definition is the one the local stack creates in the emulator
-(``ndjson_pipeline.catalog.TableDefinition``), for the default conversion
-options; every schema version chain is checked first.
+The definitions are the ones the local stack creates in the emulator
+(``ndjson_pipeline.catalog.TableDefinition``,
+``ndjson_pipeline.iceberg_table.IcebergTableDefinition``), for the default
+conversion options; every schema version chain is checked first.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from ndjson_pipeline.catalog import TableDefinition
 from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.dataset_schema import SchemaRegistry
+from ndjson_pipeline.iceberg_table import IcebergTableDefinition
 from ndjson_pipeline.layout import LakeLayout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +36,8 @@ def rendered_tables(schemas: Path = SCHEMAS) -> dict[Path, str]:
         layout = LakeLayout("s3://lake", "s3://quarantine", path.stem)
         definition = TableDefinition.for_dataset("", layout, schema, ConversionOptions())
         out[TABLES / f"{path.stem}.json"] = definition.to_json()
+        iceberg = IcebergTableDefinition.for_dataset("", layout, schema, ConversionOptions())
+        out[TABLES / f"{path.stem}.iceberg.json"] = iceberg.to_json()
     return out
 
 

@@ -112,8 +112,9 @@ def _answers(endpoint: str) -> bool:
         return False
 
 
-def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
-    """Create the KMS keys, buckets (SSE-KMS), queue + DLQ + redrive, the S3 -> SQS notification and the ledger table.
+def bootstrap_resources(endpoint_url: str, names: ResourceNames, table_format: str = "hive") -> None:
+    """Create the KMS keys, buckets (SSE-KMS), queue + DLQ + redrive, the S3 -> SQS notification, the ledger table,
+    the Glue job and each dataset's catalog table in ``table_format`` (the setting: "hive" or "iceberg").
 
     Idempotent: resources that already exist are left as they are.
     """
@@ -171,7 +172,7 @@ def bootstrap_resources(endpoint_url: str, names: ResourceNames) -> None:
     _create_glue_job(client("glue", endpoint_url), names)
     for schema in SCHEMAS.glob("*.json"):
         s3.upload_file(str(schema), names.assets_bucket, f"glue/schemas/{schema.name}")
-        _create_catalog_table(client("glue", endpoint_url), names, schema.stem)
+        _create_catalog_table(endpoint_url, names, schema.stem, table_format)
     log.info("bootstrapped local resources for %s at %s", names.name_prefix, endpoint_url)
 
 
@@ -254,11 +255,37 @@ def _create_ledger_table(dynamodb, table: str) -> None:
     )
 
 
-def _create_catalog_table(glue, names: ResourceNames, dataset: str) -> None:
-    """The dataset's catalog table as infra/modules/catalog declares it: the same definition, default options."""
+def _create_catalog_table(endpoint_url: str, names: ResourceNames, dataset: str, table_format: str) -> None:
+    """The dataset's catalog table as infra/modules/catalog declares it: the same definition, default options.
+
+    An Iceberg table's first metadata file is written by Glue's CreateTable on AWS (Terraform's
+    ``open_table_format_input``); moto's CreateTable writes none, so here pyiceberg writes it, from the same
+    definition.
+    """
     layout = LakeLayout(f"s3://{names.lake_bucket}", f"s3://{names.quarantine_bucket}", dataset)
     schema = SchemaRegistry(SCHEMAS, dataset).check()
+    if table_format == "iceberg":
+        from ndjson_pipeline.iceberg_table import IcebergTableDefinition, create_table
+
+        definition = IcebergTableDefinition.for_dataset(names.catalog_database, layout, schema, ConversionOptions())
+        create_table(iceberg_catalog(endpoint_url, names), definition)
+        return
+    glue = client("glue", endpoint_url)
     ensure_table(glue, TableDefinition.for_dataset(names.catalog_database, layout, schema, ConversionOptions()))
+
+
+def iceberg_catalog(endpoint_url: str, names: ResourceNames, credentials: AccessKey | None = None):
+    """pyiceberg's GlueCatalog of the local stack, as root unless ``credentials`` name an identity."""
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    keys = credentials.client_kwargs() if credentials else FAKE_CREDENTIALS
+    file_io = {
+        "s3.endpoint": endpoint_url,
+        "s3.region": REGION,
+        "s3.access-key-id": keys["aws_access_key_id"],
+        "s3.secret-access-key": keys["aws_secret_access_key"],
+    }
+    return GlueCatalog(names.catalog_database, client=client("glue", endpoint_url, credentials), **file_io)
 
 
 def _create_glue_job(glue, names: ResourceNames) -> None:

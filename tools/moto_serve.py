@@ -9,6 +9,11 @@ caller's behalf (tools/kms_requirements.py). Two S3 answers follow IAM as AWS
 does: a missing key is a 403 unless the caller may list the bucket, and
 DeleteObjects refuses key by key in its ``Errors``.
 
+Glue's ``UpdateTable`` honours its ``VersionId`` as Glue does (moto ignores it):
+an update made against a table version that is no longer the current one is
+refused with ``ConcurrentModificationException``. Iceberg commits through the
+catalog rely on that optimistic check, so concurrent commits really conflict here.
+
 DynamoDB calls are served by Amazon's DynamoDB Local (tools/dynamodb_local.py),
 which this process starts and stops: moto's DynamoDB applies transactions
 neither atomically nor in isolation, and tests of concurrent writers must meet
@@ -23,6 +28,7 @@ import io
 import json
 import logging
 import signal
+import threading
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
@@ -48,6 +54,7 @@ class LocalAws:
         self.identities = Identities(account)
         self.recorder = Recorder()
         self.faults = FaultInjector(seed)
+        self._glue_tables = threading.Lock()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -94,7 +101,28 @@ class LocalAws:
     def _serve(self, environ, start_response, service: str | None, body: bytes):
         if service == "dynamodb":
             return self.dynamodb(environ, start_response, body)
+        if service == "glue" and environ.get("HTTP_X_AMZ_TARGET", "").endswith(".UpdateTable"):
+            return self._update_table_at_version(environ, start_response, body)
         return self.app(environ, start_response)
+
+    def _update_table_at_version(self, environ, start_response, body: bytes):
+        """UpdateTable as Glue serves it: refused when its ``VersionId`` is not the table's current version.
+
+        The check and the update happen under one lock, so of two updates made against the same version
+        exactly one succeeds.
+        """
+        request = json.loads(body or b"{}")
+        version = request.get("VersionId")
+        with self._glue_tables:
+            current = _glue_table_version(self.account, credential_scope(environ)[1], request)
+            if version is not None and current is not None and str(version) != current:
+                message = (
+                    f"Update table failed due to concurrent modifications: table version {version} is not the "
+                    f"current version {current}"
+                )
+                rendered = aws_errors.render("glue", "json", 400, "ConcurrentModificationException", message)
+                return _answer(start_response, rendered)
+            return self.app(environ, start_response)
 
     def _unreadable(self, environ, start_response, exc: Exception):
         """A request this checker cannot read: root's goes on to moto's own validation, anyone else's is refused."""
@@ -194,6 +222,18 @@ class LocalAws:
 
 
 log = logging.getLogger("local_aws")
+
+
+def _glue_table_version(account: str, region: str, request: dict) -> str | None:
+    """The current ``VersionId`` of the table an UpdateTable names, from moto's backend; None if there is none."""
+    from moto.glue.models import glue_backends
+
+    table_input = request.get("TableInput") or {}
+    try:
+        table = glue_backends[account][region].get_table(request.get("DatabaseName"), table_input.get("Name"))
+    except Exception:  # no such database or table: moto answers that itself
+        return None
+    return str(table._current_version)
 
 
 def _read_body(environ) -> bytes:

@@ -8,10 +8,15 @@ they run, and ends with a summary and the place the Parquet was copied to.
 The DAG tasks run as the MWAA execution role's local identity and the Glue job
 as the Glue job role's, held to the policies of infra/policies/; the calls each
 made are printed at the end (and any the policies refused).
+
+``--table-format iceberg`` (``TABLE_FORMAT=iceberg make run``) makes the dataset
+an Iceberg table: each manifest is one commit, and the summary reads the rows back
+through the table (pyiceberg) and lists its snapshots.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -34,6 +39,7 @@ from tools.local_stack import (
     bootstrap_identities,
     bootstrap_resources,
     client,
+    iceberg_catalog,
     local_pipeline_settings,
     moto_server,
 )
@@ -112,15 +118,33 @@ def print_cost(report: dict) -> None:
     )
 
 
-def main() -> None:
+def read_back_table(endpoint: str, settings: PipelineSettings, target: Path) -> tuple[int, int, list[str]]:
+    """The Iceberg table's rows as a reader sees them, written to ``target``: (rows, distinct event ids, snapshots)."""
+    import pyarrow.parquet as pq
+
+    table = iceberg_catalog(endpoint, settings.names).load_table((settings.names.catalog_database, settings.dataset))
+    rows = table.scan().to_arrow()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(rows, target)
+    snapshots = [
+        f"{s.snapshot_id} {s.summary.operation.value} {s.summary.get('ndjson-pipeline.manifest-ids', '')}"
+        for s in table.snapshots()
+    ]
+    return rows.num_rows, len(set(rows.column("event_id").to_pylist())), snapshots
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table-format", choices=("hive", "iceberg"), default="hive", help="the setting table_format")
+    table_format = parser.parse_args(argv).table_format
     home = LOCAL / "airflow"
     shutil.rmtree(home, ignore_errors=True)  # a fresh metadata database: no leftover runs or triggers
     home.mkdir(parents=True)
     with moto_server(log_path=str(LOCAL / "moto.log")) as endpoint:
         print(f"local AWS (moto) at {endpoint}")
-        raw_settings = local_pipeline_settings(PipelineSettings().names, max_wait_seconds=5)
+        raw_settings = local_pipeline_settings(PipelineSettings().names, max_wait_seconds=5, table_format=table_format)
         settings = PipelineSettings.from_mapping(raw_settings)
-        bootstrap_resources(endpoint, settings.names)
+        bootstrap_resources(endpoint, settings.names, settings.table_format)
         identities = bootstrap_identities(endpoint, settings.names, settings.dataset)
         env = {
             **os.environ,
@@ -152,7 +176,12 @@ def main() -> None:
         storage = Storage(s3_client=s3)
         report = json.loads(storage.read_bytes(settings.layout.report_uri(day)))
         lake = LOCAL / "lake" / settings.dataset
-        copied = copy_dataset(storage, settings, lake)
+        if table_format == "iceberg":
+            read_back = LOCAL / "lake" / f"{settings.dataset}.iceberg.parquet"
+            shutil.rmtree(lake, ignore_errors=True)
+            table_rows, table_distinct, snapshots = read_back_table(endpoint, settings, read_back)
+        else:
+            copied = copy_dataset(storage, settings, lake)
         refused = [d for d in iam_report.denials(endpoint) if d["identity"] != "root"]
         print("\n== AWS calls by role (action, resource pattern, the policy statement that allowed it)")
         print(iam_report.summary(endpoint))
@@ -165,11 +194,23 @@ def main() -> None:
     )
     print(f"  latency arrival->DONE p50 {report['latency_seconds_p50']}s, p95 {report['latency_seconds_p95']}s")
     print_cost(report)
-    print(f"  Parquet: {settings.layout.dataset_uri}/ (copied {copied} files to {lake})")
-    query = f"SELECT dt, count(*) AS rows FROM read_parquet('{lake}/*/*.parquet', hive_partitioning=true) GROUP BY dt"
+    if table_format == "iceberg":
+        print(f"  Iceberg table {settings.names.catalog_database}.{settings.dataset} at {settings.layout.dataset_uri}/")
+        print(f"  snapshots (id, operation, manifests): {len(snapshots)}")
+        for line in snapshots:
+            print(f"    {line}")
+        print(f"  read back through the table: {table_rows} rows, {table_distinct} distinct, copied to {read_back}")
+        query = f"SELECT dt, count(*) AS rows FROM read_parquet('{read_back}') GROUP BY dt"
+    else:
+        print(f"  Parquet: {settings.layout.dataset_uri}/ (copied {copied} files to {lake})")
+        query = (
+            f"SELECT dt, count(*) AS rows FROM read_parquet('{lake}/*/*.parquet', hive_partitioning=true) GROUP BY dt"
+        )
     print(f'  query it: .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')
     if not report["complete"] or report["rows_out"] != len(sample.expected_rows):
         sys.exit("the sample day did not convert exactly; see the logs above")
+    if table_format == "iceberg" and not table_rows == table_distinct == report["rows_out"]:
+        sys.exit(f"the table reads {table_rows} rows ({table_distinct} distinct), not the day's {report['rows_out']}")
     if refused:
         sys.exit(f"{len(refused)} call(s) were refused by the roles' policies; see the list above")
 

@@ -15,12 +15,12 @@ import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ndjson_pipeline.conversion import ConversionOptions, ReadMode
 from ndjson_pipeline.dataset_schema import DeclaredSchema, SchemaError, evolution_problems, output_fields, type_kind
 from ndjson_pipeline.layout import PARTITION_COLUMN, LakeLayout
-from ndjson_pipeline.manifest import JobResult
+from ndjson_pipeline.manifest import JobResult, ManifestRef
 
 SCHEMA_VERSION_PARAMETER = "ndjson_pipeline.schema_version"
 OUTPUT_SCHEMA_PARAMETER = "ndjson_pipeline.output_schema"
@@ -178,6 +178,28 @@ def register_partitions(glue: Any, definition: TableDefinition, dts: Iterable[st
     return added
 
 
+class DatasetTable(Protocol):
+    """The dataset's table as the finaliser and the compensations change it: one implementation per table format.
+
+    ``DatasetCatalog`` (Hive: Parquet folders, a catalog partition per dt) and
+    ``iceberg_table.IcebergDataset`` (an Iceberg table, a commit per manifest);
+    the Airflow side picks one from the setting ``table_format``.
+    """
+
+    @property
+    def commits_manifests(self) -> bool:
+        """True when readers see what the table's commits name (Iceberg), not what its folders hold (Hive)."""
+        ...
+
+    def publish(self, ref: ManifestRef, result: JobResult) -> str:
+        """Make a finished manifest's output visible to the table's readers, idempotently; what was done."""
+        ...
+
+    def withdraw(self, ref: ManifestRef) -> str:
+        """Take a compensated manifest's output out of the table before its objects are deleted; what was done."""
+        ...
+
+
 @dataclass(frozen=True)
 class DatasetCatalog:
     """The catalog table of the dataset a pipeline writes, as the finalise step uses it.
@@ -190,6 +212,19 @@ class DatasetCatalog:
     glue: Any
     database: str
     layout: LakeLayout
+
+    @property
+    def commits_manifests(self) -> bool:
+        return False
+
+    def publish(self, ref: ManifestRef, result: JobResult) -> str:
+        """Readers list the partition folders: the manifest's rows are visible once its partitions exist."""
+        added = self.add_partitions_of(result)
+        return f"partitions {added} added to the catalog" if added else "partitions already in the catalog"
+
+    def withdraw(self, ref: ManifestRef) -> str:
+        """Nothing to change in the catalog: deleting the manifest's files takes its rows out of every partition."""
+        return "nothing to withdraw from the catalog"
 
     def add_partitions_of(self, result: JobResult) -> list[str]:
         """Make the partitions a finished manifest wrote to visible, described with the schema it wrote."""

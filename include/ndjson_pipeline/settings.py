@@ -38,6 +38,7 @@ _MiB = 1024 * 1024
 # can still show them for a while. The ledger keeps terminal records at least this much longer than the raw data.
 LIFECYCLE_LAG_DAYS = 7
 CAPACITY_SOURCES = ("reported", "computed")
+TABLE_FORMATS = ("hive", "iceberg")
 METADATA_CLEANUP_RUNNERS = ("mwaa", "local")
 
 
@@ -138,6 +139,10 @@ class PipelineSettings:
     # A reprocess's swap waits this long after pointing a partition at the rebuilt copy before it changes the lake's
     # files, and after pointing it back before removing the copy: longer than a reader's longest query.
     reprocess_grace_seconds: int = 300
+    # The dataset's table: "hive" (Parquet folders, a catalog partition per dt) or "iceberg" (an Iceberg table of the
+    # Glue Data Catalog, each manifest's files added by one commit in finalise; iceberg_table.py). A new table either
+    # way: switching formats does not migrate the data already converted.
+    table_format: str = "hive"
     # Alerts: FAILED files are logged at ERROR, counted in CloudWatch and, when set, published to this topic.
     alert_topic_arn: str = ""
     metrics_namespace: str = "NdjsonPipeline"
@@ -201,6 +206,8 @@ class PipelineSettings:
                 f"setting 'metadata_cleanup_runner' must be one of {METADATA_CLEANUP_RUNNERS}, "
                 f"got {self.metadata_cleanup_runner!r}"
             )
+        if self.table_format not in TABLE_FORMATS:
+            raise SettingsError(f"setting 'table_format' must be one of {TABLE_FORMATS}, got {self.table_format!r}")
         if self.usage_capacity_source not in CAPACITY_SOURCES:
             raise SettingsError(
                 f"setting 'usage_capacity_source' must be one of {CAPACITY_SOURCES}, got {self.usage_capacity_source!r}"
@@ -255,6 +262,11 @@ class PipelineSettings:
             raise SettingsError(
                 f"setting 'max_file_bytes' ({self.max_file_bytes}) must be at most 'max_bytes_per_manifest' "
                 f"({self.max_bytes_per_manifest}): a file intake accepts must fit in one manifest"
+            )
+        if self.table_format == "iceberg" and not self.conversion.lineage:
+            raise SettingsError(
+                "setting 'table_format' 'iceberg' needs 'conversion.lineage' true: a commit finds the rows a manifest "
+                "committed before by their _manifest_id column, to replace or remove them"
             )
         retention = landing_retention_days()
         if self.metadata_retention_days < retention:

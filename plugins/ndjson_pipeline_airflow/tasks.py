@@ -186,6 +186,7 @@ def finalise(manifest: dict[str, Any], dag_kind: str = "ingest") -> dict[str, An
     context["outlet_events"][PARQUET_ASSET].extra = {
         "uri": settings.layout.dataset_uri + "/",
         "dataset": settings.dataset,
+        "table_format": settings.table_format,
         "manifest_id": ref.manifest_id,
         "day": ref.day,
         "rows_out": outcome.rows_out,

@@ -25,7 +25,7 @@ from ndjson_pipeline.conversion import ConversionOptions
 from tests.conftest import Stack, make_stack
 from tests.factories import EVOLVED_SCHEMA
 from tools import iam_report
-from tools.local_stack import REPO_ROOT, client, local_pipeline_settings
+from tools.local_stack import REPO_ROOT, client, iceberg_catalog, local_pipeline_settings
 from tools.sample_day import SampleDay, sample_day, upload
 
 
@@ -67,6 +67,7 @@ def no_refused_calls(aws_endpoint, iam_calls_summary):
 
 
 def configure(stack: Stack, monkeypatch, **overrides: Any) -> dict[str, Any]:
+    overrides.setdefault("table_format", stack.settings.table_format)
     settings = local_pipeline_settings(stack.names, max_wait_seconds=1, min_batch_files=1, **overrides)
     for name, value in stack.identities.airflow_env(stack.endpoint).items():
         monkeypatch.setenv(name, value)
@@ -77,23 +78,44 @@ def configure(stack: Stack, monkeypatch, **overrides: Any) -> dict[str, Any]:
 def deploy_schema_version_2(stack: Stack, monkeypatch, **overrides: Any) -> None:
     """What a deployment of ``EVOLVED_SCHEMA`` does: its schema object, the table (Terraform's on AWS), the setting.
 
-    The table keeps the stack's conversion options (the rescue column); ``overrides`` go to the settings.
+    The table keeps the stack's conversion options (the rescue column); ``overrides`` go to the settings. An
+    Iceberg table gains the new fields with the first commit that brings them: the deployment leaves it alone.
     """
     key = "glue/schemas/v2/events.json"
     document = {**EVOLVED_SCHEMA.struct_json(), "version": EVOLVED_SCHEMA.version}
     stack.s3.put_object(Bucket=stack.names.assets_bucket, Key=key, Body=json.dumps(document).encode())
-    definition = TableDefinition.for_dataset(
-        stack.names.catalog_database, stack.settings.layout, EVOLVED_SCHEMA, ConversionOptions()
-    )
-    assert ensure_table(client("glue", stack.endpoint), definition) == "updated from schema version 1 to 2"
+    if stack.settings.table_format == "hive":
+        definition = TableDefinition.for_dataset(
+            stack.names.catalog_database, stack.settings.layout, EVOLVED_SCHEMA, ConversionOptions()
+        )
+        assert ensure_table(client("glue", stack.endpoint), definition) == "updated from schema version 1 to 2"
     configure(stack, monkeypatch, schema_uri=f"s3://{stack.names.assets_bucket}/{key}", **overrides)
 
 
 @pytest.fixture
-def pipeline_stack(aws_endpoint, monkeypatch) -> Stack:
-    stack = make_stack(aws_endpoint)
+def pipeline_stack(aws_endpoint, monkeypatch, request) -> Stack:
+    """A stack whose table is in the format of the test's parameter (``indirect``), Hive by default."""
+    stack = make_stack(aws_endpoint, table_format=getattr(request, "param", "hive"))
     configure(stack, monkeypatch)
     return stack
+
+
+# Tests that prove a behaviour in both table formats: @BOTH_FORMATS on a test taking pipeline_stack.
+BOTH_FORMATS = pytest.mark.parametrize("pipeline_stack", ["hive", "iceberg"], indirect=True)
+
+
+def iceberg_table(stack: Stack):
+    """The dataset's Iceberg table, loaded now, as the tests' root identity reads it."""
+    catalog = iceberg_catalog(stack.endpoint, stack.names)
+    return catalog.load_table((stack.names.catalog_database, stack.settings.dataset))
+
+
+def table_rows(stack: Stack, columns: tuple[str, ...] = ("event_id",), snapshot_id: int | None = None) -> list[dict]:
+    """The rows a reader of the Iceberg table sees (its current snapshot, or ``snapshot_id``)."""
+    table = iceberg_table(stack)
+    if table.current_snapshot() is None:
+        return []
+    return table.scan(selected_fields=columns, snapshot_id=snapshot_id).to_arrow().to_pylist()
 
 
 def today() -> str:
@@ -125,7 +147,9 @@ def task_states(dag_run) -> dict[str, list[str]]:
 
 
 def parquet_event_ids(stack: Stack) -> list[str]:
-    """Every event id in the dataset's Parquet files, duplicates kept."""
+    """Every event id a reader of the dataset sees, duplicates kept: its Parquet files (Hive), its table (Iceberg)."""
+    if stack.settings.table_format == "iceberg":
+        return [row["event_id"] for row in table_rows(stack)]
     objects = _download(stack, stack.names.lake_bucket, f"{stack.settings.dataset}/", ".parquet")
     if not objects:
         return []
@@ -134,16 +158,21 @@ def parquet_event_ids(stack: Stack) -> list[str]:
 
 
 def parquet_source_uris(stack: Stack) -> set[str]:
-    """The distinct ``_source_uri`` lineage values of the dataset's Parquet files."""
+    """The distinct ``_source_uri`` lineage values of the dataset's rows."""
+    if stack.settings.table_format == "iceberg":
+        return {row["_source_uri"] for row in table_rows(stack, ("_source_uri",))}
     objects = _download(stack, stack.names.lake_bucket, f"{stack.settings.dataset}/", ".parquet")
     files = ", ".join(f"'{p}'" for p in objects)
     return {row[0] for row in duckdb.sql(f"SELECT DISTINCT _source_uri FROM read_parquet([{files}])").fetchall()}
 
 
 def parquet_snapshot(stack: Stack) -> dict[str, str]:
-    """Key -> eTag of every object of the dataset: identical snapshots mean identical output."""
+    """Key -> eTag of every object of the dataset (and the table's snapshot): identical snapshots, identical output."""
     paginator = stack.s3.get_paginator("list_objects_v2")
-    return {
+    table = {}
+    if stack.settings.table_format == "iceberg":
+        table = {"current snapshot": str(iceberg_table(stack).current_snapshot())}
+    return table | {
         obj["Key"]: obj["ETag"]
         for page in paginator.paginate(Bucket=stack.names.lake_bucket, Prefix=f"{stack.settings.dataset}/")
         for obj in page.get("Contents", [])

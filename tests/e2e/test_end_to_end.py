@@ -26,6 +26,7 @@ from ndjson_pipeline.steps.planning import plan_manifests
 from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
 from tests.e2e.conftest import (
+    BOTH_FORMATS,
     configure,
     ingest,
     land,
@@ -42,6 +43,7 @@ from tools.local_stack import airflow_environment, client
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
 
+@BOTH_FORMATS
 def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_stack):
     stack = pipeline_stack
     sample = land(stack, files=12)
@@ -76,9 +78,11 @@ def test_ingest_then_end_of_day_converts_every_valid_row_once(dags, pipeline_sta
         extras = [e.extra for e in session.query(AssetEvent).filter(AssetEvent.source_run_id.in_(runs))]
     assert extras
     assert {e["uri"] for e in extras} == {stack.settings.layout.dataset_uri + "/"}
+    assert {e["table_format"] for e in extras} == {stack.settings.table_format}
     assert sum(e["rows_out"] for e in extras) == len(parquet_event_ids(stack))
 
 
+@BOTH_FORMATS
 def test_glue_failure_then_success_on_retry(dags, pipeline_stack, monkeypatch):
     stack = pipeline_stack
     sample = land(stack, files=4)
@@ -139,9 +143,10 @@ def test_failure_past_max_attempts_ends_failed_with_alert(dags, aws_endpoint, mo
     assert parquet_event_ids(stack) == []
 
 
-def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, monkeypatch):
+@pytest.mark.parametrize("table_format", ["hive", "iceberg"])
+def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, monkeypatch, table_format):
     # The killed task's claims carry the shortest lease the settings accept; the DAG runs with the defaults.
-    stack = make_stack(aws_endpoint, **SHORT_LEASE)
+    stack = make_stack(aws_endpoint, table_format=table_format, **SHORT_LEASE)
     configure(stack, monkeypatch)
     sample = land(stack, files=3)
     # A batching task claimed the files, then its worker was killed: nobody will finalise or compensate.
@@ -157,6 +162,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, mo
     assert_day_converted_exactly(stack, sample)
 
 
+@BOTH_FORMATS
 def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_stack):
     stack = pipeline_stack
     sample = land(stack, files=5)
@@ -172,7 +178,7 @@ def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_
 
     from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator
 
-    manifest_id = next(iter(before)).split("part-", 1)[1][:29]
+    manifest_id = next(key for key in before if "part-" in key).split("part-", 1)[1][:29]
     ref = stack.ledger.get_manifest(manifest_id).ref()
     operator = ManifestGlueJobOperator(task_id="convert", manifest=ref.as_dict())
     with pytest.raises(AirflowSkipException, match="SUCCEEDED"):
@@ -181,6 +187,7 @@ def test_day_rerun_and_cleared_conversion_leave_identical_output(dags, pipeline_
     assert_day_converted_exactly(stack, sample)
 
 
+@BOTH_FORMATS
 def test_end_of_day_overlapping_an_ingest_run(dags, pipeline_stack, tmp_path):
     """Both DAGs claim from the same day at once: no file is claimed twice, no row is written twice.
 

@@ -136,3 +136,13 @@ def test_only_runs_no_file_waits_on_take_the_background_execution_class():
     assert {settings.execution_class(kind) for kind in background} == {ExecutionClass.FLEX}
     standard = _make_settings(background_execution_class="standard")
     assert {standard.execution_class(kind) for kind in RunPurpose} == {ExecutionClass.STANDARD}
+
+
+def test_the_table_format_is_hive_or_iceberg_and_iceberg_needs_the_lineage_column():
+    assert _make_settings().table_format == "hive"
+    assert _make_settings(table_format="iceberg").table_format == "iceberg"
+    with pytest.raises(SettingsError, match="'table_format' must be one of"):
+        _make_settings(table_format="delta")
+    # A commit finds the rows a manifest committed before by _manifest_id: without it, no rerun could replace them.
+    with pytest.raises(SettingsError, match=r"'table_format' 'iceberg' needs 'conversion.lineage'"):
+        _make_settings(table_format="iceberg", conversion={"lineage": False})

@@ -17,6 +17,7 @@ from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.manifest import JobResult, OutputFile
 from ndjson_pipeline.steps import PipelineError
+from ndjson_pipeline.steps.compacting import plan_compaction
 from ndjson_pipeline.steps.reconcile import DayTooOldError, reconcile_day
 from ndjson_pipeline.steps.reprocessing import plan_reprocess, rebuild_id_for, sharing_files, swap_day
 from ndjson_pipeline.storage import Storage
@@ -265,3 +266,10 @@ def test_a_reprocess_of_a_compacted_day_takes_in_every_manifest_sharing_a_file_h
     assert sharing_files(results, {"m1"}) == {"m1", "m2", "m3"}
     assert sharing_files(results, {"m4"}) == {"m4"}
     assert sharing_files(results, {"gone"}) == {"gone"}  # a manifest with no result shares nothing
+
+
+def test_the_compact_action_refuses_an_iceberg_table(stack):
+    """Glue's table optimizer compacts an Iceberg table; rewriting files under its snapshots would orphan them."""
+    settings = stack.settings.replace(table_format="iceberg")
+    with pytest.raises(PipelineError, match="Iceberg table is compacted by Glue's table optimizer"):
+        plan_compaction(stack.ledger, stack.storage, settings, DAY, requested_by=RUN, dry_run=True, today=TODAY)

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import date
 from typing import Any
 
-from ndjson_pipeline.catalog import DatasetCatalog
+from ndjson_pipeline.catalog import DatasetCatalog, DatasetTable
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.conversion import RunKind
 from ndjson_pipeline.files import FileId, FileVersion
@@ -126,6 +126,11 @@ def plan_compaction(
     today: date | None = None,
 ) -> CompactionPlan:
     """The day's groups of small files (see the module doc); unless ``dry_run``, their manifests written."""
+    if settings.table_format == "iceberg":
+        raise PipelineError(
+            f"day {day}: an Iceberg table is compacted by Glue's table optimizer (docs/deployment.md), "
+            "not by this action (setting 'table_format' is 'iceberg')"
+        )
     compaction_id = rebuild_id_for(requested_by, day)
     if compaction_record(storage, settings, day, requested_by) is not None:
         return CompactionPlan(day, compaction_id, [], 0, 0, 0)
@@ -197,7 +202,7 @@ def compaction_record(
 def swap_compaction(
     storage: Storage,
     settings: PipelineSettings,
-    catalog: DatasetCatalog | None,
+    catalog: DatasetTable | None,
     day: str,
     *,
     requested_by: str,
@@ -238,7 +243,7 @@ def swap_compaction(
     switch_partitions(
         storage,
         settings,
-        catalog,
+        catalog if isinstance(catalog, DatasetCatalog) else None,  # plan_compaction refuses an Iceberg table
         work,
         dts,
         replaced=lambda uri: uri in merged or uri.rsplit("/", 1)[-1].startswith(names),

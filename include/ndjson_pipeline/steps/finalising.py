@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ndjson_pipeline.catalog import DatasetCatalog
+from ndjson_pipeline.catalog import DatasetTable
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.ledger import Ledger, ManifestState
 from ndjson_pipeline.manifest import JobResult, ManifestRef
@@ -44,24 +44,28 @@ def finalise_manifest(
     ref: ManifestRef,
     *,
     runs: ConversionRuns,
-    catalog: DatasetCatalog | None,
+    catalog: DatasetTable | None,
 ) -> Finalised:
     """Record a manifest's outcome: files DONE/QUARANTINED from the job's result, or compensation.
 
-    The job writes its result last, so a result means complete output: its files
-    are recorded, then the partitions it wrote are added to the ``catalog`` (a
-    retry after a catalog error adds them again; the ledger part is already
-    done and does not repeat). Without one the conversion failed for good and
-    the manifest is compensated (``compensate``). A manifest found compensated
-    already may still have a run that started late: it is stopped and whatever
-    it published is removed. Every path is conditional on the manifest's
-    recorded state and safe to repeat.
+    The job writes its result last, so a result means complete output: it is
+    published to the ``catalog``'s table (its partitions added, or its files
+    committed to the Iceberg table), then its files are recorded. Publishing
+    first means a manifest the ledger calls SUCCEEDED is always visible: a retry,
+    or the sweeper, after a crash in between publishes again (idempotent) and
+    records. Without a result the conversion failed for good and the manifest is
+    compensated (``compensate_fenced``). A manifest found compensated already
+    may still have a run that started late: it is stopped, taken out of the
+    table if a finaliser had published it, and whatever it wrote is removed.
+    Every path is conditional on the manifest's recorded state and safe to repeat.
     """
     record = ledger.get_manifest(ref.manifest_id)
     if record is None:
         raise PipelineError(f"manifest {ref.manifest_id} has no ledger record")
     if record.state is ManifestState.COMPENSATED:
         runs.stop(ref.manifest_id)
+        if catalog is not None:
+            catalog.withdraw(ref)
         removed = discard_output(storage, settings, ref)
         log.info(
             "manifest %s was already compensated; removed %d objects of a late run",
@@ -89,21 +93,20 @@ def record_result(
     ref: ManifestRef,
     result: JobResult,
     *,
-    catalog: DatasetCatalog | None,
+    catalog: DatasetTable | None,
 ) -> Finalised:
-    """Record a complete conversion: its files DONE/QUARANTINED, then its partitions in the catalog."""
+    """Record a complete conversion: published to the catalog's table, then its files DONE/QUARANTINED."""
     manifest = read_manifest(storage, settings, ref)
     result.check_reconciled(manifest)
-    ledger.complete_manifest(ref.manifest_id, result.files)
     if catalog is not None:
-        added = catalog.add_partitions_of(result)
-        if added:
-            log.info(
-                "manifest %s: partitions %s added to the catalog",
-                ref.manifest_id,
-                added,
-                extra={"manifest_id": ref.manifest_id, "day": ref.day, "partitions_added": added},
-            )
+        published = catalog.publish(ref, result)
+        log.info(
+            "manifest %s: %s",
+            ref.manifest_id,
+            published,
+            extra={"manifest_id": ref.manifest_id, "day": ref.day, "published": published},
+        )
+    ledger.complete_manifest(ref.manifest_id, result.files)
     states = Counter(f.outcome for f in result.files)
     log.info(
         "manifest %s finalised: %d DONE, %d QUARANTINED, rows in %d = out %d + quarantined %d (rescued %d)",
@@ -145,7 +148,7 @@ def compensate_fenced(
     *,
     reason: str,
     runs: ConversionRuns,
-    catalog: DatasetCatalog | None,
+    catalog: DatasetTable | None,
 ) -> Finalised:
     """Give up a fenced manifest (``Ledger.fence_manifest``): stop its runs, remove their output, release its files.
 
@@ -165,6 +168,9 @@ def compensate_fenced(
             extra={"manifest_id": ref.manifest_id, "day": ref.day},
         )
         return record_result(ledger, storage, settings, ref, result, catalog=catalog)
+    if catalog is not None:
+        # A finaliser that raced this compensation may have published it; a manifest never published: no commit.
+        catalog.withdraw(ref)
     removed = discard_output(storage, settings, ref)
     failed = ledger.compensate_manifest(ref.manifest_id, max_attempts=settings.max_attempts, reason=reason)
     log.warning(

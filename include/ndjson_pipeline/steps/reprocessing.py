@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import date
 from typing import Any
 
-from ndjson_pipeline.catalog import DatasetCatalog
+from ndjson_pipeline.catalog import DatasetCatalog, DatasetTable
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.conversion import RunKind
 from ndjson_pipeline.files import FileId, FileState
@@ -238,7 +238,7 @@ def swap_day(
     ledger: Ledger,
     storage: Storage,
     settings: PipelineSettings,
-    catalog: DatasetCatalog | None,
+    catalog: DatasetTable | None,
     day: str,
     *,
     requested_by: str,
@@ -250,8 +250,16 @@ def swap_day(
     Between pointing readers at the rebuilt copy and changing the lake's files,
     and between pointing them back and removing the copy, it waits
     ``reprocess_grace_seconds`` (``sleep``), so queries planned on the files
-    about to change finish first.
+    about to change finish first. An Iceberg table swaps by one commit instead
+    (``iceberg_reprocess``).
     """
+    if catalog is not None and catalog.commits_manifests:
+        from ndjson_pipeline.steps.iceberg_reprocess import swap_day_by_commit
+
+        return swap_day_by_commit(
+            ledger, storage, settings, catalog, day, requested_by=requested_by, triggered_by=triggered_by
+        )
+    hive = catalog if isinstance(catalog, DatasetCatalog) else None
     lake = settings.layout
     rebuild_id = rebuild_id_for(requested_by, day)
     rebuild = lake.rebuild(rebuild_id)
@@ -277,7 +285,7 @@ def swap_day(
     switch_partitions(
         storage,
         settings,
-        catalog,
+        hive,
         rebuild,
         dts,
         replaced=lambda uri: uri in old_paths or uri.rsplit("/", 1)[-1].startswith(names),
@@ -285,6 +293,24 @@ def swap_day(
         replace_in_lake=replace_in_lake,
         sleep=sleep,
     )
+    record = finish_swap(storage, settings, day, requested_by, triggered_by, rebuilt, old)
+    _remove_rebuild(storage, rebuild)
+    return record
+
+
+def finish_swap(
+    storage: Storage,
+    settings: PipelineSettings,
+    day: str,
+    requested_by: str,
+    triggered_by: str | None,
+    rebuilt: dict[str, JobResult],
+    old: dict[str, JobResult],
+) -> ReprocessRecord:
+    """The swap's last steps, whatever the table format: the reprocess's usage counted for the day, its record."""
+    lake = settings.layout
+    rebuild_id = rebuild_id_for(requested_by, day)
+    rebuild = lake.rebuild(rebuild_id)
     for uri in storage.list(rebuild.usage_prefix(day)):
         storage.copy(uri, rebuild.moved_to(uri, lake))  # the reprocess's own cost counts for the day
     record = ReprocessRecord(
@@ -306,7 +332,6 @@ def swap_day(
         lake.maintenance_uri(day, f"{ACTION}-{requested_by}"),
         json.dumps(record.as_dict(), indent=2, sort_keys=True).encode(),
     )
-    _remove_rebuild(storage, rebuild)
     log.info(
         "reprocess of %s swapped in: %s",
         day,
@@ -486,16 +511,26 @@ def _replace_manifest_output(
     result: JobResult,
     replaced: JobResult,
     dts: set[str],
+    *,
+    move_data: bool = True,
 ) -> None:
     """The lake's objects of one manifest become the rebuilt ones: copied over, the old ones not rebuilt removed.
 
     The lake's result keeps the outcomes of the manifest's files the rebuild
     left out (quarantined whole), so it still covers every file of the manifest.
+    Unless ``move_data`` (an Iceberg table: its snapshots name their files), the
+    Parquet is left alone: ``result`` names where the commit put the rebuilt files,
+    and the old ones stay for the older snapshots; only the quarantine and the
+    result are replaced.
     """
     published = PublishLog.read(storage, rebuild.publish_log_uri(day, manifest_id))
     if published is None:
         raise PipelineError(f"rebuilt manifest {manifest_id} has a result but no publish log under {rebuild.lake_root}")
-    targets = {rebuild.moved_to(uri, lake): uri for uri in published.uris}
+    in_dataset = lake.dataset_uri + "/"
+    rebuilt_data = rebuild.dataset_uri + "/"
+    targets = {
+        rebuild.moved_to(uri, lake): uri for uri in published.uris if move_data or not uri.startswith(rebuilt_data)
+    }
     files_record = lake.quarantined_files_uri(day, manifest_id)
     rebuilt_files = {f.identity for f in result.files}
     kept_lines = _kept_whole_quarantines(storage, files_record, rebuilt_files)
@@ -504,6 +539,8 @@ def _replace_manifest_output(
     for dt in dts:
         existing |= set(storage.list(lake.part_prefix(dt, manifest_id)))
     existing |= set(storage.list(lake.quarantine_uri(day, manifest_id) + "/"))
+    if not move_data:
+        existing = {uri for uri in existing if not uri.startswith(in_dataset)}
     keep = set(targets) | ({files_record} if kept_lines or files_record in targets else set())
     PublishLog(frozenset(existing | keep)).write(storage, lake.publish_log_uri(day, manifest_id))
     for target, source in sorted(targets.items()):
@@ -514,7 +551,8 @@ def _replace_manifest_output(
         storage.write_bytes(files_record, kept_lines + rebuilt_record)
     storage.delete(sorted(existing - keep))
     PublishLog(frozenset(keep)).write(storage, lake.publish_log_uri(day, manifest_id))
-    moved = tuple(OutputFile(rebuild.moved_to(o.path, lake), o.bytes, o.rows) for o in result.output_files)
+    where = (lambda path: rebuild.moved_to(path, lake)) if move_data else (lambda path: path)
+    moved = tuple(OutputFile(where(o.path), o.bytes, o.rows) for o in result.output_files)
     files = (*result.files, *(f for f in replaced.files if f.identity not in rebuilt_files))
     merged = replace(result, files=tuple(sorted(files, key=lambda f: f.identity)), output_files=moved)
     storage.write_bytes(lake.result_uri(day, manifest_id), merged.to_json().encode())

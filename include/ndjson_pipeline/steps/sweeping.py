@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ndjson_pipeline.catalog import DatasetCatalog
+from ndjson_pipeline.catalog import DatasetTable
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.ledger import DayState, Ledger, ManifestState
 from ndjson_pipeline.settings import PipelineSettings
@@ -42,7 +42,7 @@ def sweep_expired_claims(
     days: list[str],
     *,
     runs: ConversionRuns,
-    catalog: DatasetCatalog | None,
+    catalog: DatasetTable | None,
     now: datetime | None = None,
 ) -> SweepReport:
     """Repair the expired claims of ``days``, manifest by manifest, then try to close each day that has no work."""
@@ -90,7 +90,7 @@ def _repair(
     *,
     now: datetime,
     runs: ConversionRuns,
-    catalog: DatasetCatalog | None,
+    catalog: DatasetTable | None,
 ) -> None:
     """One expired claim: lease extended while its run goes on, else compensated (or its result recorded)."""
     record = ledger.get_manifest(manifest_id)

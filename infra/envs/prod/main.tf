@@ -105,12 +105,17 @@ module "glue" {
 }
 
 module "catalog" {
-  source                    = "../../modules/catalog"
-  database_name             = local.names.catalog_database
-  dataset                   = var.dataset
-  lake_bucket               = local.names.lake
-  kms_key_arn               = module.data_key.arn
-  manage_catalog_encryption = var.manage_catalog_encryption
+  source                     = "../../modules/catalog"
+  name_prefix                = var.name_prefix
+  database_name              = local.names.catalog_database
+  dataset                    = var.dataset
+  lake_bucket                = local.names.lake
+  kms_key_arn                = module.data_key.arn
+  manage_catalog_encryption  = var.manage_catalog_encryption
+  table_format               = var.table_format
+  snapshot_retention_days    = var.snapshot_retention_days
+  orphan_file_retention_days = var.orphan_file_retention_days
+  permissions_boundary_arn   = var.permissions_boundary_arn
 }
 
 module "monitoring" {

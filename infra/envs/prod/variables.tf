@@ -18,6 +18,24 @@ variable "dataset" {
   default     = "events"
 }
 
+variable "table_format" {
+  description = "The dataset's table: hive (Parquet folders, a catalog partition per dt) or iceberg (an Iceberg table, one commit per manifest, with Glue's table optimizers). Must equal the pipeline setting table_format; switching creates the other table (docs/operating.md)."
+  type        = string
+  default     = "hive"
+}
+
+variable "snapshot_retention_days" {
+  description = "Iceberg: days a replaced snapshot stays readable by time travel before the retention optimizer expires it."
+  type        = number
+  default     = 7
+}
+
+variable "orphan_file_retention_days" {
+  description = "Iceberg: days an unreferenced file under the table's location is kept before the orphan optimizer deletes it (>= the landing retention, 7)."
+  type        = number
+  default     = 7
+}
+
 variable "pipeline_retention_days" {
   description = "Days to keep quarantined files, manifests, results and usage records; keep >= the ledger's terminal_ttl_days (40)."
   type        = number

@@ -4,8 +4,9 @@ terraform {
   required_providers {
     aws = {
       source = "hashicorp/aws"
-      # 5.65 added job_run_queuing_enabled to aws_glue_job.
-      version = "~> 5.65"
+      # 5.65 added job_run_queuing_enabled to aws_glue_job; 6.x the Iceberg table's
+      # open_table_format_input.iceberg_input.iceberg_table_input (schema with ids, partition spec).
+      version = "~> 6.62"
     }
   }
 

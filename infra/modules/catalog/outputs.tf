@@ -3,7 +3,7 @@ output "database_name" {
 }
 
 output "table_name" {
-  value = aws_glue_catalog_table.dataset.name
+  value = one(concat(aws_glue_catalog_table.dataset[*].name, aws_glue_catalog_table.iceberg[*].name))
 }
 
 output "database_arn" {
@@ -11,5 +11,10 @@ output "database_arn" {
 }
 
 output "table_arn" {
-  value = aws_glue_catalog_table.dataset.arn
+  value = one(concat(aws_glue_catalog_table.dataset[*].arn, aws_glue_catalog_table.iceberg[*].arn))
+}
+
+output "table_optimizer_role_arn" {
+  description = "The role Glue's table optimizers run as (iceberg only)."
+  value       = one(aws_iam_role.optimizer[*].arn)
 }

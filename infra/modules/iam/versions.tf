@@ -1,8 +1,9 @@
 terraform {
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = "~> 5.65"
+      source = "hashicorp/aws"
+      # A minimum only (the root module pins the version): nothing here needs 6.x.
+      version = ">= 5.65, < 7.0"
     }
   }
 }
