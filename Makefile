@@ -9,6 +9,8 @@ DYNAMODB_LOCAL_STAMP := $(DYNAMODB_LOCAL_DIR)/.installed-$(DYNAMODB_LOCAL_VERSIO
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt requirements-local.txt constraints/*.txt 2>/dev/null | sha256sum | cut -c1-16)
 export PYTHONPATH := include:plugins:.
 export SPARK_LOCAL_IP := 127.0.0.1
+# One test process per core, at most four: each end-to-end test runs its own emulator, DynamoDB Local and Spark.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; [ $$n -lt 2 ] && n=2; echo $$n)
 
 # The Glue job also runs on what each supported Glue version ships (requirements-glue<version>.txt);
 # Airflow's constraints pin .venv's pyarrow, so each version gets a venv of its own.
@@ -56,7 +58,7 @@ install-glue-envs: $(GLUE_STAMPS)
 test-glue-envs: $(GLUE_STAMPS)
 	@for env in $(GLUE_ENVS); do \
 		echo "== tests/glue on .venv-$$env"; \
-		.venv-$$env/bin/python -m pytest tests/glue -m "not e2e" -q -p no:cacheprovider || exit 1; \
+		.venv-$$env/bin/python -m pytest -n $(TEST_WORKERS) tests/glue -m "not e2e" -q -p no:cacheprovider || exit 1; \
 	done
 
 # TABLE_FORMAT=iceberg make run: the dataset as an Iceberg table (the setting table_format; hive by default).
@@ -78,8 +80,9 @@ lint: install
 iac-check:
 	bash tools/iac_checks.sh
 
+# Tests run on TEST_WORKERS processes (pytest-xdist); the browser tests share one Airflow stack, on one of them.
 test: install install-browser lint iac-check test-glue-envs
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 	$(MAKE) test-provider-next
 
 # The plugin tests (the conversion's double-run guard included) against the newest Amazon provider that installs with
@@ -97,7 +100,7 @@ test-provider-next: install
 	$(VENV)/bin/uv pip install -q --python $(NEXT_VENV)/bin/python -c $(NEXT_VENV)/constraints.txt apache-airflow==3.3.1 \
 		"apache-airflow-providers-amazon[aiobotocore]==$(PROVIDER_NEXT)" -r requirements-local.txt pytest==8.4.2 \
 		pytest-timeout==2.4.0 pytest-xdist==3.8.0
-	$(NEXT_VENV)/bin/python -m pytest -n 2 tests/plugins tests/steps/test_converting.py
+	$(NEXT_VENV)/bin/python -m pytest -n $(TEST_WORKERS) tests/plugins tests/steps/test_converting.py
 
 test-ui: install install-browser
 	$(VENV)/bin/python -m pytest tests/ui

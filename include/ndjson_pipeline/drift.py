@@ -222,3 +222,17 @@ def drift_section(
     section["not_placed"] = proposal.not_placed
     section["next_schema_conflicts"] = [asdict(c) for c in proposal.conflicts]
     return section
+
+
+def drift_for_logs(section: dict[str, Any]) -> dict[str, Any]:
+    """The day report's ``drift`` section with its field paths counted, not named.
+
+    Field paths are the records' own keys (a key may be an e-mail address or an
+    id), so only the report in S3 lists them; task logs carry no record content.
+    """
+    next_schema = section["next_schema"]
+    return {
+        **section,
+        **{kind: len(section[kind]) for kind in ("new_fields", "mismatched", "declared_now")},
+        "next_schema": None if next_schema is None else next_schema["version"],
+    }

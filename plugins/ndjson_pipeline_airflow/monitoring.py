@@ -141,15 +141,16 @@ def report_rescued_rows(
     if not drift["alert"]:
         return
     new_fields = [f["path"] for f in drift["new_fields"]]
-    log.error(
+    log.error(  # the fields by count: their names are the records' keys (the report and the alert name them)
         "ALERT day %s: %.3f%% of the rows kept values in _rescued_data (over rescued_rows_alert_percent %s); "
-        "fields the schema does not declare: %s; values of another type: %s. The day report proposes the next "
-        "schema version",
+        "%d fields the schema does not declare, %d with values of another type. The day report %s names them "
+        "and proposes the next schema version",
         day,
         percent,
         settings.rescued_rows_alert_percent,
-        new_fields[:10],
-        [f["path"] for f in drift["mismatched"]][:10],
+        len(new_fields),
+        len(drift["mismatched"]),
+        settings.layout.report_uri(day),
         extra={"alert": "rescued_rows", "day": day, "rows_rescued_percent": percent},
     )
     next_schema = drift["next_schema"]

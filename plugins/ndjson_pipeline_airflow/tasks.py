@@ -275,6 +275,7 @@ def report_day(days: list[str]) -> dict[str, Any]:
     Manifests another run is still converting (an ingest run overlapping this
     one) are waited for, up to the conversion time limit, before judging.
     """
+    from ndjson_pipeline.drift import drift_for_logs
     from ndjson_pipeline.steps import reporting
     from ndjson_pipeline_airflow.hooks.ledger import LedgerHook
     from ndjson_pipeline_airflow.hooks.storage import StorageHook
@@ -293,7 +294,8 @@ def report_day(days: list[str]) -> dict[str, Any]:
         )
         time.sleep(settings.glue_poll_seconds)
     report = reporting.day_report(ledger, StorageHook().get_storage(), settings, days[0])
-    log.info("day report: %s", json.dumps(report, indent=2), extra={"day": days[0], "day_report": report})
+    logged = {**report, "drift": drift_for_logs(report["drift"])}  # the report in S3 names the fields
+    log.info("day report: %s", json.dumps(logged, indent=2), extra={"day": days[0], "day_report": logged})
     report_rescued_rows(settings, days[0], report["drift"])
     if not report["complete"]:
         raise AirflowFailException(

@@ -114,6 +114,9 @@ def test_a_rescued_share_over_the_setting_is_published_and_alerted(airflow_aws, 
     assert (body["new_fields"], body["mismatched"], body["next_schema_version"]) == (["user.plan"], ["value"], 2)
     assert body["alert_id"] == alert_id("rescued_rows", "2026-11-24")
     assert "ALERT day 2026-11-24: 12.500% of the rows kept values in _rescued_data" in caplog.text
+    # The alert names the fields; the log counts them (field names are the records' own keys).
+    assert "1 fields the schema does not declare, 1 with values of another type" in caplog.text
+    assert "user.plan" not in caplog.text
 
 
 def test_a_rescued_share_under_the_setting_is_published_without_an_alert(airflow_aws):
