@@ -252,6 +252,10 @@ class Worker:
         done = []
         for day in self.ledger.open_days():
             for manifest_id in self.ledger.expired_manifests(day, now):
+                if manifest_id not in self.model.conversions:
+                    # Claimed by a step running beside this one, which records it once its claim returns.
+                    held = self.ledger.manifest_of(self.ledger.get_manifest(manifest_id))
+                    self.model.add_conversion(manifest_id, held.day, held.files)
                 if self.ledger.fence_manifest(manifest_id, lease_expired_at=now):
                     done.append(self._compensate_fenced(self.model.conversions[manifest_id]))
             for manifest_id, identities in self.ledger.pending_alerts(day).items():

@@ -287,3 +287,27 @@ def test_two_requeues_of_one_file_at_once_move_it_once_and_refuse_the_other(stac
     finally:
         client.meta.events.unregister("after-call.dynamodb.GetItem", unique_id="race")
     assert stack.ledger.get_file(identities[0]).state is FileState.PENDING
+
+
+def test_clearing_an_alert_of_a_group_an_operator_emptied_meanwhile_clears_the_others(stack):
+    """A sweeper read the groups, then a requeue moved the only file out of one (the group is gone) before its
+    alert was cleared: nothing is left to clear there, and the other groups' alerts still clear."""
+    identities, failed = _failed(stack, files=2, group_size=1)
+    client = stack.ledger._table.client
+    fired: list[bool] = []
+
+    def requeue_first(**_):
+        if not fired:
+            fired.append(True)
+            stack.ledger.requeue_failed(identities[0])
+
+    client.meta.events.register("before-call.dynamodb.PutItem", requeue_first, unique_id="race")
+    try:
+        stack.ledger.clear_alerts(failed.manifest_id, identities)
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.PutItem", unique_id="race")
+
+    assert fired
+    assert stack.ledger.pending_alerts(DAY) == {}
+    records = stack.ledger.get_files(identities)
+    assert (records[identities[0]].state, records[identities[1]].state) == (FileState.PENDING, FileState.FAILED)

@@ -7,6 +7,10 @@ class LedgerError(RuntimeError):
     """The ledger could not complete a read or write; the message names the item at fault."""
 
 
+class GroupGoneError(LedgerError):
+    """A group changed while being written and is gone: every file it held was requeued or replayed meanwhile."""
+
+
 class IllegalTransitionError(LedgerError):
     """A state change was asked for that the state machine does not allow from the current state."""
 

@@ -26,7 +26,7 @@ from typing import Any
 from ndjson_pipeline.clock import iso
 from ndjson_pipeline.files import FileVersion
 from ndjson_pipeline.ledger.codec import encode_item
-from ndjson_pipeline.ledger.errors import LedgerError
+from ndjson_pipeline.ledger.errors import GroupGoneError, LedgerError
 from ndjson_pipeline.ledger.records import Group, GroupState
 from ndjson_pipeline.ledger.table import LedgerTable
 from ndjson_pipeline.ledger.transactions import CONFLICT_RETRIES, backoff
@@ -85,6 +85,6 @@ def update(table: LedgerTable, group: Group, change: Callable[[Group], Group | N
         backoff(attempt)
         found = table.group(group.group_id)
         if found is None:
-            raise LedgerError(f"group {group.group_id} has no ledger record")
+            raise GroupGoneError(f"group {group.group_id} has no ledger record")
         group = found
     raise LedgerError(f"group {group.group_id} kept changing under {CONFLICT_RETRIES} writes")

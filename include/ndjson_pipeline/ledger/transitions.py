@@ -17,6 +17,7 @@ whoever compensated.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -27,7 +28,7 @@ from ndjson_pipeline.clock import iso, utcnow
 from ndjson_pipeline.files import JOB_OUTCOMES, FileId, FileState
 from ndjson_pipeline.ledger import days, groups
 from ndjson_pipeline.ledger.codec import encode_item
-from ndjson_pipeline.ledger.errors import IllegalTransitionError, LedgerError
+from ndjson_pipeline.ledger.errors import GroupGoneError, IllegalTransitionError, LedgerError
 from ndjson_pipeline.ledger.records import FileRecord, Group, GroupState, ManifestState
 from ndjson_pipeline.ledger.schema import work_sort_key
 from ndjson_pipeline.ledger.table import LedgerTable, illegal
@@ -283,9 +284,11 @@ def _reopen_once(table: LedgerTable, identity: str, allowed: Callable[[FileRecor
 def clear_alert(table: LedgerTable, group: Group, manifest_id: str) -> None:
     """A FAILED group's alert was published: it leaves the alert index (a no-op when already cleared)."""
     now = utcnow()
-    groups.update(
-        table, group, lambda g: g.changed(now, alert_pending=None) if g.alert_pending == manifest_id else None
-    )
+    # A group gone since it was read had its files requeued or replayed: none of them is FAILED, no alert is left.
+    with contextlib.suppress(GroupGoneError):
+        groups.update(
+            table, group, lambda g: g.changed(now, alert_pending=None) if g.alert_pending == manifest_id else None
+        )
 
 
 def _close_manifest(
