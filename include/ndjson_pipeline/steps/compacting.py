@@ -16,7 +16,7 @@ few MB. Compacting the day rewrites them, rows untouched, into as few files as
   (``LakeLayout.compaction``), and a compaction run (``--run_kind compact``)
   merges it there.
 - **The swap** (``swap_compaction``), once every group has its result: the same
-  switch as a reprocess's (``reprocessing.switch_partitions``): readers of the
+  switch as a reprocess's (``swapping.switch_partitions``): readers of the
   catalog move to the compacted partitions in one update each, and back once
   the lake's files are replaced. In the lake the compacted files are copied in,
   each manifest whose rows they merged lists them in its result (with its own
@@ -52,12 +52,11 @@ from ndjson_pipeline.ledger import Ledger, ManifestState
 from ndjson_pipeline.manifest import JobResult, Manifest, ManifestRef, OutputFile
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps import PipelineError
-from ndjson_pipeline.steps.reprocessing import (
-    COMPACTED,
-    RebuildRef,
+from ndjson_pipeline.steps.reprocessing import COMPACTED, RebuildRef, rebuild_id_for
+from ndjson_pipeline.steps.swapping import (
     day_results,
     keep_replaced,
-    rebuild_id_for,
+    remove_work,
     replaced_result,
     switch_partitions,
     work_results,
@@ -215,7 +214,7 @@ def swap_compaction(
     work = lake.compaction(compaction_id)
     done = compaction_record(storage, settings, day, requested_by)
     if done is not None:
-        _remove(storage, work)
+        remove_work(storage, work)
         return done
     compacted = work_results(storage, work, day)
     merged = {f.uri: f for result in compacted.values() for f in result.files}  # what the files held, by URI
@@ -274,7 +273,7 @@ def swap_compaction(
         lake.maintenance_uri(day, f"{ACTION}-{requested_by}"),
         json.dumps(record.as_dict(), indent=2, sort_keys=True).encode(),
     )
-    _remove(storage, work)
+    remove_work(storage, work)
     log.info(
         "compaction of %s swapped in: %s",
         day,
@@ -341,8 +340,3 @@ def _list_compacted_files(
     kept = [o for o in replaced.output_files if o.path not in merged and o.path not in {c.path for c in compacted}]
     outputs = tuple(sorted([*kept, *compacted], key=lambda o: o.path))
     storage.write_bytes(lake.result_uri(day, manifest_id), replace(replaced, output_files=outputs).to_json().encode())
-
-
-def _remove(storage: Storage, work: LakeLayout) -> None:
-    storage.delete_prefix(work.lake_root)
-    storage.delete_prefix(work.quarantine_root)

@@ -27,16 +27,12 @@ from ndjson_pipeline.manifest import JobResult
 from ndjson_pipeline.settings import PipelineSettings
 from ndjson_pipeline.steps.reprocessing import (
     ReprocessRecord,
-    _check_nothing_lost,
-    _remove_rebuild,
-    _replace_manifest_output,
+    checked_rebuild,
     finish_swap,
-    keep_replaced,
     rebuild_id_for,
-    replaced_result,
     swap_record,
-    work_results,
 )
+from ndjson_pipeline.steps.swapping import remove_work, replace_manifest_output
 from ndjson_pipeline.storage import Storage
 
 if TYPE_CHECKING:
@@ -64,21 +60,18 @@ def swap_day_by_commit(
     rebuild = lake.rebuild(rebuild_id)
     done = swap_record(storage, settings, day, requested_by)
     if done is not None:
-        _remove_rebuild(storage, rebuild)
+        remove_work(storage, rebuild)
         return done
-    rebuilt = work_results(storage, rebuild, day)
-    old = {m: replaced_result(storage, lake, rebuild, day, m) for m in rebuilt}
-    _check_nothing_lost(day, rebuilt)
-    keep_replaced(storage, rebuild, day, old)
+    rebuilt, old = checked_rebuild(storage, lake, rebuild, day)
     rebuilt = {m: _copied_into_dataset(storage, lake, rebuild_id, result) for m, result in rebuilt.items()}
     iceberg.replace_manifests(day, rebuilt, rebuild_id)
     for manifest_id, result in rebuilt.items():
-        _replace_manifest_output(
+        replace_manifest_output(
             storage, lake, rebuild, day, manifest_id, result, old[manifest_id], set(), move_data=False
         )
         ledger.restate_files(manifest_id, result.files)
     record = finish_swap(storage, settings, day, requested_by, triggered_by, rebuilt, old)
-    _remove_rebuild(storage, rebuild)
+    remove_work(storage, rebuild)
     return record
 
 

@@ -29,7 +29,7 @@ A manifest of the day that finishes during 3-5 is visible from 5 on: delayed,
 never mixed in. Every step is safe to repeat, so a failed swap is retried from
 the start (a swap that failed after 2 leaves readers on the rebuilt copy, the
 new day, until its retry); once the record exists a retry only removes what is
-left. Steps 2, 3 and 5 are ``switch_partitions``, which a compaction's swap
+left. Steps 2, 3 and 5 are ``swapping.switch_partitions``, which a compaction's swap
 (``compacting``) goes through too.
 
 A compacted day holds files that merge several manifests' rows (each result
@@ -46,7 +46,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
@@ -55,13 +55,22 @@ from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.conversion import RunKind
 from ndjson_pipeline.files import FileId, FileState
 from ndjson_pipeline.landing import day_listing_pages
-from ndjson_pipeline.layout import LakeLayout, PublishLog
+from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.ledger import Ledger, ManifestState
-from ndjson_pipeline.manifest import JobResult, Manifest, ManifestRef, OutputFile, ReconciliationError
+from ndjson_pipeline.manifest import JobResult, Manifest, ManifestRef
 from ndjson_pipeline.settings import PipelineSettings, RunPurpose
 from ndjson_pipeline.steps import PipelineError
 from ndjson_pipeline.steps.maintenance import read_records
 from ndjson_pipeline.steps.reconcile import check_day_can_be_closed
+from ndjson_pipeline.steps.swapping import (
+    day_results,
+    keep_replaced,
+    remove_work,
+    replace_manifest_output,
+    replaced_result,
+    switch_partitions,
+    work_results,
+)
 from ndjson_pipeline.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -265,12 +274,9 @@ def swap_day(
     rebuild = lake.rebuild(rebuild_id)
     done = swap_record(storage, settings, day, requested_by)
     if done is not None:
-        _remove_rebuild(storage, rebuild)
+        remove_work(storage, rebuild)
         return done
-    rebuilt = work_results(storage, rebuild, day)
-    old = {m: replaced_result(storage, lake, rebuild, day, m) for m in rebuilt}
-    _check_nothing_lost(day, rebuilt)
-    keep_replaced(storage, rebuild, day, old)
+    rebuilt, old = checked_rebuild(storage, lake, rebuild, day)
     names = tuple(f"part-{manifest_id}-" for manifest_id in rebuilt)
     # Files of the old results: a compacted file holds rebuilt manifests' rows under another manifest's name.
     old_paths = {o.path for result in old.values() for o in result.output_files}
@@ -279,7 +285,7 @@ def swap_day(
 
     def replace_in_lake() -> None:
         for manifest_id, result in rebuilt.items():
-            _replace_manifest_output(storage, lake, rebuild, day, manifest_id, result, old[manifest_id], dts)
+            replace_manifest_output(storage, lake, rebuild, day, manifest_id, result, old[manifest_id], dts)
             ledger.restate_files(manifest_id, result.files)
 
     switch_partitions(
@@ -294,7 +300,7 @@ def swap_day(
         sleep=sleep,
     )
     record = finish_swap(storage, settings, day, requested_by, triggered_by, rebuilt, old)
-    _remove_rebuild(storage, rebuild)
+    remove_work(storage, rebuild)
     return record
 
 
@@ -341,13 +347,6 @@ def finish_swap(
     return record
 
 
-def day_results(storage: Storage, lake: LakeLayout, day: str) -> dict[str, JobResult]:
-    """The lake's results of the day's manifests, by manifest id (a compensated manifest has none)."""
-    prefix = lake.result_uri(day, "").removesuffix(".json")
-    results = (JobResult.from_json(storage.read_bytes(uri)) for uri in storage.list(prefix))
-    return {result.manifest_id: result for result in results}
-
-
 def sharing_files(results: dict[str, JobResult], manifest_ids: set[str]) -> set[str]:
     """``manifest_ids`` and every manifest whose rows share a file with theirs, however indirectly."""
     holders: dict[str, set[str]] = {}
@@ -364,52 +363,19 @@ def sharing_files(results: dict[str, JobResult], manifest_ids: set[str]) -> set[
     return found
 
 
-def work_results(storage: Storage, work: LakeLayout, day: str) -> dict[str, JobResult]:
-    """The result of each manifest planned in ``work`` (a reprocess's or a compaction's); every one must have one."""
-    manifests = sorted(storage.list(work.manifest_uri(day, "").removesuffix(".json")))
-    if not manifests:
-        raise PipelineError(f"day {day}: nothing was planned under {work.lake_root}")
-    results: dict[str, JobResult] = {}
-    missing = []
-    for uri in manifests:
-        manifest = Manifest.from_json(storage.read_bytes(uri))
-        body = storage.read_bytes_if_exists(work.result_uri(day, manifest.manifest_id))
-        if body is None:
-            missing.append(manifest.manifest_id)
-            continue
-        result = JobResult.from_json(body)
-        try:
-            result.check_reconciled(manifest)
-        except ReconciliationError as exc:
-            raise PipelineError(
-                f"day {day}: a manifest rebuilt under {work.lake_root} does not reconcile, nothing was swapped: {exc}"
-            ) from exc
-        results[manifest.manifest_id] = result
-    if missing:
-        raise PipelineError(
-            f"day {day}: {len(missing)} manifests under {work.lake_root} have no result (their run failed: clear it), "
-            f"e.g. {missing[:3]}; nothing was swapped"
-        )
-    return results
+def checked_rebuild(
+    storage: Storage, lake: LakeLayout, rebuild: LakeLayout, day: str
+) -> tuple[dict[str, JobResult], dict[str, JobResult]]:
+    """Step 1 of the module doc, whatever the table format: the rebuilt results and the lake's results they replace.
 
-
-def replaced_result(storage: Storage, lake: LakeLayout, rebuild: LakeLayout, day: str, manifest_id: str) -> JobResult:
-    """The lake's result the rebuild replaces, as it was before the swap (``keep_replaced`` keeps it aside)."""
-    kept = storage.read_bytes_if_exists(rebuild.replaced_result_uri(day, manifest_id))
-    body = kept if kept is not None else storage.read_bytes_if_exists(lake.result_uri(day, manifest_id))
-    if body is None:
-        raise PipelineError(
-            f"manifest {manifest_id} is SUCCEEDED but its result {lake.result_uri(day, manifest_id)} is gone"
-        )
-    return JobResult.from_json(body)
-
-
-def keep_replaced(storage: Storage, rebuild: LakeLayout, day: str, old: dict[str, JobResult]) -> None:
-    """Keep the replaced results aside before any is overwritten, so a retried swap reports the same figures."""
-    for manifest_id, result in old.items():
-        uri = rebuild.replaced_result_uri(day, manifest_id)
-        if storage.read_bytes_if_exists(uri) is None:
-            storage.write_bytes(uri, result.to_json().encode())
+    Every rebuilt manifest must have a result that reconciles and drops no file
+    the day converted; the replaced results are kept aside before anything changes.
+    """
+    rebuilt = work_results(storage, rebuild, day)
+    old = {m: replaced_result(storage, lake, rebuild, day, m) for m in rebuilt}
+    _check_nothing_lost(day, rebuilt)
+    keep_replaced(storage, rebuild, day, old)
+    return rebuilt, old
 
 
 def _check_nothing_lost(day: str, rebuilt: dict[str, JobResult]) -> None:
@@ -445,128 +411,3 @@ def _done_rows(old: JobResult, rebuilt: JobResult, name: str) -> int:
     """A count over the old result's files that the reprocess rebuilt (files quarantined whole are not)."""
     identities = {f.identity for f in rebuilt.files}
     return sum(getattr(f, name) for f in old.files if f.identity in identities)
-
-
-def switch_partitions(
-    storage: Storage,
-    settings: PipelineSettings,
-    catalog: DatasetCatalog | None,
-    work: LakeLayout,
-    dts: set[str],
-    *,
-    replaced: Callable[[str], bool],
-    described_by: JobResult,
-    replace_in_lake: Callable[[], None],
-    sleep: Callable[[float], None],
-) -> None:
-    """Change the lake's ``dts`` partitions for readers of the catalog in one switch each: old, or new, never a mix.
-
-    ``work`` holds the new files of the partitions (rebuilt or compacted);
-    ``replaced(uri)`` says whether a file of the lake (or its name in ``work``)
-    is one of them or one they replace. Everything else the lake's partitions hold
-    is carried into ``work``'s, the catalog points there, and after the grace
-    ``replace_in_lake`` changes the lake's files; then the catalog points back, and
-    the grace passes again (steps 2, 3 and 5 of the module doc).
-    """
-    lake = settings.layout
-    carry_late_files(storage, lake, work, dts, replaced)
-    if catalog is not None:
-        catalog.point_partitions(described_by, {dt: work.partition_uri(dt) + "/" for dt in dts}, existing_only=True)
-        # What other manifests published between the listing and the switch: visible again at once.
-        carry_late_files(storage, lake, work, dts, replaced)
-        sleep(settings.reprocess_grace_seconds)
-    replace_in_lake()
-    if catalog is not None:
-        catalog.point_partitions(described_by, {dt: lake.partition_uri(dt) + "/" for dt in dts}, existing_only=False)
-        sleep(settings.reprocess_grace_seconds)
-
-
-def carry_late_files(
-    storage: Storage, lake: LakeLayout, work: LakeLayout, dts: set[str], replaced: Callable[[str], bool]
-) -> None:
-    """Make ``work``'s partitions hold, besides the new files, exactly what else the lake's hold.
-
-    Copies what is missing, and removes copies whose original is gone (a
-    manifest compensated since an earlier try), so a retry carries no stale rows.
-    """
-    for dt in sorted(dts):
-        wanted = {
-            lake.moved_to(uri, work): uri for uri in storage.list(lake.partition_uri(dt) + "/") if not replaced(uri)
-        }
-        carried = {uri for uri in storage.list(work.partition_uri(dt) + "/") if not replaced(work.moved_to(uri, lake))}
-        stale = sorted(carried - set(wanted))
-        if stale:
-            storage.delete(stale)
-        for target, source in sorted(wanted.items()):
-            if target not in carried:
-                storage.copy(source, target)
-
-
-def _replace_manifest_output(
-    storage: Storage,
-    lake: LakeLayout,
-    rebuild: LakeLayout,
-    day: str,
-    manifest_id: str,
-    result: JobResult,
-    replaced: JobResult,
-    dts: set[str],
-    *,
-    move_data: bool = True,
-) -> None:
-    """The lake's objects of one manifest become the rebuilt ones: copied over, the old ones not rebuilt removed.
-
-    The lake's result keeps the outcomes of the manifest's files the rebuild
-    left out (quarantined whole), so it still covers every file of the manifest.
-    Unless ``move_data`` (an Iceberg table: its snapshots name their files), the
-    Parquet is left alone: ``result`` names where the commit put the rebuilt files,
-    and the old ones stay for the older snapshots; only the quarantine and the
-    result are replaced.
-    """
-    published = PublishLog.read(storage, rebuild.publish_log_uri(day, manifest_id))
-    if published is None:
-        raise PipelineError(f"rebuilt manifest {manifest_id} has a result but no publish log under {rebuild.lake_root}")
-    in_dataset = lake.dataset_uri + "/"
-    rebuilt_data = rebuild.dataset_uri + "/"
-    targets = {
-        rebuild.moved_to(uri, lake): uri for uri in published.uris if move_data or not uri.startswith(rebuilt_data)
-    }
-    files_record = lake.quarantined_files_uri(day, manifest_id)
-    rebuilt_files = {f.identity for f in result.files}
-    kept_lines = _kept_whole_quarantines(storage, files_record, rebuilt_files)
-    old_log = PublishLog.read(storage, lake.publish_log_uri(day, manifest_id))
-    existing = set(old_log.uris) if old_log else set()
-    for dt in dts:
-        existing |= set(storage.list(lake.part_prefix(dt, manifest_id)))
-    existing |= set(storage.list(lake.quarantine_uri(day, manifest_id) + "/"))
-    if not move_data:
-        existing = {uri for uri in existing if not uri.startswith(in_dataset)}
-    keep = set(targets) | ({files_record} if kept_lines or files_record in targets else set())
-    PublishLog(frozenset(existing | keep)).write(storage, lake.publish_log_uri(day, manifest_id))
-    for target, source in sorted(targets.items()):
-        if target != files_record:
-            storage.copy(source, target)
-    if kept_lines or files_record in targets:
-        rebuilt_record = storage.read_bytes(targets[files_record]) if files_record in targets else b""
-        storage.write_bytes(files_record, kept_lines + rebuilt_record)
-    storage.delete(sorted(existing - keep))
-    PublishLog(frozenset(keep)).write(storage, lake.publish_log_uri(day, manifest_id))
-    where = (lambda path: rebuild.moved_to(path, lake)) if move_data else (lambda path: path)
-    moved = tuple(OutputFile(where(o.path), o.bytes, o.rows) for o in result.output_files)
-    files = (*result.files, *(f for f in replaced.files if f.identity not in rebuilt_files))
-    merged = replace(result, files=tuple(sorted(files, key=lambda f: f.identity)), output_files=moved)
-    storage.write_bytes(lake.result_uri(day, manifest_id), merged.to_json().encode())
-
-
-def _kept_whole_quarantines(storage: Storage, files_record: str, rebuilt: set[str]) -> bytes:
-    """Lines of the lake's files record for files the reprocess did not convert again (quarantined whole before)."""
-    body = storage.read_bytes_if_exists(files_record)
-    if body is None:
-        return b""
-    lines = [line for line in body.decode().splitlines() if line.strip()]
-    return "".join(line + "\n" for line in lines if json.loads(line).get("identity") not in rebuilt).encode()
-
-
-def _remove_rebuild(storage: Storage, rebuild: LakeLayout) -> None:
-    storage.delete_prefix(rebuild.lake_root)
-    storage.delete_prefix(rebuild.quarantine_root)
