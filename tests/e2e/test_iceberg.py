@@ -1,8 +1,8 @@
 """The Iceberg table end to end: the real DAGs and job on the local stack, a reader of the table probing every step.
 
-A reader of the Iceberg table (pyiceberg, the current snapshot) is probed after
-every S3 write, copy and delete and after every commit of the runs: it must never
-see part of a manifest (a manifest's rows are all there or none are), nor a row
+Two readers of the Iceberg table (pyiceberg and DuckDB's iceberg extension, each
+on the current snapshot) are probed after every S3 write, copy and delete and after
+every commit of the runs: neither may see part of a manifest (a manifest's rows are all there or none are), nor a row
 twice. A reprocess is one commit per day, and the snapshot before it still reads
 the old day. The scenarios both formats share (the sample day, retries, clears,
 compensation, overlapping runs) are the parametrised tests of test_end_to_end.py.
@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+import duckdb
+import duckdb_ext
 import pytest
 
 from ndjson_pipeline.clock import utcnow
@@ -34,38 +37,67 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.expectations import assert_day_converted_exactly
 from tests.e2e.test_reprocess import STRICT, _land, _xcom
+from tools.local_stack import FAKE_CREDENTIALS, REGION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
 
+def duckdb_table_rows(stack, columns: tuple[str, ...] = ("event_id",), snapshot_id: int | None = None) -> list[dict]:
+    """The rows DuckDB's iceberg reader sees (the current snapshot, or ``snapshot_id``), reading the table over S3."""
+    table = iceberg_table(stack)
+    if table.current_snapshot() is None:
+        return []
+    with duckdb.connect() as con:
+        duckdb_ext.init(con)  # the extensions installed as wheels (requirements-dev.txt), not downloaded
+        endpoint = urlsplit(stack.endpoint)
+        con.execute(
+            "CREATE SECRET (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL false)",
+            [FAKE_CREDENTIALS["aws_access_key_id"], FAKE_CREDENTIALS["aws_secret_access_key"], REGION, endpoint.netloc],
+        )
+        travel = "" if snapshot_id is None else f", snapshot_from_id={int(snapshot_id)}"
+        cursor = con.execute(f"SELECT {', '.join(columns)} FROM iceberg_scan(?{travel})", [table.metadata_location])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+READERS = {"pyiceberg": table_rows, "duckdb": duckdb_table_rows}
+
+
 class TableReader:
-    """What a reader of the table sees, each time it is probed: rows by manifest."""
+    """What readers of the table see, each time they are probed: rows by manifest.
+
+    pyiceberg reads after every step; DuckDB (an independent reader of the same
+    metadata) after every commit, the only steps that change which files a
+    snapshot names: between commits it would read what pyiceberg reads.
+    """
 
     def __init__(self, stack) -> None:
         self.stack = stack
-        self.seen: list[tuple[str, Counter[str], int]] = []  # (after what, rows per manifest, rows)
+        self.seen: list[tuple[str, Counter[str], int]] = []  # (after what and by whom, rows per manifest, duplicates)
 
-    def probe(self, after: str) -> None:
-        rows = table_rows(self.stack, ("event_id", "_manifest_id"))
-        per_manifest = Counter(r["_manifest_id"] for r in rows)
-        distinct = len({r["event_id"] for r in rows})
-        self.seen.append((after, per_manifest, len(rows) - distinct))
+    def probe(self, after: str, readers: tuple[str, ...] = ("pyiceberg",)) -> None:
+        for reader in readers:
+            read = READERS[reader]
+            rows = read(self.stack, ("event_id", "_manifest_id"))
+            per_manifest = Counter(r["_manifest_id"] for r in rows)
+            distinct = len({r["event_id"] for r in rows})
+            self.seen.append((f"{after} ({reader})", per_manifest, len(rows) - distinct))
 
 
 def _probe_every_step(monkeypatch, reader: TableReader) -> None:
-    def probed(cls, name):
+    def probed(cls, name, readers=("pyiceberg",)):
         real = getattr(cls, name)
 
         def call(self, *args, **kwargs):
             outcome = real(self, *args, **kwargs)
-            reader.probe(f"{cls.__name__}.{name}")
+            reader.probe(f"{cls.__name__}.{name}", readers)
             return outcome
 
         monkeypatch.setattr(cls, name, call)
 
     for name in ("copy", "delete", "write_bytes", "upload_file"):
         probed(Storage, name)
-    probed(IcebergDataset, "_commit")
+    probed(IcebergDataset, "_commit", tuple(READERS))
 
 
 @pytest.mark.parametrize("pipeline_stack", ["iceberg"], indirect=True)
@@ -89,6 +121,7 @@ def test_a_reader_of_the_table_never_sees_part_of_a_manifest(dags, pipeline_stac
     commits = [s for s in iceberg_table(stack).snapshots() if s.summary[ACTION_PROPERTY] == "publish"]
     assert len(commits) == len([m for m, rows in final.items() if rows]), "one commit per manifest with rows"
     assert len(reader.seen) > 20
+    assert len([after for after, _, _ in reader.seen if after.endswith("(duckdb)")]) >= len(commits)
     partial = [
         (after, manifest_id, rows)
         for after, per_manifest, _ in reader.seen
@@ -96,6 +129,9 @@ def test_a_reader_of_the_table_never_sees_part_of_a_manifest(dags, pipeline_stac
         if rows != final[manifest_id]
     ]
     assert not partial, f"a reader saw part of a manifest: {partial[:3]}"
+    for name, read in READERS.items():  # each reader ends on the whole table
+        seen = Counter(r["_manifest_id"] for r in read(stack, ("event_id", "_manifest_id")))
+        assert seen == {m: rows for m, rows in final.items() if rows}, name
     assert not [after for after, _, duplicates in reader.seen if duplicates], "a reader saw a row twice"
 
 
@@ -135,8 +171,9 @@ def test_a_reprocess_is_one_commit_per_day_and_the_snapshot_before_reads_the_old
     assert sizes <= allowed, f"a reader saw a day half replaced: {sorted(sizes - allowed)}"
     assert not [after for after, _, duplicates in reader.seen if duplicates], "a reader saw a row twice"
     # Time travel: the snapshot before the reprocess still reads the old days.
-    old = [r["event_id"] for r in table_rows(stack, snapshot_id=before)]
-    assert sorted(old) == sorted(old_rows)
+    for name, read in READERS.items():
+        old = [r["event_id"] for r in read(stack, snapshot_id=before)]
+        assert sorted(old) == sorted(old_rows), name
     # The quarantine holds only the lines still bad; the ledger and the day report agree with the table.
     assert len(quarantined_line_records(stack)) == sum(b for _, _, b in landed.values())
     for day, (plain, sourced, _) in landed.items():
