@@ -72,6 +72,16 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 30) 
         time.sleep(0.05)
 
 
+def wait_for_expired_claims(stack: Any, refs: list[ManifestRef]) -> None:
+    """Until the ledger lists the claims of ``refs`` as expired: what the sweeper then finds, without a fixed wait."""
+    claimed = {ref.manifest_id for ref in refs}
+    days = {ref.day for ref in refs}
+    wait_until(
+        lambda: claimed <= {m for day in days for m in stack.ledger.expired_manifests(day)},
+        f"the claims of {len(claimed)} manifests to expire",
+    )
+
+
 # The shortest lease the settings accept (it must outlast the conversion's wait plus one poll): claims made
 # under it expire within seconds, while the DAGs that find them keep the default settings.
 SHORT_LEASE = {"lease_seconds": 3, "glue_max_wait_seconds": 1, "glue_poll_seconds": 1}
