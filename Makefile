@@ -81,9 +81,11 @@ iac-check:
 	bash tools/iac_checks.sh
 
 # What the test runs need besides .venv, side by side: the installs wait on the network and the disk while lint and
-# the IaC checks use the CPU. Each output comes out whole, once its target is done.
+# the IaC checks use the CPU. The build downloads the requirements bundle's wheels into its cache
+# (.local/requirements-bundle) here, not in the middle of the tests that build. Each output comes out whole, once
+# its target is done.
 test-setup: install
-	$(MAKE) -j --output-sync=target install-browser lint iac-check install-glue-envs install-provider-next
+	$(MAKE) -j --output-sync=target install-browser lint iac-check install-glue-envs install-provider-next build
 
 # Tests run on TEST_WORKERS processes (pytest-xdist); the browser tests share one Airflow stack, on one of them.
 # The job's tests that are not end to end ran in every Glue environment just before: .venv's run leaves them out.
