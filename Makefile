@@ -18,7 +18,7 @@ GLUE_ENVS := glue50 glue51 glue60
 glue_stamp = .venv-$(1)/.installed-$(shell cat requirements-$(1).txt | sha256sum | cut -c1-16)
 GLUE_STAMPS := $(foreach env,$(GLUE_ENVS),$(call glue_stamp,$(env)))
 
-.PHONY: run ui test test-ui test-provider-next lint iac-check install install-browser install-dynamodb-local install-glue-envs test-glue-envs build deploy schema-propose schema-check bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak bench-dag-parse
+.PHONY: run ui test test-setup test-ui test-provider-next install-provider-next lint iac-check install install-browser install-dynamodb-local install-glue-envs test-glue-envs build deploy schema-propose schema-check bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak bench-dag-parse
 
 install: $(STAMP) $(DYNAMODB_LOCAL_STAMP)
 
@@ -80,9 +80,19 @@ lint: install
 iac-check:
 	bash tools/iac_checks.sh
 
+# What the test runs need besides .venv, side by side: the installs wait on the network and the disk while lint and
+# the IaC checks use the CPU. The build downloads the requirements bundle's wheels into its cache
+# (.local/requirements-bundle) here, not in the middle of the tests that build. Each output comes out whole, once
+# its target is done.
+test-setup: install
+	$(MAKE) -j --output-sync=target install-browser lint iac-check install-glue-envs install-provider-next build
+
 # Tests run on TEST_WORKERS processes (pytest-xdist); the browser tests share one Airflow stack, on one of them.
-test: install install-browser lint iac-check test-glue-envs
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+# The job's tests that are not end to end ran in every Glue environment just before: .venv's run leaves them out.
+# Each run prints its 20 slowest tests (pyproject.toml).
+test: test-setup
+	$(MAKE) test-glue-envs
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "e2e or not glue_job"
 	$(MAKE) test-provider-next
 
 # The plugin tests (the conversion's double-run guard included) against the newest Amazon provider that installs with
@@ -92,7 +102,7 @@ test: install install-browser lint iac-check test-glue-envs
 PROVIDER_NEXT := 9.39.0
 COMMON_COMPAT_NEXT := 1.23.0
 NEXT_VENV := .venv-provider-next
-test-provider-next: install
+install-provider-next: install
 	@test -x $(NEXT_VENV)/bin/python || $(VENV)/bin/uv venv -q -p $(VENV)/bin/python $(NEXT_VENV)
 	sed -e 's/^apache-airflow-providers-amazon==.*/apache-airflow-providers-amazon==$(PROVIDER_NEXT)/' \
 		-e 's/^apache-airflow-providers-common-compat==.*/apache-airflow-providers-common-compat==$(COMMON_COMPAT_NEXT)/' \
@@ -100,6 +110,8 @@ test-provider-next: install
 	$(VENV)/bin/uv pip install -q --python $(NEXT_VENV)/bin/python -c $(NEXT_VENV)/constraints.txt apache-airflow==3.3.1 \
 		"apache-airflow-providers-amazon[aiobotocore]==$(PROVIDER_NEXT)" -r requirements-local.txt pytest==8.4.2 \
 		pytest-timeout==2.4.0 pytest-xdist==3.8.0
+
+test-provider-next: install-provider-next
 	$(NEXT_VENV)/bin/python -m pytest -n $(TEST_WORKERS) tests/plugins tests/steps/test_converting.py
 
 test-ui: install install-browser

@@ -6,6 +6,8 @@ Tests build their inputs here instead of importing helpers from each other.
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,25 @@ def queue_depth(stack, url: str | None = None) -> tuple[int, int]:
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """Poll ``condition`` until it holds: a test waits for what it needs, not for a fixed time that is too long on a
+    quiet machine and too short on a loaded one."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
+
+
+def wait_for_expired_claims(stack: Any, refs: list[ManifestRef]) -> None:
+    """Until the ledger lists the claims of ``refs`` as expired: what the sweeper then finds, without a fixed wait."""
+    claimed = {ref.manifest_id for ref in refs}
+    days = {ref.day for ref in refs}
+    wait_until(
+        lambda: claimed <= {m for day in days for m in stack.ledger.expired_manifests(day)},
+        f"the claims of {len(claimed)} manifests to expire",
+    )
 
 
 # The shortest lease the settings accept (it must outlast the conversion's wait plus one poll): claims made

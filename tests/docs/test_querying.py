@@ -27,7 +27,6 @@ from ndjson_pipeline.dataset_schema import DeclaredSchema
 from ndjson_pipeline.layout import LakeLayout
 from ndjson_pipeline.storage import Storage
 from tests.glue.conftest import SCHEMA_PATH, make_local_job
-from tools.local_spark import local_session
 from tools.sample_data import make_event
 
 pytestmark = pytest.mark.spark
@@ -50,15 +49,6 @@ class Lake:
     root: Path  # what s3://ndjson-pipeline-lake stands for
     expected: list[tuple[str, int, int, int]]  # per day: events, with a plan, from DE
     v2: DeclaredSchema
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    session = local_session(
-        "querying-doc", tmp_path_factory.mktemp("py-files"), driver_memory="1g", shuffle_partitions=2
-    )
-    yield session
-    session.stop()
 
 
 def _events(day: str, count: int, seed: int) -> list[dict]:

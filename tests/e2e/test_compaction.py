@@ -124,15 +124,6 @@ def _compact(dags, day: str):
     return compacted
 
 
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    from tools.local_spark import local_session
-
-    session = local_session("compaction", tmp_path_factory.mktemp("py-files"), driver_memory="1g", shuffle_partitions=2)
-    yield session
-    session.stop()
-
-
 class CatalogReader:
     """The day's rows as a reader of the catalog finds them (the partition's location), read after every swap step."""
 

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -37,7 +36,7 @@ from tests.e2e.conftest import (
     task_states,
 )
 from tests.e2e.expectations import assert_day_converted_exactly
-from tests.factories import SHORT_LEASE
+from tests.factories import SHORT_LEASE, wait_for_expired_claims
 from tools.local_stack import airflow_environment, client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
@@ -153,7 +152,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(dags, aws_endpoint, mo
     drain_queue(stack.sqs, stack.queue_url, stack.ledger, stack.settings)
     orphans = plan_manifests(stack.ledger, stack.storage, stack.settings, [sample.day], owner="killed/run")
     assert orphans
-    time.sleep(stack.settings.lease_seconds)
+    wait_for_expired_claims(stack, orphans)
     ingested = ingest(dags)
     assert str(ingested.state) == "success", task_states(ingested)
     for ref in orphans:

@@ -20,7 +20,6 @@ see the committed rows.
 from __future__ import annotations
 
 import json
-import logging
 import random
 import re
 import tempfile
@@ -50,7 +49,6 @@ from tests.conftest import make_stack
 from tests.e2e.conftest import today
 from tests.e2e.lake_readers import ENGINES, read_dataset
 from tests.glue.s3_faults import Fault, FaultyS3, Request
-from tools.local_spark import local_session
 from tools.local_stack import client, local_pipeline_settings
 from tools.sample_data import make_event
 
@@ -58,16 +56,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.timeout(1200)]
 
 EVENTS_PER_FILE = 20
 _DELETED_KEY = re.compile(rb"<Key>(.*?)</Key>")
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    session = local_session(
-        "lake-readers", tmp_path_factory.mktemp("py-files"), driver_memory="1g", shuffle_partitions=2
-    )
-    yield session
-    session.stop()
-    logging.getLogger("py4j").setLevel(logging.ERROR)  # py4j logs from finalizers after pytest closed the streams
 
 
 class Moments:

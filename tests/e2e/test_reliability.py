@@ -7,7 +7,6 @@ QUARANTINED or FAILED with an alert; the Parquet holds each valid row once.
 from __future__ import annotations
 
 import json
-import time
 from datetime import timedelta
 
 import pytest
@@ -23,7 +22,7 @@ from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
 from tests.e2e.conftest import configure, ingest, land, parquet_event_ids, run, task_states
 from tests.e2e.expectations import assert_day_converted_exactly
-from tests.factories import SHORT_LEASE
+from tests.factories import SHORT_LEASE, wait_for_expired_claims
 from tools import faults
 from tools.faults import FaultRule
 from tools.local_stack import client
@@ -71,7 +70,7 @@ def test_an_old_days_pending_files_and_expired_claims_are_converted(dags, aws_en
     drain_queue(stack.sqs, stack.queue_url, two_file_groups, two_files)
     orphans = plan_manifests(stack.ledger, stack.storage, two_files, [old_day], owner="old/run")
     assert orphans
-    time.sleep(SHORT_LEASE["lease_seconds"])
+    wait_for_expired_claims(stack, orphans)
 
     ingested = ingest(dags)
 
@@ -105,7 +104,7 @@ def test_a_sweep_that_cannot_repair_a_manifest_does_not_stop_the_conversions(dag
     )
     stack.job_storage.write_bytes(partial, b"PAR1")
     denied = FaultRule("access_denied", service="s3", operation="DeleteObjects", resource=f"*{stuck.manifest_id}*")
-    time.sleep(SHORT_LEASE["lease_seconds"])
+    wait_for_expired_claims(stack, [stuck])
 
     with faults.injected(stack.endpoint, denied):
         ingested = ingest(dags)

@@ -1,10 +1,9 @@
-"""One local SparkSession for the Glue job tests, and a factory for a manifest of local files."""
+"""The Glue job tests' marker, and a factory for a manifest of local files (their Spark session: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,22 +12,19 @@ import pytest
 from ndjson_pipeline.conversion import JobArguments
 from ndjson_pipeline.files import FileVersion
 from ndjson_pipeline.manifest import Manifest
-from tools.local_spark import local_session
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "glue_scripts" / "schemas" / "events.json"
 LANDING_BUCKET = "landing"
 DAY = "2026-11-24"
+GLUE_TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="session")
-def spark(tmp_path_factory):
-    session = local_session(
-        "glue-job-tests", tmp_path_factory.mktemp("py-files"), driver_memory="2g", shuffle_partitions=2
-    )
-    yield session
-    session.stop()
-    # py4j logs from finalizers at interpreter exit, after pytest closed the streams.
-    logging.getLogger("py4j").setLevel(logging.ERROR)
+def pytest_collection_modifyitems(items):
+    """Mark the job's tests ``glue_job``: `make test` runs those that are not end to end in each Glue environment
+    (test-glue-envs), the end-to-end ones in .venv's run, which leaves the others out."""
+    for item in items:
+        if GLUE_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.glue_job)
 
 
 @dataclass

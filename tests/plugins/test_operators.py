@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 
 import pytest
 import requests
@@ -32,7 +31,7 @@ from ndjson_pipeline.usage.glue import ExecutionClass
 from ndjson_pipeline_airflow.hooks.glue import ManifestGlueJobHook
 from ndjson_pipeline_airflow.operators import ManifestGlueJobOperator, RebuildGlueJobOperator
 from ndjson_pipeline_airflow.runs import conversion_runs
-from tests.factories import RecordedRuns, plan, publish_result, register_files
+from tests.factories import RecordedRuns, plan, publish_result, register_files, wait_for_expired_claims
 from tools.local_stack import client
 
 PROVIDER_HAS_DURABLE = "durable" in inspect.signature(GlueJobOperator.__init__).parameters
@@ -308,7 +307,7 @@ def test_a_manifest_compensated_while_its_run_starts_gets_the_run_stopped(glue_c
     def start_after_a_compensation(hook, arguments, extra=None, **run_options):
         # This try stalled past its lease; the other DAG's sweeper found the claim expired and gave it up.
         stack.ledger.extend_lease(ref.manifest_id, 1)
-        time.sleep(1.5)
+        wait_for_expired_claims(stack, [ref])
         sweep_expired_claims(
             stack.ledger,
             stack.storage,

@@ -23,7 +23,7 @@ from ndjson_pipeline.ledger import WorkIndex, wakes
 from ndjson_pipeline.usage import Usage
 from ndjson_pipeline_airflow.triggers import PendingWorkTrigger
 from tests.conftest import make_stack
-from tests.factories import file_states, plan, register_files
+from tests.factories import file_states, plan, register_files, wait_until
 from tools.local_stack import aws_connection_env
 
 BATCH = 5  # a full manifest: the woken planner claims it whole
@@ -97,19 +97,12 @@ def _fired(runs: list[_Waiting]) -> list[_Waiting]:
     return sorted((r for r in runs if r.fired_at is not None), key=lambda r: r.fired_at or 0)
 
 
-def _await(condition, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def test_each_ready_batch_wakes_one_of_the_waiting_runs_and_the_others_keep_waiting(runs_stack):
     stack = runs_stack
     first_batch = register_files(stack, BATCH)
     runs = _waiting_runs(stack, 4, seconds=20)
 
-    _await(lambda: bool(_fired(runs)))
+    wait_until(lambda: bool(_fired(runs)), "a run woken by the first batch")
     time.sleep(2)  # the others poll again meanwhile: the day is still ready, and its wake still taken
     assert len(_fired(runs)) == 1, f"one batch woke {[r.dag_run for r in _fired(runs)]}"
     (woken,) = _fired(runs)
@@ -117,7 +110,7 @@ def test_each_ready_batch_wakes_one_of_the_waiting_runs_and_the_others_keep_wait
     (first,) = plan(stack, owner=woken.dag_run, woken=True)  # the woken run's planner, which frees the wake
 
     second_batch = register_files(stack, BATCH, prefix="g")
-    _await(lambda: len(_fired(runs)) >= 2)
+    wait_until(lambda: len(_fired(runs)) >= 2, "a run woken by the second batch")
     time.sleep(2)
     assert len(_fired(runs)) == 2, f"the second batch woke {[r.dag_run for r in _fired(runs)[1:]]}"
     second = _fired(runs)[1]

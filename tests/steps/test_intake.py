@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.steps.intake import MalformedMessageError, drain_queue, parse_notification
-from tests.factories import DAY, DAY_PATH, make_body, make_record, mwaa_ledger, queue_depth, send
+from tests.factories import DAY, DAY_PATH, make_body, make_record, mwaa_ledger, queue_depth, send, wait_until
 
 
 def _drain(stack, **kwargs):
@@ -30,7 +29,7 @@ def test_real_upload_is_registered_pending_and_its_message_deleted(stack):
     _purge_test_events(stack)
     key = f"{DAY_PATH}real upload ü+1.ndjson"
     stack.s3.put_object(Bucket=stack.names.landing_bucket, Key=key, Body=b'{"a": 1}\n')
-    time.sleep(1.5)  # moto delivers the notification within about a second
+    wait_until(lambda: queue_depth(stack)[0] == 1, "the upload's notification")  # moto delivers it in the background
 
     report = _drain(stack)
 
@@ -138,7 +137,7 @@ def test_crash_between_ledger_write_and_delete_makes_redelivery_harmless(stack, 
     assert stack.ledger.get_file(identity).state == FileState.PENDING
     manifest = stack.ledger.claim_batch(DAY, max_files=10, max_bytes=10**9, lease_seconds=600)
     assert manifest is not None
-    time.sleep(1.2)
+    wait_until(lambda: queue_depth(stack)[0] == 1, "the undeleted message visible again")
 
     report = _drain(stack)
 

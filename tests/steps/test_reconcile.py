@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date, timedelta
 
 import pytest
@@ -23,7 +22,9 @@ from tests.factories import (
     make_record,
     plan,
     publish_result,
+    queue_depth,
     send,
+    wait_until,
 )
 
 
@@ -52,7 +53,7 @@ def test_reconcile_registers_only_versions_the_ledger_lacks(stack):
     for i in range(5):
         stack.s3.put_object(Bucket=bucket, Key=f"{DAY_PATH}r{i}.ndjson", Body=f'{{"i": {i}}}\n'.encode())
     stack.s3.put_object(Bucket=bucket, Key="incoming/2026/11/25/next-day.ndjson", Body=b"{}\n")
-    time.sleep(1.5)
+    wait_until(lambda: queue_depth(stack)[0] >= 6, "the six objects' notifications")
     _discard_all_messages(stack)  # every notification is lost ...
     heard = [f"{DAY_PATH}r{i}.ndjson" for i in (0, 1)]  # ... but these two are redelivered
     send(stack, *(make_body(make_record(bucket, k, etag=_etag(stack, k), size=9)) for k in heard))

@@ -7,8 +7,6 @@ and end to end in tests/e2e.
 
 from __future__ import annotations
 
-import time
-
 from ndjson_pipeline.files import FileState
 from ndjson_pipeline.ledger import ManifestState, table_schema
 from ndjson_pipeline.steps.sweeping import sweep_expired_claims
@@ -21,6 +19,7 @@ from tests.factories import (
     plan,
     publish_result,
     register_files,
+    wait_for_expired_claims,
     write_publish_log,
 )
 from tools import faults
@@ -34,7 +33,7 @@ def test_sweeper_repairs_claims_whose_finaliser_never_ran(aws_endpoint):
     publish_result(stack, done_ref)  # finished, but its finaliser never ran
     active = set()
 
-    time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
+    wait_for_expired_claims(stack, [done_ref, lost_ref])
     repaired = sweep_expired_claims(
         stack.ledger,
         stack.storage,
@@ -67,7 +66,7 @@ def test_sweeper_extends_the_lease_of_a_manifest_still_converting(aws_endpoint):
     register_files(stack, 3)
     (ref,) = plan(stack)
 
-    time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
+    wait_for_expired_claims(stack, [ref])
     stack_settings = stack.settings.replace(lease_seconds=600)
     repaired = sweep_expired_claims(
         stack.ledger,
@@ -110,7 +109,7 @@ def test_one_manifest_the_sweeper_cannot_repair_does_not_stop_the_others(aws_end
         if manifest_id == unstoppable.manifest_id:
             raise TimeoutError(f"Glue run of manifest {manifest_id} did not stop in 600s")
 
-    time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
+    wait_for_expired_claims(stack, refs)
     refused = FaultRule(
         "access_denied", service="s3", operation="DeleteObjects", resource=f"*{undeletable.manifest_id}*"
     )
@@ -136,7 +135,7 @@ def test_the_sweeper_never_compensates_a_claim_a_conversion_just_took_back(aws_e
     stack = make_stack(aws_endpoint, **SHORT_LEASE)
     identities = register_files(stack, 3)
     (ref,) = plan(stack)
-    time.sleep(SHORT_LEASE["lease_seconds"] + 0.5)
+    wait_for_expired_claims(stack, [ref])
 
     class ConversionStartsMeanwhile(RecordedRuns):
         def active_run_of(self, manifest_id: str) -> str | None:
