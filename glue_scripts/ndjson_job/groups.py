@@ -98,7 +98,7 @@ def convert_group(work: GroupWork) -> GroupOutput:
     settled: dict[str, FileResult] = {}  # files quarantined whole after some of their rows were written
     while True:
         with tempfile.TemporaryDirectory(prefix=f"ndjson-group-{work.index:05d}-") as folder:
-            parts = GroupParts(Path(folder), work.rules.options.compression, work.manifest_id)
+            parts = GroupParts(Path(folder), work.rules.options, work.manifest_id)
             try:
                 results = tuple(settled.get(f.identity) or _convert_file(work, f, parts) for f in work.files)
                 staged, lines = parts.stage(work.storage, work.staging, work.index)
