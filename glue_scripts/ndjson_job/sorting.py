@@ -5,7 +5,7 @@ is about 6 GB of NDJSON), so they are never sorted at once. The runs (row groups
 of unsorted rows, ``output.GroupParts``) are read three times, a batch at a time:
 
 1. the sort column only, every n-th value kept: its quantiles are the
-   boundaries of key ranges of about one output row group each;
+   boundaries of key ranges of about half an output row group each;
 2. each batch split by range into spill files on local disk (Arrow IPC, lz4):
    one range per interval between boundaries, one per boundary value (so a key
    shared by many rows holds no other key) and one for the nulls (last);
@@ -15,8 +15,9 @@ of unsorted rows, ``output.GroupParts``) are read three times, a batch at a time
 
 Memory: about two row groups of rows (the range being sorted and the rows not
 yet written), never the dt's rows; disk: the runs and one copy of them spilled.
-Output is the same bytes on every attempt: boundaries come from a fixed sample
-of the same rows, and the sort is stable on input in the same order.
+The rows come out in the order of one stable sort of the runs by key, whatever
+the boundaries (a key falls in one range, which keeps the runs' order): the same
+bytes on every attempt.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import pyarrow.parquet as pq
 from ndjson_job.reading import MiB
 from ndjson_pipeline.conversion import SORT_BY_AUTO, SORT_BY_NONE, ConversionOptions
 
-# Sampled keys per output row group: enough that ranges come out near one row group each.
+# Sampled keys per range: enough that ranges come out near their size.
 SAMPLES_PER_RANGE = 64
 # Rows read from the runs at a time.
 BATCH_ROWS = 65_536
@@ -90,7 +91,9 @@ class SortedWriter:
                 int(MAX_ROW_GROUP_ARROW_BYTES / self._arrow_bytes_per_row),
             ),
         )
-        boundaries = self._boundaries(source, math.ceil(rows / group_rows))
+        # Ranges of half a row group: the range being sorted (twice: as read and sorted) and the rows not yet
+        # written (under a row group) stay within about two row groups.
+        boundaries = self._boundaries(source, math.ceil(2 * rows / group_rows))
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=f"{out.stem}-ranges-") as spill:
             ranges = self._spill(source, boundaries, Path(spill))
             writer = pq.ParquetWriter(
@@ -114,7 +117,9 @@ class SortedWriter:
                             rest = pa.concat_tables(pending)
                             full = rest.num_rows // group_rows * group_rows
                             writer.write_table(rest.slice(0, full), row_group_size=group_rows)
-                            pending, pending_rows = [rest.slice(full)], rest.num_rows - full
+                            # A copy: a slice would keep every row of the ranges it came from in memory.
+                            pending, pending_rows = [rest.slice(full).combine_chunks()], rest.num_rows - full
+                            del rest, table
                 if pending_rows:
                     writer.write_table(pa.concat_tables(pending), row_group_size=group_rows)
             finally:
@@ -173,7 +178,9 @@ class SortedWriter:
                     yield pa.Table.from_batches([reader.get_batch(index)])
                 return
             table = reader.read_all()
-        yield table.take(pc.sort_indices(sort_key(table, self._path)))
+        ordered = table.take(pc.sort_indices(sort_key(table, self._path)))
+        del table  # not held while the sorted rows are written
+        yield ordered
 
 
 def range_ids(key: pa.Array, boundaries: pa.Array | None) -> pa.Array:
