@@ -176,3 +176,28 @@ def test_sort_by_is_a_dotted_path_auto_or_none():
         ConversionOptions(sort_by="user..id")
     with pytest.raises(OptionError, match="row_group_mb must be at least"):
         ConversionOptions(row_group_mb=0)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [pa.timestamp("us", tz="UTC"), pa.date32(), pa.decimal128(22, 3), pa.float64(), pa.int64(), pa.bool_()],
+    ids=str,
+)
+def test_the_event_time_sorts_whatever_its_type(tmp_path, kind):
+    rng = random.Random(3)
+    values = [rng.randrange(10**6) if i % 40 else None for i in range(6_000)]
+    if pa.types.is_boolean(kind):
+        values = [None if v is None else v % 2 == 0 for v in values]
+    source = pa.array(values, pa.int64() if not pa.types.is_boolean(kind) else pa.bool_())
+    typed = source.cast(pa.int32()).cast(kind) if pa.types.is_date(kind) else source.cast(kind)
+    ids = pa.array([f"e{i:06d}" for i in range(len(values))])
+    rows = pa.table({"event_id": ids, "event_time": typed, PARTITION_COLUMN: pa.array([DAY] * len(values))})
+    path = _write(tmp_path / "out", rows, row_group_mb=0.01)
+
+    chunks = _column_chunks(path, "event_time")
+    with_values = [c.statistics for c in chunks if c.statistics.has_min_max]
+    assert len(chunks) > 1
+    assert all(a.max <= b.min for a, b in itertools.pairwise(with_values))
+    written = pq.read_table(path).column("event_time").to_pylist()
+    nulls = values.count(None)
+    assert written == sorted(v for v in written if v is not None) + [None] * nulls
