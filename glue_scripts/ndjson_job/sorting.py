@@ -6,7 +6,7 @@ of unsorted rows, ``output.GroupParts``) are read three times, a batch at a time
 
 1. the sort column only, every n-th value kept: its quantiles are the
    boundaries of key ranges of about half an output row group each;
-2. each batch split by range into spill files on local disk (Arrow IPC, lz4):
+2. each batch split by range into spill files on local disk (Arrow IPC):
    one range per interval between boundaries, one per boundary value (so a key
    shared by many rows holds no other key) and one for the nulls (last);
 3. range after range in key order: an interval is read and sorted (about one
@@ -80,8 +80,8 @@ class SortedWriter:
         self._arrow_bytes_per_row = max(arrow_bytes_per_row, 1.0)
 
     def write(self, runs: Path, out: Path) -> None:
-        source = pq.ParquetFile(runs)
-        rows = source.metadata.num_rows
+        metadata = pq.read_metadata(runs)
+        rows = metadata.num_rows
         # The runs' own Parquet size per row estimates the sorted file's (sorted rows compress a little better).
         parquet_bytes_per_row = max(runs.stat().st_size / max(rows, 1), 1.0)
         group_rows = max(
@@ -93,17 +93,18 @@ class SortedWriter:
         )
         # Ranges of half a row group: the range being sorted (twice: as read and sorted) and the rows not yet
         # written (under a row group) stay within about two row groups.
-        boundaries = self._boundaries(source, math.ceil(2 * rows / group_rows))
+        boundaries = self._boundaries(runs, math.ceil(2 * rows / group_rows))
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=f"{out.stem}-ranges-") as spill:
-            ranges = self._spill(source, boundaries, Path(spill))
+            ranges = self._spill(runs, boundaries, Path(spill))
+            schema = metadata.schema.to_arrow_schema()
             writer = pq.ParquetWriter(
                 out,
-                source.schema_arrow,
+                schema,
                 compression=str(self._options.compression),
                 write_statistics=True,
                 write_page_index=True,
                 sorting_columns=pq.SortingColumn.from_ordering(
-                    source.schema_arrow, [(self._path, "ascending")], null_placement="at_end"
+                    schema, [(self._path, "ascending")], null_placement="at_end"
                 ),
             )
             try:
@@ -124,12 +125,12 @@ class SortedWriter:
                     writer.write_table(pa.concat_tables(pending), row_group_size=group_rows)
             finally:
                 writer.close()
-        source.close()
 
-    def _boundaries(self, source: pq.ParquetFile, ranges: int) -> pa.Array | None:
+    def _boundaries(self, runs: Path, ranges: int) -> pa.Array | None:
         """Distinct keys, ascending, that cut the rows into about ``ranges`` ranges of equal rows."""
         if ranges <= 1:
             return None
+        source = _open(runs)
         step = max(1, source.metadata.num_rows // (ranges * SAMPLES_PER_RANGE))
         samples, seen = [], 0
         top = self._path.split(".")[0]
@@ -146,11 +147,13 @@ class SortedWriter:
         cuts = ordered.take(pa.array([len(ordered) * i // ranges for i in range(1, ranges)], pa.int64()))
         return pc.unique(cuts)  # in order of first appearance: still ascending
 
-    def _spill(self, source: pq.ParquetFile, boundaries: pa.Array | None, folder: Path) -> dict[int, Path]:
+    def _spill(self, runs: Path, boundaries: pa.Array | None, folder: Path) -> dict[int, Path]:
         """Each batch of the runs split by range (``range_ids``) into one spill file per range."""
+        source = _open(runs)
         writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
         paths: dict[int, Path] = {}
-        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        # Uncompressed: a range is then read back from the memory map without a copy, however many pieces it has.
+        options = pa.ipc.IpcWriteOptions(compression=None)
         try:
             for batch in source.iter_batches(batch_size=BATCH_ROWS):
                 ids = range_ids(sort_key(batch, self._path), boundaries)
@@ -181,6 +184,12 @@ class SortedWriter:
         ordered = table.take(pc.sort_indices(sort_key(table, self._path)))
         del table  # not held while the sorted rows are written
         yield ordered
+
+
+def _open(runs: Path) -> pq.ParquetFile:
+    """The runs, for one pass: a reader holds the last row group it decoded for as long as it lives (closing it
+    is not enough), so each pass opens its own and drops it when it returns."""
+    return pq.ParquetFile(runs)
 
 
 def range_ids(key: pa.Array, boundaries: pa.Array | None) -> pa.Array:
