@@ -18,7 +18,7 @@ GLUE_ENVS := glue50 glue51 glue60
 glue_stamp = .venv-$(1)/.installed-$(shell cat requirements-$(1).txt | sha256sum | cut -c1-16)
 GLUE_STAMPS := $(foreach env,$(GLUE_ENVS),$(call glue_stamp,$(env)))
 
-.PHONY: run ui test test-setup test-ui test-provider-next install-provider-next lint iac-check install install-browser install-dynamodb-local install-glue-envs test-glue-envs build deploy schema-propose schema-check bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak bench-dag-parse
+.PHONY: run ui test test-setup test-ui test-provider-next install-provider-next lint iac-check install install-browser install-dynamodb-local install-glue-envs test-glue-envs build deploy schema-propose schema-check bench-ledger bench-glue bench-glue-memory bench-capacity bench-soak bench-dag-parse bench-pruning
 
 install: $(STAMP) $(DYNAMODB_LOCAL_STAMP)
 
@@ -146,6 +146,12 @@ bench-glue: install
 # Peak memory of one task on 100 MB plain, 1 GB plain and 1 GB gzip (about 6 GB of text) files; takes minutes.
 bench-glue-memory: install
 	$(VENV)/bin/python -m benchmarks.glue_memory_benchmark
+
+# Row groups a one-hour query on the event time reads, sorted layout against unsorted, on the pyarrow of .venv and of
+# Glue 5.0 (pyarrow 17); see benchmarks/pruning.py.
+bench-pruning: install $(call glue_stamp,glue50)
+	$(VENV)/bin/python -m benchmarks.pruning
+	.venv-glue50/bin/python benchmarks/pruning.py  # by path: a package of Glue 5.0's pins is named benchmarks too
 
 # Latency, backlog and the requests and DynamoDB units of a file, end to end (benchmarks/capacity_benchmark.py).
 bench-capacity: install

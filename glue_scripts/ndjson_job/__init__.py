@@ -5,7 +5,7 @@ Glue runs the entry script ``ndjson_to_parquet.py``; this package ships beside
 every executor import the same code. Flow (``job.convert_manifest``):
 
 1. load the manifest and the declared schema (``schema``); split the files into
-   output groups of about ``--target_file_mb`` of input each (``groups``);
+   output groups of about ``--target_file_mb`` of Parquet each (``groups``);
 2. one Spark task per group (``groups.convert_group``) streams each file, only
    the manifest's version of it (``reading``: S3 If-Match; otherwise the file
    is QUARANTINED as "superseded"), gunzipping ``.gz`` files as it goes: a file
@@ -17,9 +17,10 @@ every executor import the same code. Flow (``job.convert_manifest``):
    one (``lines.classify_line``) and loaded, rescued (unknown fields or type
    mismatches kept in ``_rescued_data``; ``--read_mode rescue``) or quarantined
    with their line number and a reason;
-4. the task writes its group's rows as row groups of one Parquet file per dt,
-   and its quarantined lines, on local disk (``output``), then stages them
-   under a per-attempt prefix;
+4. the task writes its group's rows, one Parquet file per dt sorted by
+   ``--sort_by`` in row groups of ``--row_group_mb`` (``output``, ``sorting``),
+   and its quarantined lines, on local disk, then stages them under a
+   per-attempt prefix;
 5. the driver publishes staged files under names derived from the manifest id,
    deletes this manifest's stale files and the staging prefix, and writes the
    job result last (``publication``). **The result object's presence is the

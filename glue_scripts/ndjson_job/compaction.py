@@ -32,7 +32,7 @@ from ndjson_job.groups import GroupOutput, plan_groups
 from ndjson_job.logs import configure_job_logging
 from ndjson_job.output import GroupParts
 from ndjson_job.reading import READ_BYTES
-from ndjson_pipeline.conversion import JobArguments, LogOptions
+from ndjson_pipeline.conversion import ConversionOptions, JobArguments, LogOptions
 from ndjson_pipeline.files import FileState, FileVersion
 from ndjson_pipeline.layout import PARTITION_COLUMN, LakeLayout
 from ndjson_pipeline.manifest import FileResult, Manifest
@@ -54,7 +54,7 @@ class CompactionWork:
     storage: Storage
     staging: str
     manifest_id: str
-    compression: str
+    options: ConversionOptions
     logs: LogOptions = field(default_factory=LogOptions)
 
 
@@ -72,7 +72,7 @@ def plan_compaction_work(
             storage=storage.for_tasks(),
             staging=staging,
             manifest_id=manifest.manifest_id,
-            compression=str(args.options.compression),
+            options=args.options,
             logs=args.logs,
         )
         for index, files in enumerate(plan_groups(manifest.files, args.options.target_file_mb))
@@ -83,7 +83,7 @@ def compact_group(work: CompactionWork) -> GroupOutput:
     """Copy the rows of a group's files into one Parquet file, staged; runs in a Spark task."""
     configure_job_logging(work.logs)
     with tempfile.TemporaryDirectory(prefix=f"ndjson-compact-{work.index:05d}-") as folder:
-        parts = GroupParts(Path(folder), work.compression, work.manifest_id)
+        parts = GroupParts(Path(folder), work.options, work.manifest_id)
         try:
             results = tuple(_copy_rows(work, file, parts, Path(folder)) for file in work.files)
             staged, _ = parts.stage(work.storage, work.staging, work.index)

@@ -1,12 +1,19 @@
 """A group's output while its task runs: one Parquet file per dt and the quarantined lines, on local disk.
 
-Rows are buffered and written as Parquet row groups of about ``ROW_GROUP_BYTES``
-(Arrow memory), so a task holds at most about one row group whatever the size of
-its files. A file quarantined whole after it gave rows (a truncated gzip is only
+Rows are buffered and written to local disk in runs of about ``ROW_GROUP_BYTES``
+(Arrow memory), so a task holds at most about one run whatever the size of its
+files. A file quarantined whole after it gave rows (a truncated gzip is only
 found at its end; invalid UTF-8 under ``strict``; too large) must publish none of
 them: ``drop_file`` forgets its buffered rows and quarantined lines, and says
 when some of its rows were already written (only a file with more rows than a
-row group gets there); the task then starts its output again without that file.
+run gets there); the task then starts its output again without that file.
+
+Files are written for pruning: rows sorted by the sort column (``sort_column``:
+``sort_by``, by default the event-time field) with nulls last, row groups of
+about ``row_group_mb`` of Parquet, statistics and the page index written and the
+order recorded in each row group's ``sorting_columns``, so a reader skips the
+row groups and pages a predicate on that column cannot match. Without a sort
+column the runs are the file's row groups.
 """
 
 from __future__ import annotations
@@ -21,9 +28,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ndjson_job.reading import MiB
+from ndjson_job.sorting import SortedWriter, sort_column
+from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.layout import PARTITION_COLUMN
 from ndjson_pipeline.storage import Storage
 
+# Arrow memory of the rows buffered before they are written as a run: the most rows a task holds at once.
 ROW_GROUP_BYTES = 128 * MiB
 
 
@@ -48,12 +58,14 @@ class StagedLines:
 class GroupParts:
     """The Parquet files (one per dt) and the quarantined lines of one group, built file by file."""
 
-    def __init__(self, folder: Path, compression: str, manifest_id: str) -> None:
+    def __init__(self, folder: Path, options: ConversionOptions, manifest_id: str) -> None:
         self._folder = folder
-        self._compression = compression
+        self._options = options
         self._manifest_id = manifest_id
-        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._writers: dict[str, pq.ParquetWriter] = {}  # dt -> its runs (the file itself when not sorted)
+        self._sort_column: str | None = None
         self._rows: dict[str, int] = {}
+        self._arrow_bytes: dict[str, int] = {}
         self._buffered: dict[str, list[tuple[int, pa.Table]]] = {}  # dt -> (file, rows) not yet written
         self._buffered_bytes = 0
         self._file = -1
@@ -98,11 +110,15 @@ class GroupParts:
             if not parts:
                 continue
             table = pa.concat_tables([rows for _, rows in parts])
+            if not self._writers:
+                self._sort_column = sort_column(self._options, table.schema)
             if dt not in self._writers:
-                path = str(self._folder / f"{dt}.parquet")
-                self._writers[dt] = pq.ParquetWriter(path, table.schema, compression=self._compression)
+                self._writers[dt] = pq.ParquetWriter(
+                    self._runs_path(dt), table.schema, compression=str(self._options.compression), write_page_index=True
+                )
             self._writers[dt].write_table(table, row_group_size=table.num_rows)
             self._rows[dt] = self._rows.get(dt, 0) + table.num_rows
+            self._arrow_bytes[dt] = self._arrow_bytes.get(dt, 0) + table.nbytes
             self._file_written |= any(file == self._file for file, _ in parts)
         self._buffered.clear()
         self._buffered_bytes = 0
@@ -114,6 +130,10 @@ class GroupParts:
         parts = []
         for dt, rows in sorted(self._rows.items()):
             path = self._folder / f"{dt}.parquet"
+            if self._sort_column is not None:
+                runs = self._runs_path(dt)
+                SortedWriter(self._options, self._sort_column, self._arrow_bytes[dt] / rows).write(runs, path)
+                runs.unlink()
             uri = f"{staging}/data/{PARTITION_COLUMN}={dt}/part-{index:05d}.parquet"
             storage.upload_file(str(path), uri)
             parts.append(StagedPart(dt=dt, uri=uri, rows=rows, bytes=path.stat().st_size))
@@ -122,6 +142,10 @@ class GroupParts:
             lines = StagedLines(uri=f"{staging}/quarantine/lines-{index:05d}.json", lines=self.lines)
             storage.upload_file(str(self._folder / "lines.json"), lines.uri)
         return tuple(parts), lines
+
+    def _runs_path(self, dt: str) -> Path:
+        # Not *.parquet: only the files to publish carry that name (drift reads them).
+        return self._folder / (f"{dt}.parquet" if self._sort_column is None else f"{dt}.runs")
 
     def close(self) -> None:
         for writer in self._writers.values():

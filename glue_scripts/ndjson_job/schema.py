@@ -7,7 +7,14 @@ import json
 import pyarrow as pa
 from pyspark.sql import types as T
 
-from ndjson_pipeline.conversion import ConversionOptions, JobArguments, Partitioning, ReadMode
+from ndjson_pipeline.conversion import (
+    SORT_BY_AUTO,
+    SORT_BY_NONE,
+    ConversionOptions,
+    JobArguments,
+    Partitioning,
+    ReadMode,
+)
 from ndjson_pipeline.dataset_schema import LINEAGE_COLUMNS, RESCUED_COLUMN, DeclaredSchema, SchemaError, output_fields
 from ndjson_pipeline.layout import PARTITION_COLUMN
 
@@ -51,6 +58,13 @@ def parse_schema(text: str, args: JobArguments) -> T.StructType:
             raise JobArgumentError(
                 f"--event_time_field {options.event_time_field!r} must be a string, not {field_type.simpleString()}"
             )
+    if options.sort_by not in (SORT_BY_AUTO, SORT_BY_NONE):
+        sort_type = _field_type(schema, options.sort_by)
+        if sort_type is None:
+            raise JobArgumentError(f"--sort_by {options.sort_by!r} is not in the declared schema")
+        if isinstance(sort_type, (T.StructType, T.ArrayType, T.MapType)):
+            kind = sort_type.simpleString()
+            raise JobArgumentError(f"--sort_by {options.sort_by!r} must be a scalar field, not {kind}")
     return schema
 
 

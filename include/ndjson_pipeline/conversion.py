@@ -73,7 +73,10 @@ class OptionError(ValueError):
 
 _DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_MINIMUM = {"target_file_mb": 0.01, "max_raw_chars": 1, "max_decompressed_mb": 1}
+_MINIMUM = {"target_file_mb": 0.01, "row_group_mb": 0.01, "max_raw_chars": 1, "max_decompressed_mb": 1}
+# sort_by's words: the event-time field when the declared schema has it, or no sort at all.
+SORT_BY_AUTO = "auto"
+SORT_BY_NONE = "none"
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,13 @@ class ConversionOptions(_JobOptions):
     event_time_field: str = "event_time"
     # "iso8601" (as datetime.fromisoformat; no offset means UTC) or a strptime format.
     event_time_format: str = "iso8601"
-    # Input bytes per output group: one Spark task and one Parquet file per dt.
+    # Parquet bytes per output file: a group (one Spark task) gets about this much output, one file per dt.
     target_file_mb: float = 128.0
+    # Dotted path of the field rows are sorted by within each file, nulls last (readers skip row groups by its
+    # statistics); "auto": event_time_field when the declared schema has it; "none": no sort.
+    sort_by: str = SORT_BY_AUTO
+    # Parquet bytes per row group of a sorted file: the unit a reader skips; several per file.
+    row_group_mb: float = 16.0
     # Add the _source_uri and _manifest_id columns.
     lineage: bool = True
     # Raw text kept per quarantined line.
@@ -119,6 +127,8 @@ class ConversionOptions(_JobOptions):
         super().__post_init__()
         if not _DOTTED_PATH.fullmatch(self.event_time_field):
             raise OptionError("event_time_field", f"must be a dotted field path, not {self.event_time_field!r}")
+        if self.sort_by not in (SORT_BY_AUTO, SORT_BY_NONE) and not _DOTTED_PATH.fullmatch(self.sort_by):
+            raise OptionError("sort_by", f"must be a dotted field path, 'auto' or 'none', not {self.sort_by!r}")
         if not self.event_time_format.strip():
             raise OptionError("event_time_format", "must be 'iso8601' or a strptime format, not empty")
 

@@ -15,7 +15,16 @@ from botocore.exceptions import ClientError
 
 from ndjson_job import output as output_module
 from ndjson_job import reading as reading_module
-from ndjson_job.groups import GroupOutput, GroupWork, convert_group, files_for_size, plan_groups
+from ndjson_job.groups import (
+    BYTES_PER_PARQUET_BYTE,
+    NDJSON_BYTES_PER_PARQUET_BYTE,
+    GroupOutput,
+    GroupWork,
+    convert_group,
+    expected_parquet_bytes,
+    files_for_size,
+    plan_groups,
+)
 from ndjson_job.lines import LineRules
 from ndjson_job.schema import arrow_schema, parse_schema
 from ndjson_pipeline.conversion import ConversionOptions, JobArguments
@@ -35,20 +44,31 @@ def _make_file(n: int, size: int, **overrides) -> FileVersion:
     return FileVersion(**{"bucket": "landing", "key": f"in/{n:03d}.ndjson", "etag": f"e{n}", "size": size, **overrides})
 
 
-def test_file_count_follows_input_size():
+def test_file_count_follows_output_size():
     assert files_for_size(10 * 1024 * 1024, 128) == 1
     assert files_for_size(99 * int(3.5 * 1024 * 1024), 128) == 3
 
 
+def test_a_file_counts_for_the_parquet_it_becomes_text_gzip_or_parquet():
+    text, gzipped, parquet = (_make_file(0, 90 * MiB, key=key) for key in ("a.ndjson", "b.ndjson.GZ", "dt=x/c.parquet"))
+    assert expected_parquet_bytes(text) == 90 * MiB / NDJSON_BYTES_PER_PARQUET_BYTE
+    assert expected_parquet_bytes(gzipped) == 90 * MiB / BYTES_PER_PARQUET_BYTE[".gz"] > 90 * MiB
+    assert expected_parquet_bytes(parquet) == 90 * MiB
+    # 128 MB of Parquet: a group of 576 MB of text, of 96 MB of gzip.
+    assert len(plan_groups([_make_file(n, 100 * MiB) for n in range(6)], target_file_mb=128)) == 2
+    assert len(plan_groups([_make_file(n, 60 * MiB, key=f"{n}.gz") for n in range(6)], target_file_mb=128)) == 4
+
+
 def test_groups_are_near_equal_and_do_not_depend_on_manifest_order():
     files = [_make_file(n, (n % 7 + 1) * MiB) for n in range(40)]
-    groups = plan_groups(files, target_file_mb=40)
-    assert plan_groups(reversed(files), target_file_mb=40) == groups
+    groups = plan_groups(files, target_file_mb=8)
+    assert plan_groups(reversed(files), target_file_mb=8) == groups
     assert sorted(f.uri for group in groups for f in group) == sorted(f.uri for f in files)
     loads = [sum(f.size for f in group) for group in groups]
-    assert len(groups) == files_for_size(sum(f.size for f in files), 40)
-    assert max(loads) - min(loads) <= 7 * MiB
-    assert all(list(group) == sorted(group, key=lambda f: f.uri) for group in groups)
+    assert len(groups) == files_for_size(sum(map(expected_parquet_bytes, files)), 8) == 5
+    assert max(loads) - min(loads) <= 2 * 7 * MiB  # each within about a file of its share
+    # Runs of consecutive keys: a group's files (and its output file) cover a slice of the day.
+    assert [f.uri for group in groups for f in group] == sorted(f.uri for f in files)
 
 
 def test_there_are_never_more_groups_than_files():

@@ -22,7 +22,7 @@ from tools.local_stack import client
 from tools.sample_data import ndjson_body
 
 # About 870 KB of events over 6 files with 1% bad lines (type conflicts are rescued, so loaded):
-# three output files at --target_file_mb 0.3.
+# three output files at --target_file_mb 0.065 (of Parquet: about 190 KB).
 FILES = {f"in/part-{n}.ndjson": ndjson_body(300, seed=n, bad_fraction=0.01, prefix=f"p{n}") for n in range(6)}
 BODIES = {key: body for key, (body, _) in FILES.items()}
 EXPECTED_IDS = sorted(
@@ -34,7 +34,7 @@ EXPECTED_IDS = sorted(
 
 
 def _make_job(tmp_path: Path, **overrides: str):
-    return make_local_job(tmp_path, BODIES, **{"target_file_mb": "0.3", **overrides})
+    return make_local_job(tmp_path, BODIES, **{"target_file_mb": "0.065", **overrides})
 
 
 def _lake_rows(job) -> list[tuple]:
