@@ -193,11 +193,14 @@ class FileConverter:
 
 
 def event_days(values: pa.Array, time_format: str) -> pa.Array:
-    """The UTC day (YYYY-MM-DD) of each event time string; null where missing or unparsable.
+    """The UTC day (YYYY-MM-DD) of each event time; null where missing or unparsable.
 
-    ``iso8601`` accepts what ``datetime.fromisoformat`` does (a time without an offset is UTC);
-    any other format is a strptime format such as ``%d/%m/%Y %H:%M``.
+    A typed timestamp is already in UTC. For a string, ``iso8601`` accepts what
+    ``datetime.fromisoformat`` does (a time without an offset is UTC); any other
+    format is a strptime format such as ``%d/%m/%Y %H:%M``.
     """
+    if pa.types.is_timestamp(values.type):
+        return pc.strftime(values, format="%Y-%m-%d")
     if time_format.lower() != "iso8601":
         parsed = pc.strptime(values, format=time_format, unit="us", error_is_null=True)
         return pc.strftime(parsed, format="%Y-%m-%d")

@@ -7,10 +7,14 @@ holds them to it).
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
 import re
+import struct
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -24,6 +28,23 @@ NOT_AN_OBJECT = ("malformed JSON", "not a JSON object")
 # In rescue mode, the earlier values of keys given more than once (the last one wins), by key.
 DUPLICATE_KEYS = "_duplicate_keys"
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# The field metadata key that says a timestamp field holds epoch numbers, and its values (docs/schema.md).
+TIMESTAMP_FORMAT = "timestamp_format"
+EPOCH_UNITS = {"epoch_seconds": 6, "epoch_millis": 3}  # the power of ten from the unit to microseconds
+# An ISO-8601 timestamp: date, T or space, hh:mm[:ss[.ffffff]], then Z, +hh:mm, +hhmm or nothing (UTC).
+ISO_TIMESTAMP = (
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})?$"
+)
+ISO_DATE = r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$"
+# A number written as a JSON string, as Arrow's decimal parser reads it (ASCII digits only).
+NUMERIC_STRING = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+_ISO_TIMESTAMP, _ISO_DATE, _NUMERIC_STRING = re.compile(ISO_TIMESTAMP), re.compile(ISO_DATE), re.compile(NUMERIC_STRING)
+# The timestamps every reader can hold (Python's datetime range), in microseconds since the epoch.
+MIN_MICROS, MAX_MICROS = -62135596800 * 10**6, 253402300800 * 10**6 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Exact decimal arithmetic: no rounding at the default context's 28 digits.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 
 
 @dataclass(frozen=True)
@@ -45,6 +66,17 @@ class LineRules:
         if self.read_mode == ReadMode.RESCUE:
             return self.schema.append(pa.field(RESCUED_COLUMN, pa.string()))
         return self.schema
+
+
+class _NegativeZero(int):
+    """JSON's ``-0``: zero as an integer, -0.0 as a double, as Arrow reads it."""
+
+    def __float__(self) -> float:
+        return -0.0
+
+
+def _json_int(text: str) -> int:
+    return _NegativeZero(0) if text == "-0" else int(text)
 
 
 def _reject_constant(name: str) -> None:
@@ -72,7 +104,14 @@ def classify_line(text: str, rules: LineRules) -> tuple[dict[str, Any] | None, s
         return value
 
     try:
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=last_value_wins)
+        # Numbers with a fraction or exponent as Decimal: a decimal field keeps exactly what the line wrote.
+        value = json.loads(
+            text,
+            parse_float=Decimal,
+            parse_int=_json_int,
+            parse_constant=_reject_constant,
+            object_pairs_hook=last_value_wins,
+        )
     except (ValueError, RecursionError):
         control = _CONTROL_CHARACTER.search(text)
         return None, None, "malformed JSON" + (f": control character U+{ord(control[0]):04X}" if control else "")
@@ -82,7 +121,7 @@ def classify_line(text: str, rules: LineRules) -> tuple[dict[str, Any] | None, s
         return None, None, "not a JSON object: scalar or null"
     row, mismatched = {}, []
     for f in rules.schema:
-        row[f.name], fits = conform(value.get(f.name), f.type)
+        row[f.name], fits = conform(value.get(f.name), f.type, time_format_of(f))
         if not fits:
             mismatched.append(f.name)
     unknown = [k for k in value if k not in row]
@@ -96,16 +135,37 @@ def classify_line(text: str, rules: LineRules) -> tuple[dict[str, Any] | None, s
         return row, None, None
     rescued = {k: _raw_json(value[k]) for k in [*mismatched, *unknown]}
     if duplicates:
-        rescued[DUPLICATE_KEYS] = json.dumps(duplicates, separators=(",", ":"))
+        rescued[DUPLICATE_KEYS] = to_json(duplicates)
     return row, (json.dumps(rescued) if rescued else None), None
 
 
 def _raw_json(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return value if isinstance(value, str) else to_json(value)
 
 
-def conform(value: object, arrow: pa.DataType) -> tuple[object, bool]:
-    """``value`` as the declared type (parts that do not fit nulled, unknown keys dropped), and whether all fit."""
+def to_json(value: object) -> str:
+    """Compact JSON of a parsed value; a Decimal keeps the digits the line wrote (``1.10`` stays ``1.10``)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{to_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(to_json(item) for item in value) + "]"
+    return json.dumps(value)
+
+
+def time_format_of(declared: pa.Field) -> str | None:
+    """The epoch unit a field's metadata gives its timestamps (``epoch_seconds``...), None for ISO-8601 text."""
+    metadata = declared.metadata or {}
+    unit = metadata.get(TIMESTAMP_FORMAT.encode())
+    return unit.decode() if unit is not None else None
+
+
+def conform(value: object, arrow: pa.DataType, time_format: str | None = None) -> tuple[object, bool]:
+    """``value`` as the declared type (parts that do not fit nulled, unknown keys dropped), and whether all fit.
+
+    ``time_format`` is the field's epoch unit (``time_format_of``) for the timestamps in it, None for ISO-8601.
+    """
     if value is None:
         return None, True
     if pa.types.is_struct(arrow):
@@ -113,36 +173,130 @@ def conform(value: object, arrow: pa.DataType) -> tuple[object, bool]:
             return None, False
         out, fits = {}, set(value) <= {f.name for f in arrow}
         for f in arrow:
-            out[f.name], ok = conform(value.get(f.name), f.type)
+            out[f.name], ok = conform(value.get(f.name), f.type, time_format_of(f))
             fits &= ok
         return out, fits
     if pa.types.is_list(arrow):
         if not isinstance(value, list):
             return None, False
-        items = [conform(item, arrow.value_type) for item in value]
+        items = [conform(item, arrow.value_type, time_format) for item in value]
         return [item for item, _ in items], all(ok for _, ok in items)
+    if pa.types.is_map(arrow):
+        if not isinstance(value, dict) or not all(_is_utf8_str(key) for key in value):
+            return None, False
+        entries = {key: conform(item, arrow.item_type, time_format) for key, item in value.items()}
+        return [(key, item) for key, (item, _) in entries.items()], all(ok for _, ok in entries.values())
+    converted: object = None
     if pa.types.is_string(arrow):
-        fits = isinstance(value, str) and _is_utf8_str(value)
+        converted = value if isinstance(value, str) and _is_utf8_str(value) else None
     elif pa.types.is_boolean(arrow):
-        fits = isinstance(value, bool)
+        converted = value if isinstance(value, bool) else None
     elif pa.types.is_integer(arrow):
         limit = 2 ** (arrow.bit_width - 1)
         fits = isinstance(value, int) and not isinstance(value, bool) and -limit <= value < limit
-    else:  # floating point
-        value = _as_double(value)
-        fits = value is not None
-    return (value if fits else None), fits
+        converted = value if fits else None
+    elif pa.types.is_decimal(arrow):
+        converted = _as_decimal(value, arrow.precision, arrow.scale)
+    elif pa.types.is_timestamp(arrow):
+        converted = _as_timestamp(value, time_format)
+    elif pa.types.is_date(arrow):
+        converted = _as_date(value)
+    elif pa.types.is_float32(arrow):
+        converted = _as_float32(value)
+    else:  # double
+        converted = _as_double(value)
+    return converted, converted is not None
 
 
 def _as_double(value: object) -> float | None:
     """A JSON number as a finite double; None for anything else, 1e400 and a 400-digit integer alike."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if not isinstance(value, int | float | Decimal) or isinstance(value, bool):
         return None
     try:
         number = float(value)
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def _as_float32(value: object) -> float | None:
+    """A JSON number float32 can hold (rounded to it as any float is); None beyond its range, never infinity."""
+    number = _as_double(value)
+    if number is None:
+        return None
+    try:
+        struct.pack("<f", number)  # refuses a value that would round to infinity
+    except OverflowError:
+        return None
+    return number
+
+
+def _exact_number(value: object) -> Decimal | None:
+    """A JSON number or numeric string (``NUMERIC_STRING``) as an exact Decimal; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | Decimal):
+        return Decimal(value)
+    if isinstance(value, str) and _NUMERIC_STRING.match(value):
+        return Decimal(value)
+    return None
+
+
+def _as_decimal(value: object, precision: int, scale: int) -> Decimal | None:
+    """The value at ``scale`` when it fits ``decimal(precision, scale)`` exactly; never rounded."""
+    number = _exact_number(value)
+    # Compared before quantizing: 1e999999999 must not be expanded digit by digit.
+    if number is None or number.copy_abs() >= Decimal(f"1e{precision - scale}"):
+        return None
+    scaled = number.quantize(Decimal(1).scaleb(-scale), context=_EXACT)
+    return scaled if scaled == number else None
+
+
+def _as_timestamp(value: object, time_format: str | None) -> datetime | None:
+    """A timestamp in UTC: from ISO-8601 text (no offset: UTC), or from an epoch number when the field says so."""
+    if time_format in EPOCH_UNITS:
+        number = _exact_number(value)
+        if number is None:
+            return None
+        micros = number.scaleb(EPOCH_UNITS[time_format], context=_EXACT)
+        if not MIN_MICROS <= micros <= MAX_MICROS or micros != micros.to_integral_value(context=_EXACT):
+            return None
+        return _EPOCH + timedelta(microseconds=int(micros))
+    match = _ISO_TIMESTAMP.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        zone = UTC
+        if offset not in (None, "Z"):
+            sign = -1 if offset[0] == "-" else 1
+            digits = offset[1:].replace(":", "")
+            if int(digits[2:]) >= 60:
+                return None
+            zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second or 0),
+            int((fraction or "").ljust(6, "0")),
+            tzinfo=zone,
+        )
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # no such day or hour, an offset of a day or more, beyond year 1..9999
+        return None
+
+
+def _as_date(value: object) -> date | None:
+    match = _ISO_DATE.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    try:
+        return date(*map(int, match.groups()))
+    except ValueError:
+        return None
 
 
 def _is_utf8_str(value: str) -> bool:
