@@ -37,14 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from ndjson_job.lines import (
-    EPOCH_UNITS,
-    ISO_DATE,
-    ISO_TIMESTAMP,
-    MAX_MICROS,
-    MIN_MICROS,
-    time_format_of,
-)
+from ndjson_job.lines import MAX_MICROS, MIN_MICROS, time_format_of
+from ndjson_pipeline.dataset_schema import EPOCH_UNITS, ISO_DATE, ISO_TIMESTAMP
 
 MiB = 1024 * 1024
 # Bytes of whole lines Arrow reads at a time: a refused line costs at most the re-parse of this much.

@@ -11,6 +11,7 @@ non-blank lines is a JSON object (binary data, CSV, logs...), or, under
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -182,8 +183,12 @@ class FileConverter:
         days = event_days(values, options.event_time_format)
         keep = pc.is_valid(days)
         rescued = rows.column(RESCUED_COLUMN) if RESCUED_COLUMN in rows.column_names else None
+        top = options.event_time_field.split(".")[0]
         for index in pc.indices_nonzero(pc.invert(keep)).to_pylist():
             value = values[index].as_py()
+            if value is None and rescued is not None and rescued[index].is_valid:
+                # A typed event time that did not parse was nulled and rescued: say so, with what the line held.
+                value = json.loads(rescued[index].as_py()).get(top)
             what = "missing" if value is None else "unparsable"
             reason = f"{what} event time {options.event_time_field}" + ("" if value is None else f": {value}")
             line_index = row_lines[index]

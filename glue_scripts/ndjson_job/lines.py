@@ -13,14 +13,14 @@ import math
 import re
 import struct
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
 from ndjson_pipeline.conversion import ConversionOptions, ReadMode
-from ndjson_pipeline.dataset_schema import RESCUED_COLUMN
+from ndjson_pipeline.dataset_schema import EPOCH_UNITS, RESCUED_COLUMN, TIMESTAMP_FORMAT, iso_date, iso_timestamp
 
 MiB = 1024 * 1024
 # Reasons of lines that are not JSON objects at all (the others are objects the rules refuse).
@@ -28,18 +28,9 @@ NOT_AN_OBJECT = ("malformed JSON", "not a JSON object")
 # In rescue mode, the earlier values of keys given more than once (the last one wins), by key.
 DUPLICATE_KEYS = "_duplicate_keys"
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-# The field metadata key that says a timestamp field holds epoch numbers, and its values (docs/schema.md).
-TIMESTAMP_FORMAT = "timestamp_format"
-EPOCH_UNITS = {"epoch_seconds": 6, "epoch_millis": 3}  # the power of ten from the unit to microseconds
-# An ISO-8601 timestamp: date, T or space, hh:mm[:ss[.ffffff]], then Z, +hh:mm, +hhmm or nothing (UTC).
-ISO_TIMESTAMP = (
-    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?"
-    r"(Z|[+-][0-9]{2}:?[0-9]{2})?$"
-)
-ISO_DATE = r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$"
 # A number written as a JSON string, as Arrow's decimal parser reads it (ASCII digits only).
 NUMERIC_STRING = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
-_ISO_TIMESTAMP, _ISO_DATE, _NUMERIC_STRING = re.compile(ISO_TIMESTAMP), re.compile(ISO_DATE), re.compile(NUMERIC_STRING)
+_NUMERIC_STRING = re.compile(NUMERIC_STRING)
 # The timestamps every reader can hold (Python's datetime range), in microseconds since the epoch.
 MIN_MICROS, MAX_MICROS = -62135596800 * 10**6, 253402300800 * 10**6 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -262,41 +253,11 @@ def _as_timestamp(value: object, time_format: str | None) -> datetime | None:
         if not MIN_MICROS <= micros <= MAX_MICROS or micros != micros.to_integral_value(context=_EXACT):
             return None
         return _EPOCH + timedelta(microseconds=int(micros))
-    match = _ISO_TIMESTAMP.match(value) if isinstance(value, str) else None
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, offset = match.groups()
-    try:
-        zone = UTC
-        if offset not in (None, "Z"):
-            sign = -1 if offset[0] == "-" else 1
-            digits = offset[1:].replace(":", "")
-            if int(digits[2:]) >= 60:
-                return None
-            zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-        moment = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second or 0),
-            int((fraction or "").ljust(6, "0")),
-            tzinfo=zone,
-        )
-        return moment.astimezone(UTC)
-    except (ValueError, OverflowError):  # no such day or hour, an offset of a day or more, beyond year 1..9999
-        return None
+    return iso_timestamp(value) if isinstance(value, str) else None
 
 
 def _as_date(value: object) -> date | None:
-    match = _ISO_DATE.match(value) if isinstance(value, str) else None
-    if match is None:
-        return None
-    try:
-        return date(*map(int, match.groups()))
-    except ValueError:
-        return None
+    return iso_date(value) if isinstance(value, str) else None
 
 
 def _is_utf8_str(value: str) -> bool:

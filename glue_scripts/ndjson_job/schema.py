@@ -7,9 +7,16 @@ import json
 import pyarrow as pa
 from pyspark.sql import types as T
 
-from ndjson_job.lines import EPOCH_UNITS, TIMESTAMP_FORMAT
 from ndjson_pipeline.conversion import ConversionOptions, JobArguments, Partitioning, ReadMode
-from ndjson_pipeline.dataset_schema import LINEAGE_COLUMNS, RESCUED_COLUMN, DeclaredSchema, SchemaError, output_fields
+from ndjson_pipeline.dataset_schema import (
+    EPOCH_UNITS,
+    LINEAGE_COLUMNS,
+    RESCUED_COLUMN,
+    TIMESTAMP_FORMAT,
+    DeclaredSchema,
+    SchemaError,
+    output_fields,
+)
 from ndjson_pipeline.layout import PARTITION_COLUMN
 
 RESERVED_COLUMNS = {RESCUED_COLUMN, *LINEAGE_COLUMNS, PARTITION_COLUMN}

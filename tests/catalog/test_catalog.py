@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import threading
 import uuid
@@ -23,7 +24,10 @@ from ndjson_pipeline.layout import LakeLayout
 from tools.local_stack import client
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "glue_scripts" / "schemas"
-EVENTS = DeclaredSchema.from_json((SCHEMAS / "events.json").read_text(), "events.json")
+# The sample's fields as the first version of a dataset: the registry and table tests evolve it from there.
+EVENTS = dataclasses.replace(
+    DeclaredSchema.from_json((SCHEMAS / "events.json").read_text(), "events.json"), version=1, breaking=None
+)
 LAYOUT = LakeLayout("s3://acme-lake", "s3://acme-quarantine", "events")
 
 
@@ -50,9 +54,13 @@ def test_glue_types_follow_the_declared_spark_types():
     assert columns["user"] == "struct<id:string,country:string,age:bigint>"
     assert columns["items"] == "array<struct<sku:string,qty:bigint,price:double>>"
     assert columns["value"] == "double"
+    assert (columns["event_time"], columns["amount"]) == ("timestamp", "decimal(12,2)")
     assert list(columns)[-3:] == ["_rescued_data", "_source_uri", "_manifest_id"]
-    with pytest.raises(SchemaError, match="'decimal\\(10,2\\)' has no Glue catalog type"):
-        glue_type("decimal(10,2)")
+    labels = {"type": "map", "keyType": "string", "valueType": {"type": "array", "elementType": "date"}}
+    assert glue_type(labels) == "map<string,array<date>>"
+    assert glue_type("float") == "float"
+    with pytest.raises(SchemaError, match="'binary' has no Glue catalog type"):
+        glue_type("binary")
 
 
 def test_output_fields_depend_on_read_mode_and_lineage():
