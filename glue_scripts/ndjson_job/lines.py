@@ -8,10 +8,12 @@ holds them to it).
 from __future__ import annotations
 
 import decimal
+import functools
 import json
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -50,6 +52,11 @@ class LineRules:
     @property
     def read_mode(self) -> ReadMode:
         return self.options.read_mode
+
+    @functools.cached_property
+    def conformers(self) -> list[tuple[str, Conformer]]:
+        """Each declared field's name and ``conform`` for it, built once per task."""
+        return [(f.name, conformer(f.type, time_format_of(f))) for f in self.schema]
 
     @property
     def row_schema(self) -> pa.Schema:
@@ -111,10 +118,10 @@ def classify_line(text: str, rules: LineRules) -> tuple[dict[str, Any] | None, s
     if not isinstance(value, dict):
         return None, None, "not a JSON object: scalar or null"
     row, mismatched = {}, []
-    for f in rules.schema:
-        row[f.name], fits = conform(value.get(f.name), f.type, time_format_of(f))
+    for name, conform_field in rules.conformers:
+        row[name], fits = conform_field(value.get(name))
         if not fits:
-            mismatched.append(f.name)
+            mismatched.append(name)
     unknown = [k for k in value if k not in row]
     if rules.read_mode == ReadMode.STRICT:
         if duplicates:
@@ -152,51 +159,105 @@ def time_format_of(declared: pa.Field) -> str | None:
     return unit.decode() if unit is not None else None
 
 
+Conformer = Callable[[object], tuple[object, bool]]
+
+
 def conform(value: object, arrow: pa.DataType, time_format: str | None = None) -> tuple[object, bool]:
     """``value`` as the declared type (parts that do not fit nulled, unknown keys dropped), and whether all fit.
 
     ``time_format`` is the field's epoch unit (``time_format_of``) for the timestamps in it, None for ISO-8601.
     """
-    if value is None:
-        return None, True
+    return conformer(arrow, time_format)(value)
+
+
+def conformer(arrow: pa.DataType, time_format: str | None = None) -> Conformer:
+    """``conform`` for one declared type, its type tests made once: the rules apply it to every line."""
     if pa.types.is_struct(arrow):
+        return _struct_conformer([(f.name, conformer(f.type, time_format_of(f))) for f in arrow])
+    if pa.types.is_list(arrow):
+        return _list_conformer(conformer(arrow.value_type, time_format))
+    if pa.types.is_map(arrow):
+        return _map_conformer(conformer(arrow.item_type, time_format))
+    convert: Callable[[object], object]
+    if pa.types.is_string(arrow):
+        convert = _as_string
+    elif pa.types.is_boolean(arrow):
+        convert = _as_boolean
+    elif pa.types.is_integer(arrow):
+        convert = functools.partial(_as_integer, limit=2 ** (arrow.bit_width - 1))
+    elif pa.types.is_decimal(arrow):
+        convert = functools.partial(_as_decimal, precision=arrow.precision, scale=arrow.scale)
+    elif pa.types.is_timestamp(arrow):
+        convert = functools.partial(_as_timestamp, time_format=time_format)
+    elif pa.types.is_date(arrow):
+        convert = _as_date
+    elif pa.types.is_float32(arrow):
+        convert = _as_float32
+    else:  # double
+        convert = _as_double
+
+    def conform_value(value: object) -> tuple[object, bool]:
+        if value is None:
+            return None, True
+        converted = convert(value)
+        return converted, converted is not None
+
+    return conform_value
+
+
+def _struct_conformer(members: list[tuple[str, Conformer]]) -> Conformer:
+    names = frozenset(name for name, _ in members)
+
+    def conform_struct(value: object) -> tuple[object, bool]:
+        if value is None:
+            return None, True
         if not isinstance(value, dict):
             return None, False
-        out, fits = {}, set(value) <= {f.name for f in arrow}
-        for f in arrow:
-            out[f.name], ok = conform(value.get(f.name), f.type, time_format_of(f))
+        out, fits = {}, value.keys() <= names
+        for name, conform_member in members:
+            out[name], ok = conform_member(value.get(name))
             fits &= ok
         return out, fits
-    if pa.types.is_list(arrow):
+
+    return conform_struct
+
+
+def _list_conformer(conform_item: Conformer) -> Conformer:
+    def conform_list(value: object) -> tuple[object, bool]:
+        if value is None:
+            return None, True
         if not isinstance(value, list):
             return None, False
-        items = [conform(item, arrow.value_type, time_format) for item in value]
+        items = [conform_item(item) for item in value]
         return [item for item, _ in items], all(ok for _, ok in items)
-    if pa.types.is_map(arrow):
+
+    return conform_list
+
+
+def _map_conformer(conform_item: Conformer) -> Conformer:
+    def conform_map(value: object) -> tuple[object, bool]:
+        if value is None:
+            return None, True
         if not isinstance(value, dict) or not all(_is_utf8_str(key) for key in value):
             return None, False
-        entries = {key: conform(item, arrow.item_type, time_format) for key, item in value.items()}
-        return [(key, item) for key, (item, _) in entries.items()], all(ok for _, ok in entries.values())
-    converted: object = None
-    if pa.types.is_string(arrow):
-        converted = value if isinstance(value, str) and _is_utf8_str(value) else None
-    elif pa.types.is_boolean(arrow):
-        converted = value if isinstance(value, bool) else None
-    elif pa.types.is_integer(arrow):
-        limit = 2 ** (arrow.bit_width - 1)
-        fits = isinstance(value, int) and not isinstance(value, bool) and -limit <= value < limit
-        converted = value if fits else None
-    elif pa.types.is_decimal(arrow):
-        converted = _as_decimal(value, arrow.precision, arrow.scale)
-    elif pa.types.is_timestamp(arrow):
-        converted = _as_timestamp(value, time_format)
-    elif pa.types.is_date(arrow):
-        converted = _as_date(value)
-    elif pa.types.is_float32(arrow):
-        converted = _as_float32(value)
-    else:  # double
-        converted = _as_double(value)
-    return converted, converted is not None
+        entries = [(key, conform_item(item)) for key, item in value.items()]
+        return [(key, item) for key, (item, _) in entries], all(ok for _, (_, ok) in entries)
+
+    return conform_map
+
+
+def _as_string(value: object) -> str | None:
+    return value if isinstance(value, str) and _is_utf8_str(value) else None
+
+
+def _as_boolean(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _as_integer(value: object, limit: int) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and -limit <= value < limit:
+        return value
+    return None
 
 
 def _as_double(value: object) -> float | None:
