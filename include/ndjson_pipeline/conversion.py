@@ -102,9 +102,9 @@ class ConversionOptions(_JobOptions):
     read_mode: ReadMode = ReadMode.RESCUE
     compression: Compression = Compression.SNAPPY
     partitioning: Partitioning = Partitioning.ARRIVAL
-    # Dotted path of a string field; used when partitioning is event_time.
+    # Dotted path of a timestamp field (dt = its UTC day) or a string field; used when partitioning is event_time.
     event_time_field: str = "event_time"
-    # "iso8601" (as datetime.fromisoformat; no offset means UTC) or a strptime format.
+    # For a string event time: "iso8601" (as datetime.fromisoformat; no offset means UTC) or a strptime format.
     event_time_format: str = "iso8601"
     # Input bytes per output group: one Spark task and one Parquet file per dt.
     target_file_mb: float = 128.0
