@@ -87,11 +87,30 @@ def test_added_fields_at_any_depth_are_compatible():
             lambda s: _retyped(s, 2, "items", {"type": "array", "elementType": "string", "containsNull": True}),
             "field 'items[]' changed type from struct to string",
         ),
+        (lambda s: _retyped(s, 2, "amount", "decimal(14,2)"), "field 'amount' changed type from decimal(12,2) to"),
+        (lambda s: _retyped(s, 2, "amount", "double"), "field 'amount' changed type from decimal(12,2) to double"),
+        (lambda s: _retyped(s, 2, "event_time", "string"), "field 'event_time' changed type from timestamp to string"),
     ],
 )
 def test_breaking_changes_are_named(change, named):
     problems = evolution_problems(EVENTS.fields, list(change(EVENTS).fields))
     assert any(problem.startswith(named) for problem in problems), problems
+
+
+def _map_of(value_type: object, nested: bool = False) -> dict:
+    if nested:
+        value_type = {"type": "struct", "fields": [{"name": "v", "type": value_type, "nullable": True, "metadata": {}}]}
+    return {"type": "map", "keyType": "string", "valueType": value_type, "valueContainsNull": True}
+
+
+def test_a_map_evolves_as_its_values_do():
+    with_map = _with_field(EVENTS, 2, "labels", _map_of("long", nested=True))
+    grown = copy.deepcopy(with_map.fields)
+    grown[-1]["type"]["valueType"]["fields"].append({"name": "w", "type": "date", "nullable": True, "metadata": {}})
+    assert evolution_problems(with_map.fields, list(grown)) == []  # a member added inside the map's values
+    retyped = copy.deepcopy(with_map.fields)
+    retyped[-1]["type"]["valueType"]["fields"][0]["type"] = "string"
+    assert evolution_problems(with_map.fields, list(retyped)) == ["field 'labels{}.v' changed type from long to string"]
 
 
 def _registry(tmp_path: Path, *versions: DeclaredSchema) -> SchemaRegistry:

@@ -7,6 +7,7 @@ reaches the same decisions is tests/glue/test_lines.py's.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -143,3 +144,10 @@ def test_a_map_keeps_every_key_and_a_null_value_apart_from_a_missing_one():
         ("app", []),
     ]
     assert (rows[0]["day"], rows[0]["_rescued_data"], bad) == (date(2024, 2, 29), None, [])
+
+
+def test_json_minus_zero_is_the_same_number_in_bulk_and_by_the_rules():
+    # Arrow reads -0 as the double -0.0; the rules must not turn it into 0.0 (an integer zero) for the same line.
+    rows, _ = _rows(['{"ratio": -0}', '{"ratio": -0, "at": 1}'])
+    assert [math.copysign(1, row["ratio"]) for row in rows] == [-1.0, -1.0]
+    assert rows[1]["_rescued_data"] is not None  # the second line was the rules' to decide
