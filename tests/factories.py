@@ -31,12 +31,12 @@ EVENTS_SCHEMA = DeclaredSchema.from_json(EVENTS_SCHEMA_PATH.read_text(), str(EVE
 
 
 def _evolved(schema: DeclaredSchema) -> DeclaredSchema:
-    """Version 2: ``source`` at the top level and ``user.tier`` inside a struct, both optional."""
+    """The next version: ``source`` at the top level and ``user.tier`` inside a struct, both optional."""
     fields = copy.deepcopy(list(schema.fields))
     user = next(f for f in fields if f["name"] == "user")
     user["type"]["fields"].append({"name": "tier", "type": "string", "nullable": True, "metadata": {}})
     fields.append({"name": "source", "type": "string", "nullable": True, "metadata": {}})
-    return DeclaredSchema(version=2, fields=tuple(fields))
+    return DeclaredSchema(version=schema.version + 1, fields=tuple(fields))
 
 
 EVOLVED_SCHEMA = _evolved(EVENTS_SCHEMA)

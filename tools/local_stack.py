@@ -271,7 +271,9 @@ def _create_catalog_table(endpoint_url: str, names: ResourceNames, dataset: str,
         create_table(iceberg_catalog(endpoint_url, names), definition)
         return
     glue = client("glue", endpoint_url)
-    ensure_table(glue, TableDefinition.for_dataset(names.catalog_database, layout, schema, ConversionOptions()))
+    definition = TableDefinition.for_dataset(names.catalog_database, layout, schema, ConversionOptions())
+    # A version that says it breaks readers (and why) moves an existing table, as terraform apply does on AWS.
+    ensure_table(glue, definition, allow_breaking=schema.breaking is not None)
 
 
 def iceberg_catalog(endpoint_url: str, names: ResourceNames, credentials: AccessKey | None = None):

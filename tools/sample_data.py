@@ -1,7 +1,8 @@
 """Deterministic sample NDJSON for the conversion job: the tests, the benchmark and local runs share it.
 
-Records match ``glue_scripts/schemas/events.json``: nested structs, arrays of
-strings and arrays of structs, and a struct holding arrays of structs.
+Records match ``glue_scripts/schemas/events.json``: an ISO-8601 event time
+(a timestamp), a money amount (a decimal), nested structs, arrays of strings and
+arrays of structs, and a struct holding arrays of structs.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def make_event(rng: random.Random, event_id: str, day: str = DAY) -> dict:
                 for n in range(rng.randint(0, 2))
             ],
         },
+        # The order total, written with two decimals: the schema declares it decimal(12,2), read exactly.
+        "amount": round(sum(item["qty"] * item["price"] for item in items), 2),
     }
 
 

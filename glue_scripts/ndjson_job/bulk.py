@@ -14,6 +14,14 @@ block's rows come back as one table, checked once for values JSON cannot hold.
 Arrow is only a faster way to reach the decision ``lines.classify_line`` would
 take: whatever it reads is what ``classify_line`` would load, and everything
 else is decided by ``classify_line`` (tests/glue/test_lines.py holds them to it).
+
+Types Arrow's JSON reader does not read as the rules do are read as something
+it does, then converted in vectorised kernels (``to_declared``): ISO-8601
+timestamps and dates as text checked against the rules' own patterns, epoch
+timestamps as exact decimals. A row whose value does not convert is left to the
+rules. Arrow's reader has no maps, and reading a JSON object as an inferred
+struct cannot tell a null value from a missing key: lines of a schema with a map
+are all decided by the rules.
 """
 
 from __future__ import annotations
@@ -23,10 +31,14 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
+
+from ndjson_job.lines import MAX_MICROS, MIN_MICROS, time_format_of
+from ndjson_pipeline.dataset_schema import EPOCH_UNITS, ISO_DATE, ISO_TIMESTAMP
 
 MiB = 1024 * 1024
 # Bytes of whole lines Arrow reads at a time: a refused line costs at most the re-parse of this much.
@@ -135,6 +147,10 @@ def read_block(block: BlockLines, good: list[tuple[int, int]], schema: pa.Schema
     """
     read: list[tuple[_Chunk, pa.Table]] = []
     left: list[int] = []
+    declared = schema
+    schema = read_schema(declared)
+    if any(_has_map(f.type) for f in declared):
+        return BulkRead(left=sorted(line for first, stop in good for line in range(first, stop)))
     pending = [chunk for first, stop in good for chunk in block.chunks(first, stop)]
     executor = ThreadPoolExecutor(threads) if threads > 1 else None
     mapper = executor.map if executor is not None else map
@@ -166,7 +182,132 @@ def read_block(block: BlockLines, good: list[tuple[int, int]], schema: pa.Schema
         left.extend(lines[i] for i in bad)
         keep = sorted(set(range(len(lines))) - set(bad))
         table, lines = table.take(pa.array(keep, pa.int64())), [lines[i] for i in keep]
+    if any(_converts(f.type) for f in declared):
+        table, bad = to_declared(table, declared)
+        if bad:  # values the rules refuse (a pattern, no such day, too many digits): decided by the rules
+            left.extend(lines[i] for i in bad)
+            keep = sorted(set(range(len(lines))) - set(bad))
+            table, lines = table.take(pa.array(keep, pa.int64())), [lines[i] for i in keep]
     return BulkRead(table, lines, sorted(left))
+
+
+def read_schema(declared: pa.Schema) -> pa.Schema:
+    """The schema Arrow's JSON reader reads the declared fields with (``to_declared`` converts it back)."""
+    return pa.schema([f.with_type(_read_type(f.type, time_format_of(f))).remove_metadata() for f in declared])
+
+
+def _read_type(arrow: pa.DataType, time_format: str | None) -> pa.DataType:
+    if pa.types.is_struct(arrow):
+        return pa.struct([f.with_type(_read_type(f.type, time_format_of(f))).remove_metadata() for f in arrow])
+    if pa.types.is_list(arrow):
+        return pa.list_(_read_type(arrow.value_type, time_format))
+    if pa.types.is_timestamp(arrow):
+        # Epoch numbers as exact decimals: Arrow refuses a fraction finer than a microsecond instead of rounding.
+        return pa.decimal128(24, EPOCH_UNITS[time_format]) if time_format in EPOCH_UNITS else pa.string()
+    if pa.types.is_date(arrow):
+        return pa.string()
+    return arrow
+
+
+def to_declared(table: pa.Table, declared: pa.Schema) -> tuple[pa.Table, list[int]]:
+    """``table`` (read with ``read_schema``) as the declared types, and its rows holding a value that does not fit.
+
+    The rows listed hold nulls where their values did not convert; they are the rules' to decide.
+    """
+    columns, bad = [], pa.array([False] * table.num_rows, pa.bool_())
+    for f, column in zip(declared, table.columns, strict=True):
+        if not _converts(f.type):
+            columns.append(column)
+            continue
+        converted, column_bad = _to_declared(column.combine_chunks(), f.type, time_format_of(f))
+        columns.append(converted)
+        bad = pc.or_(bad, column_bad)
+    return pa.Table.from_arrays(columns, schema=declared), pc.indices_nonzero(bad).to_pylist()
+
+
+def _converts(arrow: pa.DataType) -> bool:
+    """Whether values of the type are read as another type, or need a check Arrow's reader does not make."""
+    if pa.types.is_struct(arrow):
+        return any(_converts(f.type) for f in arrow)
+    if pa.types.is_list(arrow):
+        return _converts(arrow.value_type)
+    return bool(pa.types.is_timestamp(arrow) or pa.types.is_date(arrow) or pa.types.is_decimal(arrow))
+
+
+def _to_declared(array: pa.Array, arrow: pa.DataType, time_format: str | None) -> tuple[pa.Array, pa.Array]:
+    """The array as ``arrow``, and per item whether its value (at any depth) did not convert."""
+    none_bad = pa.array([False] * len(array), pa.bool_())
+    if not _converts(arrow):
+        return array, none_bad
+    if pa.types.is_decimal(arrow):
+        # Arrow's reader checks the scale but not the precision: 1e10 reads into decimal(12,2) as 13 digits.
+        wide = pa.decimal256(arrow.precision + 1, arrow.scale)
+        fits = pc.less(pc.abs(array.cast(wide)), pa.scalar(Decimal(10 ** (arrow.precision - arrow.scale)), wide))
+        bad = pc.and_(array.is_valid(), pc.invert(pc.fill_null(fits, False)))
+        return pc.if_else(bad, None, array), bad
+    if pa.types.is_struct(arrow):
+        children, bad = [], none_bad
+        for f, child in zip(arrow, array.flatten(), strict=True):
+            converted, child_bad = _to_declared(child, f.type, time_format_of(f))
+            children.append(converted)
+            bad = pc.or_(bad, child_bad)
+        return pa.StructArray.from_arrays(children, fields=list(arrow), mask=array.is_null()), bad
+    if pa.types.is_list(arrow):
+        values, values_bad = _to_declared(array.flatten(), arrow.value_type, time_format)
+        offsets = pc.subtract(array.offsets, array.offsets[0])
+        converted = pa.ListArray.from_arrays(offsets, values, type=arrow, mask=array.is_null())
+        parents = pc.list_parent_indices(array).filter(values_bad)
+        bad = pc.is_in(pa.array(range(len(array)), pa.int64()), value_set=parents.cast(pa.int64()))
+        return converted, bad
+    if pa.types.is_timestamp(arrow) and time_format in EPOCH_UNITS:
+        micros = _epoch_micros(array, EPOCH_UNITS[time_format])
+    elif pa.types.is_timestamp(arrow):
+        has_offset = pc.match_substring_regex(array, r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
+        # Arrow reads a time without an offset into a UTC timestamp only when told so by a Z.
+        text = pc.binary_join_element_wise(array, pc.if_else(has_offset, "", "Z"), "")
+        micros = _cast_each(text, pc.match_substring_regex(array, ISO_TIMESTAMP), pa.timestamp("us", tz="UTC"))
+        micros = micros.cast(pa.int64())
+    else:  # date
+        days = _cast_each(array, pc.match_substring_regex(array, ISO_DATE), pa.date32())
+        # Day 1 of year 1 .. the last day of 9999, the dates every reader (and the rules) can hold.
+        micros = pc.multiply(days.cast(pa.int32()).cast(pa.int64()), 86_400_000_000)
+    in_range = pc.and_(pc.greater_equal(micros, MIN_MICROS), pc.less_equal(micros, MAX_MICROS))
+    bad = pc.and_(array.is_valid(), pc.invert(pc.fill_null(in_range, False)))
+    kept = pc.if_else(bad, None, micros)
+    if pa.types.is_date(arrow):
+        return pc.divide(kept, 86_400_000_000).cast(pa.int32()).cast(arrow), bad
+    return kept.cast(arrow), bad
+
+
+def _cast_each(text: pa.Array, matches: pa.Array, arrow: pa.DataType) -> pa.Array:
+    """``text`` cast to ``arrow`` where it ``matches``; null where not or where the cast refuses it (no such day)."""
+    candidates = pc.if_else(pc.fill_null(matches, False), text, None)
+    try:
+        return pc.cast(candidates, arrow)
+    except pa.ArrowInvalid:  # rare: a value with no such day or hour; find which, one by one
+        pieces = []
+        for index in range(len(candidates)):
+            try:
+                pieces.append(pc.cast(candidates.slice(index, 1), arrow))
+            except pa.ArrowInvalid:
+                pieces.append(pa.nulls(1, arrow))
+        return pa.concat_arrays(pieces)
+
+
+def _epoch_micros(numbers: pa.Array, exponent: int) -> pa.Array:
+    """Epoch numbers (decimals of ``exponent`` places) as int64 microseconds; null beyond the timestamps' range."""
+    bound = pa.scalar(Decimal(MAX_MICROS // 10**exponent + 1), pa.decimal128(24, 0))
+    in_range = pc.less(pc.abs(numbers), bound)
+    scaled = pc.multiply(pc.if_else(in_range, numbers, None), pa.scalar(Decimal(10**exponent), pa.decimal128(7, 0)))
+    return scaled.cast(pa.int64())
+
+
+def _has_map(arrow: pa.DataType) -> bool:
+    if pa.types.is_struct(arrow):
+        return any(_has_map(f.type) for f in arrow)
+    if pa.types.is_list(arrow):
+        return _has_map(arrow.value_type)
+    return bool(pa.types.is_map(arrow))
 
 
 def _read_chunk(data: bytes, chunk: _Chunk, schema: pa.Schema) -> tuple[pa.Table | None, int | None]:

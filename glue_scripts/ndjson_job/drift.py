@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ndjson_job.lines import DUPLICATE_KEYS, conform
+from ndjson_job.lines import DUPLICATE_KEYS, conform, time_format_of
 from ndjson_pipeline.dataset_schema import RESCUED_COLUMN
 from ndjson_pipeline.drift import Drift
 
@@ -46,25 +46,28 @@ def rescued_paths(rescued: dict[str, str], schema: pa.Schema) -> dict[str, tuple
             continue  # earlier values of a repeated key: not a field
         index = schema.get_field_index(name)
         declared = None if index < 0 else schema.field(index).type
-        value = _rescued_value(text, declared)
-        paths = [(name, None, value)] if declared is None else _unfit(value, declared, name)
+        time_format = None if index < 0 else time_format_of(schema.field(index))
+        value = _rescued_value(text, declared, time_format)
+        paths = [(name, None, value)] if declared is None else _unfit(value, declared, name, time_format)
         for path, path_type, item in paths:
             found.setdefault(path, (path_type is not None, []))[1].append(item)
     return found
 
 
-def _rescued_value(text: str, declared: pa.DataType | None) -> object:
+def _rescued_value(text: str, declared: pa.DataType | None, time_format: str | None) -> object:
     """A rescued value as it was in the line. A string is kept as it is, so text that reads as JSON may be one."""
     try:
         value = json.loads(text)
     except ValueError:
         return text
-    if isinstance(value, str) or (declared is not None and conform(value, declared)[1]):
+    if isinstance(value, str) or (declared is not None and conform(value, declared, time_format)[1]):
         return text  # a value that would have fit its declared type can only have been this text
     return value
 
 
-def _unfit(value: object, declared: pa.DataType, path: str) -> Iterator[tuple[str, pa.DataType | None, object]]:
+def _unfit(
+    value: object, declared: pa.DataType, path: str, time_format: str | None
+) -> Iterator[tuple[str, pa.DataType | None, object]]:
     """The places inside ``value`` that ``declared`` does not read: unknown keys and values of another type."""
     if pa.types.is_struct(declared) and isinstance(value, dict):
         for key, item in value.items():
@@ -72,9 +75,13 @@ def _unfit(value: object, declared: pa.DataType, path: str) -> Iterator[tuple[st
             if index < 0:
                 yield f"{path}.{key}", None, item
             else:
-                yield from _unfit(item, declared.field(index).type, f"{path}.{key}")
+                member = declared.field(index)
+                yield from _unfit(item, member.type, f"{path}.{key}", time_format_of(member))
     elif pa.types.is_list(declared) and isinstance(value, list):
         for item in value:
-            yield from _unfit(item, declared.value_type, f"{path}[]")
-    elif not conform(value, declared)[1]:
+            yield from _unfit(item, declared.value_type, f"{path}[]", time_format)
+    elif pa.types.is_map(declared) and isinstance(value, dict):
+        for item in value.values():  # any key fits a map: only its values can be off
+            yield from _unfit(item, declared.item_type, f"{path}{{}}", time_format)
+    elif not conform(value, declared, time_format)[1]:
         yield path, declared, value

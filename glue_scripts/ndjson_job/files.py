@@ -11,6 +11,7 @@ non-blank lines is a JSON object (binary data, CSV, logs...), or, under
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -182,8 +183,12 @@ class FileConverter:
         days = event_days(values, options.event_time_format)
         keep = pc.is_valid(days)
         rescued = rows.column(RESCUED_COLUMN) if RESCUED_COLUMN in rows.column_names else None
+        top = options.event_time_field.split(".")[0]
         for index in pc.indices_nonzero(pc.invert(keep)).to_pylist():
             value = values[index].as_py()
+            if value is None and rescued is not None and rescued[index].is_valid:
+                # A typed event time that did not parse was nulled and rescued: say so, with what the line held.
+                value = json.loads(rescued[index].as_py()).get(top)
             what = "missing" if value is None else "unparsable"
             reason = f"{what} event time {options.event_time_field}" + ("" if value is None else f": {value}")
             line_index = row_lines[index]
@@ -193,11 +198,14 @@ class FileConverter:
 
 
 def event_days(values: pa.Array, time_format: str) -> pa.Array:
-    """The UTC day (YYYY-MM-DD) of each event time string; null where missing or unparsable.
+    """The UTC day (YYYY-MM-DD) of each event time; null where missing or unparsable.
 
-    ``iso8601`` accepts what ``datetime.fromisoformat`` does (a time without an offset is UTC);
-    any other format is a strptime format such as ``%d/%m/%Y %H:%M``.
+    A typed timestamp is already in UTC. For a string, ``iso8601`` accepts what
+    ``datetime.fromisoformat`` does (a time without an offset is UTC); any other
+    format is a strptime format such as ``%d/%m/%Y %H:%M``.
     """
+    if pa.types.is_timestamp(values.type):
+        return pc.strftime(values, format="%Y-%m-%d")
     if time_format.lower() != "iso8601":
         parsed = pc.strptime(values, format=time_format, unit="us", error_is_null=True)
         return pc.strftime(parsed, format="%Y-%m-%d")

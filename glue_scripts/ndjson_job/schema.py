@@ -15,7 +15,15 @@ from ndjson_pipeline.conversion import (
     Partitioning,
     ReadMode,
 )
-from ndjson_pipeline.dataset_schema import LINEAGE_COLUMNS, RESCUED_COLUMN, DeclaredSchema, SchemaError, output_fields
+from ndjson_pipeline.dataset_schema import (
+    EPOCH_UNITS,
+    LINEAGE_COLUMNS,
+    RESCUED_COLUMN,
+    TIMESTAMP_FORMAT,
+    DeclaredSchema,
+    SchemaError,
+    output_fields,
+)
 from ndjson_pipeline.layout import PARTITION_COLUMN
 
 RESERVED_COLUMNS = {RESCUED_COLUMN, *LINEAGE_COLUMNS, PARTITION_COLUMN}
@@ -26,9 +34,13 @@ _ARROW_TYPES = {
     T.IntegerType: pa.int32(),
     T.ShortType: pa.int16(),
     T.ByteType: pa.int8(),
-    # No float: Arrow turns a value beyond float32's range into inf instead of refusing it.
+    # Arrow reads a value beyond float32's range as inf: bulk hands such rows to the rules, which refuse it.
+    T.FloatType: pa.float32(),
     T.DoubleType: pa.float64(),
     T.BooleanType: pa.bool_(),
+    # Parquet INT64 TIMESTAMP(MICROS) adjusted to UTC: what Spark, Athena and the Glue type ``timestamp`` read.
+    T.TimestampType: pa.timestamp("us", tz="UTC"),
+    T.DateType: pa.date32(),
 }
 
 
@@ -54,9 +66,15 @@ def parse_schema(text: str, args: JobArguments) -> T.StructType:
         field_type = _field_type(schema, options.event_time_field)
         if field_type is None:
             raise JobArgumentError(f"--event_time_field {options.event_time_field!r} is not in the declared schema")
-        if not isinstance(field_type, T.StringType):
+        if not isinstance(field_type, T.StringType | T.TimestampType):
             raise JobArgumentError(
-                f"--event_time_field {options.event_time_field!r} must be a string, not {field_type.simpleString()}"
+                f"--event_time_field {options.event_time_field!r} must be a string or a timestamp, "
+                f"not {field_type.simpleString()}"
+            )
+        if isinstance(field_type, T.TimestampType) and options.event_time_format.lower() != "iso8601":
+            raise JobArgumentError(
+                f"--event_time_format {options.event_time_format!r} is for string event times; "
+                f"{options.event_time_field!r} is a timestamp (its field metadata says how it is written)"
             )
     if options.sort_by not in (SORT_BY_AUTO, SORT_BY_NONE):
         sort_type = _field_type(schema, options.sort_by)
@@ -71,16 +89,47 @@ def parse_schema(text: str, args: JobArguments) -> T.StructType:
 def arrow_type(spark_type: T.DataType, path: str = "") -> pa.DataType:
     """The Arrow type a declared Spark type is read as; TypeError names a field whose type is not supported."""
     if isinstance(spark_type, T.StructType):
-        return pa.struct(
-            [pa.field(f.name, arrow_type(f.dataType, f"{path}{f.name}."), nullable=True) for f in spark_type.fields]
-        )
+        return pa.struct([_arrow_field(f, path) for f in spark_type.fields])
     if isinstance(spark_type, T.ArrayType):
         return pa.list_(arrow_type(spark_type.elementType, path))
+    if isinstance(spark_type, T.MapType):
+        if not isinstance(spark_type.keyType, T.StringType):
+            raise TypeError(
+                f"field {path.rstrip('.')!r} is a map with {spark_type.keyType.simpleString()} keys; "
+                "JSON object keys are strings: declare map<string,...>"
+            )
+        return pa.map_(pa.string(), arrow_type(spark_type.valueType, path))
+    if isinstance(spark_type, T.DecimalType):
+        return pa.decimal128(spark_type.precision, spark_type.scale)
     for kind, arrow in _ARROW_TYPES.items():
         if isinstance(spark_type, kind):
             return arrow
-    supported = "struct, array, " + ", ".join(kind().simpleString() for kind in _ARROW_TYPES)
+    supported = "struct, array, map<string,...>, decimal(p,s), " + ", ".join(
+        kind().simpleString() for kind in _ARROW_TYPES
+    )
     raise TypeError(f"field {path.rstrip('.')!r} has type {spark_type.simpleString()}; supported: {supported}")
+
+
+def _arrow_field(declared: T.StructField, path: str) -> pa.Field:
+    """A struct member as Arrow reads it; a timestamp field's epoch unit (docs/schema-evolution.md) rides along."""
+    arrow = arrow_type(declared.dataType, f"{path}{declared.name}.")
+    time_format = (declared.metadata or {}).get(TIMESTAMP_FORMAT)
+    if time_format is None:
+        return pa.field(declared.name, arrow, nullable=True)
+    if time_format not in EPOCH_UNITS or not _holds_timestamps(declared.dataType):
+        raise TypeError(
+            f"field {path}{declared.name!r} has metadata {TIMESTAMP_FORMAT}={time_format!r}; it is for timestamp "
+            f"fields (or arrays and maps of them) and must be one of {sorted(EPOCH_UNITS)}"
+        )
+    return pa.field(declared.name, arrow, nullable=True, metadata={TIMESTAMP_FORMAT: time_format})
+
+
+def _holds_timestamps(spark_type: T.DataType) -> bool:
+    if isinstance(spark_type, T.ArrayType):
+        return _holds_timestamps(spark_type.elementType)
+    if isinstance(spark_type, T.MapType):
+        return _holds_timestamps(spark_type.valueType)
+    return isinstance(spark_type, T.TimestampType)
 
 
 def arrow_schema(schema: T.StructType) -> pa.Schema:

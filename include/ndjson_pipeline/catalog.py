@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -33,7 +34,10 @@ _SIMPLE_TYPES = {
     "double": "double",
     "float": "float",
     "boolean": "boolean",
+    "timestamp": "timestamp",
+    "date": "date",
 }
+_DECIMAL = re.compile(r"decimal\(\d+,\d+\)")  # as Spark's JSON writes it: decimal(12,2)
 _PARQUET = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
     "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
@@ -56,8 +60,15 @@ def glue_type(spark_type: Any) -> str:
         return "struct<" + ",".join(f"{f['name']}:{glue_type(f['type'])}" for f in spark_type["fields"]) + ">"
     if kind == "array":
         return f"array<{glue_type(spark_type['elementType'])}>"
+    if kind == "map":
+        return f"map<{glue_type(spark_type['keyType'])},{glue_type(spark_type['valueType'])}>"
+    if _DECIMAL.fullmatch(kind):
+        return kind
     if kind not in _SIMPLE_TYPES:
-        raise SchemaError(f"type {kind!r} has no Glue catalog type; supported: struct, array, {sorted(_SIMPLE_TYPES)}")
+        raise SchemaError(
+            f"type {kind!r} has no Glue catalog type; supported: struct, array, map, decimal(p,s), "
+            f"{sorted(_SIMPLE_TYPES)}"
+        )
     return _SIMPLE_TYPES[kind]
 
 

@@ -105,9 +105,9 @@ class ConversionOptions(_JobOptions):
     read_mode: ReadMode = ReadMode.RESCUE
     compression: Compression = Compression.SNAPPY
     partitioning: Partitioning = Partitioning.ARRIVAL
-    # Dotted path of a string field; used when partitioning is event_time.
+    # Dotted path of a timestamp field (dt = its UTC day) or a string field; used when partitioning is event_time.
     event_time_field: str = "event_time"
-    # "iso8601" (as datetime.fromisoformat; no offset means UTC) or a strptime format.
+    # For a string event time: "iso8601" (as datetime.fromisoformat; no offset means UTC) or a strptime format.
     event_time_format: str = "iso8601"
     # Parquet bytes per output file: a group (one Spark task) gets about this much output, one file per dt.
     target_file_mb: float = 128.0

@@ -18,13 +18,27 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 RESCUED_COLUMN = "_rescued_data"
 LINEAGE_COLUMNS = ("_source_uri", "_manifest_id")
+# The field metadata key that says a timestamp field holds epoch numbers, and its values: the power of ten from
+# the unit to microseconds (docs/schema-evolution.md, Types). Without it a timestamp field holds ISO-8601 text.
+TIMESTAMP_FORMAT = "timestamp_format"
+EPOCH_UNITS = {"epoch_seconds": 6, "epoch_millis": 3}
+# ISO-8601 text the job reads as a timestamp: a date, T or a space, hh:mm[:ss[.ffffff]], then Z, +hh:mm, +hhmm or
+# nothing (UTC); and as a date: YYYY-MM-DD. ASCII digits only.
+ISO_TIMESTAMP = (
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})?$"
+)
+ISO_DATE = r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$"
+_ISO_TIMESTAMP, _ISO_DATE = re.compile(ISO_TIMESTAMP), re.compile(ISO_DATE)
 
 
 class SchemaError(ValueError):
@@ -96,6 +110,8 @@ def _type_problems(old: Any, new: Any, name: str) -> Iterator[str]:
         yield from _struct_problems(old["fields"], new["fields"], f"{name}.")
     elif type_kind(old) == "array":
         yield from _type_problems(old["elementType"], new["elementType"], f"{name}[]")
+    elif type_kind(old) == "map":
+        yield from _type_problems(old["valueType"], new["valueType"], f"{name}{{}}")
 
 
 def field_name_problems(fields: list[dict[str, Any]] | tuple[dict[str, Any], ...], path: str = "") -> list[str]:
@@ -129,8 +145,52 @@ def _type_name_problems(spark_type: Any, path: str) -> list[str]:
 
 
 def type_kind(spark_type: Any) -> str:
-    """``string``, ``long``, ... for a simple type; ``struct`` or ``array`` for a complex one."""
+    """``string``, ``decimal(12,2)``, ... for a simple type; ``struct``, ``array`` or ``map`` for a complex one.
+
+    A decimal's precision and scale are part of its kind: Parquet stores ``decimal(9,2)`` and
+    ``decimal(12,2)`` differently, and a reader given one table type for both fails on some files.
+    """
     return spark_type if isinstance(spark_type, str) else str(spark_type.get("type"))
+
+
+def iso_timestamp(text: str) -> datetime | None:
+    """The UTC moment ISO-8601 text (``ISO_TIMESTAMP``) names; None when it is not one, or not a real moment."""
+    match = _ISO_TIMESTAMP.match(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        zone = UTC
+        if offset not in (None, "Z"):
+            digits = offset[1:].replace(":", "")
+            if int(digits[2:]) >= 60:
+                return None
+            shift = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+            zone = timezone(-shift if offset[0] == "-" else shift)
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second or 0),
+            int((fraction or "").ljust(6, "0")),
+            tzinfo=zone,
+        )
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # no such day or hour, an offset of a day or more, beyond year 1..9999
+        return None
+
+
+def iso_date(text: str) -> date | None:
+    """The date ``YYYY-MM-DD`` text names; None when it is not one, or no such day."""
+    match = _ISO_DATE.match(text)
+    if match is None:
+        return None
+    try:
+        return date(*map(int, match.groups()))
+    except ValueError:
+        return None
 
 
 def _string_field(name: str, *, nullable: bool) -> dict[str, Any]:

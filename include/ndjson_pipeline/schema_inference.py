@@ -22,21 +22,18 @@ Only the standard library: the Glue job, the tools and the Airflow side use it.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
+
+from ndjson_pipeline.dataset_schema import iso_date, iso_timestamp
 
 # An object with more distinct keys than this is proposed as a map: its keys are data, not field names.
 MAP_KEYS = 100
 # Keys tracked one by one per object place; further keys are counted together (enough to propose a map).
 MAX_TRACKED_KEYS = 1000
 INT64 = 2**63
-# A date and a time, separated by T or a space, with an optional fraction and offset (none means UTC).
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Kinds a single declared type reads together (the job's double field takes integers too).
 _FAMILIES = {
     "long": "number",
@@ -70,18 +67,11 @@ def kind_of(value: object) -> str:
 
 
 def _text_kind(value: str) -> str:
-    if _TIMESTAMP.fullmatch(value):
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return "timestamp"
-        except ValueError:
-            return "string"
-    if _DATE.fullmatch(value):
-        try:
-            date.fromisoformat(value)
-            return "date"
-        except ValueError:
-            return "string"
+    # The job's own reading of timestamps and dates: a proposal never declares a type its values would not fit.
+    if iso_timestamp(value) is not None:
+        return "timestamp"
+    if iso_date(value) is not None:
+        return "date"
     return "string"
 
 

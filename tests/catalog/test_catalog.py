@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import threading
 import uuid
@@ -23,7 +24,10 @@ from ndjson_pipeline.layout import LakeLayout
 from tools.local_stack import client
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "glue_scripts" / "schemas"
-EVENTS = DeclaredSchema.from_json((SCHEMAS / "events.json").read_text(), "events.json")
+# The sample's fields as the first version of a dataset: the registry and table tests evolve it from there.
+EVENTS = dataclasses.replace(
+    DeclaredSchema.from_json((SCHEMAS / "events.json").read_text(), "events.json"), version=1, breaking=None
+)
 LAYOUT = LakeLayout("s3://acme-lake", "s3://acme-quarantine", "events")
 
 
@@ -50,9 +54,13 @@ def test_glue_types_follow_the_declared_spark_types():
     assert columns["user"] == "struct<id:string,country:string,age:bigint>"
     assert columns["items"] == "array<struct<sku:string,qty:bigint,price:double>>"
     assert columns["value"] == "double"
+    assert (columns["event_time"], columns["amount"]) == ("timestamp", "decimal(12,2)")
     assert list(columns)[-3:] == ["_rescued_data", "_source_uri", "_manifest_id"]
-    with pytest.raises(SchemaError, match="'decimal\\(10,2\\)' has no Glue catalog type"):
-        glue_type("decimal(10,2)")
+    labels = {"type": "map", "keyType": "string", "valueType": {"type": "array", "elementType": "date"}}
+    assert glue_type(labels) == "map<string,array<date>>"
+    assert glue_type("float") == "float"
+    with pytest.raises(SchemaError, match="'binary' has no Glue catalog type"):
+        glue_type("binary")
 
 
 def test_output_fields_depend_on_read_mode_and_lineage():
@@ -79,11 +87,30 @@ def test_added_fields_at_any_depth_are_compatible():
             lambda s: _retyped(s, 2, "items", {"type": "array", "elementType": "string", "containsNull": True}),
             "field 'items[]' changed type from struct to string",
         ),
+        (lambda s: _retyped(s, 2, "amount", "decimal(14,2)"), "field 'amount' changed type from decimal(12,2) to"),
+        (lambda s: _retyped(s, 2, "amount", "double"), "field 'amount' changed type from decimal(12,2) to double"),
+        (lambda s: _retyped(s, 2, "event_time", "string"), "field 'event_time' changed type from timestamp to string"),
     ],
 )
 def test_breaking_changes_are_named(change, named):
     problems = evolution_problems(EVENTS.fields, list(change(EVENTS).fields))
     assert any(problem.startswith(named) for problem in problems), problems
+
+
+def _map_of(value_type: object, nested: bool = False) -> dict:
+    if nested:
+        value_type = {"type": "struct", "fields": [{"name": "v", "type": value_type, "nullable": True, "metadata": {}}]}
+    return {"type": "map", "keyType": "string", "valueType": value_type, "valueContainsNull": True}
+
+
+def test_a_map_evolves_as_its_values_do():
+    with_map = _with_field(EVENTS, 2, "labels", _map_of("long", nested=True))
+    grown = copy.deepcopy(with_map.fields)
+    grown[-1]["type"]["valueType"]["fields"].append({"name": "w", "type": "date", "nullable": True, "metadata": {}})
+    assert evolution_problems(with_map.fields, list(grown)) == []  # a member added inside the map's values
+    retyped = copy.deepcopy(with_map.fields)
+    retyped[-1]["type"]["valueType"]["fields"][0]["type"] = "string"
+    assert evolution_problems(with_map.fields, list(retyped)) == ["field 'labels{}.v' changed type from long to string"]
 
 
 def _registry(tmp_path: Path, *versions: DeclaredSchema) -> SchemaRegistry:

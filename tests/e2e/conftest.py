@@ -24,7 +24,7 @@ from ndjson_pipeline.catalog import TableDefinition, ensure_table
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.conversion import ConversionOptions
 from tests.conftest import Stack, make_stack
-from tests.factories import EVOLVED_SCHEMA
+from tests.factories import EVENTS_SCHEMA, EVOLVED_SCHEMA
 from tools import iam_report
 from tools.local_stack import REPO_ROOT, client, iceberg_catalog, local_pipeline_settings
 from tools.sample_day import SampleDay, sample_day, upload
@@ -90,7 +90,8 @@ def deploy_schema_version_2(stack: Stack, monkeypatch, **overrides: Any) -> None
         definition = TableDefinition.for_dataset(
             stack.names.catalog_database, stack.settings.layout, EVOLVED_SCHEMA, ConversionOptions()
         )
-        assert ensure_table(client("glue", stack.endpoint), definition) == "updated from schema version 1 to 2"
+        updated = f"updated from schema version {EVENTS_SCHEMA.version} to {EVOLVED_SCHEMA.version}"
+        assert ensure_table(client("glue", stack.endpoint), definition) == updated
     configure(stack, monkeypatch, schema_uri=f"s3://{stack.names.assets_bucket}/{key}", **overrides)
 
 

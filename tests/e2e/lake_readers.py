@@ -49,6 +49,39 @@ def event_ids(engine: str, dataset_dir: Path, spark: Any) -> Counter[str]:
     raise ValueError(f"unknown engine {engine!r}")
 
 
+# The typed columns of the sample schema, each as a (type as the engine names it, value as Python) per event id.
+TYPED_COLUMNS = ("event_time", "amount")
+
+
+def typed_values(engine: str, dataset_dir: Path, spark: Any) -> tuple[dict[str, str], dict[str, tuple[Any, ...]]]:
+    """The engine's type of each of ``TYPED_COLUMNS``, and their values by event id, as the engine reads them."""
+    columns = ", ".join(("event_id", *TYPED_COLUMNS))
+    if engine == "duckdb":
+        glob = f"{dataset_dir}/**/*.parquet"
+        with duckdb.connect() as con:
+            con.sql("SET TimeZone = 'UTC'")
+            relation = con.sql(f"SELECT {columns} FROM read_parquet('{glob}', hive_partitioning=true)")
+            types = dict(zip(relation.columns, (str(t) for t in relation.types), strict=True))
+            rows = relation.fetchall()
+    elif engine == "polars":
+        frame = pl.scan_parquet(f"{dataset_dir}/").select("event_id", *TYPED_COLUMNS).collect()
+        types = {name: str(dtype) for name, dtype in frame.schema.items()}
+        rows = frame.rows()
+    elif engine == "pyarrow":
+        table = ds.dataset(str(dataset_dir), format="parquet", partitioning="hive").to_table(
+            columns=["event_id", *TYPED_COLUMNS]
+        )
+        types = {f.name: str(f.type) for f in table.schema}
+        rows = [tuple(row.values()) for row in table.to_pylist()]
+    elif engine == "spark":
+        frame = spark.read.parquet(str(dataset_dir)).select("event_id", *TYPED_COLUMNS)
+        types = {f.name: f.dataType.simpleString() for f in frame.schema.fields}
+        rows = [tuple(row) for row in frame.collect()]
+    else:
+        raise ValueError(f"unknown engine {engine!r}")
+    return {name: types[name] for name in TYPED_COLUMNS}, {row[0]: tuple(row[1:]) for row in rows}
+
+
 def read_dataset(s3: Any, bucket: str, dataset: str, spark: Any) -> dict[str, Counter[str] | Exception]:
     """What each engine counts in the dataset's directory now, or the error it reading it ended with."""
     with tempfile.TemporaryDirectory(prefix="lake-readers-") as target:

@@ -39,6 +39,8 @@ _HIVE = {
     pa.float64(): "double",
     pa.float32(): "float",
     pa.bool_(): "boolean",
+    pa.timestamp("us", tz="UTC"): "timestamp",
+    pa.date32(): "date",
 }
 
 
@@ -48,6 +50,10 @@ def hive_type(arrow: pa.DataType) -> str:
         return "struct<" + ",".join(f"{f.name}:{hive_type(f.type)}" for f in arrow) + ">"
     if pa.types.is_list(arrow):
         return f"array<{hive_type(arrow.value_type)}>"
+    if pa.types.is_map(arrow):
+        return f"map<{hive_type(arrow.key_type)},{hive_type(arrow.item_type)}>"
+    if pa.types.is_decimal(arrow):
+        return f"decimal({arrow.precision},{arrow.scale})"
     return _HIVE[arrow]
 
 

@@ -25,10 +25,13 @@ import re
 import tempfile
 import threading
 from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
 from html import unescape
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from ndjson_pipeline.catalog import DatasetCatalog
@@ -47,7 +50,7 @@ from ndjson_pipeline.storage import Storage
 from ndjson_pipeline_airflow.runs import LocalRuns
 from tests.conftest import make_stack
 from tests.e2e.conftest import today
-from tests.e2e.lake_readers import ENGINES, read_dataset
+from tests.e2e.lake_readers import ENGINES, mirror_prefix, read_dataset, typed_values
 from tests.glue.s3_faults import Fault, FaultyS3, Request
 from tools.local_stack import client, local_pipeline_settings
 from tools.sample_data import make_event
@@ -255,3 +258,66 @@ def test_every_engine_counts_every_committed_row_once_while_runs_compensations_c
         ENGINES, moments.committed
     )
     assert sum(moments.committed.values()) == 4 * EVENTS_PER_FILE
+
+
+# How each engine names the sample schema's typed columns: the timestamp an instant in UTC, the decimal exact.
+TYPES = {
+    "duckdb": {"event_time": "TIMESTAMP WITH TIME ZONE", "amount": "DECIMAL(12,2)"},
+    "polars": {"event_time": "Datetime(time_unit='us', time_zone='UTC')", "amount": "Decimal(precision=12, scale=2)"},
+    "pyarrow": {"event_time": "timestamp[us, tz=UTC]", "amount": "decimal128(12, 2)"},
+    "spark": {"event_time": "timestamp", "amount": "decimal(12,2)"},
+}
+
+
+def test_every_engine_and_the_catalog_read_the_typed_columns_with_their_types(aws_endpoint, spark, monkeypatch):
+    stack = make_stack(aws_endpoint)
+    settings = PipelineSettings.from_mapping(local_pipeline_settings(stack.names))
+    for name, value in stack.identities.glue.env().items():  # the local runner's job runs as the Glue role
+        monkeypatch.setenv(name, value)
+    mwaa = stack.identities.mwaa
+    ledger = Ledger.for_settings(client("dynamodb", aws_endpoint, mwaa), settings)
+    storage = Storage(s3_client=client("s3", aws_endpoint, mwaa))
+    catalog = DatasetCatalog(client("glue", aws_endpoint, mwaa), stack.names.catalog_database, settings.layout)
+    runs = LocalRuns(settings, aws_endpoint)
+    rng = random.Random("typed")
+    events = [make_event(rng, f"typed-{i}", today()) for i in range(EVENTS_PER_FILE)]
+    key = f"{day_prefix(today(), settings)}typed.ndjson"
+    body = "".join(json.dumps(e) + "\n" for e in events).encode()
+    stack.s3.put_object(Bucket=stack.names.landing_bucket, Key=key, Body=body)
+    ref = _claim(stack, ledger, storage, settings, "readers/typed")
+    converting.convert(ledger, storage, settings, ref, runs)
+    outcome = finalise_manifest(
+        ledger, storage, settings, manifest_to_finalise(ledger, ref), runs=runs, catalog=catalog
+    )
+    assert outcome.status == ManifestState.SUCCEEDED
+
+    # What the lines said: the instant in UTC, the amount as written (two decimals), never through a double.
+    expected = {
+        e["event_id"]: (
+            datetime.fromisoformat(e["event_time"]).astimezone(UTC),
+            Decimal(json.dumps(e["amount"])).quantize(Decimal("0.01")),
+        )
+        for e in events
+    }
+    with tempfile.TemporaryDirectory(prefix="typed-readers-") as target:
+        dataset_dir = mirror_prefix(stack.s3, stack.names.lake_bucket, f"{settings.dataset}/", Path(target))
+        for engine in ENGINES:
+            types, values = typed_values(engine, dataset_dir, spark)
+            assert types == TYPES[engine], engine
+            normalised = {
+                event_id: (at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC), amount)
+                for event_id, (at, amount) in values.items()
+            }
+            assert normalised == expected, engine
+        # Parquet's own type: INT64 TIMESTAMP(MICROS) adjusted to UTC, what Athena and Glue read as timestamp.
+        (path,) = dataset_dir.rglob("*.parquet")
+        column = pq.ParquetFile(path).schema.column(pq.ParquetFile(path).schema_arrow.get_field_index("event_time"))
+        assert (column.physical_type, str(column.logical_type)) == (
+            "INT64",
+            "Timestamp(isAdjustedToUTC=true, timeUnit=microseconds, is_from_converted_type=false, "
+            "force_set_converted_type=false)",
+        )
+    glue = client("glue", aws_endpoint)
+    table = glue.get_table(DatabaseName=stack.names.catalog_database, Name=settings.dataset)["Table"]
+    columns = {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}
+    assert (columns["event_time"], columns["amount"]) == ("timestamp", "decimal(12,2)")

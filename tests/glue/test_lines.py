@@ -69,6 +69,126 @@ AWKWARD = {
 }
 
 
+def _typed_field(name: str, spark_type: T.DataType, **metadata: str) -> T.StructField:
+    return T.StructField(name, spark_type, metadata=metadata)
+
+
+# Every type the declared schema supports besides the sample's, at the top level and nested in structs and arrays.
+TYPED = T.StructType(
+    [
+        _typed_field("at", T.TimestampType()),
+        _typed_field("at_s", T.TimestampType(), timestamp_format="epoch_seconds"),
+        _typed_field("at_ms", T.TimestampType(), timestamp_format="epoch_millis"),
+        _typed_field("day", T.DateType()),
+        _typed_field("amount", T.DecimalType(12, 2)),
+        _typed_field("ratio", T.FloatType()),
+        _typed_field(
+            "lines",
+            T.ArrayType(
+                T.StructType(
+                    [
+                        _typed_field("price", T.DecimalType(38, 18)),
+                        _typed_field("seen", T.ArrayType(T.TimestampType())),
+                        _typed_field("due", T.DateType()),
+                    ]
+                )
+            ),
+        ),
+    ]
+)
+# The same with maps: Arrow's reader has none, so these lines are all the rules' (bulk's module docstring).
+TYPED_MAPS = T.StructType(
+    [
+        *TYPED.fields,
+        _typed_field("labels", T.MapType(T.StringType(), T.LongType())),
+        _typed_field("stamps", T.MapType(T.StringType(), T.StructType([_typed_field("at", T.TimestampType())]))),
+    ]
+)
+# JSON text of values of each type: (values the type holds, values it refuses), written as a line may write them.
+TYPED_VALUES = {
+    "timestamp": (
+        [
+            *['"2026-11-24T10:00:00Z"', '"2026-11-24T10:00:00+02:00"', '"2026-11-24 10:00:00"', '"2026-11-24T23:59"'],
+            *['"2026-11-24T10:00:00.5-0130"', '"2026-11-24T10:00:00.123456Z"', '"0001-01-01T00:00:00Z"'],
+            '"9999-12-31T23:59:59.999999Z"',
+        ],
+        [
+            *['"2026-11-24T10:00:00.1234567Z"', '"2026-02-30T10:00:00Z"', '"2026-11-24T24:00:00Z"'],
+            *['"2026-11-24T10:00:60Z"', '"2026-11-24T10:00:00+24:00"', '"2026-11-24T10:00+02:60"'],
+            *['"0000-01-01T00:00:00Z"', '"0001-01-01T00:30:00+01:00"', '"9999-12-31T23:30:00-01:00"', '"2026-11-24"'],
+            *['"20261124T100000Z"', '"2026-11-24T10:00:00z"', '"2026-11-24T10:00:00+02"', '" 2026-11-24T10:00:00Z"'],
+            *['"\u0662026-11-24T10:00:00Z"', '""', "1700000000", "true", '{"a": 1}'],
+        ],
+    ),
+    "epoch": (
+        [
+            *["1700000000", "1700000000.5", '"1700000000"', "-1.25", "0", "2e3", "-62135596800", '"+1.5"', "null"],
+        ],
+        [
+            "1e-6",  # a microsecond as seconds, a thousandth of one as milliseconds
+            "253402300799.999999",
+            *["1e-7", "1700000000123.4567", "253402300800", "-62135596801", "1e300", "-1e300", '"x"', "true"],
+            *['"2026-11-24T10:00:00Z"', "1.0000000000000000000000000001", '" 1"'],
+        ],
+    ),
+    "date": (
+        ['"2026-11-24"', '"0001-01-01"', '"9999-12-31"', '"2024-02-29"'],
+        [
+            *['"0000-01-01"', '"2026-02-29"', '"2026-11-24T00:00:00Z"', '"20261124"', "20261124", '"2026-1-4"'],
+            *['"2026-13-01"', '"\u0662026-11-24"'],
+        ],
+    ),
+    "decimal": (
+        [
+            *["1", "-1", "0.1", '"0.10"', "1.250", "9999999999.99", '"1e2"', '"1E-2"', '".5"', '"+1"', '"1."'],
+            "-0.0",
+        ],
+        [
+            *["1.255", '"1.255"', "10000000000", '"1e-3"', '" 1"', '"1_0"', '"NaN"', "true", "0.30000000000000004"],
+            *["1e999999999", '"1.2.3"', '"-"', "123456789012.34", "12345678901234567.123456789012345678"],
+        ],
+    ),
+    "float": (
+        ["1.5", "3.4028234663852886e38", "3.4028235e38", "1e-50", "1", "0.1", "-0", "-0.0"],
+        ["3.40282357e38", "1e39", "-1e39", '"1"', "true", str(2**200)],
+    ),
+}
+
+
+def _typed_value(rng: random.Random, spark_type: T.DataType, time_format: str | None) -> str:
+    if isinstance(spark_type, T.StructType):
+        fields = [f for f in spark_type.fields if rng.random() < 0.8]
+        return (
+            "{"
+            + ",".join(
+                f'"{f.name}":{_typed_value(rng, f.dataType, f.metadata.get("timestamp_format"))}' for f in fields
+            )
+            + "}"
+        )
+    if isinstance(spark_type, T.ArrayType):
+        return (
+            "["
+            + ",".join(_typed_value(rng, spark_type.elementType, time_format) for _ in range(rng.randint(0, 3)))
+            + "]"
+        )
+    if isinstance(spark_type, T.MapType):
+        keys = rng.sample(["a", "b", "\u00e9", "\\ud800", ""], k=rng.randint(0, 3))
+        return "{" + ",".join(f'"{k}":{_typed_value(rng, spark_type.valueType, time_format)}' for k in keys) + "}"
+    if isinstance(spark_type, T.LongType):
+        return rng.choice(["1", "-7", "1.5", '"x"', str(2**70)])
+    kind = {T.DateType: "date", T.DecimalType: "decimal", T.FloatType: "float"}.get(type(spark_type), "timestamp")
+    if kind == "timestamp" and time_format:
+        kind = "epoch"
+    # Mostly good values, so that the bulk reader reads chunks and the bad ones are left to the rules one by one.
+    good, bad = TYPED_VALUES[kind]
+    return rng.choice(good if rng.random() < 0.97 else bad)
+
+
+def _typed_lines(schema: T.StructType, seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+    return [_typed_value(rng, schema, None) for _ in range(count)]
+
+
 def _stripped(line: str) -> str:
     """What the job hands classify_line: the line without blank characters around it, JSON's and \\f, \\v."""
     return line.strip(" \t\r\n\f\x0b")
@@ -83,11 +203,13 @@ def _reference(lines: list[str], rules: LineRules) -> tuple[list[dict], dict[int
             reasons[number] = reason
         else:
             rows.append({**row, RESCUED_COLUMN: rescued} if rules.read_mode == "rescue" else row)
-    return rows, reasons
+    # As the rules' rows are written: a double declared float is stored as a float32, a timestamp in UTC.
+    return pa.Table.from_pylist(rows, schema=rules.row_schema).to_pylist(), reasons
 
 
 def _sorted(rows: list[dict]) -> list[str]:
-    return sorted(json.dumps(r, sort_keys=True) for r in rows)
+    # repr, not str: a Decimal's scale and a timestamp's zone are part of the value.
+    return sorted(json.dumps(r, sort_keys=True, default=repr) for r in rows)
 
 
 class _Converted:
@@ -122,6 +244,25 @@ def test_the_fast_path_decides_every_line_as_the_one_by_one_rules_do(read_mode, 
     assert {b["line_number"]: b["reason"] for b in result.bad_lines} == reasons
     assert (result.rows_in, result.rows_out) == (len(lines), len(rows))
     assert result.rows_rescued == sum(1 for r in rows if r.get(RESCUED_COLUMN))
+
+
+@pytest.mark.parametrize("schema", [TYPED, TYPED_MAPS], ids=["typed", "typed with maps"])
+@pytest.mark.parametrize("read_mode", ["rescue", "strict"])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_fast_path_decides_values_of_every_type_as_the_rules_do(schema, read_mode, seed, monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", 4096)  # many chunks: refusals split some and leave others whole
+    lines = _typed_lines(schema, seed, 600)
+    rules = LineRules(
+        schema=pa.schema(list(arrow_type(schema))), day="2026-11-24", options=ConversionOptions(read_mode=read_mode)
+    )
+
+    result = _Converted(("\n".join(lines) + "\n").encode(), rules, block_bytes=16 * 1024)
+
+    rows, reasons = _reference(lines, rules)
+    assert _sorted(result.rows.drop_columns(["dt"]).to_pylist()) == _sorted(rows)
+    assert {b["line_number"]: b["reason"] for b in result.bad_lines} == reasons
+    assert (result.rows_in, result.rows_out) == (len(lines), len(rows))
+    assert 0 < len(reasons) < len(lines) if read_mode == "strict" else not reasons
 
 
 def test_every_awkward_line_gets_its_outcome():

@@ -46,7 +46,8 @@ def _run_in_process(tmp_path: Path, monkeypatch, capsys, **args: str) -> tuple[L
 def _kept_data(job: LocalJob) -> str:
     """The text of what the job kept: quarantined lines and the Parquet rows, where the marker must be."""
     quarantined = "".join(p.read_text() for p in job.quarantine_dir.rglob("lines-*.json"))
-    rows = duckdb.sql(f"select * from read_parquet('{job.lake_dir}/dt=*/*.parquet')").fetchall()
+    # Each row as JSON text: a timestamp with time zone fetched as a Python object would need pytz.
+    rows = duckdb.sql(f"select to_json(t) from read_parquet('{job.lake_dir}/dt=*/*.parquet') t").fetchall()
     return quarantined + repr(rows)
 
 

@@ -31,11 +31,45 @@ def test_the_events_schema_reads_as_nested_arrow_types():
 
 
 def test_a_schema_type_the_job_cannot_read_is_named():
-    schema = T.StructType([T.StructField("when", T.StructType([T.StructField("at", T.TimestampType())]))])
-    with pytest.raises(TypeError, match=r"'when\.at' has type timestamp"):
+    schema = T.StructType([T.StructField("when", T.StructType([T.StructField("at", T.BinaryType())]))])
+    with pytest.raises(TypeError, match=r"'when\.at' has type binary"):
         arrow_type(schema)
     with pytest.raises(JobArgumentError, match=r"--schema_uri s3://assets/events.json: field 'when\.at'"):
         parse_schema(json.dumps(schema.jsonValue()), _make_args())
+    by_number = T.StructType([T.StructField("counts", T.MapType(T.LongType(), T.LongType()))])
+    with pytest.raises(TypeError, match=r"'counts' is a map with bigint keys; JSON object keys are strings"):
+        arrow_type(by_number)
+
+
+def test_the_new_types_read_as_the_arrow_types_parquet_stores():
+    schema = T.StructType(
+        [
+            T.StructField("at", T.TimestampType()),
+            T.StructField("at_ms", T.TimestampType(), metadata={"timestamp_format": "epoch_millis"}),
+            T.StructField("day", T.DateType()),
+            T.StructField("amount", T.DecimalType(12, 2)),
+            T.StructField("ratio", T.FloatType()),
+            T.StructField("labels", T.MapType(T.StringType(), T.ArrayType(T.TimestampType()))),
+        ]
+    )
+    arrow = pa.schema(list(arrow_type(schema)))
+    assert arrow.types == [
+        pa.timestamp("us", tz="UTC"),
+        pa.timestamp("us", tz="UTC"),
+        pa.date32(),
+        pa.decimal128(12, 2),
+        pa.float32(),
+        pa.map_(pa.string(), pa.list_(pa.timestamp("us", tz="UTC"))),
+    ]
+    assert arrow.field("at_ms").metadata == {b"timestamp_format": b"epoch_millis"}
+
+
+@pytest.mark.parametrize("metadata", [{"timestamp_format": "epoch_nanos"}, {"timestamp_format": "epoch_seconds"}])
+def test_a_timestamp_format_is_an_epoch_unit_on_a_timestamp_field(metadata):
+    field_type = T.StringType() if metadata["timestamp_format"] == "epoch_seconds" else T.TimestampType()
+    text = _schema_text(T.StructField("at", field_type, metadata=metadata))
+    with pytest.raises(JobArgumentError, match=r"field 'at' has metadata timestamp_format=.*epoch_millis"):
+        parse_schema(text, _make_args())
 
 
 @pytest.mark.parametrize("column", ["_rescued_data", "_source_uri", "dt"])
@@ -53,8 +87,15 @@ def test_event_time_partitioning_needs_a_declared_string_field():
     text = _schema_text(T.StructField("at", T.LongType()))
     with pytest.raises(JobArgumentError, match="--event_time_field 'event_time' is not in the declared schema"):
         parse_schema(text, _make_args(partitioning="event_time"))
-    with pytest.raises(JobArgumentError, match="--event_time_field 'at' must be a string, not bigint"):
+    with pytest.raises(JobArgumentError, match="--event_time_field 'at' must be a string or a timestamp, not bigint"):
         parse_schema(text, _make_args(partitioning="event_time", event_time_field="at"))
+
+
+def test_a_typed_event_time_takes_no_strptime_format():
+    text = _schema_text(T.StructField("at", T.TimestampType()))
+    assert parse_schema(text, _make_args(partitioning="event_time", event_time_field="at"))
+    with pytest.raises(JobArgumentError, match=r"--event_time_format '%d/%m/%Y' is for string event times; 'at'"):
+        parse_schema(text, _make_args(partitioning="event_time", event_time_field="at", event_time_format="%d/%m/%Y"))
 
 
 @pytest.mark.parametrize(("read_mode", "lineage"), [("rescue", True), ("strict", False)])

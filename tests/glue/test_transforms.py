@@ -16,7 +16,7 @@ import pytest
 
 from ndjson_job.job import convert_manifest
 from ndjson_pipeline.storage import Storage
-from tests.glue.conftest import make_local_job
+from tests.glue.conftest import SCHEMA_PATH, make_local_job
 from tools.sample_data import gzip_body, make_event, ndjson_body
 
 pytestmark = pytest.mark.spark
@@ -110,7 +110,7 @@ def test_result_reconciles_and_is_written_last(rescue_run):
     job, result, _ = rescue_run
     written = json.loads(job.result_path.read_text())
     assert written["manifest_id"] == job.manifest.manifest_id
-    assert written["schema_version"] == 1  # the version events.json declares (none given: 1)
+    assert written["schema_version"] == 2  # the version events.json declares
     assert (
         sum(f["rows_out"] for f in written["files"]) == result.rows_out == _column(job, "select count(*) from LAKE")[0]
     )
@@ -324,13 +324,35 @@ def test_event_time_partitioning_quarantines_missing_and_unparsable_times(tmp_pa
     }
 
 
+def test_a_typed_event_time_partitions_by_its_utc_day(tmp_path, spark):
+    lines = [
+        _line(event_id="u-1", event_time="2026-11-24T23:30:00-01:00"),  # 00:30 UTC the next day
+        _line(event_id="u-2", event_time="2026-11-25T00:30:00+02:00"),  # 22:30 UTC the day before
+        _line(event_id="u-3", event_time="2026-11-24 23:30:00"),  # no offset: UTC
+    ]
+    job = make_local_job(tmp_path, {"u.ndjson": ("\n".join(lines) + "\n").encode()}, partitioning="event_time")
+    result = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
+    assert (result.rows_out, result.rows_quarantined) == (3, 0)
+    dts = dict(_select(job, "select event_id, dt::varchar from LAKE"))
+    assert dts == {"u-1": "2026-11-25", "u-2": "2026-11-24", "u-3": "2026-11-24"}
+    times = dict(_select(job, "select event_id, epoch_us(event_time) from LAKE"))
+    assert times["u-1"] == 1795566600 * 10**6  # 2026-11-25T00:30:00Z
+
+
 def test_event_time_with_a_custom_format(tmp_path, spark):
+    # A strptime format is for an event time declared as a string.
+    declared = json.loads(SCHEMA_PATH.read_text())
+    for f in declared["fields"]:
+        f["type"] = "string" if f["name"] == "event_time" else f["type"]
+    schema_path = tmp_path / "string-event-time.json"
+    schema_path.write_text(json.dumps(declared))
     lines = [_line(event_id="f-1", event_time="24/11/2026 10:00"), _line(event_id="f-2", event_time="2026-11-24")]
     job = make_local_job(
         tmp_path,
         {"f.ndjson": ("\n".join(lines) + "\n").encode()},
         partitioning="event_time",
         event_time_format="%d/%m/%Y %H:%M",
+        schema_uri=str(schema_path),
     )
     result = convert_manifest(spark, job.arguments, Storage(bucket_root=job.bucket_root))
     assert (result.rows_out, result.rows_quarantined) == (1, 1)

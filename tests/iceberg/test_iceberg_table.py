@@ -86,7 +86,10 @@ def test_the_table_is_partitioned_by_dt_or_by_the_day_of_a_typed_event_time(stac
     assert arrival.schema().find_field(field.source_id).name == "dt"
     # A string event time: the job's dt is the partition, as in the Hive layout.
     by_string = IcebergTableDefinition.for_dataset(
-        "db", stack_layout, EVENTS_SCHEMA, ConversionOptions(partitioning="event_time")
+        "db",
+        stack_layout,
+        _declared(event_id="string", event_time="string"),
+        ConversionOptions(partitioning="event_time"),
     )
     assert by_string.event_time_field is None
     typed = _declared(event_id="string", event_time="timestamp")

@@ -7,6 +7,7 @@ counting it); the report reads the day's results over the moto server, as the MW
 from __future__ import annotations
 
 import json
+import shutil
 
 from ndjson_pipeline.dataset_schema import SchemaRegistry, evolution_problems
 from ndjson_pipeline.drift import Drift, RescuedPath
@@ -14,7 +15,7 @@ from ndjson_pipeline.schema_inference import Observed, field_types, type_string
 from ndjson_pipeline.steps.reconcile import reconcile_day
 from ndjson_pipeline.steps.reporting import day_report
 from tests.conftest import make_stack
-from tests.factories import DAY, EVENTS_SCHEMA, TODAY, finalise, plan, publish_result
+from tests.factories import DAY, EVENTS_SCHEMA, EVENTS_SCHEMA_PATH, TODAY, finalise, plan, publish_result
 from tools.schema import check_schema_file
 
 
@@ -84,11 +85,12 @@ def test_the_next_version_passes_the_schema_check_against_the_history(small_batc
     finalise(stack, ref)
     nxt = day_report(stack.ledger, stack.storage, stack.settings, DAY)["drift"]["next_schema"]
 
-    (tmp_path / "history" / "events").mkdir(parents=True)
-    (tmp_path / "history" / "events" / "1.json").write_text(json.dumps(EVENTS_SCHEMA.struct_json()))
+    history = tmp_path / "history" / "events"
+    shutil.copytree(EVENTS_SCHEMA_PATH.parent / "history" / "events", history)
+    (history / f"{EVENTS_SCHEMA.version}.json").write_text(EVENTS_SCHEMA_PATH.read_text())
     (tmp_path / "events.json").write_text(json.dumps(nxt))
-    assert check_schema_file(tmp_path / "events.json").version == 2
-    assert SchemaRegistry(tmp_path, "events").check().version == 2
+    assert check_schema_file(tmp_path / "events.json").version == EVENTS_SCHEMA.version + 1
+    assert SchemaRegistry(tmp_path, "events").check().version == EVENTS_SCHEMA.version + 1
 
 
 def test_paths_the_current_schema_declares_since_are_not_proposed_again(small_batches):
