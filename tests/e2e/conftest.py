@@ -77,13 +77,13 @@ def configure(stack: Stack, monkeypatch, **overrides: Any) -> dict[str, Any]:
     return settings
 
 
-def deploy_schema_version_2(stack: Stack, monkeypatch, **overrides: Any) -> None:
+def deploy_next_schema_version(stack: Stack, monkeypatch, **overrides: Any) -> None:
     """What a deployment of ``EVOLVED_SCHEMA`` does: its schema object, the table (Terraform's on AWS), the setting.
 
     The table keeps the stack's conversion options (the rescue column); ``overrides`` go to the settings. An
     Iceberg table gains the new fields with the first commit that brings them: the deployment leaves it alone.
     """
-    key = "glue/schemas/v2/events.json"
+    key = f"glue/schemas/v{EVOLVED_SCHEMA.version}/events.json"
     document = {**EVOLVED_SCHEMA.struct_json(), "version": EVOLVED_SCHEMA.version}
     stack.s3.put_object(Bucket=stack.names.assets_bucket, Key=key, Body=json.dumps(document).encode())
     if stack.settings.table_format == "hive":

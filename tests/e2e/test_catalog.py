@@ -22,7 +22,7 @@ import pytest
 from ndjson_pipeline.clock import utcnow
 from ndjson_pipeline.landing import day_prefix
 from ndjson_pipeline.manifest import JobResult
-from tests.e2e.conftest import deploy_schema_version_2, ingest, land, run, task_states
+from tests.e2e.conftest import deploy_next_schema_version, ingest, land, run, task_states
 from tools.local_stack import client
 from tools.sample_data import make_event
 
@@ -117,7 +117,7 @@ def test_the_catalog_follows_the_lake_across_an_added_field(dags, pipeline_stack
     assert str(run(dags, "ndjson_end_of_day", day=first.day).state) == "success"
     _check_table_against_the_lake(stack, glue, [first.day], newest_day=first.day)
 
-    deploy_schema_version_2(stack, monkeypatch)
+    deploy_next_schema_version(stack, monkeypatch)
 
     second_day = (utcnow() - timedelta(days=1)).date().isoformat()  # yesterday: still watched by ingest
     evolved_rows = _land_evolved_day(stack, second_day, files=3)

@@ -24,7 +24,7 @@ from ndjson_pipeline.manifest import JobResult
 from ndjson_pipeline.storage import Storage
 from tests.e2e.conftest import (
     configure,
-    deploy_schema_version_2,
+    deploy_next_schema_version,
     iceberg_table,
     ingest,
     land,
@@ -149,7 +149,7 @@ def test_a_reprocess_is_one_commit_per_day_and_the_snapshot_before_reads_the_old
     assert sorted(parquet_event_ids(stack)) == sorted(old_rows), "strict v1 loads the plain events only"
     before = iceberg_table(stack).current_snapshot().snapshot_id
 
-    deploy_schema_version_2(stack, monkeypatch, conversion=STRICT)
+    deploy_next_schema_version(stack, monkeypatch, conversion=STRICT)
     reader = TableReader(stack)
     _probe_every_step(monkeypatch, reader)
     real = run(dags, "ndjson_reprocess", day=days[0], last_day=days[1], dry_run=False)

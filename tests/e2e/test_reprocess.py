@@ -25,7 +25,7 @@ from ndjson_pipeline.landing import day_prefix
 from ndjson_pipeline.storage import Storage
 from tests.e2e.conftest import (
     configure,
-    deploy_schema_version_2,
+    deploy_next_schema_version,
     ingest,
     parquet_event_ids,
     quarantined_line_records,
@@ -131,7 +131,7 @@ def test_reprocessed_days_replay_their_quarantined_lines_and_readers_never_see_a
     assert len(quarantined_line_records(stack)) == sum(len(sourced) + broken for _, sourced, broken in landed.values())
     ledger_before = stack.ledger.get_files([i for day in days for i in _identities(stack, day)])
 
-    deploy_schema_version_2(stack, monkeypatch, conversion=STRICT)  # the table keeps the rescue column: null here
+    deploy_next_schema_version(stack, monkeypatch, conversion=STRICT)  # the table keeps the rescue column: null here
     lake_before = _lake_objects(stack)
     dry = run(dags, "ndjson_reprocess", day=days[0], last_day=days[1])
     assert str(dry.state) == "success", task_states(dry)
