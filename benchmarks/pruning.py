@@ -16,9 +16,8 @@ for a one-hour predicate on the event time, counts:
 The day is about 1/16 of the size the defaults are made for (a day's files of
 ~120 MB of NDJSON, not a few GB), so ``--row_group_mb`` is 1, not 16, and
 ``--target_file_mb`` 8: the same number of row groups per file as the defaults
-give a full-size day. The schema is ``glue_scripts/schemas/events.json`` with the
-event time declared as ``EVENT_TIME_TYPE``: a string of one fixed ISO-8601
-format sorts as the time does; ``"timestamp"`` declares it typed.
+give a full-size day. The schema is ``glue_scripts/schemas/events.json``, whose
+``event_time`` is a timestamp: the predicate compares typed times.
 
 Run: ``make bench-pruning``, or ``PYTHONPATH=include:. .venv/bin/python -m benchmarks.pruning``
 (``.venv-glue50/bin/python`` for Glue 5.0's pyarrow 17).
@@ -56,16 +55,7 @@ from ndjson_pipeline.manifest import Manifest  # noqa: E402
 from ndjson_pipeline.storage import Storage  # noqa: E402
 
 MiB = 1024 * 1024
-# "timestamp" once the declared schema can say so: the event time is then typed, and the bounds below are datetimes.
-EVENT_TIME_TYPE = "string"
 START = datetime.fromisoformat(f"{DAY}T00:00:00+00:00")
-
-
-def event_time_value(moment: datetime) -> str | datetime:
-    """A moment as the declared event time holds it (and as a predicate on it compares)."""
-    if EVENT_TIME_TYPE == "string":
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment
 
 
 def lag(rng: random.Random) -> timedelta:
@@ -89,7 +79,7 @@ def generate_day(landing: Path, files: int, events_per_file: int, seed: int) -> 
         for i, arrival in enumerate(arrivals):
             happened = max(START, START + timedelta(seconds=arrival) - lag(rng))
             event = make_event(rng, f"f{n:03d}-{i}")
-            event["event_time"] = event_time_value(happened) if EVENT_TIME_TYPE == "string" else happened.isoformat()
+            event["event_time"] = happened.isoformat()
             lines.append(json.dumps(event, separators=(",", ":")))
         body = ("\n".join(lines) + "\n").encode()
         key = f"in/{DAY}/events-{n:03d}.ndjson"
@@ -100,11 +90,7 @@ def generate_day(landing: Path, files: int, events_per_file: int, seed: int) -> 
 
 
 def schema_text() -> str:
-    schema = json.loads((GLUE_SCRIPTS / "schemas" / "events.json").read_text())
-    for field in schema["fields"]:
-        if field["name"] == "event_time":
-            field["type"] = EVENT_TIME_TYPE
-    return json.dumps(schema)
+    return (GLUE_SCRIPTS / "schemas" / "events.json").read_text()
 
 
 def convert(root: Path, files: list[FileVersion], options: dict[str, str]) -> tuple[list[Path], float]:
@@ -163,8 +149,8 @@ def main() -> None:
     parser.add_argument("--target_file_mb", default="8")
     parser.add_argument("--seed", type=int, default=1)
     cli = parser.parse_args()
-    low = event_time_value(START + timedelta(hours=cli.hour))
-    high = event_time_value(START + timedelta(hours=cli.hour + 1))
+    low = START + timedelta(hours=cli.hour)
+    high = START + timedelta(hours=cli.hour + 1)
     work = Path(tempfile.mkdtemp(prefix="pruning-benchmark-"))
     try:
         files = generate_day(work / "landing", cli.files, cli.events_per_file, cli.seed)
