@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import pytest
 
 from ndjson_pipeline.ledger import Ledger
@@ -67,6 +68,16 @@ def _pipeline_loggers_restored():
         logger.handlers[:] = handlers
         logger.setLevel(level)
         logger.propagate = propagate
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_boto3_session():
+    """boto3's default session keeps the first credentials it resolves for the life of the process. Tests put an
+    identity's keys (the Glue role's, the MWAA role's) in the environment; without this, a client built without
+    explicit keys in a later test (``tools.deploy``, ``Storage``) would act as whichever identity came first."""
+    boto3.DEFAULT_SESSION = None
+    yield
+    boto3.DEFAULT_SESSION = None
 
 
 @pytest.fixture(scope="session")
