@@ -6,7 +6,7 @@
 
 The definitions are the ones the local stack creates in the emulator
 (``ndjson_pipeline.catalog.TableDefinition``,
-``ndjson_pipeline.iceberg_table.IcebergTableDefinition``), for the default
+``ndjson_pipeline.iceberg_definition.IcebergTableDefinition``), for the default
 conversion options; every schema version chain is checked first.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from ndjson_pipeline.catalog import TableDefinition
 from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.dataset_schema import SchemaRegistry
-from ndjson_pipeline.iceberg_table import IcebergTableDefinition
+from ndjson_pipeline.iceberg_definition import IcebergTableDefinition
 from ndjson_pipeline.layout import LakeLayout
 
 ROOT = Path(__file__).resolve().parents[1]

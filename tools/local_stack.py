@@ -265,7 +265,7 @@ def _create_catalog_table(endpoint_url: str, names: ResourceNames, dataset: str,
     layout = LakeLayout(f"s3://{names.lake_bucket}", f"s3://{names.quarantine_bucket}", dataset)
     schema = SchemaRegistry(SCHEMAS, dataset).check()
     if table_format == "iceberg":
-        from ndjson_pipeline.iceberg_table import IcebergTableDefinition, create_table
+        from ndjson_pipeline.iceberg_definition import IcebergTableDefinition, create_table
 
         definition = IcebergTableDefinition.for_dataset(names.catalog_database, layout, schema, ConversionOptions())
         create_table(iceberg_catalog(endpoint_url, names), definition)

@@ -29,13 +29,8 @@ from pyiceberg.types import (
 from ndjson_pipeline.conversion import ConversionOptions
 from ndjson_pipeline.dataset_schema import DeclaredSchema, SchemaError
 from ndjson_pipeline.files import FileState
-from ndjson_pipeline.iceberg_table import (
-    ACTION_PROPERTY,
-    MANIFESTS_PROPERTY,
-    IcebergDataset,
-    IcebergTableDefinition,
-    iceberg_type,
-)
+from ndjson_pipeline.iceberg_definition import IcebergTableDefinition, iceberg_type
+from ndjson_pipeline.iceberg_table import ACTION_PROPERTY, MANIFESTS_PROPERTY, IcebergDataset
 from ndjson_pipeline.manifest import FileResult, JobResult, ManifestRef, OutputFile
 from tests.conftest import make_stack
 from tests.factories import DAY, EVENTS_SCHEMA, EVOLVED_SCHEMA
@@ -165,7 +160,7 @@ def _snapshots(dataset: IcebergDataset) -> list:
 def test_the_local_stack_creates_the_table_terraform_declares(iceberg_stack):
     import json
 
-    from ndjson_pipeline.iceberg_table import create_table
+    from ndjson_pipeline.iceberg_definition import create_table
 
     table = _dataset(iceberg_stack).load()
     definition = IcebergTableDefinition.for_dataset(
