@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -149,7 +149,7 @@ def read_block(block: BlockLines, good: list[tuple[int, int]], schema: pa.Schema
     left: list[int] = []
     declared = schema
     schema = read_schema(declared)
-    if any(_has_map(f.type) for f in declared):
+    if any(_contains(f.type, pa.types.is_map) for f in declared):
         return BulkRead(left=sorted(line for first, stop in good for line in range(first, stop)))
     pending = [chunk for first, stop in good for chunk in block.chunks(first, stop)]
     executor = ThreadPoolExecutor(threads) if threads > 1 else None
@@ -302,14 +302,6 @@ def _epoch_micros(numbers: pa.Array, exponent: int) -> pa.Array:
     return scaled.cast(pa.int64())
 
 
-def _has_map(arrow: pa.DataType) -> bool:
-    if pa.types.is_struct(arrow):
-        return any(_has_map(f.type) for f in arrow)
-    if pa.types.is_list(arrow):
-        return _has_map(arrow.value_type)
-    return bool(pa.types.is_map(arrow))
-
-
 def _read_chunk(data: bytes, chunk: _Chunk, schema: pa.Schema) -> tuple[pa.Table | None, int | None]:
     """The chunk's rows, or (None, the refused row if Arrow named it)."""
     view = memoryview(data)[chunk.start : chunk.end]
@@ -346,12 +338,17 @@ def _positions(data: bytes, needle: bytes) -> list[int]:
     return found
 
 
-def _has_doubles(arrow: pa.DataType) -> bool:
+def _contains(arrow: pa.DataType, kind: Callable[[pa.DataType], bool]) -> bool:
+    """Whether ``arrow`` is, or holds at any depth of structs and lists, a type ``kind`` says yes to."""
     if pa.types.is_struct(arrow):
-        return any(_has_doubles(f.type) for f in arrow)
+        return any(_contains(f.type, kind) for f in arrow)
     if pa.types.is_list(arrow):
-        return _has_doubles(arrow.value_type)
-    return bool(pa.types.is_floating(arrow))
+        return _contains(arrow.value_type, kind)
+    return bool(kind(arrow))
+
+
+def _has_doubles(arrow: pa.DataType) -> bool:
+    return _contains(arrow, pa.types.is_floating)
 
 
 def rows_not_finite(table: pa.Table) -> list[int]:
